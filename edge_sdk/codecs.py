@@ -1,0 +1,151 @@
+"""Numpy quantizer codecs: the value <-> code mapping of every quantizer kind of payload format v1.
+
+This module is the single definition of what a code *means*. The server's differentiable quantizers
+(torch), the payload reader and the ONNX dequantize-and-train graph all reproduce exactly these formulas,
+and tests compare them against this module.
+
+Shapes: ``x`` is float32 ``[N, D]`` (N samples, D values each); ``codes`` is uint8 ``[N, D]`` holding
+unsigned codes in ``[0, 2**bits)``.
+
+Kinds (``QuantizerKind``):
+
+``none``      bits = 0: no values stored (e.g. samples dropped by ADQ with b_low = 0).
+``float16``   raw IEEE half, bits = 16 (values section, no codes).
+``float32``   raw IEEE single, bits = 32 (values section, no codes).
+``symmetric_per_sample``  ADQ (arXiv 2512.05987, Eq. 3-6): per-sample scale ``s_i = max_j |x_ij| / Q`` with
+              ``Q = 2**(bits-1) - 1``; signed integer ``q = round(x / s_i)`` in ``[-Q, Q]`` stored as the
+              offset-binary code ``u = q + Q``. Dequantize: ``x_hat = s_i * (u - Q)``. bits in 2..8.
+              The paper's summary writes the denominator as ``2**b - 1``; we use ``Q`` so that the largest
+              magnitude maps exactly onto the largest code (documented choice). Param: ``scale`` [N].
+``uniform_clip``  QuADD uniform symmetric grid ``alpha * {0, +-1/Q, ..., +-1}`` with a clipping threshold
+              ``alpha`` per group ([1]) or per feature ([D]): ``u = round(clip(x, -alpha, alpha) / alpha * Q) + Q``,
+              ``x_hat = alpha * (u - Q) / Q``. bits in 2..8. Param: ``alpha`` [1] or [D].
+``codebook``  non-uniform levels (learned codebook, or APoT levels materialised): ``x_hat = levels[u]``,
+              quantize = nearest level. bits in 1..8. Param: ``levels`` [2**bits] (any order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+QUANTIZER_KINDS = ("none", "float16", "float32", "symmetric_per_sample", "uniform_clip", "codebook")
+RAW_KINDS = {"float16": 16, "float32": 32}
+#: allowed bit widths per kind
+ALLOWED_BITS: dict[str, tuple[int, ...]] = {
+    "none": (0,),
+    "float16": (16,),
+    "float32": (32,),
+    "symmetric_per_sample": tuple(range(2, 9)),
+    "uniform_clip": tuple(range(2, 9)),
+    "codebook": tuple(range(1, 9)),
+}
+
+
+class CodecError(ValueError):
+    """Bad arguments to a codec (unknown kind, unsupported width, wrong parameter shape)."""
+
+
+def q_max(bits: int) -> int:
+    """Largest signed level ``Q = 2**(bits-1) - 1`` of the symmetric grids (bits >= 2)."""
+    return (1 << (bits - 1)) - 1
+
+
+def check_kind_bits(kind: str, bits: int) -> None:
+    if kind not in ALLOWED_BITS:
+        raise CodecError(f"unknown quantizer kind {kind!r}; expected one of {QUANTIZER_KINDS}")
+    if bits not in ALLOWED_BITS[kind]:
+        raise CodecError(
+            f"quantizer {kind!r} does not support {bits} bits; allowed: {list(ALLOWED_BITS[kind])}"
+        )
+
+
+def param_shapes(kind: str, bits: int, n: int, d: int, per_feature: bool = False) -> dict[str, tuple[int, ...]]:
+    """Shapes of the parameter arrays a group of ``n`` x ``d`` values needs for ``kind``."""
+    check_kind_bits(kind, bits)
+    if kind == "symmetric_per_sample":
+        return {"scale": (n,)}
+    if kind == "uniform_clip":
+        return {"alpha": (d,) if per_feature else (1,)}
+    if kind == "codebook":
+        return {"levels": (1 << bits,)}
+    return {}
+
+
+def quantize(x: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Quantize ``x`` [N, D] -> (codes uint8 [N, D], params).
+
+    ``params`` supplies fixed parameters (``alpha`` for uniform_clip, ``levels`` for codebook); for
+    ``symmetric_per_sample`` the scales are computed from ``x``. Raw kinds return the values cast to their
+    dtype in place of codes.
+    """
+    check_kind_bits(kind, bits)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise CodecError(f"x must be 2-D [N, D], got shape {x.shape}")
+    params = dict(params or {})
+    if kind == "none":
+        return np.zeros((x.shape[0], 0), np.uint8), {}
+    if kind in RAW_KINDS:
+        return x.astype(np.float16 if kind == "float16" else np.float32), {}
+    if kind == "symmetric_per_sample":
+        q = q_max(bits)
+        m = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], np.float32)
+        scale = params.get("scale")
+        if scale is None:
+            scale = (m / q).astype(np.float32)
+        scale = np.asarray(scale, np.float32).reshape(-1)
+        safe = np.where(scale > 0, scale, 1.0)[:, None]
+        codes = np.clip(np.rint(x / safe), -q, q) + q
+        codes[scale <= 0] = q
+        return codes.astype(np.uint8), {"scale": scale}
+    if kind == "uniform_clip":
+        q = q_max(bits)
+        if "alpha" not in params:
+            raise CodecError("uniform_clip needs params['alpha'] (shape [1] or [D])")
+        alpha = np.asarray(params["alpha"], np.float32).reshape(-1)
+        if alpha.shape[0] not in (1, x.shape[1]):
+            raise CodecError(f"alpha must have 1 or D={x.shape[1]} entries, got {alpha.shape[0]}")
+        if np.any(~np.isfinite(alpha)) or np.any(alpha <= 0):
+            raise CodecError("alpha must be finite and > 0")
+        codes = np.rint(np.clip(x, -alpha, alpha) / alpha * q) + q
+        return codes.astype(np.uint8), {"alpha": alpha}
+    # codebook
+    if "levels" not in params:
+        raise CodecError("codebook needs params['levels'] (shape [2**bits])")
+    levels = np.asarray(params["levels"], np.float32).reshape(-1)
+    if levels.shape[0] != 1 << bits:
+        raise CodecError(f"codebook with {bits} bits needs {1 << bits} levels, got {levels.shape[0]}")
+    order = np.argsort(levels, kind="stable")
+    sorted_levels = levels[order]
+    mids = (sorted_levels[1:] + sorted_levels[:-1]) / 2
+    idx = np.searchsorted(mids, x, side="left")
+    return order[idx].astype(np.uint8), {"levels": levels}
+
+
+def dequantize(codes: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Codes uint8 [N, D] (or raw values for raw kinds) -> float32 [N, D] with the formulas above."""
+    check_kind_bits(kind, bits)
+    if kind == "none":
+        return np.zeros((codes.shape[0], 0), np.float32)
+    if kind in RAW_KINDS:
+        return np.asarray(codes, np.float32)
+    c = np.asarray(codes)
+    if kind == "symmetric_per_sample":
+        q = q_max(bits)
+        scale = np.asarray(params["scale"], np.float32).reshape(-1, 1)
+        return (scale * (c.astype(np.float32) - q)).astype(np.float32)
+    if kind == "uniform_clip":
+        q = q_max(bits)
+        alpha = np.asarray(params["alpha"], np.float32).reshape(1, -1)
+        return (alpha * ((c.astype(np.float32) - q) / q)).astype(np.float32)
+    levels = np.asarray(params["levels"], np.float32).reshape(-1)
+    return levels[c.astype(np.intp)]
+
+
+def label_bits(num_classes: int) -> int:
+    """Bits per hard label: ceil(log2 C) (0 when C == 1)."""
+    if num_classes < 1:
+        raise CodecError(f"num_classes must be >= 1, got {num_classes}")
+    return int(num_classes - 1).bit_length()

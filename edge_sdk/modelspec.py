@@ -1,0 +1,123 @@
+"""Model specification and seeded initialisation shared by the server (torch) and the device (ONNX).
+
+The device never receives weights: it rebuilds the initial parameters from ``(ModelSpec, seed)`` with
+:func:`init_params`, and the server's torch evaluation starts from the very same arrays, so a model trained
+on the device and one trained on the server from the same payload, seed and batch order agree.
+
+Initialisation scheme (documented, stable across versions; part of the contract):
+
+* generator: ``numpy.random.Generator(numpy.random.PCG64(seed))``;
+* parameters are drawn in the order of :meth:`ModelSpec.param_shapes` (layer by layer, weight then bias);
+* every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in float32 (the bound of
+  ``torch.nn.Linear``/``Conv2d`` default init; fan_in = in_features, or in_channels * k * k);
+* normalisation affine parameters (ConvNet GroupNorm): weight = 1, bias = 0 (drawn nothing).
+
+Batch order: :func:`epoch_order` gives the sample permutation of epoch ``e`` for a run seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What model the device trains.
+
+    kind ``mlp``: input [B, input_dim] -> Linear/ReLU x len(hidden) -> Linear -> logits [B, num_classes].
+    kind ``convnet``: input [B, C, H, W] -> ``depth`` x (Conv3x3(width) -> GroupNorm(width groups, i.e.
+    instance norm) -> ReLU -> AvgPool2) -> Linear -> logits (the DD-standard ConvNet, no BatchNorm).
+    """
+
+    kind: str = "mlp"
+    input_dim: int = 8
+    num_classes: int = 32
+    hidden: tuple[int, ...] = (128, 128)
+    # convnet only
+    in_shape: tuple[int, ...] = field(default=())  # (C, H, W)
+    width: int = 64
+    depth: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mlp", "convnet"):
+            raise ConfigError(f"unknown model kind {self.kind!r}; use 'mlp' or 'convnet'")
+        if self.num_classes < 2:
+            raise ConfigError("num_classes must be >= 2")
+        if self.kind == "mlp" and (self.input_dim < 1 or any(h < 1 for h in self.hidden)):
+            raise ConfigError("mlp needs input_dim >= 1 and positive hidden widths")
+        if self.kind == "convnet" and len(self.in_shape) != 3:
+            raise ConfigError("convnet needs in_shape = (C, H, W)")
+
+    def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Ordered (name, shape) of every trainable parameter."""
+        out: list[tuple[str, tuple[int, ...]]] = []
+        if self.kind == "mlp":
+            dims = [self.input_dim, *self.hidden, self.num_classes]
+            for i in range(len(dims) - 1):
+                out.append((f"fc{i}.weight", (dims[i + 1], dims[i])))
+                out.append((f"fc{i}.bias", (dims[i + 1],)))
+            return out
+        c, h, w = self.in_shape
+        for i in range(self.depth):
+            out.append((f"conv{i}.weight", (self.width, c, 3, 3)))
+            out.append((f"conv{i}.bias", (self.width,)))
+            out.append((f"norm{i}.weight", (self.width,)))
+            out.append((f"norm{i}.bias", (self.width,)))
+            c, h, w = self.width, h // 2, w // 2
+        out.append(("fc.weight", (self.num_classes, c * h * w)))
+        out.append(("fc.bias", (self.num_classes,)))
+        return out
+
+    def num_params(self) -> int:
+        return int(sum(int(np.prod(s)) for _, s in self.param_shapes()))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["in_shape"] = list(self.in_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        try:
+            return cls(
+                kind=str(d["kind"]),
+                input_dim=int(d.get("input_dim", 0)),
+                num_classes=int(d["num_classes"]),
+                hidden=tuple(int(h) for h in d.get("hidden", ())),
+                in_shape=tuple(int(v) for v in d.get("in_shape", ())),
+                width=int(d.get("width", 64)),
+                depth=int(d.get("depth", 3)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid model spec {d!r}: {exc}") from exc
+
+
+def _fan_in(name: str, shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> int:
+    wshape = shapes[name.rsplit(".", 1)[0] + ".weight"]
+    return int(np.prod(wshape[1:]))
+
+
+def init_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
+    """Initial parameters for ``spec`` from ``seed`` (scheme in the module docstring). float32 arrays."""
+    rng = np.random.Generator(np.random.PCG64(int(seed)))
+    shapes = dict(spec.param_shapes())
+    out: dict[str, np.ndarray] = {}
+    for name, shape in spec.param_shapes():
+        if name.startswith("norm"):
+            out[name] = (np.ones if name.endswith("weight") else np.zeros)(shape, np.float32)
+            continue
+        bound = 1.0 / np.sqrt(_fan_in(name, shape, shapes))
+        out[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    return out
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Permutation of ``range(n)`` used in epoch ``epoch`` of a run with ``seed`` (int64 [n])."""
+    rng = np.random.Generator(np.random.PCG64([int(seed), int(epoch), 0x5EED]))
+    return rng.permutation(n)

@@ -1,0 +1,1 @@
+"""edge_sdk.server.onnx_export."""
