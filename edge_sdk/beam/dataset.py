@@ -28,6 +28,7 @@ docs/contracts.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,7 +183,7 @@ class BeamDataset:
         return self
 
 
-def validate_arrays(arrays: dict[str, np.ndarray | None], case: str, *, check_labels: bool = True) -> None:
+def validate_arrays(arrays: Mapping[str, np.ndarray | None], case: str, *, check_labels: bool = True) -> None:
     """Check a complete set of per-sample arrays against the schema table of ``case``.
 
     Raises :class:`DatasetError` naming the field for: a missing field, wrong dtype, wrong rank or trailing
@@ -196,7 +197,9 @@ def validate_arrays(arrays: dict[str, np.ndarray | None], case: str, *, check_la
         raise DatasetError(f"field 'rsrp' must have shape [N, n_tx, n_rx], got {tuple(rsrp.shape)}")
     n, n_tx, n_rx = (int(s) for s in rsrp.shape)
     if not (2 <= n_tx <= MAX_TX and 1 <= n_rx <= MAX_RX):
-        raise DatasetError(f"rsrp has n_tx={n_tx}, n_rx={n_rx}; supported 2..{MAX_TX} Tx and 1..{MAX_RX} Rx beams")
+        raise DatasetError(
+            f"rsrp has n_tx={n_tx}, n_rx={n_rx}; supported 2..{MAX_TX} Tx and 1..{MAX_RX} Rx beams"
+        )
     for name, (dtype, code) in table.items():
         arr = arrays.get(name)
         if arr is None:

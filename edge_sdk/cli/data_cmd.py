@@ -1,0 +1,79 @@
+"""``edge-sdk data``: generate (server, Sionna), inspect and export 3GPP beam datasets (HDF5 schema v1).
+
+``info`` and ``export`` need only numpy + h5py (+ pyarrow for Parquet); ``generate`` imports
+``edge_sdk.server.datagen`` (torch, Sionna) inside the command. Typed errors become one line + exit code in
+:func:`edge_sdk.cli.main.main`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edge_sdk.errors import ConfigError
+
+
+@click.group("data")
+def cli() -> None:
+    """3GPP beam-management datasets (HDF5 schema v1, see docs/dataset-hdf5.md)."""
+
+
+@cli.command("generate")
+@click.option(
+    "--preset", "preset", default="uma-fr2-case1", show_default=True, help="Preset name or TOML file."
+)
+@click.option("--samples", type=int, default=1000, show_default=True, help="Rows to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output FILE.h5.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--batch", type=int, default=1000, show_default=True, help="Rows per chunk (part of determinism)."
+)
+@click.option("--resume/--no-resume", default=False, show_default=True, help="Continue FILE.h5.partial.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.h5.")
+def generate(preset: str, samples: int, seed: int, out: str, device: str, batch: int, resume: bool,
+             overwrite: bool) -> None:  # fmt: skip
+    """Generate a beam dataset with the Sionna TR 38.901 generator (needs the server extra)."""
+    try:
+        from edge_sdk.server.datagen.generate import generate_dataset
+    except ImportError as exc:
+        raise ConfigError(
+            f"'data generate' needs the server extra (pip install 'edge-sdk[server]'): {exc}"
+        ) from None
+    res = generate_dataset(
+        preset=preset, samples=samples, seed=seed, out=out, device=device, batch=batch, resume=resume,
+        progress=True, overwrite=overwrite,
+    )  # fmt: skip
+    click.echo(f"wrote {res.path}: {res.n} rows ({res.n_new} new) in {res.seconds:.1f} s on {res.device}")
+
+
+@cli.command("info")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+@click.option("--incomplete", is_flag=True, help="Also inspect an unfinished .partial file.")
+def info(file: str, as_json: bool, incomplete: bool) -> None:
+    """Schema, sizes and statistics of a beam dataset (validates the whole file)."""
+    from edge_sdk.beam.stats import dataset_info, format_info
+
+    d = dataset_info(Path(file), allow_incomplete=incomplete)
+    click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else format_info(d))
+
+
+@cli.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--parquet", "parquet", type=click.Path(dir_okay=False), required=True, help="Output OUT.parquet."
+)
+@click.option("--layout", type=click.Choice(["columns", "list"]), default="columns", show_default=True,
+              help="Best-Rx RSRP per Tx beam as columns rsrp_best_txNN, or one list column rsrp_best.")  # fmt: skip
+@click.option(
+    "--full", is_flag=True, help="Also add the full Tx x Rx matrix as list column rsrp (row-major)."
+)
+def export(file: str, parquet: str, layout: str, full: bool) -> None:
+    """Export the per-sample table to Parquet (one row per sample; see docs/dataset-hdf5.md)."""
+    from edge_sdk.beam.export import export_parquet
+
+    n = export_parquet(Path(file), Path(parquet), layout=layout, full=full)
+    click.echo(f"wrote {parquet}: {n} rows")

@@ -1,0 +1,135 @@
+"""``edge-sdk payload``: inspect, verify, sign payload files and make signing keys.
+
+Errors are the typed :mod:`edge_sdk.payload.errors`; ``edge_sdk.cli.main.main`` prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_sdk import codecs
+from edge_sdk.bitpack import row_bytes
+
+
+def _summary(p: Any) -> dict[str, Any]:
+    """JSON-able description of an opened payload."""
+    from edge_sdk.payload.format import DIGEST_SIZE, PREFIX_SIZE
+
+    groups = []
+    for g in p.groups:
+        groups.append({
+            "name": g.name, "role": g.role, "kind": g.kind, "bits": g.bits, "n": g.n, "d": g.d,
+            "bytes": g.nbytes,
+            "row_bytes": row_bytes(g.d, g.bits) if g.kind not in codecs.RAW_KINDS else g.d * g.bits // 8,
+            "labeled": g.desc.label_start is not None, "meta": g.meta,
+            "params": {k: [r.dtype, list(r.shape)] for k, r in g.desc.params.items()},
+            "extra": {k: [r.dtype, list(r.shape)] for k, r in g.desc.extras.items()},
+        })
+    lab = p.labels_section
+    return {
+        "path": str(p.path) if p.path else None,
+        "format_version": f"{p.version[0]}.{p.version[1]}",
+        "size": p.size,
+        "sizes": {
+            "prefix": PREFIX_SIZE, "header": p.header_len, "data": p.content_end - p.data_start,
+            "digest": DIGEST_SIZE, "signature": p.size - p.content_end - DIGEST_SIZE,
+            "labels": p.sections[lab]["length"] if lab is not None else 0,
+        },
+        "sha256": p.sha256,
+        "signed": p.signed,
+        "key_id": p.key_id,
+        "signature_status": p.signature_status,
+        "num_classes": p.num_classes,
+        "label_bits": codecs.label_bits(p.num_classes),
+        "graph": p.graph,
+        "task": p.task,
+        "provenance": p.provenance,
+        "groups": groups,
+        "sections": p.sections,
+    }
+
+
+@click.group("payload")
+def cli() -> None:
+    """Inspect, verify and sign payload files (format v1, docs/payload-format.md)."""
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def inspect_cmd(path: Path, as_json: bool) -> None:
+    """Show header, groups, sections, sizes, digests and signature status of PATH."""
+    from edge_sdk.payload import read_payload
+
+    with read_payload(path) as p:
+        s = _summary(p)
+    if as_json:
+        click.echo(json.dumps(s, indent=2, sort_keys=True))
+        return
+    click.echo(f"{s['path']}: edge-sdk payload v{s['format_version']}, {s['size']} bytes")
+    z = s["sizes"]
+    click.echo(f"  sizes: prefix {z['prefix']} + header {z['header']} + data {z['data']} (labels {z['labels']})"
+               f" + digest {z['digest']} + signature {z['signature']}")
+    click.echo(f"  sha256 (content): {s['sha256']}")
+    click.echo(f"  signature: {s['signature_status']}" + (f" (key id {s['key_id']})" if s["key_id"] else ""))
+    g = s["graph"]
+    click.echo(f"  graph: {'none' if g is None else g['sha256'] + ' (' + str(g['size']) + ' bytes)'}")
+    click.echo(f"  num_classes: {s['num_classes']} (labels at {s['label_bits']} bits)")
+    click.echo(f"  task: {json.dumps(s['task'], sort_keys=True)[:200]}")
+    click.echo(f"  provenance: {json.dumps(s['provenance'], sort_keys=True)[:200]}")
+    click.echo(f"  groups ({len(s['groups'])}):")
+    click.echo(f"    {'name':<16} {'role':<11} {'kind':<21} {'bits':>4} {'n':>8} {'d':>6} {'bytes':>10}")
+    for gr in s["groups"]:
+        click.echo(f"    {gr['name'][:16]:<16} {gr['role']:<11} {gr['kind']:<21} {gr['bits']:>4} {gr['n']:>8} "
+                   f"{gr['d']:>6} {gr['bytes']:>10}")
+    click.echo(f"  sections ({len(s['sections'])}): " + ", ".join(
+        f"#{x['index']}@{x['offset']}+{x['length']}" for x in s["sections"][:12])
+        + (" ..." if len(s["sections"]) > 12 else ""))
+
+
+@cli.command("verify")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--public-key", "public_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="trusted signer public key (PEM or raw); repeatable. Given any, a valid signature is required.")
+def verify_cmd(path: Path, public_keys: tuple[Path, ...]) -> None:
+    """Fully verify PATH: structure, digest, every section CRC, labels, and (with keys) the signature."""
+    from edge_sdk.payload import read_payload
+    from edge_sdk.payload.signing import load_public_key
+
+    keys = [load_public_key(k) for k in public_keys] or None
+    with read_payload(path, trusted_keys=keys, require_signature=bool(keys)) as p:
+        p.decode_all()
+        click.echo(f"OK {path}: {p.size} bytes, sha256 {p.sha256}, signature {p.signature_status}"
+                   + (f" (key id {p.key_id})" if p.key_id else ""))
+
+
+@cli.command("keygen")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="payload_signing", show_default=True, help="file stem of the key files")
+@click.option("--format", "fmt", type=click.Choice(["pem", "raw"]), default="pem", show_default=True)
+def keygen_cmd(out_dir: Path, name: str, fmt: str) -> None:
+    """Make an Ed25519 key pair: OUT_DIR/NAME.key (private, mode 0600) and OUT_DIR/NAME.pub."""
+    from edge_sdk.payload.signing import generate_keypair, key_id, save_private_key, save_public_key
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    priv, pub = generate_keypair()
+    kp = save_private_key(out_dir / f"{name}.key", priv, fmt)
+    pp = save_public_key(out_dir / f"{name}.pub", pub, fmt)
+    click.echo(f"private key: {kp}\npublic key: {pp}\nkey id: {key_id(pub)}")
+
+
+@cli.command("sign")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Ed25519 private key file (PEM or raw)")
+def sign_cmd(path: Path, key_path: Path) -> None:
+    """Sign PATH in place (atomic rewrite with the signed flag, key id and signature)."""
+    from edge_sdk.payload import sign_payload
+    from edge_sdk.payload.signing import load_private_key
+
+    info = sign_payload(path, load_private_key(key_path))
+    click.echo(f"signed {path}: {info.size} bytes, key id {info.key_id}")

@@ -1,0 +1,391 @@
+"""Reading payloads: :func:`read_payload` -> :class:`Payload` (memory-mapped, lazy).
+
+On open the reader checks, in order: magic, version, flags, header length cap, header bytes present,
+canonical JSON + schema + limits, exact file size (no truncation, no trailing bytes), the SHA-256 content
+digest (streamed over the mapped file), then the signature. Section bytes are not touched until a group
+decodes them; each section's CRC32 is verified the first time it is read. Every failure on untrusted bytes
+is a :class:`~edge_sdk.payload.errors.PayloadError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import mmap
+import os
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk import codecs
+from edge_sdk.bitpack import row_bytes, unpack_rows, unpack_uint
+from edge_sdk.errors import ConfigError
+from edge_sdk.payload.errors import (
+    BadMagic,
+    ChecksumMismatch,
+    DigestMismatch,
+    HeaderInvalid,
+    HeaderTooLarge,
+    InvalidValue,
+    SignatureRequired,
+    TrailingBytes,
+    Truncated,
+    UnsupportedVersion,
+)
+from edge_sdk.payload.format import (
+    DIGEST_SIZE,
+    FLAG_SIGNED,
+    HEADER_MAX_BYTES,
+    KEY_ID_SIZE,
+    KNOWN_FLAGS,
+    MAGIC,
+    PREFIX_SIZE,
+    SIGNATURE_SIZE,
+    SUPPORTED_VERSIONS,
+    GroupDesc,
+    HeaderDesc,
+    canonical_json,
+    file_size,
+    np_dtype,
+    parse_header,
+)
+from edge_sdk.payload.signing import trusted_key_map, verify_digest
+
+_HASH_CHUNK = 1 << 20
+
+
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise HeaderInvalid("header JSON has duplicate keys")
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise HeaderInvalid(f"header JSON contains {name}, which is not allowed")
+
+
+def decode_header(hbytes: bytes) -> Any:
+    """Strict JSON decode of the header bytes (UTF-8, no duplicates, no NaN/Infinity, canonical)."""
+    try:
+        text = hbytes.decode("utf-8")
+        obj = json.loads(text, object_pairs_hook=_no_dupes, parse_constant=_no_constants)
+    except HeaderInvalid:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise HeaderInvalid(f"header is not valid UTF-8 JSON: {str(exc)[:120]}") from None
+    try:
+        canon = canonical_json(obj)
+    except (ConfigError, ValueError, RecursionError) as exc:
+        raise HeaderInvalid(f"header JSON cannot be re-encoded canonically: {str(exc)[:120]}") from None
+    if canon != hbytes:
+        raise HeaderInvalid("header JSON is not canonical (sorted keys, no whitespace, ',' ':' separators, UTF-8)")
+    return obj
+
+
+class GroupView:
+    """Lazy view of one group; nothing is decoded until a method is called."""
+
+    def __init__(self, payload: Payload, desc: GroupDesc) -> None:
+        self._p = payload
+        self.desc = desc
+        self.index, self.name, self.role, self.kind = desc.index, desc.name, desc.role, desc.kind
+        self.bits, self.n, self.d, self.meta = desc.bits, desc.n, desc.d, desc.meta
+
+    def __repr__(self) -> str:
+        return f"GroupView({self.name!r}, role={self.role}, kind={self.kind}, bits={self.bits}, n={self.n}, d={self.d})"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the group's sections (data + params + extras; labels excluded)."""
+        secs = [self.desc.data] if self.desc.data is not None else []
+        secs += [r.section for r in self.desc.params.values()] + [r.section for r in self.desc.extras.values()]
+        return sum(self._p._desc.sections[s][1] for s in secs)
+
+    def packed_rows(self) -> np.ndarray:
+        """uint8 [N, row_bytes(D, bits)] packed codes (a read-only view of the file)."""
+        if self.kind in codecs.RAW_KINDS:
+            raise ConfigError(f"group {self.name!r} holds raw {self.kind} values: use values() or dequantize()")
+        if self.desc.data is None:
+            return np.zeros((self.n, 0), np.uint8)
+        return self._p._section(self.desc.data).reshape(self.n, row_bytes(self.d, self.bits))
+
+    def codes(self) -> np.ndarray:
+        """uint8 [N, D] codes (kind "none": [N, 0])."""
+        if self.desc.data is None:
+            return np.zeros((self.n, 0), np.uint8)
+        return unpack_rows(self.packed_rows(), self.bits, self.d)
+
+    def values(self) -> np.ndarray:
+        """Raw kinds: float16/float32 [N, D] values (a read-only view of the file)."""
+        if self.kind not in codecs.RAW_KINDS:
+            raise ConfigError(f"group {self.name!r} is quantized ({self.kind}): use codes() or dequantize()")
+        assert self.desc.data is not None
+        raw = self._p._section(self.desc.data)
+        return raw.view("<f2" if self.kind == "float16" else "<f4").reshape(self.n, self.d)
+
+    def params(self) -> dict[str, np.ndarray]:
+        """{name: array} quantizer parameters as stored (float32, or float16), copies."""
+        return {k: self._p._array(r) for k, r in self.desc.params.items()}
+
+    def extra_names(self) -> list[str]:
+        return sorted(self.desc.extras)
+
+    def extra(self, name: str) -> np.ndarray:
+        """The extra array ``name`` (dtype and shape from the header), a copy."""
+        ref = self.desc.extras.get(name)
+        if ref is None:
+            raise ConfigError(f"group {self.name!r} has no extra {name!r}; it has {self.extra_names()}")
+        return self._p._array(ref)
+
+    def dequantize(self) -> np.ndarray:
+        """float32 [N, D] values per ``edge_sdk.codecs.dequantize`` (kind "none": [N, 0])."""
+        if self.kind == "none":
+            return np.zeros((self.n, 0), np.float32)
+        if self.kind in codecs.RAW_KINDS:
+            return self.values().astype(np.float32)
+        return codecs.dequantize(self.codes(), self.kind, self.bits, self.params())
+
+    def labels(self) -> np.ndarray | None:
+        """int64 [N] hard labels, or None when the group stores none (bits = 0, soft labels, unlabeled)."""
+        if self.desc.label_start is None:
+            return None
+        allv = self._p._all_labels()
+        return allv[self.desc.label_start: self.desc.label_start + self.n].copy()
+
+
+class Payload:
+    """An opened, verified payload. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, buf: memoryview, mm: mmap.mmap | None, path: Path | None, trusted_keys: Any,
+                 require_signature: bool) -> None:
+        self._buf = buf
+        self._mm = mm
+        self.path = path
+        self._checked: set[int] = set()
+        self._labels_cache: np.ndarray | None = None
+        self._parse(trusted_keys, require_signature)
+
+    # ------------------------------------------------------------------------------------ parsing
+    def _parse(self, trusted_keys: Any, require_signature: bool) -> None:
+        buf = self._buf
+        size = len(buf)
+        self.size = size
+        head = bytes(buf[:PREFIX_SIZE])
+        if head[:8] != MAGIC[: min(8, len(head))]:
+            raise BadMagic(f"not an edge-sdk payload: first bytes {head[:8].hex()} != magic {MAGIC.hex()}")
+        if size < PREFIX_SIZE:
+            raise Truncated(f"file is {size} bytes, shorter than the {PREFIX_SIZE}-byte prefix")
+        self.version = (head[8], head[9])
+        if self.version not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersion(
+                f"payload format {head[8]}.{head[9]} is not supported by this reader (accepts "
+                f"{sorted(SUPPORTED_VERSIONS)}); upgrade edge-sdk or re-export the payload"
+            )
+        self.flags = int.from_bytes(head[10:12], "little")
+        if self.flags & ~KNOWN_FLAGS:
+            raise HeaderInvalid(f"unknown flag bits 0x{self.flags & ~KNOWN_FLAGS:04x} set (v1 defines only bit 0)")
+        self.signed = bool(self.flags & FLAG_SIGNED)
+        hlen = int.from_bytes(head[12:16], "little")
+        if hlen > HEADER_MAX_BYTES:
+            raise HeaderTooLarge(f"header length {hlen} exceeds the cap of {HEADER_MAX_BYTES} bytes")
+        if hlen == 0:
+            raise HeaderInvalid("header length is 0")
+        trailer = DIGEST_SIZE + (KEY_ID_SIZE + SIGNATURE_SIZE if self.signed else 0)
+        if size < PREFIX_SIZE + hlen + trailer:
+            raise Truncated(f"file is {size} bytes; header ({hlen}) and trailer ({trailer}) need {PREFIX_SIZE + hlen + trailer}")
+        self.header_len = hlen
+        self.header = decode_header(bytes(buf[PREFIX_SIZE: PREFIX_SIZE + hlen]))
+        self._desc: HeaderDesc = parse_header(self.header)
+        expected = file_size(hlen, self._desc.data_len, self.signed)
+        if size < expected:
+            raise Truncated(f"file is {size} bytes, the header declares {expected}")
+        if size > expected:
+            raise TrailingBytes(f"file is {size} bytes, {size - expected} more than the {expected} declared")
+        self.data_start = PREFIX_SIZE + hlen
+        self.content_end = self.data_start + self._desc.data_len
+        h = hashlib.sha256()
+        for s in range(0, self.content_end, _HASH_CHUNK):
+            h.update(buf[s: min(s + _HASH_CHUNK, self.content_end)])
+        digest = h.digest()
+        stored = bytes(buf[self.content_end: self.content_end + DIGEST_SIZE])
+        if digest != stored:
+            raise DigestMismatch(f"content SHA-256 {digest.hex()[:16]}... != stored {stored.hex()[:16]}... (corrupted)")
+        self.sha256 = digest.hex()
+        self.key_id: str | None = None
+        if self.signed:
+            t = self.content_end + DIGEST_SIZE
+            kid = bytes(buf[t: t + KEY_ID_SIZE])
+            sig = bytes(buf[t + KEY_ID_SIZE: t + KEY_ID_SIZE + SIGNATURE_SIZE])
+            self.key_id = kid.hex()
+        if require_signature and not self.signed:
+            raise SignatureRequired("payload is unsigned but a signature is required (sign it with `edge-sdk payload sign`)")
+        if trusted_keys is not None and self.signed:
+            verify_digest(trusted_key_map(trusted_keys), kid, sig, digest)
+            self.signature_status = "verified"
+        elif self.signed:
+            if require_signature:
+                raise ConfigError("require_signature=True needs trusted_keys to verify against")
+            self.signature_status = "unverified"
+        else:
+            self.signature_status = "unsigned"
+        self.groups = [GroupView(self, g) for g in self._desc.groups]
+
+    # ----------------------------------------------------------------------------------- metadata
+    @property
+    def num_classes(self) -> int:
+        return self._desc.num_classes
+
+    @property
+    def task(self) -> dict[str, Any]:
+        return self._desc.task
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self._desc.provenance
+
+    @property
+    def graph(self) -> dict[str, Any] | None:
+        return self._desc.graph
+
+    @property
+    def sections(self) -> list[dict[str, Any]]:
+        """[{index, offset (absolute, bytes), length, crc32 (hex)}] in file order."""
+        return [{"index": i, "offset": self.data_start + o, "length": ln, "crc32": f"{c:08x}"}
+                for i, (o, ln, c) in enumerate(self._desc.sections)]
+
+    @property
+    def labels_section(self) -> int | None:
+        return self._desc.labels
+
+    def group(self, name: str) -> GroupView:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise ConfigError(f"payload has no group {name!r}; groups: {[g.name for g in self.groups]}")
+
+    def raw_content(self) -> memoryview:
+        """prefix + header + data bytes (what the content digest covers)."""
+        return self._buf[: self.content_end]
+
+    # ------------------------------------------------------------------------------------ sections
+    def _section(self, i: int) -> np.ndarray:
+        """uint8 view of section ``i``; its CRC32 is verified on first access."""
+        off, ln, crc = self._desc.sections[i]
+        if ln == 0:
+            view = np.zeros(0, np.uint8)
+        else:
+            view = np.frombuffer(self._buf, np.uint8, count=ln, offset=self.data_start + off)
+        if i not in self._checked:
+            got = zlib.crc32(view.data)
+            if got != crc:
+                raise ChecksumMismatch(f"section {i} CRC32 {got:08x} != header {crc:08x} (corrupted data)")
+            self._checked.add(i)
+        return view
+
+    def _array(self, ref: Any) -> np.ndarray:
+        raw = self._section(ref.section)
+        return raw.view(np_dtype(ref.dtype)).reshape(ref.shape).copy()
+
+    def verify_sections(self) -> None:
+        """Read every section once (checking its CRC32) and decode every label."""
+        for i in range(len(self._desc.sections)):
+            self._section(i)
+        self._all_labels()
+
+    def _all_labels(self) -> np.ndarray:
+        if self._labels_cache is None:
+            lab = self._desc.labels
+            if lab is None:
+                self._labels_cache = np.zeros(0, np.int64)
+            else:
+                c = self._desc.num_classes
+                v = unpack_uint(self._section(lab), codecs.label_bits(c), self._desc.n_labels).astype(np.int64)
+                if v.size and int(v.max()) >= c:
+                    raise InvalidValue(f"hard label {int(v.max())} >= num_classes {c}")
+                self._labels_cache = v
+        return self._labels_cache
+
+    # ---------------------------------------------------------------------------------- decoding
+    def sample_groups(self) -> list[GroupView]:
+        return [g for g in self.groups if g.role == "samples" and g.bits > 0]
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(X float32 [N_total, D], y int64 [N_total] or None) of all sample groups with bits > 0, in order."""
+        gs = self.sample_groups()
+        if not gs:
+            return np.zeros((0, 0), np.float32), (np.zeros(0, np.int64) if self._desc.labels is not None else None)
+        x = np.concatenate([g.dequantize() for g in gs], axis=0)
+        if self._desc.labels is None:
+            return x, None
+        return x, self._all_labels().copy()
+
+    def soft_labels(self) -> np.ndarray | None:
+        """float32 [N_total, C] soft labels (rows align with :meth:`samples`), or None."""
+        gs = [g for g in self.groups if g.role == "soft_labels"]
+        if not gs:
+            return None
+        return np.concatenate([g.dequantize() for g in gs], axis=0)
+
+    def decode_all(self) -> None:
+        """Decode everything once (CLI ``verify``; fuzzing): sections, labels, every group's arrays."""
+        self.verify_sections()
+        for g in self.groups:
+            g.params()
+            for e in g.extra_names():
+                g.extra(e)
+            g.dequantize()
+            g.labels()
+        self.samples()
+        self.soft_labels()
+
+    # ---------------------------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Release the memory map (arrays still referencing it keep it alive until collected)."""
+        self._labels_cache = None
+        if self._mm is not None:
+            with contextlib.suppress(BufferError):
+                self._buf.release()
+            with contextlib.suppress(BufferError):
+                self._mm.close()
+            self._mm = None
+
+    def __enter__(self) -> Payload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_payload(src: str | os.PathLike | bytes | bytearray | memoryview,
+                 trusted_keys: Mapping[str, Any] | Iterable[Any] | None = None,
+                 require_signature: bool = False) -> Payload:
+    """Open and verify a payload from a path (memory-mapped) or from bytes.
+
+    ``trusted_keys``: dict {key id hex: public key} or list of public keys (Ed25519PublicKey, 32 raw bytes,
+    or key file paths). With keys, a signed payload must verify (UntrustedKey / BadSignature);
+    ``require_signature=True`` rejects unsigned payloads (SignatureRequired).
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        mv = memoryview(src)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        return Payload(mv, None, None, trusted_keys, require_signature)
+    path = Path(src)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise Truncated(f"{path} is empty")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    buf = memoryview(mm)
+    try:
+        return Payload(buf, mm, path, trusted_keys, require_signature)
+    except BaseException:
+        buf.release()
+        mm.close()
+        raise
+

@@ -1,0 +1,261 @@
+"""Writing payloads: :class:`SampleGroup`, :func:`write_payload`, :func:`payload_size`, :func:`sign_payload`.
+
+``payload_size`` and ``write_payload`` share one code path (:func:`edge_sdk.payload.format.plan_payload`),
+so the size is exact before anything is written (CRCs are fixed-width hex, so they do not change it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_sdk import codecs
+from edge_sdk.bitpack import pack_rows, pack_uint
+from edge_sdk.errors import ConfigError
+from edge_sdk.payload.atomic import atomic_write_chunks
+from edge_sdk.payload.format import (
+    FLAG_SIGNED,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    MAGIC,
+    GroupLayout,
+    dtype_code,
+    file_size,
+    plan_payload,
+)
+from edge_sdk.payload.signing import sign_digest
+
+
+@dataclass
+class SampleGroup:
+    """N samples x D values of one quantizer kind/width (see docs/contracts.md, "Payload v1").
+
+    ``data``: uint8 codes [N, D] for quantized kinds, a float array [N, D] for float16/float32, None for
+    kind "none" (then give ``n`` and ``d``). ``params``: {name: array} with the shapes of
+    ``codecs.param_shapes`` (stored float32, or float16 if passed as float16). ``labels``: int [N] hard labels
+    in ``[0, num_classes)`` (not stored for bits = 0 groups or role "soft_labels"). ``extra``: {name: numeric
+    array} stored as typed sections; ``meta``: small JSON dict stored in the header.
+    """
+
+    name: str
+    kind: str
+    bits: int
+    data: np.ndarray | None = None
+    params: Mapping[str, np.ndarray] | None = None
+    labels: np.ndarray | None = None
+    role: str = "samples"
+    n: int | None = None
+    d: int | None = None
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            codecs.check_kind_bits(self.kind, self.bits)
+        except codecs.CodecError as exc:
+            raise ConfigError(f"group {self.name!r}: {exc}") from exc
+        if self.data is not None and self.kind != "none":
+            a = np.asarray(self.data)
+            if a.ndim != 2:
+                raise ConfigError(f"group {self.name!r}: data must be 2-D [N, D], got shape {a.shape}")
+            for attr, val in (("n", a.shape[0]), ("d", a.shape[1])):
+                given = getattr(self, attr)
+                if given is not None and given != val:
+                    raise ConfigError(f"group {self.name!r}: {attr}={given} but data has {val}")
+            self.n, self.d = int(a.shape[0]), int(a.shape[1])
+            if self.kind in codecs.RAW_KINDS:
+                if a.dtype.kind not in "fiu":
+                    raise ConfigError(f"group {self.name!r}: raw data must be numeric, got {a.dtype}")
+                self.data = np.ascontiguousarray(a, dtype="<f2" if self.kind == "float16" else "<f4")
+            else:
+                if a.dtype.kind not in "ui":
+                    raise ConfigError(f"group {self.name!r}: codes must be unsigned ints, got {a.dtype}")
+                self.data = a
+        elif self.kind == "none":
+            if self.data is not None:
+                a = np.asarray(self.data)
+                self.n = int(a.shape[0]) if self.n is None else self.n
+                if self.d is None:
+                    self.d = int(a.shape[1]) if a.ndim == 2 else 0
+            self.data = None
+        if self.n is None or self.d is None:
+            raise ConfigError(f"group {self.name!r}: data is None, so give n and d")
+        if self.n < 0 or self.d < 0:
+            raise ConfigError(f"group {self.name!r}: n and d must be >= 0")
+        self.n, self.d = int(self.n), int(self.d)
+        if self.bits > 0 and self.data is None:
+            raise ConfigError(f"group {self.name!r}: kind {self.kind} needs data [N, D]")
+        need = codecs.param_shapes(self.kind, self.bits, self.n, self.d)
+        given = dict(self.params or {})
+        if set(given) != set(need):
+            raise ConfigError(f"group {self.name!r} ({self.kind}): params must be {sorted(need)}, got {sorted(given)}")
+        self.params = {
+            k: np.ascontiguousarray(np.asarray(v).reshape(-1), dtype="<f2" if np.asarray(v).dtype == np.float16 else "<f4")
+            for k, v in given.items()
+        }
+        if self.labels is not None:
+            lab = np.asarray(self.labels)
+            if lab.dtype.kind not in "ui" or lab.shape != (self.n,):
+                raise ConfigError(f"group {self.name!r}: labels must be ints of shape [{self.n}], got {lab.dtype} {lab.shape}")
+            if self.role == "soft_labels":
+                raise ConfigError(f"group {self.name!r}: a soft-label group carries no hard labels")
+            self.labels = lab
+        ex = {}
+        for k, v in dict(self.extra or {}).items():
+            a = np.asarray(v)
+            ex[str(k)] = np.ascontiguousarray(a, dtype=np.dtype(a.dtype).newbyteorder("<"))
+            dtype_code(a.dtype)
+        self.extra = ex
+        self.meta = dict(self.meta or {})
+
+    def layout(self, labeled: bool | None = None) -> GroupLayout:
+        """The :class:`GroupLayout` of this group (``labeled`` defaults to "labels were given")."""
+        assert self.params is not None and self.n is not None and self.d is not None
+        return GroupLayout(
+            name=self.name, role=self.role, kind=self.kind, bits=self.bits, n=self.n, d=self.d,
+            param_shapes={k: v.shape for k, v in self.params.items()},
+            extra_shapes={k: (v.shape, v.dtype) for k, v in self.extra.items()},
+            meta=self.meta,
+            param_dtypes={k: "f2" if v.dtype == np.float16 else "f4" for k, v in self.params.items()},
+            labeled=self.labels is not None if labeled is None else labeled,
+        )
+
+    def section_arrays(self) -> list[np.ndarray]:
+        """Section contents in the writer's order: data, params (sorted), extras (sorted)."""
+        out = []
+        if self.bits > 0:
+            assert self.data is not None
+            if self.kind in codecs.RAW_KINDS:
+                out.append(self.data)
+            else:
+                out.append(pack_rows(self.data, self.bits))
+        assert self.params is not None
+        out += [self.params[k] for k in sorted(self.params)]
+        out += [self.extra[k] for k in sorted(self.extra)]
+        return out
+
+
+def make_provenance(method: str, *, budget: Any = None, source_sha256: str | None = None, seed: int | None = None,
+                    **extra: Any) -> dict[str, Any]:
+    """The provenance dict for the header: method, budget, source dataset digest, library version, seed and
+    any extra JSON fields (None values are dropped to keep the header small)."""
+    from edge_sdk._version import __version__
+
+    d: dict[str, Any] = {"method": method, "budget": budget, "source_sha256": source_sha256, "seed": seed,
+                         "library_version": __version__, **extra}
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class PayloadInfo:
+    """Result of a write: path, file size in bytes, content digest (hex SHA-256), signer key id or None."""
+
+    path: Path | None
+    size: int
+    sha256: str
+    key_id: str | None = None
+
+
+def _layouts(groups: Sequence[SampleGroup | GroupLayout]) -> list[GroupLayout]:
+    return [g.layout() if isinstance(g, SampleGroup) else g for g in groups]
+
+
+def payload_size(groups: Sequence[SampleGroup | GroupLayout], num_classes: int, task: Mapping[str, Any] | None = None,
+                 provenance: Mapping[str, Any] | None = None, graph: Mapping[str, Any] | None = None,
+                 signed: bool = False) -> int:
+    """Exact size in bytes of the payload :func:`write_payload` would write (no data needed)."""
+    plan = plan_payload(_layouts(groups), num_classes, task or {}, provenance or {}, graph)
+    return file_size(len(plan.header_bytes()), sum(plan.section_sizes), signed)
+
+
+def _prefix(signed: bool, header_len: int) -> bytes:
+    return (MAGIC + bytes([FORMAT_MAJOR, FORMAT_MINOR]) + (FLAG_SIGNED if signed else 0).to_bytes(2, "little")
+            + header_len.to_bytes(4, "little"))
+
+
+def _trailer(content_digest: bytes, signing_key: Ed25519PrivateKey | None) -> tuple[bytes, str | None]:
+    if signing_key is None:
+        return content_digest, None
+    kid, sig = sign_digest(signing_key, content_digest)
+    return content_digest + kid + sig, kid.hex()
+
+
+def encode_chunks(groups: Sequence[SampleGroup], num_classes: int, task: Mapping[str, Any] | None = None,
+                  provenance: Mapping[str, Any] | None = None, graph: Mapping[str, Any] | None = None,
+                  signing_key: Ed25519PrivateKey | None = None) -> tuple[list[bytes | memoryview], str, str | None]:
+    """(chunks of the payload bytes, content digest hex, key id hex or None)."""
+    groups = list(groups)
+    if not all(isinstance(g, SampleGroup) for g in groups):
+        raise ConfigError("write_payload needs SampleGroup objects (layouts carry no data)")
+    labeled = [g for g in groups if g.role == "samples" and g.bits > 0]
+    has_labels = any(g.labels is not None for g in labeled)
+    if has_labels and any(g.labels is None for g in labeled):
+        missing = [g.name for g in labeled if g.labels is None]
+        raise ConfigError(f"groups {missing} have no labels but others do: give labels for all or none")
+    layouts = [g.layout(labeled=has_labels) for g in groups]
+    plan = plan_payload(layouts, num_classes, task or {}, provenance or {}, graph)
+    arrays: list[np.ndarray] = []
+    for g in groups:
+        arrays += g.section_arrays()
+    if has_labels:
+        lab = np.concatenate([np.asarray(g.labels).reshape(-1).astype(np.int64) for g in labeled])
+        if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+            raise ConfigError(f"labels must lie in [0, {num_classes}); got range [{lab.min()}, {lab.max()}]")
+        arrays.append(pack_uint(lab.astype(np.uint16), codecs.label_bits(num_classes)))
+    chunks = [np.ascontiguousarray(a).reshape(-1).view(np.uint8).data for a in arrays]
+    sizes = [c.nbytes for c in chunks]
+    if sizes != plan.section_sizes:  # pragma: no cover - guards the single-code-path invariant
+        raise AssertionError(f"section sizes {sizes} != planned {plan.section_sizes}")
+    header = plan.header_bytes([zlib.crc32(c) for c in chunks])
+    prefix = _prefix(signing_key is not None, len(header))
+    h = hashlib.sha256(prefix)
+    h.update(header)
+    for c in chunks:
+        h.update(c)
+    digest = h.digest()
+    trailer, kid = _trailer(digest, signing_key)
+    return [prefix, header, *chunks, trailer], digest.hex(), kid
+
+
+def encode_payload(groups: Sequence[SampleGroup], num_classes: int, task: Mapping[str, Any] | None = None,
+                   provenance: Mapping[str, Any] | None = None, graph: Mapping[str, Any] | None = None,
+                   signing_key: Ed25519PrivateKey | None = None) -> bytes:
+    """The payload as bytes (same bytes :func:`write_payload` writes)."""
+    chunks, _, _ = encode_chunks(groups, num_classes, task, provenance, graph, signing_key)
+    return b"".join(chunks)
+
+
+def write_payload(path: str | os.PathLike, groups: Sequence[SampleGroup], num_classes: int,
+                  task: Mapping[str, Any] | None = None, provenance: Mapping[str, Any] | None = None,
+                  graph: Mapping[str, Any] | None = None,
+                  signing_key: Ed25519PrivateKey | None = None) -> PayloadInfo:
+    """Write a v1 payload atomically; returns :class:`PayloadInfo` (size, content digest, key id)."""
+    chunks, digest, kid = encode_chunks(groups, num_classes, task, provenance, graph, signing_key)
+    p = atomic_write_chunks(path, chunks)
+    return PayloadInfo(p, sum(len(c) if isinstance(c, bytes) else c.nbytes for c in chunks), digest, kid)
+
+
+def sign_payload(path: str | os.PathLike, private_key: Ed25519PrivateKey) -> PayloadInfo:
+    """Sign (or re-sign) a payload file in place, atomically: sets the signed flag, recomputes the content
+    digest and appends key id + signature. The file is fully verified first (digest, structure, CRCs)."""
+    from edge_sdk.payload.reader import read_payload
+
+    with read_payload(path) as p:
+        p.verify_sections()
+        body = bytes(p.raw_content())  # prefix + header + data (old flags)
+    hlen = int.from_bytes(body[12:16], "little")
+    prefix = _prefix(True, hlen)
+    h = hashlib.sha256(prefix)
+    h.update(memoryview(body)[16:])
+    digest = h.digest()
+    trailer, kid = _trailer(digest, private_key)
+    out = atomic_write_chunks(path, [prefix, memoryview(body)[16:], trailer])
+    return PayloadInfo(out, len(body) + len(trailer), digest.hex(), kid)

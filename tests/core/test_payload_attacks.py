@@ -1,0 +1,119 @@
+"""Known attack files (tests/data/payload_attacks/): each crafted file must be rejected with its documented
+error, from the header alone where the attack is about sizes (no allocation). The manifest
+(``manifest.json``) names the error and the mitigation of each. Generated once by
+``python tests/core/test_payload_attacks.py --regenerate`` from the valid base below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sdk.payload import errors as E
+from edge_sdk.payload import read_payload
+
+DIR = Path(__file__).resolve().parents[1] / "data" / "payload_attacks"
+MANIFEST = json.loads((DIR / "manifest.json").read_text()) if (DIR / "manifest.json").exists() else {}
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_attack_file_rejected(name):
+    entry = MANIFEST[name]
+    data = (DIR / name).read_bytes()
+    with pytest.raises(getattr(E, entry["error"])):
+        with read_payload(data) as p:
+            p.decode_all()
+
+
+def test_manifest_complete():
+    assert len(MANIFEST) >= 12
+    assert {p.name for p in DIR.glob("*.epl")} == set(MANIFEST)
+    for entry in MANIFEST.values():
+        assert entry["mitigation"] and entry["error"] in E.__all__
+
+
+# ------------------------------------------------------------------------------------- generation
+def _base() -> bytes:
+    from edge_sdk.payload import SampleGroup, encode_payload
+
+    g = SampleGroup("a", "codebook", 2, data=np.array([[0, 1, 2], [3, 2, 1]], np.uint8),
+                    params={"levels": np.array([-1, -0.5, 0.5, 1], np.float32)}, labels=np.array([1, 0]),
+                    extra={"w": np.array([1.0, 2.0], np.float32)})
+    return encode_payload([g], 2, {"kind": "beam"}, {"method": "attack-base"})
+
+
+def _assemble(prefix: bytes, header: bytes, data: bytes, hlen: int | None = None) -> bytes:
+    pre = bytearray(prefix)
+    pre[12:16] = (len(header) if hlen is None else hlen).to_bytes(4, "little")
+    body = bytes(pre) + header + data
+    return body + hashlib.sha256(body).digest()
+
+
+def _attacks() -> dict[str, tuple[bytes, str, str]]:
+    b = _base()
+    hlen = int.from_bytes(b[12:16], "little")
+    pre, hb, data = b[:16], b[16:16 + hlen], b[16 + hlen:-32]
+    h = json.loads(hb)
+
+    def enc(obj):
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def hmod(fn):
+        x = json.loads(hb)
+        fn(x)
+        return _assemble(pre, enc(x), data)
+
+    del h
+    out = {
+        "header_len_4gib.epl": (pre[:12] + (0xFFFFFFFF).to_bytes(4, "little"), "HeaderTooLarge",
+                                "header length capped at HEADER_MAX_BYTES before reading (R04)"),
+        "n_times_d_2e55.epl": (hmod(lambda x: x["g"][0].update(n=1 << 24, d=1 << 24)), "LimitExceeded",
+                               "n, d, n*d checked against MAX_N/MAX_D/MAX_VALUES with Python ints (R06)"),
+        "zero_bit_labels_huge_n.epl": (hmod(lambda x: (x.update(c=1), x["g"][0].update(d=0, n=1 << 30))),
+                                       "LimitExceeded",
+                                       "0-byte rows still count against MAX_N / MAX_TOTAL_ROWS, so 0-bit labels "
+                                       "cannot make the reader allocate n int64 labels (R06)"),
+        "extra_shape_overflow.epl": (hmod(lambda x: x["g"][0]["e"]["w"].__setitem__(2, [1 << 32] * 3)),
+                                     "LimitExceeded", "extra element count checked before use (R06)"),
+        "overlapping_sections.epl": (hmod(lambda x: x["s"][1].__setitem__(0, 0)), "BadOffsets",
+                                     "sections must be contiguous in table order (R07)"),
+        "section_reused.epl": (hmod(lambda x: x["g"][0]["q"]["levels"].__setitem__(0, 0)), "BadOffsets",
+                               "each section referenced exactly once, length == shape (R07)"),
+        "length_lies.epl": (hmod(lambda x: x["s"][0].__setitem__(1, 1 << 39)), "BadOffsets",
+                            "section length must equal the size its shape implies (R07)"),
+        "deep_json.epl": (_assemble(pre, b"[" * 5000 + b"]" * 5000, b""), "HeaderInvalid",
+                          "JSON recursion errors become HeaderInvalid (R05)"),
+        "duplicate_keys.epl": (_assemble(pre, hb.replace(b'{"c":2,', b'{"c":2,"c":2,'), data), "HeaderInvalid",
+                               "duplicate JSON keys rejected (R05)"),
+        "nan_in_task.epl": (_assemble(pre, hb.replace(b'"t":{"kind":"beam"}', b'"t":{"kind":NaN}'), data),
+                            "HeaderInvalid", "NaN/Infinity rejected; header must be canonical (R05)"),
+        "trailing_bytes.epl": (b + b"\0" * 16, "TrailingBytes", "exact file size (R08)"),
+        "truncated_data.epl": (b[:-40], "Truncated", "exact file size (R08)"),
+        "unknown_flag.epl": (_assemble(pre[:10] + b"\x04\x00" + pre[12:], hb, data), "HeaderInvalid",
+                             "unknown flag bits rejected (R03)"),
+        "major_version_2.epl": (pre[:8] + b"\x02\x00" + b[10:], "UnsupportedVersion",
+                                "fixed set of accepted versions (R02)"),
+        "crc_mismatch_labels.epl": (_assemble(pre, hb, data[:-1] + b"\x03"), "ChecksumMismatch",
+                                   "section CRC32 checked before use (R10)"),
+        "digest_only_changed.epl": (b[:-1] + bytes([b[-1] ^ 1]), "DigestMismatch",
+                                    "content SHA-256 verified on open (R09)"),
+    }
+    return out
+
+
+def regenerate() -> None:  # pragma: no cover - run by hand
+    DIR.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for name, (data, err, why) in _attacks().items():
+        (DIR / name).write_bytes(data)
+        manifest[name] = {"error": err, "mitigation": why}
+    (DIR / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__" and "--regenerate" in sys.argv:
+    regenerate()
