@@ -12,6 +12,7 @@ Errors: every command turns the package's typed errors into one line on stderr a
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 

@@ -1,0 +1,273 @@
+"""On-device training: payload + training graph -> trained MLP, with checkpoint/resume and beam KPIs.
+
+Flow (docs/device.md): verify the payload (content digest; Ed25519 signature when trusted keys are given) ->
+check the graph bytes against the payload's graph digest -> initial parameters from
+``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) -> for each epoch, batches
+in ``epoch_order(N, seed, epoch)`` order (last batch may be smaller) -> one graph run per batch -> atomic
+checkpoint after every epoch -> standalone inference ONNX with the weights as initializers.
+
+Learning-rate schedule (per optimizer step ``t = 0..T-1``, ``T`` = epochs x batches per epoch):
+``cosine``: ``lr_t = lr * 0.5 * (1 + cos(pi * t / T))``; ``step``: ``lr * gamma ** (epoch // step_epochs)``;
+``constant``: ``lr``. Adam's bias-correction step count is ``t + 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edge_sdk.device.data import PayloadData
+from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
+from edge_sdk.device.onnx_mlp import mlp_inference_model
+
+from edge_sdk.errors import ConfigError, DeviceError
+from edge_sdk.modelspec import epoch_order, init_params
+
+SCHEDULES = ("cosine", "step", "constant")
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters. Defaults are overridden by the payload task's ``train`` dict, then by the
+    caller. ``lr`` etc. are fed to the graph as inputs (nothing is baked into the graph)."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    step_epochs: int = 10
+    gamma: float = 0.1
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    soft_weight: float = 1.0
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be >= 1")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
+        if not 0.0 <= self.soft_weight <= 1.0:
+            raise ConfigError("soft_weight must be in [0, 1]")
+
+    @classmethod
+    def from_task(cls, task: dict[str, Any], **overrides: Any) -> TrainConfig:
+        """Defaults <- ``task["train"]`` (unknown keys ignored) <- non-None ``overrides``."""
+        names = {f.name for f in fields(cls)}
+        base = {k: v for k, v in dict(task.get("train") or {}).items() if k in names}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def lr_at(self, t: int, total: int, epoch: int) -> float:
+        """Learning rate of optimizer step ``t`` (0-based) of ``total``, in epoch ``epoch``."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * t / max(total, 1)))
+        if self.schedule == "step":
+            return self.lr * self.gamma ** (epoch // max(self.step_epochs, 1))
+        return self.lr
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status (the high-water mark of this process image; ``ru_maxrss`` would
+    carry over the parent's peak across fork+exec). Elsewhere: ``getrusage(RUSAGE_SELF).ru_maxrss``
+    (KiB on Linux/BSD, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class TrainState:
+    params: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimizer steps taken
+    history: list[dict[str, float]] | None = None
+
+
+class Trainer:
+    """Train the payload's model with its graph. ``trusted_keys``: Ed25519 public keys (paths, PEM bytes or key
+    objects) the payload signature must verify against; ``require_signature`` refuses unsigned payloads."""
+
+    def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
+                 config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
+                 **overrides: Any) -> None:
+        from edge_sdk.payload import read_payload
+
+        self.payload_path = Path(payload_path)
+        self.graph_path = Path(graph_path)
+        self.payload = read_payload(self.payload_path, trusted_keys=trusted_keys or None,
+                                    require_signature=require_signature)
+        if self.payload.graph is None:
+            raise DeviceError("payload names no training graph (export it with a graph digest)")
+        gbytes = self.graph_path.read_bytes()
+        self.task = dict(self.payload.task or {})
+        self.config = config if config is not None else TrainConfig.from_task(self.task, **overrides)
+        if config is not None and overrides:
+            self.config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        self.graph: TrainGraph = load_train_graph(gbytes, self.payload.graph, threads=self.config.threads)
+        if "model" in self.task and self.task["model"] != self.graph.meta["model"]:
+            raise DeviceError("the payload's task model differs from the graph's model")
+        check_groups(self.graph, self.payload.groups, self.payload.num_classes)
+        self.data = PayloadData(self.payload)
+        if self.data.has_soft != self.graph.has_soft:
+            raise DeviceError("soft-label groups of payload and graph disagree")
+        self.bytes_received = int(self.payload.size) + int(self.graph.size)
+        self.steps_per_epoch = -(-self.data.n // self.config.batch_size)
+        self.total_steps = self.steps_per_epoch * self.config.epochs
+
+    # ------------------------------------------------------------------------------------ state
+    def initial_state(self) -> TrainState:
+        params = init_params(self.graph.model, self.config.seed)
+        state = {n: np.zeros_like(params[n.rsplit(".", 1)[0]]) for n in self.graph.state_names}
+        return TrainState(params=params, state=state, history=[])
+
+    def _ckpt_meta(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg.pop("epochs")
+        cfg.pop("threads")
+        return {"payload_sha256": self.payload.sha256, "graph_sha256": self.graph.sha256, "config": cfg,
+                "epochs_total": self.config.epochs}
+
+    def save_checkpoint(self, path: Path, st: TrainState) -> None:
+        """Atomic: temp file + fsync + os.replace; a kill leaves the previous checkpoint intact."""
+        arrays = {f"p:{k}": v for k, v in st.params.items()} | {f"s:{k}": v for k, v in st.state.items()}
+        meta = self._ckpt_meta() | {"epoch": st.epoch, "step": st.step, "history": st.history or []}
+        import io
+
+        buf = io.BytesIO()
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        _atomic_write_bytes(path, buf.getvalue())
+
+    def load_checkpoint(self, path: Path) -> TrainState:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["__meta__"]).decode())
+                params = {k[2:]: z[k] for k in z.files if k.startswith("p:")}
+                state = {k[2:]: z[k] for k in z.files if k.startswith("s:")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise DeviceError(f"checkpoint {path} is unreadable: {exc}; delete it to start over") from exc
+        want = self._ckpt_meta()
+        for key in ("payload_sha256", "graph_sha256", "config"):
+            if meta.get(key) != want[key]:
+                raise DeviceError(f"checkpoint {path} was made with a different {key.split('_')[0]}; "
+                                  "delete it or drop --resume")
+        if set(params) != set(self.graph.param_names) or set(state) != set(self.graph.state_names):
+            raise DeviceError(f"checkpoint {path} holds other parameters than the graph")
+        return TrainState(params, state, int(meta["epoch"]), int(meta["step"]), list(meta.get("history", [])))
+
+    # --------------------------------------------------------------------------------- training
+    def _hyper(self, t: int, epoch: int) -> dict[str, np.ndarray]:
+        c = self.config
+        vals = {"lr": c.lr_at(t, self.total_steps, epoch), "momentum": c.momentum, "weight_decay": c.weight_decay,
+                "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps, "step": float(t + 1)}
+        out = {h: np.asarray(vals[h], np.float32) for h in self.graph.hyper}
+        if self.graph.has_soft:
+            out["soft_weight"] = np.asarray(c.soft_weight if self.data.has_hard_labels else 1.0, np.float32)
+        return out
+
+    def train_epoch(self, st: TrainState, progress: Callable[[int], Any] | None = None) -> float:
+        """One epoch in ``epoch_order``; updates ``st`` in place; returns the mean loss."""
+        order = epoch_order(self.data.n, self.config.seed, st.epoch)
+        bs = self.config.batch_size
+        losses = []
+        for s in range(0, self.data.n, bs):
+            feed = self.data.batch_feed(order[s: s + bs])
+            feed.update(self._hyper(st.step, st.epoch))
+            feed.update(st.params)
+            feed.update(st.state)
+            out = self.graph.run(feed)
+            loss = float(out["loss"])
+            if not math.isfinite(loss):
+                raise DeviceError(f"loss became {loss} at step {st.step}; lower the learning rate")
+            losses.append(loss)
+            st.params = {n: out[f"new.{n}"] for n in self.graph.param_names}
+            st.state = {n: out[f"new.{n}"] for n in self.graph.state_names}
+            st.step += 1
+            if progress is not None:
+                progress(1)
+        st.epoch += 1
+        mean = float(np.mean(losses))
+        (st.history if st.history is not None else []).append({"epoch": st.epoch, "loss": mean})
+        return mean
+
+    def train(self, out_dir: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = False,
+              stop_after_epochs: int | None = None) -> TrainState:
+        """Train ``config.epochs`` epochs; checkpoint to ``out_dir/checkpoint.npz`` after each; with ``resume``
+        continue from it. ``stop_after_epochs`` ends early (for tests / budgets) after that many epochs total."""
+        ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+        st = self.load_checkpoint(ckpt) if (resume and ckpt is not None and ckpt.exists()) else self.initial_state()
+        end = self.config.epochs if stop_after_epochs is None else min(self.config.epochs, stop_after_epochs)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=st.step, unit="step", desc="device train")
+        t0 = time.perf_counter()
+        step0 = st.step
+        try:
+            while st.epoch < end:
+                loss = self.train_epoch(st, bar.update if bar is not None else None)
+                if bar is not None:
+                    bar.set_postfix(epoch=st.epoch, loss=f"{loss:.4f}")
+                if ckpt is not None:
+                    self.save_checkpoint(ckpt, st)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.train_seconds = time.perf_counter() - t0
+        self.steps_run = st.step - step0
+        return st
+
+    # ---------------------------------------------------------------------------- model export
+    def model_bytes(self, params: dict[str, np.ndarray]) -> bytes:
+        return mlp_inference_model(self.graph.model, params,
+                                   {"edge_sdk.payload_sha256": self.payload.sha256,
+                                    "edge_sdk.task": json.dumps(self.task, sort_keys=True)})
+
+    def export_model(self, path: str | os.PathLike[str], params: dict[str, np.ndarray]) -> int:
+        data = self.model_bytes(params)
+        _atomic_write_bytes(Path(path), data)
+        return len(data)

@@ -1,0 +1,44 @@
+"""``edge-sdk export-graph``: export the ONNX dequantize-and-train graph for a payload (server side, torch).
+
+The graph depends only on the payload's group layout (kinds, widths, widths of rows, roles), the model spec
+and the optimizer; the batch size is a dynamic graph dimension. See docs/onnx-graph.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("export-graph")
+@click.option("--payload", "payload", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="payload whose groups the graph consumes (its task.model gives the model spec)")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+              help="default: the payload's task.train.optimizer, else adam")
+@click.option("--model", "model_json", default=None,
+              help='model spec JSON overriding task.model, e.g. \'{"kind":"mlp","input_dim":8,"num_classes":32,"hidden":[64]}\'')
+def cli(payload: Path, out: Path, optimizer: str | None, model_json: str | None) -> None:
+    """Export the training graph for PAYLOAD to OUT; prints its sha256/size and whether PAYLOAD names it."""
+    from edge_sdk.errors import ConfigError
+    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.payload import read_payload
+    from edge_sdk.server.onnx_export.export import write_graph_for_payload
+
+    with read_payload(payload) as p:
+        task = dict(p.task or {})
+        try:
+            model_d = json.loads(model_json) if model_json else task.get("model")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--model is not valid JSON: {exc}") from exc
+        if not model_d:
+            raise ConfigError("the payload's task has no 'model' spec; pass --model JSON")
+        spec = ModelSpec.from_dict(model_d)
+        opt = optimizer or str((task.get("train") or {}).get("optimizer", "adam"))
+        info = write_graph_for_payload(p, spec, opt, out)
+        named = p.graph
+    match = named is not None and named.get("sha256") == info.sha256 and int(named.get("size", -1)) == info.size
+    click.echo(json.dumps({"graph": str(info.path), "sha256": info.sha256, "size": info.size,
+                           "optimizer": opt, "payload_names_this_graph": match}, indent=1))

@@ -1,0 +1,345 @@
+"""Export the dequantize-and-train step (and an MLP inference graph) to plain ONNX.
+
+Path (docs/onnx-graph.md): pure step function (:mod:`.step`) -> ``make_fx(tracing_mode="symbolic")`` aten graph
+-> ``torch.onnx.export(dynamo=True, opset_version=18)`` with a dynamic batch dimension per group -> post-check
+(default-domain ops only, opset <= 18, no local functions), IR version lowered to 8 so that onnxruntime >= 1.17
+loads it, self-description stored in ``metadata_props[META_KEY]``, atomic write.
+
+The graph holds no weights: parameters, optimizer state and hyper-parameters are inputs; the only initializers
+are the small int index tables of the unpacking (D entries per group).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edge_sdk.server.onnx_export.layout import (
+    HYPER_NAMES,
+    META_KEY,
+    GraphGroup,
+    TrainGraphSpec,
+    graph_groups_from,
+)
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import ModelSpec
+
+OPSET = 18
+IR_VERSION = 8  # opset 18 needs IR >= 8; onnxruntime 1.17 reads IR <= 9
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """A written graph: ``path``, ``sha256`` (hex of the file bytes), ``size`` (bytes)."""
+
+    path: Path
+    sha256: str
+    size: int
+
+    def digest(self) -> dict[str, Any]:
+        """The ``graph=`` argument of ``edge_sdk.payload.write_payload``."""
+        return {"sha256": self.sha256, "size": self.size}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _example_sizes(spec: TrainGraphSpec) -> dict[int, int]:
+    """Distinct example batch sizes per graph group (>= 2, so the exporter keeps every batch dim symbolic and
+    never merges two groups' dims); soft-label groups sum to the samples total."""
+    sizes: dict[int, int] = {}
+    used: set[int] = set()
+    nxt = 11
+    for k, g in spec.graph_groups():
+        if g.role == "samples":
+            sizes[k] = nxt
+            used.add(nxt)
+            nxt += 2
+    total = sum(sizes.values())
+    soft = [k for k, g in spec.graph_groups() if g.role == "soft_labels"]
+    cand = 2
+    for i, k in enumerate(soft):
+        if i == len(soft) - 1:
+            sizes[k] = total - sum(sizes[j] for j in soft[:-1])
+        else:
+            while cand in used:
+                cand += 1
+            sizes[k] = cand
+            used.add(cand)
+            cand += 1
+    if soft and (sizes[soft[-1]] < 2 or sizes[soft[-1]] in used - {sizes[soft[-1]]}):
+        raise ConfigError("too many soft-label groups for one training graph")
+    return sizes
+
+
+def example_inputs(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
+    """Random example inputs (torch tensors) in graph input order."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    sizes = _example_sizes(spec)
+    out: list[Any] = []
+    n_total = 0
+    for k, g in spec.graph_groups():
+        b = sizes[k]
+        if g.role == "samples":
+            n_total += b
+        if g.raw:
+            out.append(torch.tensor(rng.standard_normal((b, g.d)), dtype=torch.float32))
+        else:
+            out.append(torch.tensor(rng.integers(0, 256, (b, g.row_bytes)), dtype=torch.uint8))
+        if g.kind == "symmetric_per_sample":
+            out.append(torch.tensor(rng.uniform(0.1, 1, b), dtype=torch.float32))
+        elif g.kind == "uniform_clip":
+            out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
+        elif g.kind == "codebook":
+            out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
+    out.append(torch.tensor(rng.integers(0, spec.model.num_classes, n_total), dtype=torch.int64))
+    if spec.has_soft:
+        out.append(torch.tensor(0.5, dtype=torch.float32))
+    defaults = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                "step": 1.0}
+    out.extend(torch.tensor(defaults[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
+    shapes = dict(spec.model.param_shapes())
+    for n in spec.param_names():
+        out.append(torch.tensor(rng.standard_normal(shapes[n]) * 0.1, dtype=torch.float32))
+    for n in spec.state_names():
+        out.append(torch.zeros(shapes[n.rsplit(".", 1)[0]], dtype=torch.float32))
+    return out
+
+
+def _dynamic_shapes(spec: TrainGraphSpec) -> tuple[Any, ...]:
+    from torch.export import Dim
+
+    dyn: list[Any] = []
+    for _, g in spec.graph_groups():
+        dyn.append({0: Dim.AUTO})
+        dyn.extend({0: Dim.AUTO} if p == "scale" else None for p in g.param_names())
+    dyn.append({0: Dim.AUTO})  # labels
+    n_rest = len(spec.input_names()) - len(dyn)
+    dyn.extend([None] * n_rest)
+    return tuple(dyn)
+
+
+def check_graph(model: Any, max_opset: int = OPSET) -> None:
+    """Raise ConfigError unless every node is a default-domain op and the opset is <= ``max_opset``."""
+    for imp in model.opset_import:
+        if imp.domain in DEFAULT_DOMAINS and imp.version > max_opset:
+            raise ConfigError(f"graph uses opset {imp.version} > {max_opset}")
+    if len(model.functions):
+        raise ConfigError("graph contains local functions; inline them before shipping")
+    bad = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in DEFAULT_DOMAINS})
+    if bad:
+        raise ConfigError(f"graph uses non-default-domain ops: {bad}")
+
+
+def _name_batch_dims(graph: Any) -> None:
+    """Readable names for the exporter's symbolic dims: ``B_<input>`` after the first input that has it
+    (e.g. ``B_g0`` for group 0's rows, ``B_labels`` for the batch total)."""
+    names: dict[str, str] = {}
+    for v in [*graph.input, *graph.output]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param:
+                if d.dim_param not in names:
+                    names[d.dim_param] = "B_" + v.name.split(".")[0]
+                d.dim_param = names[d.dim_param]
+
+
+def _shorten_names(graph: Any) -> None:
+    """Rename intermediate tensors to short hex ids and drop node names (optional in ONNX): the exporter's
+    descriptive names are a large share of a small graph's bytes. Graph inputs/outputs keep their names."""
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    mapping: dict[str, str] = {}
+
+    def new(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in mapping:
+            mapping[name] = f"t{len(mapping):x}"
+        return mapping[name]
+
+    for init in graph.initializer:
+        init.name = new(init.name)
+    for node in graph.node:
+        if any(a.type in (5, 10) for a in node.attribute):  # GRAPH / GRAPHS attributes: leave subgraphs alone
+            raise ConfigError(f"unexpected subgraph in {node.op_type}; cannot shorten names")
+        node.name = ""
+        for i, n in enumerate(node.input):
+            node.input[i] = new(n)
+        for i, n in enumerate(node.output):
+            node.output[i] = new(n)
+
+
+def _finalize(onnx_program: Any, meta: dict[str, str] | None) -> bytes:
+    import onnx
+
+    with tempfile.TemporaryDirectory() as td:
+        p = os.path.join(td, "g.onnx")
+        onnx_program.save(p)
+        model = onnx.load(p)
+    if len(model.functions):
+        from onnx import inliner
+
+        model = inliner.inline_local_functions(model)
+    # keep only the default opset import, pinned to OPSET
+    keep = [imp for imp in model.opset_import if imp.domain in DEFAULT_DOMAINS]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    model.ir_version = IR_VERSION
+    model.producer_name = "edge-sdk"
+    # drop exporter stack traces and intermediate shapes: ~80% of the bytes, no effect on execution
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del model.graph.value_info[:]
+    for v in [*model.graph.input, *model.graph.output, *model.graph.initializer]:
+        del v.metadata_props[:]
+        v.doc_string = ""
+    _name_batch_dims(model.graph)
+    _shorten_names(model.graph)
+    del model.metadata_props[:]
+    for k, v in (meta or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    check_graph(model)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _export(fn: Any, args: Sequence[Any], input_names: list[str], output_names: list[str],
+            dynamic_shapes: tuple[Any, ...], meta: dict[str, str] | None) -> bytes:
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gm = make_fx(fn, tracing_mode="symbolic")(*args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(
+            gm,
+            tuple(args),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    return _finalize(prog, meta)
+
+
+def training_graph_bytes(spec: TrainGraphSpec) -> bytes:
+    """Serialized training graph for ``spec``."""
+    from edge_sdk.server.onnx_export.step import make_step
+
+    return _export(make_step(spec), example_inputs(spec), spec.input_names(), spec.output_names(),
+                   _dynamic_shapes(spec), {META_KEY: spec.meta_json()})
+
+
+def export_training_graph(
+    model_spec: ModelSpec,
+    groups: Any,
+    optimizer: str,
+    path: str | os.PathLike[str],
+    *,
+    debug_features: bool = False,
+) -> GraphInfo:
+    """Export the training step for ``model_spec`` consuming ``groups`` (payload layouts, a read payload, or
+    :class:`GraphGroup`s) with ``optimizer`` (``sgd``|``adam``) to ``path`` (atomic). Returns its digest."""
+    spec = TrainGraphSpec(model=model_spec, groups=graph_groups_from(groups), optimizer=optimizer,
+                          debug_features=debug_features)
+    data = training_graph_bytes(spec)
+    path = Path(path)
+    _atomic_write(path, data)
+    return GraphInfo(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def write_graph_for_payload(
+    payload_layout_or_groups: Any,
+    model_spec: ModelSpec,
+    optimizer: str = "adam",
+    out_path: str | os.PathLike[str] = "graph.onnx",
+) -> GraphInfo:
+    """The one call distill/quantize make: write the graph that trains on a payload with these groups.
+
+    Pass its ``GraphInfo.digest()`` as ``graph=`` to ``write_payload`` so the payload names its graph."""
+    return export_training_graph(model_spec, payload_layout_or_groups, optimizer, out_path)
+
+
+def export_inference_graph(
+    model_spec: ModelSpec,
+    path: str | os.PathLike[str],
+    params: dict[str, np.ndarray] | None = None,
+) -> GraphInfo:
+    """MLP inference graph ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the weights are
+    initializers; without, they are graph inputs named like the ModelSpec parameters."""
+    import torch
+    from edge_sdk.server.onnx_export.step import mlp_forward
+
+    if model_spec.kind != "mlp":
+        raise ConfigError("export_inference_graph supports ModelSpec kind 'mlp' only")
+    names = [n for n, _ in model_spec.param_shapes()]
+    shapes = dict(model_spec.param_shapes())
+    x = torch.zeros((7, model_spec.input_dim), dtype=torch.float32)
+    if params is None:
+        ps = [torch.zeros(shapes[n], dtype=torch.float32) for n in names]
+
+        def fn(x: Any, *ps: Any) -> Any:
+            return mlp_forward(x, list(ps))
+
+        args: list[Any] = [x, *ps]
+        in_names = ["features", *names]
+    else:
+        consts = [np.asarray(params[n], np.float32) for n in names]
+
+        def fn(x: Any) -> Any:  # type: ignore[misc]
+            return mlp_forward(x, [torch.tensor(c) for c in consts])
+
+        args = [x]
+        in_names = ["features"]
+    from torch.export import Dim
+
+    dyn = tuple([{0: Dim.AUTO}] + [None] * (len(args) - 1))
+    data = _export(fn, args, in_names, ["logits"], dyn, {"edge_sdk.model": model_spec_json(model_spec)})
+    path = Path(path)
+    _atomic_write(path, data)
+    return GraphInfo(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def model_spec_json(spec: ModelSpec) -> str:
+    import json
+
+    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+__all__ = [
+    "GraphGroup",
+    "GraphInfo",
+    "TrainGraphSpec",
+    "check_graph",
+    "example_inputs",
+    "export_inference_graph",
+    "export_training_graph",
+    "training_graph_bytes",
+    "write_graph_for_payload",
+]

@@ -1,0 +1,236 @@
+"""Device runtime (numpy + onnxruntime only) on the shipped fixtures in tests/device/data/ (made by
+tools/make_device_fixtures.py). Runs in the torch-free venv of tools/test_device_minimal.sh too."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from edge_sdk.device.evaluate import evaluate_beam, predict
+from edge_sdk.device.onnx_mlp import mlp_inference_model
+from edge_sdk.device.trainer import TrainConfig, Trainer
+
+from edge_sdk.errors import DeviceError, EdgeSdkError
+from edge_sdk.modelspec import ModelSpec, init_params
+
+DATA = Path(__file__).parent / "data"
+ADAM = DATA / "beam_adam"
+SOFT = DATA / "soft_sgd"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _forward(params, x):
+    n = len(params) // 2
+    h = x
+    for i in range(n):
+        h = h @ params[f"fc{i}.weight"].T + params[f"fc{i}.bias"]
+        if i < n - 1:
+            h = np.maximum(h, 0)
+    return h
+
+
+def test_import_and_training_never_load_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "import edge_sdk.device, edge_sdk.device.trainer, edge_sdk.device.evaluate, edge_sdk.cli.device_cmd\n"
+        "from edge_sdk.device.trainer import Trainer\n"
+        f"t = Trainer(r'{ADAM / 'payload.bin'}', r'{ADAM / 'graph.onnx'}', epochs=1)\n"
+        f"st = t.train(r'{tmp_path}')\n"
+        f"t.export_model(r'{tmp_path / 'm.onnx'}', st.params)\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m.startswith('edge_sdk.server')]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_train_is_deterministic_and_learns():
+    a = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=4)
+    b = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=4)
+    sa, sb = a.train(), b.train()
+    for n in sa.params:
+        np.testing.assert_array_equal(sa.params[n], sb.params[n])
+    losses = [h["loss"] for h in sa.history]
+    assert losses[-1] < losses[0]
+    assert sa.step == 4 * a.steps_per_epoch == a.total_steps
+    assert a.bytes_received == (ADAM / "payload.bin").stat().st_size + (ADAM / "graph.onnx").stat().st_size
+
+
+def test_starts_from_init_params():
+    t = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=1, seed=7)
+    st = t.initial_state()
+    ref = init_params(t.graph.model, 7)
+    for n in ref:
+        np.testing.assert_array_equal(st.params[n], ref[n])
+    assert all(not v.any() for v in st.state.values())
+
+
+def test_soft_label_payload_trains():
+    t = Trainer(SOFT / "payload.bin", SOFT / "graph.onnx", epochs=6)
+    assert t.graph.has_soft and t.data.has_soft and t.graph.optimizer == "sgd"
+    st = t.train()
+    assert all(math.isfinite(h["loss"]) for h in st.history)
+    assert st.history[-1]["loss"] < st.history[0]["loss"]
+
+
+def test_graph_must_match_payload_digest(tmp_path):
+    with pytest.raises(DeviceError, match="graph does not match the payload"):
+        Trainer(ADAM / "payload.bin", SOFT / "graph.onnx")
+    g = tmp_path / "g.onnx"
+    data = bytearray((ADAM / "graph.onnx").read_bytes())
+    data[-1] ^= 1
+    g.write_bytes(bytes(data))
+    with pytest.raises(DeviceError):
+        Trainer(ADAM / "payload.bin", g)
+
+
+def test_signature_checked_against_trusted_keys(tmp_path):
+    from edge_sdk.payload import generate_keypair, save_public_key, sign_payload
+
+    p = tmp_path / "p.bin"
+    shutil.copy(ADAM / "payload.bin", p)
+    priv, pub = generate_keypair()
+    _, other = generate_keypair()
+    save_public_key(tmp_path / "pub.pem", pub)
+    save_public_key(tmp_path / "other.pem", other)
+    with pytest.raises(EdgeSdkError):  # unsigned, signature required
+        Trainer(p, ADAM / "graph.onnx", trusted_keys=[tmp_path / "pub.pem"], require_signature=True)
+    sign_payload(p, priv)
+    t = Trainer(p, ADAM / "graph.onnx", trusted_keys=[tmp_path / "pub.pem"], require_signature=True)
+    assert t.payload.signature_status == "verified"
+    with pytest.raises(EdgeSdkError):
+        Trainer(p, ADAM / "graph.onnx", trusted_keys=[tmp_path / "other.pem"], require_signature=True)
+
+
+def test_inference_model_standalone(tmp_path):
+    spec = ModelSpec(input_dim=5, num_classes=4, hidden=(7, 3))
+    params = init_params(spec, 3)
+    sess = ort.InferenceSession(mlp_inference_model(spec, params), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((11, 5)).astype(np.float32)
+    np.testing.assert_allclose(predict(sess, x), _forward(params, x), rtol=1e-5, atol=1e-6)
+    assert not sess.get_inputs()[1:] and sess.get_inputs()[0].name == "features"
+    with pytest.raises(DeviceError):
+        mlp_inference_model(spec, {k: v for k, v in params.items() if k != "fc1.bias"})
+
+
+def test_trained_model_export_and_eval(tmp_path):
+    t = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2)
+    st = t.train(tmp_path)
+    t.export_model(tmp_path / "model.onnx", st.params)
+    sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((9, t.graph.model.input_dim)).astype(np.float32)
+    np.testing.assert_allclose(predict(sess, x), _forward(st.params, x), rtol=1e-5, atol=1e-5)
+    k = evaluate_beam(tmp_path / "model.onnx", ADAM / "local.h5")  # task from the model's metadata
+    assert 0.0 <= k["top1"] <= k["top2"] <= k["top4"] <= 1.0 and k["n"] > 0
+
+
+def test_lr_schedules():
+    c = TrainConfig(lr=0.1, schedule="cosine")
+    assert c.lr_at(0, 100, 0) == pytest.approx(0.1) and c.lr_at(50, 100, 3) == pytest.approx(0.05)
+    s = TrainConfig(lr=0.1, schedule="step", step_epochs=2, gamma=0.5)
+    assert [s.lr_at(0, 10, e) for e in range(5)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    with pytest.raises(EdgeSdkError):
+        TrainConfig(schedule="linear")
+
+
+def test_resume_refuses_other_config(tmp_path):
+    Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2).train(tmp_path, stop_after_epochs=1)
+    with pytest.raises(DeviceError, match="different config"):
+        Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2, lr=0.5).train(tmp_path, resume=True)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from edge_sdk.cli.main import main; sys.exit(main(sys.argv[1:]))", *args]
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    """SIGKILL a CLI training run after its first checkpoint, resume, get exactly the uninterrupted result."""
+    common = ["device", "train", "--payload", str(ADAM / "payload.bin"), "--graph", str(ADAM / "graph.onnx"),
+              "--epochs", "40", "--batch-size", "8", "--quiet"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*common, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "checkpoint.npz"
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
+    with np.load(ckpt) as z:
+        done = json.loads(bytes(z["__meta__"]).decode())["epoch"]
+    assert 1 <= done < 40
+    r = subprocess.run(_cli(*common, "--resume", "--out", str(killed)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    full = tmp_path / "full"
+    r = subprocess.run(_cli(*common, "--out", str(full)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with np.load(killed / "checkpoint.npz") as a, np.load(full / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            if k != "__meta__":
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert (killed / "model.onnx").read_bytes() == (full / "model.onnx").read_bytes()
+
+
+def test_cli_train_report_and_eval(tmp_path):
+    from edge_sdk.cli.main import main
+
+    out = tmp_path / "run"
+    rc = main(["device", "train", "--payload", str(ADAM / "payload.bin"), "--graph", str(ADAM / "graph.onnx"),
+               "--eval", str(ADAM / "local.h5"), "--epochs", "2", "--quiet", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["bytes_received"] == rep["payload_bytes"] + rep["graph_bytes"]
+    assert rep["epochs"] == 2 and rep["steps_per_s"] > 0 and rep["peak_rss_mb"] > 0
+    assert set(rep["kpis"]) >= {"top1", "top1_1db", "rsrp_diff_mean"}
+    r = subprocess.run(_cli("device", "eval", "--model", str(out / "model.onnx"), "--data", str(ADAM / "local.h5"),
+                            "--task-from", str(ADAM / "payload.bin")), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["top1"] == pytest.approx(rep["kpis"]["top1"])
+    bad = subprocess.run(_cli("device", "train", "--payload", str(ADAM / "payload.bin"), "--graph",
+                              str(SOFT / "graph.onnx"), "--out", str(tmp_path / "x")),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == DeviceError.exit_code and "DeviceError" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_fixture_manifest_matches_files():
+    man = json.loads((DATA / "MANIFEST.json").read_text())
+    for name, m in man.items():
+        assert (DATA / name / "graph.onnx").stat().st_size == m["graph_bytes"]
+        assert (DATA / name / "payload.bin").stat().st_size == m["payload_bytes"]
+
+
+@pytest.mark.skipif(os.environ.get("EDGE_SDK_ORT_MIN") is None, reason="set by tools/test_device_minimal.sh")
+def test_running_the_claimed_onnxruntime():
+    assert ort.__version__ == os.environ["EDGE_SDK_ORT_MIN"]
+
+
+def test_graph_groups_must_match_payload_groups():
+    from types import SimpleNamespace
+
+    from edge_sdk.device.graph import check_groups, load_train_graph
+
+    from edge_sdk.payload import read_payload
+
+    g = load_train_graph((ADAM / "graph.onnx").read_bytes())
+    with read_payload(ADAM / "payload.bin") as p:
+        check_groups(g, p.groups, p.num_classes)  # the matching pair passes
+        wrong = [SimpleNamespace(kind=x.kind, bits=x.bits + 1, d=x.d, role=x.role) for x in p.groups]
+        with pytest.raises(DeviceError, match="graph expects"):
+            check_groups(g, wrong, p.num_classes)
+        with pytest.raises(DeviceError, match="expects 2 groups"):
+            check_groups(g, p.groups[:1], p.num_classes)
+        with pytest.raises(DeviceError, match="classes"):
+            check_groups(g, p.groups, p.num_classes + 1)
