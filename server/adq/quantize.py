@@ -108,3 +108,54 @@ def dequantize_mixed(x: np.ndarray, bits: np.ndarray, scale_dtype: str = "float3
             codes, scale = quantize_np(x[idx], int(b), scale_dtype)
             out[idx] = dequantize(torch.from_numpy(codes), int(b), torch.from_numpy(scale)).numpy()
     return out
+
+
+class QuantizedStore:
+    """Mixed-width quantized samples kept as codes, dequantized on the fly per batch (paper Sec. 4.1).
+
+    ``add(bits, codes uint8 [n, D], scale float32 [n])`` appends a group (``bits`` in 2..8; or 16/32 with
+    ``codes`` the raw float values and ``scale=None``); ``batch(idx int [B]) -> float32 [B, D]`` decodes
+    only the requested rows (memory: 1 byte per value + 4 per sample instead of 4 per value).
+    """
+
+    def __init__(self, d: int) -> None:
+        self.d = int(d)
+        self._groups: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+        self._owner = torch.zeros(0, dtype=torch.int64)  # group of each global row
+        self._local = torch.zeros(0, dtype=torch.int64)  # row inside its group
+
+    def __len__(self) -> int:
+        return int(self._owner.numel())
+
+    def add(self, bits: int, codes: torch.Tensor | np.ndarray, scale: torch.Tensor | np.ndarray | None) -> None:
+        c = torch.as_tensor(codes)
+        if c.ndim != 2 or c.shape[1] != self.d:
+            raise ConfigError(f"group codes must be [n, {self.d}], got {tuple(c.shape)}")
+        if bits in (16, 32):
+            s = None
+        else:
+            check_bits(bits)
+            if c.dtype != torch.uint8:
+                raise ConfigError(f"quantized codes must be uint8, got {c.dtype}")
+            s = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+            if s.numel() != c.shape[0]:
+                raise ConfigError(f"{c.shape[0]} samples but {s.numel()} scales")
+        g = len(self._groups)
+        self._groups.append((int(bits), c, s))
+        self._owner = torch.cat([self._owner, torch.full((c.shape[0],), g, dtype=torch.int64)])
+        self._local = torch.cat([self._local, torch.arange(c.shape[0], dtype=torch.int64)])
+
+    def batch(self, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
+        idx = torch.as_tensor(idx, dtype=torch.int64).reshape(-1)
+        out = torch.empty((idx.numel(), self.d), dtype=torch.float32)
+        owner, local = self._owner[idx], self._local[idx]
+        for g, (bits, c, s) in enumerate(self._groups):
+            sel = torch.nonzero(owner == g).reshape(-1)
+            if sel.numel() == 0:
+                continue
+            rows = local[sel]
+            if s is None:
+                out[sel] = c[rows].to(torch.float32)
+            else:
+                out[sel] = dequantize(c[rows], bits, s[rows])
+        return out

@@ -1,0 +1,285 @@
+"""Bit-width allocation under a global byte budget (ADQ, arXiv 2512.05987, Sec. 4.2).
+
+Every allocator takes sensitivity scores ``S`` float [N] (higher = needs more bits), a byte budget and a
+:class:`~edge_sdk.server.adq.cost.ByteCost`, and returns an :class:`Allocation` with ``bits`` int [N]
+(one width per sample; 0 = dropped, not stored). Invariant, tested: ``cost.of_bits(bits) <= budget``.
+
+* :func:`allocate_two_groups` — the paper's method: sort by ``S`` descending, split into two equal halves
+  (``|D_high| = |D_low|``; the high half gets the extra sample when N is odd), search every pair
+  ``b_high > b_low`` from the allowed widths and keep the pair that spends the most bytes without exceeding
+  the budget; ``b_low = 0`` (drop the less sensitive half) only when no pair without a drop fits, and
+  ``b_high == b_low`` only when no strictly adaptive pair fits (search order in :func:`_search`).
+* :func:`allocate_k_groups` — k equal groups with non-increasing widths (exhaustive search).
+* :func:`allocate_threshold` — two groups split at a sensitivity threshold (default: the mean of ``S``)
+  instead of the median.
+
+Infeasible budgets: when even ``(min width, 0)`` over the equal split exceeds the budget (beam data at
+93.75 %: one 2-bit sample of D = 8 values costs 2 B of codes + 2-4 B of scale), every allocator falls back to
+keeping the ``m`` most sensitive samples at ``fallback_bits`` (default: the smallest allowed width) and
+dropping the rest, with ``m`` the largest count that fits; ``Allocation.mode`` says ``"drop-fallback"``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError
+
+from .cost import ByteCost
+
+DEFAULT_WIDTHS = (2, 3, 4, 5, 6, 7, 8, 16)
+
+
+@dataclass
+class Allocation:
+    """Per-sample widths ``bits`` int64 [N] (0 = dropped) and how they were chosen."""
+
+    bits: np.ndarray
+    nbytes: int
+    budget: int
+    mode: str
+    widths: tuple[int, ...] = ()
+    info: dict = field(default_factory=dict)
+
+    @property
+    def kept(self) -> np.ndarray:
+        return np.flatnonzero(self.bits > 0)
+
+    def groups(self) -> dict[int, np.ndarray]:
+        """{width: sample indices} for every stored width (ascending index order)."""
+        return {int(b): np.flatnonzero(self.bits == b) for b in np.unique(self.bits) if b > 0}
+
+    def summary(self) -> dict:
+        return {
+            "mode": self.mode,
+            "widths": list(self.widths),
+            "bytes": int(self.nbytes),
+            "budget": int(self.budget),
+            "kept": int((self.bits > 0).sum()),
+            "n": int(self.bits.size),
+            "group_sizes": {str(b): int(v.size) for b, v in self.groups().items()},
+            "mean_bits_kept": float(self.bits[self.bits > 0].mean()) if (self.bits > 0).any() else 0.0,
+            **self.info,
+        }
+
+
+def _check(scores: np.ndarray, budget: int, widths: tuple[int, ...]) -> np.ndarray:
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if s.size == 0:
+        raise ConfigError("cannot allocate bits to an empty sample set")
+    if not np.all(np.isfinite(s)):
+        raise ConfigError("sensitivity scores contain NaN/inf; check the reference model and data")
+    if budget <= 0:
+        raise ConfigError(f"budget must be positive, got {budget} bytes")
+    if not widths or any(w not in (2, 3, 4, 5, 6, 7, 8, 16, 32) for w in widths):
+        raise ConfigError(f"widths must be a non-empty subset of 2..8, 16, 32; got {widths}")
+    return s
+
+
+def _order(s: np.ndarray) -> np.ndarray:
+    """Indices by descending sensitivity (stable: ties keep index order)."""
+    return np.argsort(-s, kind="stable")
+
+
+def split_sizes(n: int, k: int) -> list[int]:
+    """Sizes of k (near-)equal groups, larger groups first (sum n)."""
+    base, rem = divmod(n, k)
+    return [base + (1 if i < rem else 0) for i in range(k)]
+
+
+def _drop_fallback(order: np.ndarray, budget: int, cost: ByteCost, bits: int, mode_info: dict) -> Allocation:
+    n = order.size
+    lo, hi = 0, n  # largest m with cost(bits, m) <= budget (monotone)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if cost.total([(bits, mid)]) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0 and cost.total([]) > budget:
+        raise ConfigError(
+            f"a budget of {budget} B is below the fixed payload overhead of {cost.total([])} B "
+            "(header, task and provenance); raise the budget"
+        )
+    out = np.zeros(n, np.int64)
+    out[order[:lo]] = bits
+    return Allocation(out, cost.of_bits(out), budget, "drop-fallback", (bits,), dict(mode_info))
+
+
+def _search(
+    sizes: list[int], budget: int, cost: ByteCost, widths: tuple[int, ...], allow_drop: bool,
+    strict: bool = True,
+) -> tuple[int, ...] | None:
+    """Best non-increasing width tuple for groups of ``sizes``.
+
+    Preference order: (1) no dropped group if any such tuple fits (``b_low = 0`` only when it must);
+    (2) strictly decreasing widths when ``strict`` and more than one group (the adaptive case; equal widths
+    would be uniform quantization); (3) most bytes <= budget; (4) the smallest spread between widths."""
+    cands = sorted(set(widths) | ({0} if allow_drop else set()), reverse=True)
+    best: tuple | None = None
+    best_combo: tuple[int, ...] | None = None
+    for combo in itertools.combinations_with_replacement(cands, len(sizes)):
+        # combinations_with_replacement over a descending list yields non-increasing tuples
+        if combo[0] == 0:
+            continue
+        nbytes = cost.total(zip(combo, sizes, strict=True))
+        if nbytes > budget:
+            continue
+        no_drop = 0 not in combo
+        distinct = len(set(combo)) == len(combo) or len(combo) == 1
+        key = (no_drop, distinct or not strict, nbytes, -(combo[0] - combo[-1]))
+        if best is None or key > best:
+            best, best_combo = key, combo
+    return best_combo
+
+
+def _assign(order: np.ndarray, sizes: list[int], combo: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(order.size, np.int64)
+    start = 0
+    for size, b in zip(sizes, combo, strict=True):
+        out[order[start : start + size]] = b
+        start += size
+    return out
+
+
+def _class_balanced_groups(s: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]:
+    """Order and group sizes when the k-way split is made inside every class (each class keeps its share
+    of every group). The order lists group 0 (most sensitive) first and, inside a group, interleaves the
+    classes by within-class rank fraction, so any prefix (the drop fallback keeps a prefix) is
+    class-proportional too."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size != s.size:
+        raise ConfigError(f"labels has {labels.size} entries for {s.size} scores")
+    gid = np.zeros(s.size, np.int64)
+    frac = np.zeros(s.size, np.float64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[np.argsort(-s[idx], kind="stable")]
+        frac[idx] = (np.arange(idx.size) + 0.5) / idx.size
+        start = 0
+        for g, size in enumerate(split_sizes(idx.size, k)):
+            gid[idx[start : start + size]] = g
+            start += size
+    order = np.lexsort((-s, frac, gid))
+    return order, [int((gid == g).sum()) for g in range(k)]
+
+
+def allocate_k_groups(
+    scores: np.ndarray,
+    budget: int,
+    cost: ByteCost,
+    k: int = 2,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    allow_drop: bool = True,
+    fallback_bits: int | None = None,
+    labels: np.ndarray | None = None,
+) -> Allocation:
+    """k equal groups by descending ``S``; widths non-increasing with sensitivity; never over budget.
+
+    With ``labels`` int [N] the split is made per class (class-balanced variant, our addition: with
+    ``b_low = 0`` a global split can drop most of a class)."""
+    s = _check(scores, budget, widths)
+    if k < 1 or k > s.size:
+        raise ConfigError(f"k must be in 1..N={s.size}, got {k}")
+    if labels is None:
+        order = _order(s)
+        sizes = split_sizes(s.size, k)
+    else:
+        order, sizes = _class_balanced_groups(s, labels, k)
+        sizes = [z for z in sizes]
+    combo = _search(sizes, budget, cost, tuple(widths), allow_drop)
+    info = {"k": k, "class_balanced": labels is not None}
+    if combo is None:
+        return _drop_fallback(order, budget, cost, fallback_bits or min(widths), info)
+    bits = _assign(order, sizes, combo)
+    info["group_bits"] = list(combo)
+    return Allocation(bits, cost.of_bits(bits), budget, f"{k}-groups", tuple(widths), info)
+
+
+def allocate_two_groups(
+    scores: np.ndarray,
+    budget: int,
+    cost: ByteCost,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    allow_drop: bool = True,
+    fallback_bits: int | None = None,
+    labels: np.ndarray | None = None,
+) -> Allocation:
+    """The paper's equal split into (b_high, b_low) under the budget (``labels``: per-class split)."""
+    alloc = allocate_k_groups(scores, budget, cost, 2, widths, allow_drop, fallback_bits, labels)
+    if alloc.mode == "2-groups":
+        alloc.info["b_high"], alloc.info["b_low"] = alloc.info["group_bits"]
+    return alloc
+
+
+def allocate_threshold(
+    scores: np.ndarray,
+    budget: int,
+    cost: ByteCost,
+    threshold: float | None = None,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    allow_drop: bool = True,
+    fallback_bits: int | None = None,
+) -> Allocation:
+    """Two groups split at ``S > threshold`` (default: mean of S) rather than at the median."""
+    s = _check(scores, budget, widths)
+    tau = float(s.mean()) if threshold is None else float(threshold)
+    order = _order(s)
+    n_high = int((s > tau).sum())
+    info = {"threshold": tau, "n_high": n_high}
+    if n_high in (0, s.size):
+        sizes = [s.size]
+    else:
+        sizes = [n_high, s.size - n_high]
+    combo = _search(sizes, budget, cost, tuple(widths), allow_drop)
+    if combo is None:
+        return _drop_fallback(order, budget, cost, fallback_bits or min(widths), info)
+    bits = _assign(order, sizes, combo)
+    info["group_bits"] = list(combo)
+    return Allocation(bits, cost.of_bits(bits), budget, "threshold", tuple(widths), info)
+
+
+def allocate_uniform(
+    n: int,
+    budget: int,
+    cost: ByteCost,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    seed: int = 0,
+    order: np.ndarray | None = None,
+) -> Allocation:
+    """Same width for every stored sample: the largest width at which all ``n`` samples fit; if none
+    fits, the smallest width with the largest subset that fits (random subset, or the first of ``order``)."""
+    if n < 1:
+        raise ConfigError("cannot allocate bits to an empty sample set")
+    for b in sorted(widths, reverse=True):
+        if cost.total([(b, n)]) <= budget:
+            bits = np.full(n, b, np.int64)
+            return Allocation(bits, cost.of_bits(bits), budget, "uniform", tuple(widths), {"bits": b})
+    if order is None:
+        order = np.random.default_rng(seed).permutation(n)
+    alloc = _drop_fallback(np.asarray(order), budget, cost, min(widths), {"bits": min(widths)})
+    alloc.mode = "uniform-subset"
+    return alloc
+
+
+def allocate_fixed_random(
+    n: int,
+    budget: int,
+    cost: ByteCost,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    seed: int = 0,
+    allow_drop: bool = True,
+    labels: np.ndarray | None = None,
+) -> Allocation:
+    """Baseline "fixed allocation": the same (b_high, b_low) search as ADQ but samples assigned to the
+    two halves at random (no sensitivity); ``labels``: random halves inside every class."""
+    rand = np.random.default_rng(seed).permutation(n).astype(np.float64)
+    alloc = allocate_two_groups(rand, budget, cost, widths, allow_drop, labels=labels)
+    alloc.mode = "fixed-random/" + alloc.mode
+    return alloc
+
+
+ALLOCATORS = {"two": allocate_two_groups, "k": allocate_k_groups, "threshold": allocate_threshold}

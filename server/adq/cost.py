@@ -1,0 +1,177 @@
+"""Byte accounting of a quantized sample set (what the ADQ budget constrains).
+
+A stored set is a list of groups, one per bit width (payload v1 ``role="samples"`` groups):
+
+* ``b`` in 2..8 (kind ``symmetric_per_sample``): ``n * ceil(D*b/8)`` code bytes (rows byte-aligned, see
+  ``edge_sdk.bitpack.row_bytes``) + ``n * scale_bytes`` (one scale per sample, 4 B float32 or 2 B float16);
+* ``b = 16`` / ``b = 32`` (kinds ``float16`` / ``float32``): ``n * D * b/8`` bytes, no scale;
+* every stored sample carries a hard label: ``ceil(n * ceil(log2 C) / 8)`` bytes per group (one stream);
+* ``b = 0``: the sample is dropped, i.e. *not stored at all* (no group, no label): 0 bytes.
+
+:class:`ByteCost` counts these data bytes only (a closed form, used for quick estimates and tests);
+:class:`PayloadCost` — what the pipeline uses — counts the *whole file* with ``edge_sdk.payload.payload_size``
+(header, task dict, provenance, group table, alignment, digest included), so a budget is a bound on the
+bytes actually written. Ratios are defined against ``float32_bytes = N_full * D * 4`` (the features of the
+full, unpruned training set as float32, labels not counted — ``TaskData.full_float32_bytes``): compression
+``c`` (e.g. 93.75 %) means ``budget = floor((1 - c) * float32_bytes)`` = ``floor(float32_bytes / r)`` for
+``r = 1 / (1 - c)``, i.e. ``16x`` = 93.75 % = a 2-bit average per value, ``8x`` = 87.5 % = 4-bit,
+``4x`` = 75 % = 8-bit, ``2x`` = 50 % = 16-bit. (The paper quotes ratios of 8-bit images, where 93.75 % would
+be 0.5 bit per pixel; against float32 the same percentage is 2 bits per value. We use float32 because the
+beam features are float32, and say so in every table.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_sdk.codecs import label_bits
+from edge_sdk.errors import ConfigError
+
+from .quantize import SCALE_DTYPES, check_scale_dtype
+
+#: bit widths a sample may get (0 = dropped; 16/32 = raw float)
+VALID_BITS = (0, 2, 3, 4, 5, 6, 7, 8, 16, 32)
+
+
+def kind_for_bits(bits: int) -> str:
+    """Payload quantizer kind of a group of ``bits``-wide samples."""
+    if bits == 0:
+        return "none"
+    if bits == 16:
+        return "float16"
+    if bits == 32:
+        return "float32"
+    if 2 <= bits <= 8:
+        return "symmetric_per_sample"
+    raise ConfigError(f"unsupported bit width {bits}; use one of {VALID_BITS}")
+
+
+@dataclass(frozen=True)
+class ByteCost:
+    """Bytes of ``n`` samples of ``d`` values at a bit width (formula in the module docstring)."""
+
+    d: int
+    num_classes: int
+    scale_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_scale_dtype(self.scale_dtype)
+        if self.d < 1:
+            raise ConfigError(f"d must be >= 1, got {self.d}")
+
+    @property
+    def scale_bytes(self) -> int:
+        return SCALE_DTYPES[self.scale_dtype]
+
+    def group_bytes(self, bits: int, n: int) -> int:
+        """Bytes of one group of ``n`` samples at ``bits``."""
+        kind = kind_for_bits(int(bits))
+        if n <= 0 or kind == "none":
+            return 0
+        lab = math.ceil(n * label_bits(self.num_classes) / 8)
+        if kind in ("float16", "float32"):
+            return n * self.d * (bits // 8) + lab
+        return n * (math.ceil(self.d * bits / 8) + self.scale_bytes) + lab
+
+    def per_sample_bytes(self, bits: int) -> float:
+        """Marginal bytes of one more sample at ``bits`` (label bits counted fractionally)."""
+        if bits == 0:
+            return 0.0
+        lab = label_bits(self.num_classes) / 8
+        if bits in (16, 32):
+            return self.d * bits / 8 + lab
+        return math.ceil(self.d * bits / 8) + self.scale_bytes + lab
+
+    def total(self, groups: Iterable[tuple[int, int]]) -> int:
+        """Bytes of ``[(bits, n), ...]``."""
+        return int(sum(self.group_bytes(b, n) for b, n in groups))
+
+    def of_bits(self, bits: np.ndarray) -> int:
+        """Bytes of a per-sample allocation ``bits`` int [N] (one group per distinct width)."""
+        vals, counts = np.unique(np.asarray(bits, np.int64), return_counts=True)
+        return self.total(zip(vals.tolist(), counts.tolist(), strict=True))
+
+
+def float32_bytes(n: int, d: int) -> int:
+    """Reference size: ``n * d`` float32 features (labels excluded), the 0 % compression point."""
+    return int(n) * int(d) * 4
+
+
+def budget_from_compression(compression: float, n: int, d: int) -> int:
+    """Byte budget for a compression fraction in [0, 1) (0.9375 = 93.75 % = 16x) of ``float32_bytes``."""
+    if not 0.0 <= compression < 1.0:
+        raise ConfigError(f"compression must be in [0, 1), got {compression}")
+    return int(math.floor((1.0 - compression) * float32_bytes(n, d) + 1e-9))
+
+
+def parse_budget(text: str, n: int, d: int) -> tuple[int, float]:
+    """Parse ``"16x"`` / ``"93.75%"`` / ``"0.9375"`` / ``"12000"`` / ``"16KiB"`` / ``"2MB"`` into
+    ``(budget_bytes, compression_fraction)`` relative to ``float32_bytes(n, d)``."""
+    t = str(text).strip().replace(" ", "")
+    ref = float32_bytes(n, d)
+    try:
+        if t.lower().endswith("x"):
+            factor = float(t[:-1])
+            if factor < 1:
+                raise ConfigError(f"compression factor must be >= 1, got {text!r}")
+            comp = 1.0 - 1.0 / factor
+            return budget_from_compression(comp, n, d), comp
+        if t.endswith("%"):
+            comp = float(t[:-1]) / 100.0
+            return budget_from_compression(comp, n, d), comp
+        units = {"kib": 1024, "mib": 1024**2, "kb": 1000, "mb": 1000**2, "b": 1}
+        for suf, mult in units.items():
+            if t.lower().endswith(suf):
+                nbytes = int(float(t[: -len(suf)]) * mult)
+                break
+        else:
+            v = float(t)
+            if 0 < v < 1:
+                return budget_from_compression(v, n, d), v
+            nbytes = int(v)
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot parse budget {text!r}; use e.g. '16x', '93.75%', '0.9375', '12000', '16KiB'"
+        ) from exc
+    if nbytes <= 0:
+        raise ConfigError(f"budget must be positive, got {text!r}")
+    return nbytes, 1.0 - nbytes / ref
+
+
+@dataclass(frozen=True)
+class PayloadCost(ByteCost):
+    """Exact accounting: ``total`` is ``edge_sdk.payload.payload_size`` of the payload :func:`layouts` describes
+    (header with ``task``/``provenance`` included, i.e. the size of the file that will be written).
+    ``group_bytes`` stays the additive per-group estimate (used only to seed searches; every decision is
+    checked with ``total``)."""
+
+    task: dict | None = None
+    provenance: dict | None = None
+
+    def layouts(self, groups: Iterable[tuple[int, int]]) -> list:
+        """``GroupLayout`` per stored width, named ``b{bits}``, largest width first (as the writer orders them)."""
+        from edge_sdk import codecs
+        from edge_sdk.payload import GroupLayout
+
+        out = []
+        merged: dict[int, int] = {}
+        for b, n in groups:
+            if int(b) > 0 and int(n) > 0:
+                merged[int(b)] = merged.get(int(b), 0) + int(n)
+        for b in sorted(merged, reverse=True):
+            kind = kind_for_bits(b)
+            shapes = codecs.param_shapes(kind, b, merged[b], self.d)
+            dtypes = {"scale": "f2" if self.scale_dtype == "float16" else "f4"} if "scale" in shapes else {}
+            out.append(GroupLayout(name=f"b{b}", role="samples", kind=kind, bits=b, n=merged[b], d=self.d,
+                                   param_shapes=shapes, param_dtypes=dtypes))
+        return out
+
+    def total(self, groups: Iterable[tuple[int, int]]) -> int:
+        from edge_sdk.payload import payload_size
+
+        return int(payload_size(self.layouts(groups), num_classes=self.num_classes, task=self.task,
+                                provenance=self.provenance))

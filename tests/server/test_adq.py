@@ -1,0 +1,301 @@
+"""ADQ: quantizer exactness vs edge_sdk.codecs, budgeted allocation, drop case, pruning, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_sdk.server.adq import allocation as A  # noqa: E402
+from edge_sdk.server.adq import quantize as Q  # noqa: E402
+from edge_sdk.server.adq.cost import ByteCost, PayloadCost, parse_budget  # noqa: E402
+from edge_sdk.server.adq.pruning import PRUNERS, CCSPrune, get_method  # noqa: E402
+
+from edge_sdk import codecs  # noqa: E402
+from edge_sdk.errors import ConfigError  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _x(n=300, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, d)) * rng.uniform(0.01, 50, (n, 1))).astype(np.float32)
+    x[0] = 0.0  # all-zero sample
+    x[1, :] = 3.0  # ties / exact max
+    return x
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("scale_dtype", ["float32", "float16"])
+def test_torch_quantize_equals_codecs(bits, scale_dtype):
+    x = _x()
+    codes, scale = Q.quantize_np(x, bits, scale_dtype)
+    ref_codes, ref_p = codecs.quantize(x, "symmetric_per_sample", bits, {"scale": scale} if scale_dtype == "float16" else None)
+    assert codes.dtype == np.uint8 and codes.max() <= 2 * codecs.q_max(bits)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(scale, ref_p["scale"])
+    deq = Q.dequantize(torch.from_numpy(codes), bits, torch.from_numpy(scale)).numpy()
+    np.testing.assert_array_equal(deq, codecs.dequantize(ref_codes, "symmetric_per_sample", bits, ref_p))
+    if scale_dtype == "float32":  # max |x| maps exactly onto the top code
+        big = np.abs(x).argmax(axis=1)
+        assert np.all((codes[np.arange(len(x)), big] == 0) | (codes[np.arange(len(x)), big] == 2 * codecs.q_max(bits))
+                      | (scale == 0))
+    err = np.abs(deq - x).max(axis=1)
+    assert np.all(err <= scale * 0.5 * (1.0001) + (scale_dtype == "float16") * np.abs(x).max(axis=1) * 2e-3)
+
+
+def test_on_the_fly_store_matches_codecs():
+    x = _x(50, 8)
+    store = Q.QuantizedStore(8)
+    expect = []
+    for bits, rows in ((2, slice(0, 20)), (5, slice(20, 35)), (32, slice(35, 50))):
+        if bits == 32:
+            store.add(32, torch.from_numpy(x[rows]), None)
+            expect.append(x[rows])
+            continue
+        c, p = codecs.quantize(x[rows], "symmetric_per_sample", bits)
+        store.add(bits, c, p["scale"])
+        expect.append(codecs.dequantize(c, "symmetric_per_sample", bits, p))
+    expect = np.concatenate(expect)
+    idx = np.random.default_rng(0).permutation(50)[:17]
+    np.testing.assert_array_equal(store.batch(idx).numpy(), expect[idx])
+    assert len(store) == 50
+    with pytest.raises(ConfigError):
+        store.add(3, np.zeros((2, 8), np.float32), np.ones(2))
+
+
+def test_quantize_rejects_bad_width():
+    with pytest.raises(ConfigError):
+        Q.quantize(torch.zeros(2, 3), 1)
+    with pytest.raises(ConfigError):
+        Q.quantize(torch.zeros(2, 3), 4, scale_dtype="bfloat16")
+
+
+def test_byte_cost_formula():
+    c = ByteCost(d=8, num_classes=32, scale_dtype="float32")
+    # 10 samples at 3 bits: 3 B codes + 4 B scale each, labels 10 * 5 bits = 7 B
+    assert c.group_bytes(3, 10) == 10 * (3 + 4) + 7
+    assert c.group_bytes(0, 10) == 0
+    assert c.group_bytes(32, 2) == 2 * 32 + 2
+    assert ByteCost(d=8, num_classes=32, scale_dtype="float16").group_bytes(2, 4) == 4 * (2 + 2) + 3
+
+
+def _payload_cost(d=8, c=32, sd="float32"):
+    return PayloadCost(d=d, num_classes=c, scale_dtype=sd, task={"kind": "test"}, provenance={"t": 1})
+
+
+@pytest.mark.parametrize("sd", ["float32", "float16"])
+@pytest.mark.parametrize("factor", [1.5, 2, 4, 8, 16, 40, 160])
+def test_allocators_never_exceed_budget(sd, factor):
+    rng = np.random.default_rng(int(factor * 10))
+    n, d = 257, 8
+    s = rng.random(n)
+    labels = rng.integers(0, 32, n)
+    for cost in (ByteCost(d=d, num_classes=32, scale_dtype=sd), _payload_cost(d, 32, sd)):
+        budget, _ = parse_budget(f"{factor}x", n, d)
+        if cost.total([]) > budget:  # below the header overhead: a clear error, not an over-budget set
+            with pytest.raises(ConfigError, match="overhead"):
+                A.allocate_two_groups(s, budget, cost)
+            continue
+        allocs = [
+            A.allocate_two_groups(s, budget, cost),
+            A.allocate_two_groups(s, budget, cost, labels=labels),
+            A.allocate_k_groups(s, budget, cost, k=3),
+            A.allocate_k_groups(s, budget, cost, k=4, allow_drop=False),
+            A.allocate_threshold(s, budget, cost),
+            A.allocate_uniform(n, budget, cost),
+            A.allocate_fixed_random(n, budget, cost, seed=3),
+        ]
+        for a in allocs:
+            assert a.nbytes == cost.of_bits(a.bits) <= budget, (a.mode, a.nbytes, budget)
+            assert set(np.unique(a.bits)) <= {0, 2, 3, 4, 5, 6, 7, 8, 16}
+
+
+def test_two_groups_gives_more_bits_to_sensitive_half():
+    n, d = 100, 64
+    s = np.linspace(0, 1, n)
+    cost = ByteCost(d=d, num_classes=10)
+    budget, _ = parse_budget("8x", n, d)  # 4-bit average: fits e.g. (5, 2) / (4, 3) with scales
+    a = A.allocate_two_groups(s, budget, cost)
+    assert a.mode == "2-groups" and a.info["b_high"] > a.info["b_low"] > 0
+    assert np.all(a.bits[s >= np.median(s)] == a.info["b_high"])
+    assert (a.bits == a.info["b_high"]).sum() == n // 2
+    # the search spends the budget: no strictly better non-dropping pair exists
+    assert budget - a.nbytes < cost.total([(a.info["b_high"] + 1, 50), (a.info["b_low"], 50)]) - a.nbytes + 1
+
+
+def test_drop_case_and_fallback():
+    n, d = 200, 8
+    s = np.arange(n, dtype=float)
+    cost = ByteCost(d=d, num_classes=32, scale_dtype="float32")
+    # per sample: 2-bit = 2 + 4 + 5/8 B -> a 16x budget (2 B/sample) cannot keep half the samples at 2 bits
+    budget, _ = parse_budget("16x", n, d)
+    a = A.allocate_two_groups(s, budget, cost)
+    assert a.mode == "drop-fallback" and a.nbytes <= budget
+    kept = np.flatnonzero(a.bits > 0)
+    assert kept.size > 0 and np.all(a.bits[kept] == 2)
+    assert kept.min() == n - kept.size  # the most sensitive samples are the ones kept
+    # b_low = 0 chosen by the pair search at a moderate budget (half dropped, half stored)
+    budget2 = cost.total([(8, 100)])
+    b = A.allocate_two_groups(s, budget2, cost)
+    assert b.mode == "2-groups" and b.info["b_low"] == 0 and (b.bits == 0).sum() == 100
+    assert b.nbytes <= budget2
+    # never drops when a non-dropping pair fits
+    c = A.allocate_two_groups(s, cost.total([(3, 200)]), cost)
+    assert (c.bits > 0).all()
+
+
+def test_class_balanced_split_and_fallback_keep_every_class():
+    rng = np.random.default_rng(0)
+    n, d = 400, 8
+    labels = np.repeat(np.arange(4), 100)
+    s = rng.random(n) + labels  # class 3 is the most sensitive everywhere
+    cost = ByteCost(d=d, num_classes=4)
+    a = A.allocate_two_groups(s, cost.total([(8, 200)]), cost, labels=labels)
+    assert a.mode == "2-groups"
+    assert all((a.bits[labels == c] == a.info["b_high"]).sum() == 50 for c in range(4))
+    glob = A.allocate_two_groups(s, cost.total([(8, 200)]), cost)
+    assert (glob.bits[labels == 0] > 0).sum() == 0  # the global split keeps no sample of class 0
+    fb = A.allocate_two_groups(s, cost.total([(2, 80)]), cost, labels=labels)
+    assert fb.mode == "drop-fallback"
+    kept = np.bincount(labels[fb.bits > 0], minlength=4)
+    assert kept.min() >= 19 and kept.sum() <= 80
+
+
+@pytest.mark.parametrize("sd", ["float32", "float16"])
+def test_planned_size_equals_written_payload(tmp_path, sd):
+    from types import SimpleNamespace
+
+    from edge_sdk.server.adq.pipeline import QuantizeConfig, materialize, payload_cost, write_compact_payload
+
+    from edge_sdk.payload import read_payload
+
+    rng = np.random.default_rng(0)
+    n, d, c = 90, 8, 32
+    data = SimpleNamespace(X_train=rng.standard_normal((n, d)).astype(np.float32), y_train=rng.integers(0, c, n),
+                           num_classes=c, task={"kind": "beam", "note": "test"})
+    cfg = QuantizeConfig(scale_dtype=sd)
+    cost = payload_cost(data, cfg)
+    bits = np.array([16] * 20 + [5] * 30 + [2] * 25 + [0] * 15)
+    alloc = A.Allocation(bits, cost.of_bits(bits), cost.of_bits(bits), "manual")
+    cs = materialize(data, np.arange(n), alloc, cfg, {})
+    info = write_compact_payload(tmp_path / "p.epl", cs, data, cfg)
+    assert info.size == cs.nbytes == (tmp_path / "p.epl").stat().st_size
+    p = read_payload(tmp_path / "p.epl")
+    assert sorted(g.bits for g in p.groups) == [2, 5, 16]
+    X, y = p.samples()
+    # the device decodes exactly the rows the server evaluated (groups are stored by width, so compare as sets)
+    assert X.shape[0] == 75 and {tuple(r) for r in X} == {tuple(r) for r in cs.X}
+    assert sorted(y.tolist()) == sorted(cs.y.tolist())
+
+
+def test_k_groups_monotone_widths():
+    s = np.random.default_rng(1).random(300)
+    cost = ByteCost(d=16, num_classes=10)
+    a = A.allocate_k_groups(s, cost.total([(4, 300)]), cost, k=4)
+    gb = a.info["group_bits"]
+    assert gb == sorted(gb, reverse=True) and len(set(gb)) == 4
+    order = np.argsort(-s)
+    assert np.all(np.diff(a.bits[order]) <= 0)  # more sensitive never gets fewer bits
+
+
+def test_allocation_errors():
+    cost = ByteCost(d=4, num_classes=2)
+    with pytest.raises(ConfigError):
+        A.allocate_two_groups(np.array([np.nan, 1.0]), 100, cost)
+    with pytest.raises(ConfigError):
+        A.allocate_two_groups(np.ones(4), 0, cost)
+    with pytest.raises(ConfigError):
+        parse_budget("banana", 10, 4)
+    assert parse_budget("16x", 100, 8) == (200, 0.9375)
+    assert parse_budget("93.75%", 100, 8)[0] == 200
+
+
+def test_pruning_methods():
+    rng = np.random.default_rng(0)
+    n = 1000
+    scores = rng.random(n)
+    assert sorted(PRUNERS) == ["ccs", "el2n", "random"]
+    r = get_method("random").select(n, 0.1, 0, None)
+    assert r.size == 100 and np.unique(r).size == 100
+    e = get_method("el2n").select(n, 0.1, 0, scores)
+    assert np.all(scores[e] >= np.sort(scores)[-100])
+    c = CCSPrune(hard_cutoff=0.2, n_bins=10).select(n, 0.1, 0, scores)
+    assert c.size == 100 and np.unique(c).size == 100
+    assert scores[c].max() < np.sort(scores)[-200]  # hardest 20 % cut
+    # coverage: every score decile of the kept range is represented
+    assert np.unique(np.floor(scores[c] / 0.08)).size >= 9
+    with pytest.raises(ConfigError):
+        get_method("el2n").select(n, 0.1, 0, None)
+    with pytest.raises(ConfigError):
+        get_method("nope")
+
+
+def test_sensitivity_vmap_matches_loop():
+    from edge_sdk.server.adq.sensitivity import sensitivity_loop, sensitivity_scores
+    from edge_sdk.server.adq.training import as_module
+    from edge_sdk.server.models import init_torch_params
+
+    from edge_sdk.modelspec import ModelSpec
+
+    spec = ModelSpec(kind="mlp", input_dim=8, num_classes=5, hidden=(16,))
+    m = as_module(spec, init_torch_params(spec, 1))
+    x = _x(40)
+    y = np.random.default_rng(1).integers(0, 5, 40)
+    a = sensitivity_scores(m, x, y, bits=2, batch_size=16)
+    b = sensitivity_loop(m, x, y, bits=2)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.all((a >= 0) & (a <= 2)) and a.std() > 0
+    hi = sensitivity_scores(m, x, y, bits=8)
+    assert hi.mean() < a.mean()  # 8-bit copies deviate less than 2-bit copies
+
+
+@pytest.fixture(scope="module")
+def beam_files(tmp_path_factory):
+    from edge_sdk.beam.synthetic import make_synthetic_beam_dataset, write_beam_h5
+
+    d = tmp_path_factory.mktemp("beam")
+    write_beam_h5(d / "train.h5", make_synthetic_beam_dataset(n=300, seed=0))
+    write_beam_h5(d / "test.h5", make_synthetic_beam_dataset(n=120, seed=1))
+    return d / "train.h5", d / "test.h5"
+
+
+def test_pruning_then_quantization(beam_files):
+    from edge_sdk.server.adq.pipeline import QuantizeConfig, run
+    from edge_sdk.server.datasets import load_beam
+    from edge_sdk.server.train_eval import EvalConfig
+
+    data = load_beam(*beam_files)
+    cfg = QuantizeConfig(method="adq", budget="2x", prune="ccs", keep=0.5, el2n_epochs=1)
+    cs, res = run(data, cfg, EvalConfig(steps=5, seeds=(0,)))
+    assert cs.indices.size <= 150 and cs.nbytes <= cs.budget
+    assert set(np.unique(cs.bits)) <= {*range(2, 9), 16} and 0 < res.mean["top1"] <= 1
+
+
+def test_cli_end_to_end(beam_files, tmp_path):
+    from edge_sdk.server.report import validate_report
+
+    from edge_sdk.cli.main import main
+    from edge_sdk.payload import read_payload
+
+    out = tmp_path / "run"
+    rc = main(["quantize", "--method", "adq", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
+               "--compression", "4x", "--seeds", "2", "--steps", "5", "--ref-epochs", "1", "--scale-dtype",
+               "float16", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    validate_report(rep)
+    assert rep["command"] == "quantize" and rep["method"] == "adq" and len(rep["seeds"]) == 2
+    assert rep["payload_bytes"] == (out / "payload.epl").stat().st_size <= rep["budget"]["bytes"]
+    p = read_payload(out / "payload.epl")
+    widths = {g.name: g.bits for g in p.groups}
+    assert all(name == f"b{b}" for name, b in widths.items()) and len(widths) >= 1
+    X, y = p.samples()
+    assert X.shape[0] == rep["extra"]["stored_samples"] and X.shape[1] == 8
+    # bad input: typed error, non-zero exit
+    assert main(["quantize", "--dataset", "digits", "--out", str(out)]) == 2
+    assert main(["quantize", "--data", str(beam_files[0]), "--test", str(beam_files[1]), "--budget", "10",
+                 "--seeds", "1", "--steps", "1", "--out", str(out), "--no-progress"]) == 2
