@@ -1,0 +1,243 @@
+"""``generate_dataset``: TR 38.901 beam-management data (BM-Case1 drops / BM-Case2 trajectories) into HDF5.
+
+The run is cut into chunks of ``batch`` rows. Chunk ``k`` is generated from its own seed
+``chunk_seed(seed, k)`` (numpy ``SeedSequence([seed, k])``) that re-seeds Sionna's RNGs and our own
+``torch.Generator``; each finished chunk is appended and flushed by :class:`edge_sdk.beam.h5schema.BeamH5Writer`.
+A resumed run therefore continues at chunk ``n_done // batch`` and produces exactly the rows an uninterrupted run
+would have produced (same seed, batch, preset and device type). Results are bit-identical for a seed on one
+device type; CPU and CUDA give different (equally valid) samples. Side effect: seeding a chunk sets
+``sionna.phy.config.seed``, which also re-seeds torch's default generator.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from edge_sdk.server.datagen.channel import BeamChannel, Drops, LinkState
+from edge_sdk.server.datagen.codebook import gnb_codebook, ue_codebook
+from edge_sdk.server.datagen.presets import Preset, load_preset
+from edge_sdk.server.datagen.rsrp import rsrp_dbm
+from edge_sdk.server.datagen.trajectory import sample_trajectories
+
+from edge_sdk.errors import ConfigError, DatasetError
+
+GENERATOR_VERSION = "edge-sdk-datagen/1"
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Seed of chunk ``chunk`` of a run with ``seed`` (uint32 from ``SeedSequence([seed, chunk])``)."""
+    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint32)[0])
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; validates explicit choices."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+        return device
+    raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+
+
+class BeamGenerator:
+    """Generates chunks of beam-management rows for one preset on one device."""
+
+    def __init__(self, preset: Preset, device: str = "cpu") -> None:
+        self.preset = preset
+        self.device = device
+        self.channel = BeamChannel(preset, device)
+        lam = self.channel.wavelength_m
+        gb, ub = preset.gnb_beams, preset.ue_beams
+        self.w_tx, self.tx_dirs = gnb_codebook(self.channel.bs_array.ant_pos.cpu(), gb.n_az, gb.sin_az_max,
+                                               gb.zenith_deg, lam)
+        self.w_rx, self.rx_dirs = ue_codebook(self.channel.ut_array.ant_pos.cpu(), ub.n_beams_per_panel,
+                                              ub.sin_az_max, ub.zenith_deg, lam)
+        link = preset.link
+        self._noise = link.re_noise_dbm if link.include_noise else None
+
+    def _seed(self, s: int) -> torch.Generator:
+        import sionna.phy
+
+        sionna.phy.config.seed = s
+        return torch.Generator().manual_seed(s)
+
+    def _rsrp(self, st: LinkState) -> np.ndarray:
+        p = self.channel.beam_power(st, self.w_tx, self.w_rx)
+        return rsrp_dbm(p, self.preset.link.re_power_dbm, self._noise).cpu().numpy()
+
+    def case1_chunk(self, n: int, seed: int) -> dict[str, np.ndarray]:
+        """``n`` independent drops -> batch dict for :meth:`BeamH5Writer.append` (label added by the writer)."""
+        gen = self._seed(seed)
+        drops = self.channel.sample_drops(n, gen)
+        return self._rows(self.channel.snapshot(drops))
+
+    def _rows(self, st: LinkState) -> dict[str, np.ndarray]:
+        rsrp = self._rsrp(st).astype(np.float16)
+        pos = st.ut_loc.detach().cpu().numpy().astype(np.float32)
+        return {
+            "rsrp": rsrp,
+            "label": rsrp.max(axis=2).argmax(axis=1).astype(np.int16),
+            "los": st.los.cpu().numpy().astype(bool),
+            "indoor": st.indoor.cpu().numpy().astype(bool),
+            "d2d": np.hypot(pos[:, 0], pos[:, 1]).astype(np.float32),
+            "ue_pos": pos,
+            "cell": np.zeros(len(rsrp), np.int16),
+        }
+
+    def case2_chunk(self, n_traj: int, seed: int, traj_offset: int) -> dict[str, np.ndarray]:
+        """``n_traj`` trajectories of ``steps_per_trajectory`` steps -> rows (trajectory-major)."""
+        cfg = self.preset.trajectory
+        assert cfg is not None
+        gen = self._seed(seed)
+        t_steps = cfg.steps_per_trajectory
+        start = self.channel.sample_drops(n_traj, gen)
+        xy, yaw = sample_trajectories(start.ut_loc[:, :2].cpu(), start.yaw.cpu(), cfg, gen)
+        step_len = cfg.speed_kmh / 3.6 * cfg.time_step_s
+        blk = max(1, min(t_steps, int(cfg.redraw_distance_m // step_len)))
+        n_blk = -(-t_steps // blk)
+        pad = n_blk * blk - t_steps
+        if pad:  # extend the last block by continuing the last step (rows dropped below)
+            last = xy[:, -1:, :] + (xy[:, -1:, :] - xy[:, -2:-1, :]) * torch.arange(1, pad + 1)[None, :, None]
+            xy = torch.cat([xy, last], dim=1)
+            yaw = torch.cat([yaw, yaw[:, -1:].expand(-1, pad)], dim=1)
+        z = self.preset.scenario.ut_height_m
+        pos = torch.cat([xy, torch.full((*xy.shape[:2], 1), z)], dim=-1).to(self.device)  # [n, T', 3]
+        pos_b = pos.reshape(n_traj * n_blk, blk, 3)
+        yaw_b = yaw.to(self.device).reshape(n_traj * n_blk, blk)
+        bstart = Drops(ut_loc=pos_b[:, 0, :].contiguous(), indoor=start.indoor.repeat_interleave(n_blk),
+                       yaw=yaw_b[:, 0].contiguous(), velocity=torch.zeros_like(pos_b[:, 0, :]))
+        rows = self._rows(self.channel.evolve(bstart, pos_b, yaw_b))
+        keep = (np.arange(n_blk * blk)[None, :] < t_steps).repeat(n_traj, 0).reshape(-1)
+        rows = {k: v[keep] for k, v in rows.items()}
+        rows["traj_id"] = np.repeat(np.arange(traj_offset, traj_offset + n_traj, dtype=np.int32), t_steps)
+        rows["t_index"] = np.tile(np.arange(t_steps, dtype=np.int32), n_traj)
+        return rows
+
+
+@dataclass
+class GenerateResult:
+    """Outcome of :func:`generate_dataset`."""
+
+    path: Path
+    n: int
+    n_new: int
+    seconds: float
+    device: str
+
+    @property
+    def samples_per_s(self) -> float:
+        """Rows generated per second in this call (excluding resumed rows)."""
+        return self.n_new / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _attrs(preset: Preset, seed: int, batch: int, device: str) -> dict:
+    import sionna
+
+    a = {
+        "preset": json.dumps(preset.to_dict(), sort_keys=True),
+        "preset_name": preset.name,
+        "seed": int(seed),
+        "generator_version": GENERATOR_VERSION,
+        "sionna_version": str(sionna.__version__),
+        "torch_version": str(torch.__version__),
+        "chunk_size": int(batch),
+        "device_type": "cuda" if device.startswith("cuda") else "cpu",
+        "re_power_dbm": float(preset.link.re_power_dbm),
+        "re_noise_dbm": float(preset.link.re_noise_dbm),
+        "include_noise": bool(preset.link.include_noise),
+    }
+    if preset.case == "case2":
+        assert preset.trajectory is not None
+        a["time_step_s"] = float(preset.trajectory.time_step_s)
+        a["steps_per_trajectory"] = int(preset.trajectory.steps_per_trajectory)
+    return a
+
+
+def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int = 1000, seed: int = 0,
+                     out: str | Path = "beam.h5", device: str = "auto", batch: int = 1000, resume: bool = False,
+                     progress: bool = True, overwrite: bool = False) -> GenerateResult:
+    """Generate ``samples`` rows of preset ``preset`` into the HDF5 file ``out`` (schema v1).
+
+    :param preset: preset name (``uma-fr2-case1``), path to a TOML file, or a :class:`Preset`
+    :param samples: rows to write; BM-Case2: a multiple of ``trajectory.steps_per_trajectory`` (rows =
+        trajectories x steps)
+    :param seed: run seed; chunk k uses :func:`chunk_seed` (seed, k)
+    :param batch: rows per chunk (Case2: rounded down to whole trajectories); part of the determinism contract
+    :param resume: continue ``<out>.partial`` of an interrupted run with the same preset/seed/batch/device type
+    :param device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``
+    """
+    p = preset if isinstance(preset, Preset) else load_preset(preset)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"samples must be a positive integer, got {samples!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be a positive integer, got {batch!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    steps = 1
+    if p.case == "case2":
+        assert p.trajectory is not None
+        steps = p.trajectory.steps_per_trajectory
+        if samples % steps:
+            raise ConfigError(
+                f"BM-Case2 samples must be a multiple of steps_per_trajectory={steps} (rows = trajectories x "
+                f"steps); e.g. --samples {max(1, samples // steps) * steps}"
+            )
+        batch = max(steps, batch - batch % steps)
+    dev = resolve_device(device)
+    from edge_sdk.beam.h5schema import BeamH5Writer
+
+    out = Path(out)
+    attrs = _attrs(p, seed, batch, dev)
+    if resume and BeamH5Writer.can_resume(out):
+        w = BeamH5Writer.open_resume(out)
+        old = w.attrs
+        for k in ("preset", "seed", "chunk_size", "device_type", "generator_version"):
+            if old.get(k) != attrs[k]:
+                w.close()
+                raise ConfigError(
+                    f"cannot resume {out}: its {k} ({old.get(k)!r}) differs from this run's ({attrs[k]!r}); "
+                    "rerun with the same preset/seed/batch/device or without --resume"
+                )
+        if old.get("n_target") not in (-1, samples):
+            w.close()
+            raise ConfigError(f"cannot resume {out}: it was started for {old.get('n_target')} samples, not {samples}")
+    else:
+        if resume and out.exists():
+            raise DatasetError(f"{out} is already complete; nothing to resume")
+        w = BeamH5Writer.create(out, attrs, n_tx=p.n_tx, n_rx=p.n_rx, case=p.case, n_target=samples,
+                                overwrite=overwrite)
+    gen = BeamGenerator(p, dev)
+    start = time.perf_counter()
+    n0 = w.n_done
+    if n0 % batch and n0 != samples:
+        w.close()
+        raise DatasetError(f"cannot resume {out}: {n0} rows is not a whole number of chunks of {batch}")
+    from tqdm import tqdm
+
+    try:
+        with tqdm(total=samples, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
+            while w.n_done < samples:
+                k = w.n_done // batch
+                n = min(batch, samples - w.n_done)
+                cs = chunk_seed(seed, k)
+                if p.case == "case1":
+                    rows = gen.case1_chunk(n, cs)
+                else:
+                    rows = gen.case2_chunk(n // steps, cs, traj_offset=w.n_done // steps)
+                w.append(rows)
+                bar.update(n)
+        path = w.finalize()
+    except BaseException:
+        if not w.closed:
+            w.close()
+        raise
+    secs = time.perf_counter() - start
+    return GenerateResult(path=Path(path), n=samples, n_new=samples - n0, seconds=secs, device=dev)
