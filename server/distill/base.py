@@ -1,0 +1,309 @@
+"""Shared pieces of every distillation method: config, result, registry, real-data sampling, init.
+
+API::
+
+    from edge_sdk.server.distill import distill, DistillConfig, METHODS
+    res = distill(data, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2, iterations=300), budget=16384)
+    res.compact  (payload_io.CompactSet: decoded values X [N, D], labels, codes, params)
+    res.point    (budget.OperatingPoint), res.losses (list of floats, one per iteration), res.seconds,
+    res.provenance / res.task (pass unchanged to payload_io.write_compact so the planned size holds)
+
+Method names (``METHODS`` registry; one file per method):
+
+* ``dm``, ``dc``, ``mtt``: plain dataset distillation, synthetic set stored as ``float32`` (or
+  ``float16``) -- "DD at float32 with fewer samples";
+* ``quadd-dm``, ``quadd-dc``, ``quadd-mtt``: QuADD -- the differentiable quantizer (``quantizer``,
+  ``bits``) sits inside the matching loss and is learned jointly with the synthetic data;
+  ``quadd`` is an alias of ``quadd-mtt`` (the paper's main host, and the best host measured on the beam
+  data; DM is much cheaper for ConvNets on a CPU);
+* ``ptq-dm``, ``ptq-dc``, ``ptq-mtt``: DD in float at the *same* operating point as QuADD (same
+  ``ipc``, ``bits``), then post-training quantization (threshold / codebook fitted to the final set);
+* ``random``: a random real subset per class at the operating point (float32 or quantized);
+* ``full``: the whole training set (float32, or quantized with ``quantizer``/``bits``, e.g. 8-bit) --
+  the 1x reference; it ignores the budget (it cannot fit a compressed one).
+
+Budget -> operating point: ``ipc`` is the largest that fits ``budget`` bytes for ``(quantizer, bits)``
+(``budget.plan``), unless ``config.ipc`` is set (then it must fit, else ConfigError).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from edge_sdk.server.budget import OperatingPoint, plan
+from edge_sdk.server.datasets import TaskData
+from edge_sdk.server.models import features, head_names, init_torch_params
+from edge_sdk.server.payload_io import CompactSet
+from torch import Tensor
+
+from edge_sdk import codecs
+from edge_sdk.errors import ConfigError
+
+RAW = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One config for every method (fields a method does not use are ignored and stay in the report)."""
+
+    method: str = "quadd-mtt"
+    quantizer: str = "codebook"  # uniform | apot | codebook | float32 | float16
+    bits: int | None = None  # None: 3 for quantizers, 32/16 for raw kinds
+    per_feature: bool = False  # uniform quantizer: one alpha per feature instead of per set
+    ipc: int | None = None  # None: the largest that fits the budget
+    iterations: int = 300
+    lr_data: float = 0.01  # Adam on the synthetic values (normalised units)
+    lr_quant: float = 0.005  # Adam on the quantizer parameters
+    batch_real: int = 64  # real samples per class per iteration
+    init: str = "greedy"  # greedy (gradient-diversity) | random real samples
+    seed: int = 0
+    device: str = "cpu"
+    soft_labels: bool = False  # mtt only: learn soft-label logits (stored & counted in the budget)
+    soft_bits: int = 8
+    # dc
+    dc_net_steps: int = 5
+    dc_model_every: int = 10
+    # mtt
+    mtt_experts: int = 4
+    mtt_expert_epochs: int = 12
+    mtt_expert_lr: float = 0.05
+    mtt_expert_batch: int = 128
+    mtt_syn_steps: int = 20
+    mtt_expert_span: int = 2
+    mtt_max_start: int = 8
+    mtt_syn_batch: int = 256
+    mtt_lr_lr: float = 1e-4
+
+    def resolved_bits(self) -> int:
+        if self.bits is not None:
+            return int(self.bits)
+        if self.quantizer in RAW:
+            return codecs.RAW_KINDS[self.quantizer]
+        return 3
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bits"] = self.resolved_bits()
+        return d
+
+
+@dataclass
+class DistillResult:
+    compact: CompactSet
+    point: OperatingPoint
+    losses: list[float]
+    seconds: float
+    provenance: dict[str, Any]
+    task: dict[str, Any]
+    config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+MethodFn = Callable[["Context"], tuple[CompactSet, list[float], dict[str, Any]]]
+METHODS: dict[str, MethodFn] = {}
+
+
+def register(name: str):
+    """Decorator: register a method function ``fn(ctx) -> (CompactSet, losses, info)`` under ``name``."""
+
+    def deco(fn: MethodFn) -> MethodFn:
+        if name in METHODS:
+            raise ConfigError(f"method {name!r} registered twice")
+        METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class Context:
+    """What a method function receives: data, config, operating point, device tensors, RNG."""
+
+    data: TaskData
+    cfg: DistillConfig
+    point: OperatingPoint
+    device: torch.device
+    X: Tensor  # real training inputs [N, D] on device
+    y: Tensor  # [N]
+    classes: np.ndarray  # present classes, ascending
+    gen: torch.Generator = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+        counts = np.bincount(self.data.y_train, minlength=self.data.num_classes)[self.classes]
+        order = np.argsort(self.data.y_train, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(self.data.y_train, minlength=self.data.num_classes))])
+        self._counts = torch.from_numpy(counts)
+        self._starts = torch.from_numpy(starts[self.classes])
+        self._order = torch.from_numpy(order).to(self.device)
+
+    def sample_real(self, k: int) -> tuple[Tensor, Tensor]:
+        """``k`` random real samples per present class (with replacement): X [C', k, D], y [C', k]."""
+        r = torch.rand(len(self.classes), k, generator=self.gen)
+        pos = self._starts[:, None] + (r * self._counts[:, None]).long()
+        idx = self._order[pos.to(self.device)]
+        return self.X[idx], self.y[idx]
+
+    def syn_labels(self) -> Tensor:
+        """Labels of the synthetic set: class-major, ``ipc`` per present class: [N]."""
+        return torch.from_numpy(np.repeat(self.classes, self.point.ipc)).to(self.device)
+
+    def random_params(self, salt: int) -> dict[str, Tensor]:
+        """Fresh ``init_params`` network (seeded by config seed and ``salt``)."""
+        return init_torch_params(self.data.spec, self.cfg.seed * 1_000_003 + salt, self.device)
+
+
+def _greedy_pick(g_dir: Tensor, h_dir: Tensor, k: int) -> Tensor:
+    """Greedy max-diversity selection of ``k`` rows: start at the sample most similar to the class mean
+    gradient, then repeatedly add the candidate whose largest cosine similarity to the chosen set is the
+    smallest. Cosine of last-layer gradients ``(p - y) h^T`` factorises: cos = cos(p-y, p'-y') cos(h, h')."""
+    sim = (g_dir @ g_dir.T) * (h_dir @ h_dir.T)  # [M, M]
+    first = int(torch.argmax(sim.mean(1)))
+    chosen = [first]
+    maxsim = sim[first].clone()
+    maxsim[first] = float("inf")
+    for _ in range(k - 1):
+        j = int(torch.argmin(maxsim))
+        chosen.append(j)
+        maxsim = torch.maximum(maxsim, sim[j])
+        maxsim[j] = float("inf")
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def init_synthetic(ctx: Context, max_candidates: int = 1024) -> Tensor:
+    """Initial synthetic set [N, D]: ``ipc`` real samples per present class.
+
+    ``init="greedy"``: per class, greedy diversity by cosine similarity of the last-layer gradients of
+    the cross-entropy loss under the ``init_params(spec, seed)`` network (QuADD's initialisation), among at
+    most ``max_candidates`` random samples of the class. ``init="random"``: uniform random samples.
+    A class with fewer real samples than ``ipc`` repeats them with Gaussian jitter (0.05 x feature std).
+    """
+    cfg, data = ctx.cfg, ctx.data
+    rng = np.random.Generator(np.random.PCG64(cfg.seed))
+    ipc = ctx.point.ipc
+    params = ctx.random_params(0) if cfg.init == "greedy" else None
+    wname, bname = head_names(data.spec)
+    rows = []
+    std = ctx.X.std(0, keepdim=True)
+    for c in ctx.classes:
+        idx = np.flatnonzero(data.y_train == c)
+        cand = rng.permutation(idx)[:max_candidates] if len(idx) > max_candidates else rng.permutation(idx)
+        k = min(ipc, len(cand))
+        if cfg.init == "greedy" and k > 1:
+            with torch.no_grad():
+                xb = ctx.X[torch.from_numpy(cand).to(ctx.device)]
+                h = features(data.spec, params, xb)
+                p = torch.softmax(F.linear(h, params[wname], params[bname]), 1)
+                p[:, int(c)] -= 1.0
+                g = F.normalize(p, dim=1)
+                hn = F.normalize(torch.cat([h, torch.ones_like(h[:, :1])], 1), dim=1)  # bias grad = (p - y)
+                pick = cand[_greedy_pick(g, hn, k).cpu().numpy()]
+        elif cfg.init in ("greedy", "random"):
+            pick = cand[:k]
+        else:
+            raise ConfigError(f"unknown init {cfg.init!r}; use 'greedy' or 'random'")
+        xs = ctx.X[torch.from_numpy(pick).to(ctx.device)]
+        if ipc > k:
+            extra = xs[torch.from_numpy(rng.integers(0, k, ipc - k)).to(ctx.device)]
+            noise = torch.from_numpy(rng.standard_normal(extra.shape).astype(np.float32)).to(ctx.device)
+            xs = torch.cat([xs, extra + 0.05 * std * noise])
+        rows.append(xs)
+    return torch.cat(rows).clone()
+
+
+def quant_options(cfg: DistillConfig) -> tuple[str, int]:
+    bits = cfg.resolved_bits()
+    if cfg.quantizer in RAW:
+        if bits != codecs.RAW_KINDS[cfg.quantizer]:
+            raise ConfigError(f"{cfg.quantizer} stores {codecs.RAW_KINDS[cfg.quantizer]} bits, not {bits}")
+    else:
+        from edge_sdk.server.torch_quant import allowed_bits
+
+        if bits not in allowed_bits(cfg.quantizer):
+            raise ConfigError(f"quantizer {cfg.quantizer!r} supports bits {list(allowed_bits(cfg.quantizer))}, got {bits}")
+    return cfg.quantizer, bits
+
+
+def provenance_for(cfg: DistillConfig, data: TaskData) -> dict[str, Any]:
+    """Provenance written into the payload (fixed before planning, so the planned size is exact)."""
+    from edge_sdk._version import __version__
+
+    return {"tool": "edge-sdk distill", "version": __version__, "method": cfg.method, "dataset": data.name,
+            "seed": int(cfg.seed)}
+
+
+def resolve_method(name: str) -> str:
+    if name == "quadd":
+        return "quadd-mtt"
+    if name not in METHODS:
+        raise ConfigError(f"unknown distillation method {name!r}; available: {sorted([*METHODS, 'quadd'])}")
+    return name
+
+
+def choose_point(data: TaskData, cfg: DistillConfig, budget: int | None, provenance: dict[str, Any],
+                 graph: dict[str, Any] | None = None) -> OperatingPoint:
+    """Operating point for ``cfg`` under ``budget`` (``full`` ignores the budget). ``graph`` is the
+    ``{"sha256", "size"}`` digest the payload header will name (it is counted too)."""
+    from edge_sdk.server.budget import option_kind
+    from edge_sdk.server.payload_io import planned_size
+
+    quantizer, bits = quant_options(cfg)
+    method = resolve_method(cfg.method)
+    classes = np.flatnonzero(np.bincount(data.y_train, minlength=data.num_classes))
+    kind = option_kind(quantizer)
+    pf = cfg.per_feature and kind == "uniform_clip"
+    soft = cfg.soft_labels and method.endswith("mtt")
+    if method == "full":
+        n = data.X_train.shape[0]
+        size = planned_size(kind, bits, n, data.dim, num_classes=data.num_classes, task=data.task,
+                            provenance=provenance, per_feature=pf, graph=graph)
+        return OperatingPoint(0, n, quantizer, kind, bits, pf, False, size)
+    if method.startswith("quadd") and quantizer in RAW:
+        raise ConfigError(f"{method} needs a quantizer (uniform, apot, codebook), not {quantizer}")
+    if budget is None and cfg.ipc is None:
+        raise ConfigError(f"method {method} needs a byte budget (--budget / --compression) or an explicit ipc")
+    if cfg.ipc is not None:
+        n = cfg.ipc * len(classes)
+        size = planned_size(kind, bits, n, data.dim, num_classes=data.num_classes, task=data.task,
+                            provenance=provenance, per_feature=pf, soft=soft, soft_bits=cfg.soft_bits, graph=graph)
+        if budget is not None and size > budget:
+            raise ConfigError(f"ipc={cfg.ipc} at {bits} bits needs {size} bytes > budget {budget}; lower ipc or bits")
+        return OperatingPoint(cfg.ipc, n, quantizer, kind, bits, pf, soft, size)
+    pts = plan(budget, options=[(quantizer, bits)], n_classes_present=len(classes), d=data.dim,
+               num_classes=data.num_classes, task=data.task, provenance=provenance, per_feature=pf, soft=soft,
+               soft_bits=cfg.soft_bits, graph=graph)
+    if not pts:
+        raise ConfigError(
+            f"budget {budget} bytes cannot hold one sample per class ({len(classes)} classes) at {bits} bits "
+            f"with {quantizer}; raise the budget or lower the bit width"
+        )
+    return pts[0]
+
+
+def distill(data: TaskData, config: DistillConfig, budget: int | None = None, progress: bool = False,
+            graph: dict[str, Any] | None = None) -> DistillResult:
+    """Run the method named ``config.method`` on ``data`` under ``budget`` bytes (see module docstring).
+
+    ``graph``: the ONNX graph digest the payload will carry (``GraphInfo.digest()``), counted in the plan."""
+    method = resolve_method(config.method)
+    cfg = replace(config, method=method)
+    torch.manual_seed(cfg.seed)
+    prov = provenance_for(cfg, data)
+    point = choose_point(data, cfg, budget, prov, graph)
+    dev = torch.device(cfg.device)
+    classes = np.flatnonzero(np.bincount(data.y_train, minlength=data.num_classes))
+    ctx = Context(data, cfg, point, dev, torch.from_numpy(data.X_train).to(dev),
+                  torch.from_numpy(data.y_train).to(dev), classes)
+    ctx.progress = progress  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    compact, losses, info = METHODS[method](ctx)
+    secs = time.perf_counter() - t0
+    if compact.kind != point.kind or compact.bits != point.bits or compact.n != point.n:
+        raise AssertionError(f"{method} produced {compact.kind}/{compact.bits}/{compact.n}, planned {point}")
+    return DistillResult(compact, point, losses, secs, prov, data.task, cfg.to_dict(), info)

@@ -1,0 +1,40 @@
+"""Baselines at the same bytes: ``full`` (the whole training set) and ``random`` (random real subset).
+
+``full``: every training sample, stored with the configured quantizer (``float32`` = the 1x reference,
+``uniform`` 8 bit = "full data 8-bit"); the threshold is fitted to the data (MSE-optimal grid search).
+``random``: ``ipc`` uniformly random real samples per present class (seeded), stored with the
+configured quantizer (fitted, no learning). Neither has a loss; ``losses`` is empty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from edge_sdk.server.distill.base import RAW, Context, register
+from edge_sdk.server.payload_io import CompactSet, compact_float, compact_from_quantizer
+from edge_sdk.server.torch_quant import make_quantizer
+
+
+def _store(ctx: Context, X: np.ndarray, y: np.ndarray) -> CompactSet:
+    if ctx.point.quantizer in RAW:
+        return compact_float(X, y, ctx.point.kind)
+    q = make_quantizer(ctx.point.quantizer, ctx.point.bits, torch.from_numpy(X), per_feature=ctx.point.per_feature)
+    return compact_from_quantizer(X, y, q)
+
+
+@register("full")
+def full(ctx: Context):
+    return _store(ctx, ctx.data.X_train, ctx.data.y_train), [], {"host": "none"}
+
+
+@register("random")
+def random_subset(ctx: Context):
+    rng = np.random.Generator(np.random.PCG64(ctx.cfg.seed))
+    ipc = ctx.point.ipc
+    picks = []
+    for c in ctx.classes:
+        idx = np.flatnonzero(ctx.data.y_train == c)
+        picks.append(rng.choice(idx, size=ipc, replace=len(idx) < ipc))
+    sel = np.concatenate(picks)
+    return _store(ctx, ctx.data.X_train[sel], ctx.data.y_train[sel]), [], {"host": "none", "with_replacement": bool(
+        any(np.sum(ctx.data.y_train == c) < ipc for c in ctx.classes))}

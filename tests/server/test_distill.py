@@ -1,0 +1,194 @@
+"""Distillation methods (server/distill): losses decrease, budget respected, payload round-trips, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from click.testing import CliRunner  # noqa: E402
+from edge_sdk.server.datasets import TaskData  # noqa: E402
+from edge_sdk.server.distill import METHODS, DistillConfig, distill  # noqa: E402
+from edge_sdk.server.distill.base import Context, _greedy_pick, init_synthetic  # noqa: E402
+from edge_sdk.server.payload_io import read_compact, write_compact  # noqa: E402
+
+from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.modelspec import ModelSpec  # noqa: E402
+
+
+def blobs(n, d, c, seed, centers_seed=0):
+    centers = np.random.default_rng(centers_seed).standard_normal((c, d)) * 2.5
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    return (centers[y] + rng.standard_normal((n, d))).astype(np.float32), y.astype(np.int64)
+
+
+def tiny_task(kind="mlp"):
+    if kind == "mlp":
+        X, y = blobs(300, 6, 4, 0)
+        Xt, yt = blobs(200, 6, 4, 1)
+        spec = ModelSpec(kind="mlp", input_dim=6, num_classes=4, hidden=(16,))
+    else:
+        X, y = blobs(120, 16, 3, 0)
+        Xt, yt = blobs(60, 16, 3, 1)
+        spec = ModelSpec(kind="convnet", input_dim=16, num_classes=3, in_shape=(1, 4, 4), width=4, depth=1)
+    return TaskData("blobs", X, y, Xt, yt, spec.num_classes, spec, {"kind": "image", "model": spec.to_dict()})
+
+
+FAST = dict(iterations=30, batch_real=16, mtt_experts=2, mtt_expert_epochs=4, mtt_max_start=2, mtt_expert_span=2,
+            mtt_syn_steps=5, mtt_expert_batch=32, dc_net_steps=2, dc_model_every=10)
+BUDGET = 900
+
+
+
+@pytest.mark.parametrize("method,quantizer,bits", [
+    ("dm", "float32", None), ("quadd-dm", "uniform", 2), ("quadd-dm", "codebook", 1), ("ptq-dm", "apot", 3),
+    ("dc", "float32", None), ("quadd-dc", "uniform", 3),
+    ("mtt", "float32", None), ("quadd-mtt", "codebook", 2),
+])
+def test_method_loss_decreases_and_fits(method, quantizer, bits, tmp_path):
+    d = tiny_task()
+    cfg = DistillConfig(method=method, quantizer=quantizer, bits=bits, seed=0, **FAST)
+    if method.endswith("mtt"):
+        cfg = DistillConfig(**{**cfg.__dict__, "lr_data": 0.05, "iterations": 30})
+    r = distill(d, cfg, BUDGET)
+    assert len(r.losses) == cfg.iterations and all(np.isfinite(r.losses))
+    assert r.info["probe_loss_final"] < r.info["probe_loss_init"], r.info
+    assert r.point.bytes <= BUDGET and r.compact.n == r.point.n == r.point.ipc * 4
+    info = write_compact(tmp_path / "p.epl", r.compact, num_classes=4, task=r.task, provenance=r.provenance,
+                         budget_bytes=BUDGET)
+    assert info.size == r.point.bytes <= BUDGET
+    X, y, soft, _ = read_compact(tmp_path / "p.epl")
+    np.testing.assert_array_equal(X, r.compact.X)
+    np.testing.assert_array_equal(y, r.compact.y)
+    assert np.bincount(y).tolist() == [r.point.ipc] * 4
+
+
+def test_quadd_values_are_the_quantizer_output():
+    d = tiny_task()
+    r = distill(d, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2, **FAST), BUDGET)
+    a = r.compact.params["alpha"][0]
+    assert set(np.unique(r.compact.X)) <= {-a, 0.0, a}  # 2-bit symmetric grid: 3 levels
+
+
+def test_mtt_soft_labels_counted_and_stored(tmp_path):
+    d = tiny_task()
+    base = distill(d, DistillConfig(method="quadd-mtt", quantizer="uniform", bits=2, **FAST), 2000)
+    soft = distill(d, DistillConfig(method="quadd-mtt", quantizer="uniform", bits=2, soft_labels=True, **FAST), 2000)
+    assert soft.point.soft and soft.compact.soft is not None and soft.compact.soft.shape == (soft.point.n, 4)
+    assert soft.point.ipc < base.point.ipc  # the soft labels take budget
+    write_compact(tmp_path / "s.epl", soft.compact, num_classes=4, task=soft.task, provenance=soft.provenance,
+                  budget_bytes=2000)
+    _, _, s, _ = read_compact(tmp_path / "s.epl")
+    np.testing.assert_array_equal(s, soft.compact.soft)
+    assert soft.info["learned_lr"] > 0
+
+
+def test_convnet_host_runs():
+    d = tiny_task("convnet")
+    for m in ("quadd-dm", "quadd-dc"):
+        r = distill(d, DistillConfig(method=m, quantizer="uniform", bits=2, **{**FAST, "iterations": 6}), 600)
+        assert r.compact.X.shape == (r.point.n, 16)
+
+
+def test_baselines_and_determinism():
+    d = tiny_task()
+    full = distill(d, DistillConfig(method="full", quantizer="float32"), None)
+    np.testing.assert_array_equal(full.compact.X, d.X_train)
+    full8 = distill(d, DistillConfig(method="full", quantizer="uniform", bits=8), None)
+    assert full8.point.bytes < full.point.bytes and np.abs(full8.compact.X - d.X_train).max() < 0.1
+    r1 = distill(d, DistillConfig(method="random", quantizer="uniform", bits=3), BUDGET)
+    r2 = distill(d, DistillConfig(method="random", quantizer="uniform", bits=3), BUDGET)
+    np.testing.assert_array_equal(r1.compact.X, r2.compact.X)
+    a = distill(d, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2, **FAST), BUDGET)
+    b = distill(d, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2, **FAST), BUDGET)
+    np.testing.assert_array_equal(a.compact.X, b.compact.X)
+    assert a.losses == b.losses
+
+
+def test_errors():
+    d = tiny_task()
+    with pytest.raises(ConfigError, match="unknown distillation method"):
+        distill(d, DistillConfig(method="nope"), BUDGET)
+    with pytest.raises(ConfigError, match="cannot hold one sample per class"):
+        distill(d, DistillConfig(method="quadd-dm", bits=2), 50)
+    with pytest.raises(ConfigError, match="stores float32"):
+        distill(d, DistillConfig(method="dm", quantizer="uniform", bits=2, **FAST), BUDGET)
+    with pytest.raises(ConfigError, match="needs a quantizer"):
+        distill(d, DistillConfig(method="quadd-dm", quantizer="float32"), BUDGET)
+    with pytest.raises(ConfigError, match="supports bits"):
+        distill(d, DistillConfig(method="quadd-dm", quantizer="apot", bits=4), BUDGET)
+    with pytest.raises(ConfigError, match="needs .* bytes > budget"):
+        distill(d, DistillConfig(method="quadd-dm", bits=2, ipc=1000), BUDGET)
+    with pytest.raises(ConfigError, match="needs a byte budget"):
+        distill(d, DistillConfig(method="quadd-dm", bits=2), None)
+    assert {"dm", "dc", "mtt", "quadd-dm", "quadd-dc", "quadd-mtt", "ptq-dm", "ptq-mtt", "random", "full"} <= set(METHODS)
+
+
+def test_greedy_init_picks_diverse_samples():
+    # three copies of one direction and two distinct ones: greedy picks never repeat a duplicate first
+    v = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    g = torch.ones(5, 2) / np.sqrt(2)
+    pick = _greedy_pick(g, v, 3).tolist()
+    assert 3 in pick and 4 in pick and len(set(pick)) == 3
+    d = tiny_task()
+    r = distill(d, DistillConfig(method="random", quantizer="float32"), BUDGET)
+    ctx = Context(d, DistillConfig(method="dm", quantizer="float32", init="greedy"), r.point, torch.device("cpu"),
+                  torch.from_numpy(d.X_train), torch.from_numpy(d.y_train), np.arange(4))
+    S = init_synthetic(ctx)
+    assert S.shape == (r.point.n, 6)
+    # every initial sample is a real training sample of the right class
+    for i, row in enumerate(S.numpy()):
+        j = np.flatnonzero((d.X_train == row).all(1))
+        assert len(j) and d.y_train[j[0]] == i // r.point.ipc
+
+
+def test_cli_digits(tmp_path):
+    from edge_sdk.cli.main import cli
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["distill", "--dataset", "digits", "--method", "quadd-dm", "--compression", "36x",
+                                   "--bits", "2", "--iterations", "3", "--seeds", "2", "--steps", "20",
+                                   "--no-progress", "--no-graph", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    from edge_sdk.server.report import validate_report
+
+    validate_report(rep)
+    assert rep["payload_bytes"] == (out / "payload.epl").stat().st_size <= rep["budget"]["bytes"]
+    assert rep["compression"] >= 36 and rep["method"] == "quadd-dm" and len(rep["seeds"]) == 2
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--dataset", "digits", "--out", "o"], "exactly one of --budget"),
+    (["--dataset", "digits", "--budget", "1KiB", "--compression", "3x", "--out", "o"], "exactly one of"),
+    (["--budget", "1KiB", "--out", "o"], "give --data"),
+    (["--dataset", "digits", "--budget", "lots", "--out", "o"], "cannot parse budget"),
+    (["--dataset", "digits", "--budget", "1KiB", "--bits", "two", "--out", "o"], "--bits must be"),
+])
+def test_cli_errors(args, msg, tmp_path, monkeypatch):
+    from edge_sdk.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    import click
+
+    with pytest.raises((ConfigError, click.UsageError), match=msg):
+        from edge_sdk.cli.main import cli
+
+        cli.main(args=["distill", *args], standalone_mode=False)
+    assert main(["distill", *args]) != 0
+
+
+def test_run_distill_bits_auto_tiny(tmp_path):
+    from edge_sdk.server.distill.run import run_distill
+
+    d = tiny_task()
+    rep = run_distill(data=d, method="ptq-dm", budget="900", quantizer="codebook", bits="auto", iterations=10,
+                      seeds=1, steps=20, graph=False, out_dir=tmp_path / "r", progress=False)
+    log = rep["extra"]["bits_search"]
+    assert {e["bits"] for e in log} <= {1, 2, 3, 4} and len(log) >= 2
+    best = max(log, key=lambda e: e["proxy_top1"])
+    assert rep["extra"]["operating_point"]["bits"] == best["bits"]
+    assert rep["payload_bytes"] <= 900

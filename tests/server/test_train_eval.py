@@ -1,0 +1,120 @@
+"""Evaluation protocol (server/train_eval.py) and report.json schema (server/report.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from edge_sdk.server.datasets import TaskData  # noqa: E402
+from edge_sdk.server.report import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
+from edge_sdk.server.train_eval import EvalConfig, _batches, evaluate_compact, score_metrics, train_model  # noqa: E402
+
+from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.modelspec import ModelSpec  # noqa: E402
+
+
+def blobs(n=240, d=6, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((c, d)) * 3
+    y = np.arange(n) % c
+    X = (centers[y] + rng.standard_normal((n, d))).astype(np.float32)
+    return X, y.astype(np.int64)
+
+
+def tiny_task():
+    X, y = blobs()
+    Xt, yt = blobs(seed=0)
+    Xt = Xt + np.random.default_rng(5).standard_normal(Xt.shape).astype(np.float32) * 0.1
+    spec = ModelSpec(kind="mlp", input_dim=6, num_classes=4, hidden=(16,))
+    return TaskData("blobs", X, y, Xt, yt, 4, spec, {"kind": "image", "model": spec.to_dict()})
+
+
+def test_batches_follow_epoch_order():
+    from edge_sdk.modelspec import epoch_order
+
+    got = list(_batches(10, 3, 4, 5))
+    assert [len(b) for b in got] == [4, 4, 2, 4, 4]
+    np.testing.assert_array_equal(np.concatenate(got[:3]), epoch_order(10, 3, 0))
+    np.testing.assert_array_equal(np.concatenate(got[3:]), epoch_order(10, 3, 1)[:8])
+
+
+def test_training_is_deterministic_and_learns():
+    d = tiny_task()
+    cfg = EvalConfig(steps=150, batch_size=32, lr=0.05, seeds=(0, 1, 2))
+    a = train_model(d.spec, d.X_train, d.y_train, 0, cfg)
+    b = train_model(d.spec, d.X_train, d.y_train, 0, cfg)
+    c = train_model(d.spec, d.X_train, d.y_train, 1, cfg)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    res = evaluate_compact(d.spec, d.X_train, d.y_train, d, cfg)
+    assert res.mean["top1"] > 0.9 and len(res.per_seed) == 3 and res.std["top1"] >= 0
+    k = res.kpis()["top1"]
+    assert k["mean"] == pytest.approx(np.mean(k["per_seed"]))
+
+
+def test_soft_label_targets():
+    d = tiny_task()
+    soft = np.eye(4, dtype=np.float32)[d.y_train] * 8.0  # logits: softmax ~ one-hot
+    res = evaluate_compact(d.spec, d.X_train, soft, d, EvalConfig(steps=150, batch_size=32, lr=0.05, seeds=(0,)))
+    assert res.mean["top1"] > 0.9
+
+
+def test_score_metrics():
+    s = np.array([[0.1, 0.9, 0, 0, 0, 0], [0.8, 0.1, 0, 0, 0, 0.05]])
+    m = score_metrics(s, np.array([1, 5]))
+    assert m["top1"] == 0.5 and m["top5"] == 1.0
+
+
+def test_eval_config_errors():
+    with pytest.raises(ConfigError):
+        EvalConfig(steps=0)
+    with pytest.raises(ConfigError):
+        EvalConfig(seeds=())
+    d = tiny_task()
+    with pytest.raises(ConfigError, match="rows"):
+        train_model(d.spec, d.X_train, d.y_train[:3], 0, EvalConfig(steps=2))
+
+
+def _report(tmp_path):
+    d = tiny_task()
+    p = tmp_path / "payload.bin"
+    p.write_bytes(b"x" * 100)
+    res = evaluate_compact(d.spec, d.X_train[:20], d.y_train[:20], d, EvalConfig(steps=5, seeds=(0, 1, 2)))
+    return build_report(command="distill", method="quadd-dm", config={"bits": 2}, budget={"bytes": 128, "spec": "128"},
+                        payload_path=p, full_float32_bytes=d.full_float32_bytes, eval_result=res,
+                        timings={"distill_s": 1.0}, dataset={"name": "blobs"})
+
+
+def test_report_schema_roundtrip(tmp_path):
+    rep = _report(tmp_path)
+    assert rep["schema"] == SCHEMA_ID and rep["payload_bytes"] == 100
+    assert rep["compression"] == pytest.approx(240 * 6 * 4 / 100)
+    assert set(rep["kpis"]["top1"]) == {"mean", "std", "per_seed"} and rep["seeds"] == [0, 1, 2]
+    assert "torch" in rep["versions"] and "python" in rep["versions"]
+    write_report(tmp_path / "report.json", rep)
+    validate_report(json.loads((tmp_path / "report.json").read_text()))
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    (lambda r: r.pop("kpis"), "missing field 'kpis'"),
+    (lambda r: r.__setitem__("schema", "other/9"), "schema must be"),
+    (lambda r: r.__setitem__("payload_bytes", 999), "payload.bytes must equal"),
+    (lambda r: r["budget"].__setitem__("bytes", 50), "exceeds budget"),
+    (lambda r: r.__setitem__("compression", 1.0), "compression must equal"),
+    (lambda r: r["kpis"]["top1"].__setitem__("per_seed", [0.1]), "per_seed has 1 values"),
+    (lambda r: r["kpis"]["top1"].__setitem__("mean", float("nan")), "non-finite"),
+    (lambda r: r["timings"].__setitem__("distill", 1.0), "seconds named"),
+    (lambda r: r.__setitem__("seeds", "0,1"), "field 'seeds' must be list"),
+])
+def test_report_validation_catches(tmp_path, mutate, msg):
+    rep = _report(tmp_path)
+    mutate(rep)
+    with pytest.raises(ConfigError, match=msg):
+        validate_report(rep)
+    with pytest.raises(ConfigError):
+        write_report(tmp_path / "r.json", rep)
+    assert not (tmp_path / "r.json").exists()
