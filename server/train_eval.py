@@ -68,6 +68,13 @@ class EvalConfig:
         d["seeds"] = list(self.seeds)
         return d
 
+    def device_recipe(self) -> dict[str, Any]:
+        """The training recipe as stored in a payload's ``task["train"]`` (read by ``edge_sdk.device``'s
+        ``TrainConfig``): SGD with momentum and coupled weight decay, constant learning rate, this batch size.
+        ``steps`` is the server's update count; a device trains whole epochs (``epochs`` chosen by the caller)."""
+        return {"optimizer": "sgd", "lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "batch_size": self.batch_size, "schedule": "constant", "steps": self.steps}
+
 
 @dataclass
 class EvalResult:

@@ -113,6 +113,8 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
                         per_feature=per_feature, ipc=ipc, iterations=iterations, soft_labels=soft_labels,
                         seed=seed, device=dev, **(extra_cfg or {}))
     ev = EvalConfig(steps=steps, seeds=tuple(range(seeds)), device=dev)
+    # the device trains with the server's recipe; stored in the payload (and counted in the budget)
+    data.task["train"] = ev.device_recipe()
     search_log: list[dict] = []
     t0 = time.perf_counter()
     if bits == "auto":

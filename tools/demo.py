@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""`make demo`: the product's main job, end to end, on the shipped reference data.
+
+1. check the shipped reference data (digests in datasets/3gpp/reference/SHA256SUMS);
+2. server: distill the training set with QuADD at the default budget (36x) -> payload.epl + graph.onnx +
+   report.json (3 evaluation seeds, torch);
+3. server: the full-data float32 baseline under the same evaluation protocol;
+4. sign the payload with a fresh Ed25519 key and verify it;
+5. device: train on the payload in a subprocess where importing torch is impossible (numpy + onnxruntime
+   only), with the signature required, and evaluate on the device's local measurements (test.h5);
+6. the server's torch training of the same payload with the same seed, recipe and number of steps, so the
+   device result can be compared one to one;
+7. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times.
+
+Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "datasets" / "3gpp" / "reference"
+EDGE_SDK = [sys.executable, "-m", "edge_sdk.cli"]
+
+#: runs the device CLI with torch made unimportable (a stand-in for a device that has no torch at all)
+DEVICE_RUNNER = (
+    "import sys\n"
+    "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
+    "from edge_sdk.cli.main import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m] is not None)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def run(cmd: list[str], label: str) -> float:
+    print(f"\n$ {' '.join(str(c) for c in cmd)}", flush=True)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=ROOT)
+    if res.returncode != 0:
+        sys.exit(f"demo: step '{label}' failed with exit code {res.returncode}")
+    return time.perf_counter() - t0
+
+
+def fmt_pct(kpi: dict | float | None, std: bool = True) -> str:
+    if kpi is None:
+        return "-"
+    if isinstance(kpi, dict):
+        return f"{100 * kpi['mean']:.1f} ± {100 * kpi['std']:.1f}" if std else f"{100 * kpi['mean']:.1f}"
+    return f"{100 * kpi:.1f}"
+
+
+def fmt_db(kpi: dict | float | None) -> str:
+    if kpi is None:
+        return "-"
+    if isinstance(kpi, dict):
+        return f"{kpi['mean']:.2f} ± {kpi['std']:.2f}"
+    return f"{kpi:.2f}"
+
+
+def server_same_recipe(payload: Path, test: Path, epochs: int, seed: int) -> tuple[dict, float]:
+    """Torch training of the decoded payload with the device's exact recipe (seed, batch order, steps)."""
+    import numpy as np
+
+    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.server.datasets import load_beam
+    from edge_sdk.server.payload_io import read_compact
+    from edge_sdk.server.train_eval import EvalConfig, predict, score_metrics, train_model
+
+    t0 = time.perf_counter()
+    X, y, _soft, p = read_compact(payload)
+    train = p.task["train"]
+    spec = ModelSpec.from_dict(p.task["model"])
+    per_epoch = math.ceil(len(y) / int(train["batch_size"]))
+    cfg = EvalConfig(
+        steps=epochs * per_epoch, batch_size=int(train["batch_size"]), lr=float(train["lr"]),
+        momentum=float(train["momentum"]), weight_decay=float(train["weight_decay"]), seeds=(seed,),
+    )
+    params = train_model(spec, X, y, seed, cfg)
+    data = load_beam(REF / "train.h5", test, task_spec=p.task["beam"], hidden=spec.hidden)
+    scores = predict(spec, params, data.X_test)
+    kpis = score_metrics(scores, data.y_test, data.rsrp_test)
+    return {k: float(v) for k, v in kpis.items() if isinstance(v, (int, float, np.floating))}, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
+    ap.add_argument("--compression", default="36x")
+    ap.add_argument("--quick", action="store_true", help="fewer distillation iterations and steps (smoke run)")
+    args = ap.parse_args(argv)
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    train, test = REF / "train.h5", REF / "test.h5"
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+
+    times["check reference data"] = run([sys.executable, "tools/make_reference_data.py", "--check"], "check data")
+
+    steps = ["--steps", "300"] if args.quick else []
+    iters = ["--iterations", "60"] if args.quick else []
+    server_dir, full_dir = out / "server", out / "full"
+    times["server: distill (QuADD) + 3-seed eval"] = run(
+        [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "quadd", "--compression",
+         args.compression, "--seeds", "3", *steps, *iters, "--out", server_dir], "distill")
+    times["server: full-data float32 baseline"] = run(
+        [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "full", "--quantizer", "float32",
+         "--seeds", "3", *steps, "--no-graph", "--out", full_dir], "full-data baseline")
+
+    payload, graph = server_dir / "payload.epl", server_dir / "graph.onnx"
+    keys = out / "keys"
+    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server"], "keygen")
+    times["sign + verify"] += run([*EDGE_SDK, "payload", "sign", payload, "--key", keys / "server.key"], "sign")
+    times["sign + verify"] += run(
+        [*EDGE_SDK, "payload", "verify", payload, "--public-key", keys / "server.pub"], "verify")
+
+    report = json.loads((server_dir / "report.json").read_text())
+    full = json.loads((full_dir / "report.json").read_text())
+    from edge_sdk.payload import read_payload
+
+    p = read_payload(payload)
+    recipe = p.task["train"]
+    n_samples = sum(g.n for g in p.groups if g.role == "samples")
+    epochs = max(1, math.ceil(int(recipe["steps"]) / math.ceil(n_samples / int(recipe["batch_size"]))))
+    device_dir = out / "device"
+    times["device: train + eval (onnxruntime, no torch)"] = run(
+        [sys.executable, "-c", DEVICE_RUNNER, "device", "train", "--payload", payload, "--graph", graph,
+         "--eval", test, "--trusted-key", keys / "server.pub", "--epochs", str(epochs), "--seed", "0",
+         "--quiet", "--out", device_dir], "device train")
+    dev = json.loads((device_dir / "report.json").read_text())
+    same, t_same = server_same_recipe(payload, test, epochs, seed=0)
+    times["server: same recipe, seed 0 (torch)"] = t_same
+
+    k, dk, fk = report["kpis"], dev["kpis"], full["kpis"]
+    graph_bytes = graph.stat().st_size
+    signed_bytes = payload.stat().st_size
+    rows = [
+        ("bytes sent to the device", f"{signed_bytes + graph_bytes:,} = {signed_bytes:,} payload + {graph_bytes:,} graph",
+         f"{full['payload_bytes']:,} (float32)"),
+        ("compression vs float32 training set", f"{report['compression']:.1f}x (payload only)", "1.0x"),
+        ("samples", f"{n_samples} (QuADD, {p.groups[0].kind} {p.groups[0].bits} bit)", f"{full['dataset']['n_train']}"),
+    ]
+    kpi_rows = [("Top-1 %", "top1", fmt_pct), ("Top-2/1 %", "top2", fmt_pct), ("Top-1 within 1 dB %", "top1_1db", fmt_pct),
+                ("mean L1-RSRP diff dB", "rsrp_diff_mean", fmt_db)]
+    print("\n" + "=" * 112)
+    print("edge-sdk demo: 3GPP BM-Case1 (UMa 30 GHz, Set A 32, Set B 8), shipped reference data")
+    print("=" * 112)
+    print(f"{'':38s} {'QuADD payload':52s} {'full data':22s}")
+    for name, a, b in rows:
+        print(f"{name:38s} {a:52s} {b:22s}")
+    print(f"\n{'KPI (test set, 4,000 drops)':32s} {'server torch, 3 seeds':>22s} {'server torch, seed 0*':>22s}"
+          f" {'device ORT, seed 0*':>20s} {'full data, 3 seeds':>20s}")
+    for label, key, f in kpi_rows:
+        print(f"{label:32s} {f(k.get(key)):>22s} {f(same.get(key)):>22s} {f(dk.get(key)):>20s} {f(fk.get(key)):>20s}")
+    print(f"* same payload, seed, recipe and {epochs} epochs; device - server Top-1 = "
+          f"{100 * (dk['top1'] - same['top1']):+.2f} points")
+    print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
+          f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
+    print("\ntimes:")
+    for name, t in times.items():
+        print(f"  {name:48s} {t:7.1f} s")
+    total = time.perf_counter() - t_start
+    print(f"  {'total':48s} {total:7.1f} s")
+    summary = {"server": report, "full": full, "device": dev, "server_same_recipe": same, "epochs": epochs,
+               "times_s": times, "total_s": total}
+    (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"\nwrote {out / 'demo-summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.exit(main())
