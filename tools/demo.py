@@ -70,11 +70,11 @@ def fmt_db(kpi: dict | float | None) -> str:
 def server_same_recipe(payload: Path, test: Path, epochs: int, seed: int) -> tuple[dict, float]:
     """Torch training of the decoded payload with the device's exact recipe (seed, batch order, steps)."""
     import numpy as np
-
-    from edge_sdk.modelspec import ModelSpec
     from edge_sdk.server.datasets import load_beam
     from edge_sdk.server.payload_io import read_compact
     from edge_sdk.server.train_eval import EvalConfig, predict, score_metrics, train_model
+
+    from edge_sdk.modelspec import ModelSpec
 
     t0 = time.perf_counter()
     X, y, _soft, p = read_compact(payload)
