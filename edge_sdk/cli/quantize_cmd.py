@@ -6,8 +6,11 @@ Examples::
     edge-sdk quantize --method adq --dataset digits --compression 16x --prune ccs --keep 0.1 --out runs/x
     edge-sdk quantize --method fixed --dataset digits --budget 16KiB --seeds 3 --out runs/y
 
-Writes ``OUT/payload.epl`` (one ``symmetric_per_sample`` group per bit width, named ``b{bits}``; dropped
-samples are not stored) and ``OUT/report.json`` (schema ``edge-sdk.report/1``, shared with ``distill``).
+Writes ``OUT/graph.onnx`` (the ONNX training graph, SGD, for exactly the stored groups; ``--no-graph`` skips
+it), ``OUT/payload.epl`` (one ``symmetric_per_sample`` group per bit width, named ``b{bits}``; dropped samples
+are not stored; the header names the graph by sha256 and size, counted in the byte budget) and
+``OUT/report.json`` (schema ``edge-sdk.report/1``, shared with ``distill``; ``extra.graph`` = path, sha256,
+size of the graph).
 torch and ``edge_sdk.server`` are imported inside the command (the CLI must load on a device without torch).
 """
 
@@ -44,9 +47,11 @@ from edge_sdk.errors import ConfigError
 @click.option("--steps", type=int, default=2000, show_default=True, help="evaluation training updates per seed (same default as distill)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of pruning/random choices")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--no-graph", is_flag=True,
+              help="do not export OUT/graph.onnx (the payload then names no graph; the device cannot train on it)")
 @click.option("--no-progress", is_flag=True)
 def cli(method, train_path, test_path, beam_norm, dataset, compression, budget, prune, keep, allocation, k, threshold, no_drop,
-        class_balanced, scale_dtype, ref_epochs, sens_bits, seeds, steps, seed, out_dir, no_progress) -> None:
+        class_balanced, scale_dtype, ref_epochs, sens_bits, seeds, steps, seed, out_dir, no_graph, no_progress) -> None:
     """Quantize a training set per sample under a byte budget (ADQ) and evaluate it."""
     if (compression is None) == (budget is None) and method != "full":
         raise ConfigError("give exactly one of --compression (e.g. 16x) or --budget (e.g. 16KiB)")
@@ -63,5 +68,5 @@ def cli(method, train_path, test_path, beam_norm, dataset, compression, budget, 
         budget_spec=compression if compression is not None else (budget or "1x"), budget_is_bytes=budget is not None,
         prune=prune, keep=keep, allocation=allocation, k=k, threshold=threshold, allow_drop=not no_drop,
         class_balanced=class_balanced, scale_dtype=scale_dtype, ref_epochs=ref_epochs, sens_bits=sens_bits,
-        seeds=seeds, steps=steps, seed=seed, out_dir=Path(out_dir), progress=not no_progress,
+        seeds=seeds, steps=steps, seed=seed, out_dir=Path(out_dir), progress=not no_progress, graph=not no_graph,
     )

@@ -102,7 +102,7 @@ def _drop_fallback(order: np.ndarray, budget: int, cost: ByteCost, bits: int, mo
     if lo == 0 and cost.total([]) > budget:
         raise ConfigError(
             f"a budget of {budget} B is below the fixed payload overhead of {cost.total([])} B "
-            "(header, task and provenance); raise the budget"
+            "(header, task, provenance and graph digest); raise the budget"
         )
     out = np.zeros(n, np.int64)
     out[order[:lo]] = bits

@@ -145,12 +145,15 @@ def parse_budget(text: str, n: int, d: int) -> tuple[int, float]:
 @dataclass(frozen=True)
 class PayloadCost(ByteCost):
     """Exact accounting: ``total`` is ``edge_sdk.payload.payload_size`` of the payload :func:`layouts` describes
-    (header with ``task``/``provenance`` included, i.e. the size of the file that will be written).
+    (header with ``task``/``provenance`` and the training graph's digest ``graph`` = ``{"sha256": hex,
+    "size": int}`` included, i.e. the size of the file that will be written; the digest's size integer is part
+    of the header text, so its digit count changes the header length).
     ``group_bytes`` stays the additive per-group estimate (used only to seed searches; every decision is
     checked with ``total``)."""
 
     task: dict | None = None
     provenance: dict | None = None
+    graph: dict | None = None
 
     def layouts(self, groups: Iterable[tuple[int, int]]) -> list:
         """``GroupLayout`` per stored width, named ``b{bits}``, largest width first (as the writer orders them)."""
@@ -174,4 +177,4 @@ class PayloadCost(ByteCost):
         from edge_sdk.payload import payload_size
 
         return int(payload_size(self.layouts(groups), num_classes=self.num_classes, task=self.task,
-                                provenance=self.provenance))
+                                provenance=self.provenance, graph=self.graph))

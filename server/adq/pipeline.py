@@ -15,11 +15,14 @@ relative to the *full* training set's float32 bytes, so keep 10 % + 16x = 160x ~
 Shapes: ``TaskData.X_train`` float32 [N, D]; the compact set is ``X`` float32 [M, D] (dequantized, what the
 evaluation trains on) with labels ``y`` int64 [M] and widths ``bits`` int64 [M]; ``indices`` int64 [M] are
 rows of the training set. The stored form is one payload group per width (:func:`build_groups`).
+With ``run(..., graph_path=...)`` the ONNX training graph of those groups is exported too and its digest
+(header entry ``[sha256, size]``) is counted in the budget (:mod:`.graph_plan`).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +91,8 @@ class CompactSet:
     budget: int
     compression: float
     info: dict[str, Any]
+    #: the training graph written with this set (``GraphInfo``: path, sha256, size), None without graph
+    graph: Any = None
 
 
 def provenance(cfg: QuantizeConfig) -> dict[str, Any]:
@@ -98,10 +103,11 @@ def provenance(cfg: QuantizeConfig) -> dict[str, Any]:
             "prune": cfg.prune, "keep": cfg.keep, "seed": cfg.seed}
 
 
-def payload_cost(data, cfg: QuantizeConfig) -> PayloadCost:
-    """Exact byte accounting for ``data``'s payload (header with ``data.task`` and :func:`provenance`)."""
+def payload_cost(data, cfg: QuantizeConfig, graph: dict | None = None) -> PayloadCost:
+    """Exact byte accounting for ``data``'s payload (header with ``data.task``, :func:`provenance` and the
+    training graph digest ``graph`` = ``{"sha256", "size"}``, None = payload without graph)."""
     return PayloadCost(d=data.X_train.shape[1], num_classes=data.num_classes, scale_dtype=cfg.scale_dtype,
-                       task=data.task, provenance=provenance(cfg))
+                       task=data.task, provenance=provenance(cfg), graph=graph)
 
 
 #: small memo of per-dataset scores (EL2N, sensitivity) so a sweep over budgets computes them once;
@@ -131,10 +137,12 @@ def _difficulty(data, cfg: QuantizeConfig, recipe: EvalConfig) -> np.ndarray | N
                                           seed=cfg.seed))
 
 
-def select_and_allocate(data, cfg: QuantizeConfig, recipe: EvalConfig, progress: bool = False) -> tuple[np.ndarray, A.Allocation, dict]:
-    """Pruning + allocation: (training-row indices [M'] that were candidates, Allocation over them, info)."""
+def select_and_allocate(data, cfg: QuantizeConfig, recipe: EvalConfig, progress: bool = False,
+                        graph: dict | None = None) -> tuple[np.ndarray, A.Allocation, dict]:
+    """Pruning + allocation: (training-row indices [M'] that were candidates, Allocation over them, info).
+    ``graph``: the digest the payload header will carry (counted in the budget), None for no graph."""
     n, d = data.X_train.shape
-    cost = payload_cost(data, cfg)
+    cost = payload_cost(data, cfg, graph)
     budget, comp = parse_budget(cfg.budget, n, d)
     info: dict[str, Any] = {"budget_bytes": budget, "target_compression": comp}
     t0 = time.perf_counter()
@@ -213,13 +221,35 @@ def materialize(data, cand: np.ndarray, alloc: A.Allocation, cfg: QuantizeConfig
                       {**info, "allocation": alloc.summary()})
 
 
-def run(data, cfg: QuantizeConfig, recipe: EvalConfig, progress: bool = False) -> tuple[CompactSet, Any]:
-    """Build the compact set and evaluate it with the shared protocol; returns (CompactSet, EvalResult)."""
+def run(data, cfg: QuantizeConfig, recipe: EvalConfig, progress: bool = False,
+        graph_path=None) -> tuple[CompactSet, Any]:
+    """Build the compact set and evaluate it with the shared protocol; returns (CompactSet, EvalResult).
+
+    With ``graph_path`` the ONNX training graph of the stored groups is written there and its digest is
+    counted in the budget (:func:`.graph_plan.plan_with_graph`); ``cs.graph`` is its ``GraphInfo``. If the
+    exporter does not support the model (e.g. ``convnet``), a warning is issued, the set is planned without
+    graph and ``cs.info["graph_note"]`` says why (as ``distill`` does)."""
     t0 = time.perf_counter()
-    cand, alloc, info = select_and_allocate(data, cfg, recipe, progress)
+    graph = None
+    note = None
+    if graph_path is not None:
+        from .graph_plan import GraphExportError, plan_with_graph
+
+        try:
+            gp = plan_with_graph(data, cfg, recipe, graph_path, progress=progress)
+        except GraphExportError as exc:
+            note = str(exc)
+            warnings.warn(note, stacklevel=2)
+        else:
+            cand, alloc, info, graph = gp.cand, gp.alloc, {**gp.info, "graph_seconds": gp.seconds}, gp.graph
+    if graph is None:
+        cand, alloc, info = select_and_allocate(data, cfg, recipe, progress)
+        if note is not None:
+            info["graph_note"] = note
     if alloc.nbytes > alloc.budget and cfg.method != "full":
         raise AssertionError("allocation exceeds budget")  # invariant; allocators never do this
     cs = materialize(data, cand, alloc, cfg, info)
+    cs.graph = graph
     cs.info["build_seconds"] = time.perf_counter() - t0
     if cs.X.shape[0] == 0:
         raise ConfigError(
@@ -248,12 +278,17 @@ def build_groups(cs: CompactSet, scale_dtype: str = "float32") -> list:
 
 
 def write_compact_payload(path, cs: CompactSet, data, cfg: QuantizeConfig):
-    """Write ``cs`` as payload v1 (atomic, ``edge_sdk.payload.write_payload``); checks that the file size
-    equals the planned size (which the allocator kept within the budget). Returns ``PayloadInfo``."""
+    """Write ``cs`` as payload v1 (atomic, ``edge_sdk.payload.write_payload``), naming ``cs.graph`` (if any) in
+    the header; checks that the file size equals the planned size (which the allocator kept within the
+    budget). Returns ``PayloadInfo``."""
     from edge_sdk.payload import write_payload
 
     groups = build_groups(cs, cfg.scale_dtype)
-    info = write_payload(path, groups, num_classes=data.num_classes, task=data.task, provenance=provenance(cfg))
+    digest = cs.graph.digest() if cs.graph is not None else None
+    info = write_payload(path, groups, num_classes=data.num_classes, task=data.task, provenance=provenance(cfg),
+                         graph=digest)
     if info.size != cs.nbytes:
         raise ConfigError(f"payload is {info.size} B but {cs.nbytes} B were planned (accounting mismatch)")
+    if cfg.method != "full" and info.size > cs.budget:  # invariant: the allocators plan within the budget
+        raise ConfigError(f"payload is {info.size} B, over the {cs.budget} B budget (accounting bug)")
     return info

@@ -50,9 +50,9 @@ def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str 
     load_s = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = out_dir / GRAPH_NAME
-    if not graph and gpath.exists():
-        gpath.unlink()  # a stale graph from an earlier run would not match this payload
     cs, res = run(data, cfg, recipe, progress=progress, graph_path=gpath if graph else None)
+    if cs.graph is None and gpath.exists():
+        gpath.unlink()  # a graph from an earlier run would not match this payload
     ppath = out_dir / PAYLOAD_NAME
     info = write_compact_payload(ppath, cs, data, cfg)
     g = cs.graph

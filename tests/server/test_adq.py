@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -275,7 +276,9 @@ def test_pruning_then_quantization(beam_files):
     assert set(np.unique(cs.bits)) <= {*range(2, 9), 16} and 0 < res.mean["top1"] <= 1
 
 
-def test_cli_end_to_end(beam_files, tmp_path):
+def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path):
+    """Default CLI run writes graph.onnx + a 2-group payload naming it; the device trainer trains 1 epoch on it."""
+    from edge_sdk.device.trainer import Trainer
     from edge_sdk.server.report import validate_report
 
     from edge_sdk.cli.main import main
@@ -283,19 +286,157 @@ def test_cli_end_to_end(beam_files, tmp_path):
 
     out = tmp_path / "run"
     rc = main(["quantize", "--method", "adq", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
-               "--compression", "4x", "--seeds", "2", "--steps", "5", "--ref-epochs", "1", "--scale-dtype",
-               "float16", "--out", str(out), "--no-progress"])
+               "--compression", "2x", "--no-drop", "--seeds", "2", "--steps", "5", "--ref-epochs", "1",
+               "--scale-dtype", "float16", "--out", str(out), "--no-progress"])
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     validate_report(rep)
     assert rep["command"] == "quantize" and rep["method"] == "adq" and len(rep["seeds"]) == 2
-    assert rep["payload_bytes"] == (out / "payload.epl").stat().st_size <= rep["budget"]["bytes"]
+    size = (out / "payload.epl").stat().st_size
+    assert rep["payload_bytes"] == size == rep["extra"]["planned_bytes"] <= rep["budget"]["bytes"]
+    g = rep["extra"]["graph"]
+    graph_bytes = (out / "graph.onnx").read_bytes()
+    assert g["path"] == str(out / "graph.onnx") and g["size"] == len(graph_bytes)
+    assert g["sha256"] == hashlib.sha256(graph_bytes).hexdigest()
+    assert rep["extra"]["bytes_to_device"] == size + len(graph_bytes)
+    assert not list(out.glob(".graph.onnx.*"))  # candidate graphs cleaned up
     p = read_payload(out / "payload.epl")
-    widths = {g.name: g.bits for g in p.groups}
-    assert all(name == f"b{b}" for name, b in widths.items()) and len(widths) >= 1
+    assert p.graph == {"sha256": g["sha256"], "size": g["size"]}
+    widths = {gr.name: gr.bits for gr in p.groups}
+    assert all(name == f"b{b}" for name, b in widths.items()) and len(widths) == 2
     X, y = p.samples()
     assert X.shape[0] == rep["extra"]["stored_samples"] and X.shape[1] == 8
+    tr = Trainer(out / "payload.epl", out / "graph.onnx", epochs=1, batch_size=64)
+    ev = rep["eval"]["config"]
+    assert tr.graph.optimizer == "sgd" and (tr.config.lr, tr.config.momentum) == (ev["lr"], ev["momentum"])
+    st = tr.initial_state()
+    p0 = {k: v.copy() for k, v in st.params.items()}
+    loss = tr.train_epoch(st)  # shuffled batches mix rows of both width groups
+    assert st.epoch == 1 and st.step == -(-X.shape[0] // 64) and np.isfinite(loss) and loss > 0
+    assert all(np.isfinite(v).all() for v in st.params.values())
+    assert any(not np.array_equal(p0[k], st.params[k]) for k in p0)
     # bad input: typed error, non-zero exit
     assert main(["quantize", "--dataset", "digits", "--out", str(out)]) == 2
     assert main(["quantize", "--data", str(beam_files[0]), "--test", str(beam_files[1]), "--budget", "10",
-                 "--seeds", "1", "--steps", "1", "--out", str(out), "--no-progress"]) == 2
+                 "--seeds", "1", "--steps", "1", "--out", str(out), "--no-progress", "--no-graph"]) == 2
+
+
+def test_cli_no_graph(beam_files, tmp_path):
+    from edge_sdk.cli.main import main
+    from edge_sdk.payload import read_payload
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "graph.onnx").write_bytes(b"stale")
+    assert main(["quantize", "--method", "uniform", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
+                 "--compression", "8x", "--seeds", "1", "--steps", "2", "--out", str(out), "--no-progress",
+                 "--no-graph"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["extra"]["graph"] is None and rep["extra"]["graph_note"] == "disabled with --no-graph"
+    assert not (out / "graph.onnx").exists()  # a stale graph would not match the new payload
+    assert read_payload(out / "payload.epl").graph is None
+    assert rep["payload_bytes"] == rep["extra"]["planned_bytes"] <= rep["budget"]["bytes"]
+
+
+def _plan_data(n=400, d=16, c=16):
+    from types import SimpleNamespace
+
+    from edge_sdk.modelspec import ModelSpec
+
+    rng = np.random.default_rng(0)
+    return SimpleNamespace(X_train=rng.standard_normal((n, d)).astype(np.float32), y_train=rng.integers(0, c, n),
+                           num_classes=c, task={"kind": "beam"}, spec=ModelSpec(kind="mlp", input_dim=d, num_classes=c,
+                                                                               hidden=(4,)))
+
+
+def _fake_exporter(size_of, calls):
+    """Stands in for write_graph_for_payload: writes ``size_of(widths)`` bytes (no torch export; fast)."""
+    from edge_sdk.server.onnx_export.export import GraphInfo
+
+    def export(lays, spec, optimizer, out_path):
+        assert optimizer == "sgd"
+        widths = tuple(int(g.bits) for g in lays)
+        calls.append(widths)
+        data = bytes([len(calls) % 256]) * size_of(widths)
+        out_path.write_bytes(data)
+        return GraphInfo(path=out_path, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    return export
+
+
+def test_plan_with_graph_counts_real_digest(tmp_path):
+    """A graph whose size has another digit count than the placeholder: re-planned, then written exactly."""
+    from edge_sdk.server.adq.graph_plan import PLACEHOLDER_SIZE, plan_with_graph
+    from edge_sdk.server.adq.pipeline import QuantizeConfig, materialize, payload_cost, write_compact_payload
+    from edge_sdk.server.train_eval import EvalConfig
+
+    from edge_sdk.payload import payload_size, read_payload
+
+    data = _plan_data()
+    cfg = QuantizeConfig(method="uniform", budget="8x")
+    calls: list = []
+    size = 123_456  # 6 digits vs the 4-digit placeholder: 2 header bytes more
+    assert len(str(size)) != len(str(PLACEHOLDER_SIZE))
+    gp = plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx",
+                         exporter=_fake_exporter(lambda w: size, calls))
+    assert gp.rounds == 2 and len(calls) == 1 and gp.graph.size == size
+    assert (tmp_path / "graph.onnx").stat().st_size == size and not list(tmp_path.glob(".graph.onnx.*"))
+    assert [r["planned_with_size"] for r in gp.log] == [PLACEHOLDER_SIZE, size]
+    cost = payload_cost(data, cfg, gp.graph.digest())
+    assert gp.alloc.nbytes == cost.of_bits(gp.alloc.bits) <= gp.alloc.budget
+    cs = materialize(data, gp.cand, gp.alloc, cfg, gp.info)
+    cs.graph = gp.graph
+    info = write_compact_payload(tmp_path / "p.epl", cs, data, cfg)
+    assert info.size == cs.nbytes == (tmp_path / "p.epl").stat().st_size <= cs.budget
+    assert read_payload(tmp_path / "p.epl").graph == gp.graph.digest()
+    # the digest is really counted: the same layout without graph is smaller
+    lays = [(b, int((cs.bits == b).sum())) for b in np.unique(cs.bits)]
+    assert payload_size(payload_cost(data, cfg).layouts(lays), num_classes=data.num_classes, task=data.task,
+                        provenance=cost.provenance) < info.size
+
+
+def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
+    """Budget on the edge: layout A's graph is so large that A no longer fits, layout B's graph is small
+    enough that A fits again -> no fixed point -> ConfigError naming the way out; no file left behind."""
+    from dataclasses import replace
+
+    from edge_sdk.server.adq.graph_plan import plan_with_graph
+    from edge_sdk.server.adq.pipeline import QuantizeConfig, payload_cost
+    from edge_sdk.server.onnx_export.export import GraphInfo
+    from edge_sdk.server.train_eval import EvalConfig
+
+    data = _plan_data()
+    n = data.X_train.shape[0]
+    cfg = QuantizeConfig(method="uniform")
+    small = payload_cost(data, cfg, {"sha256": "0" * 64, "size": 1})
+    budget = small.total([(4, n)])  # all samples at 4 bits fit exactly with a 1-digit graph size
+    cfg = replace(cfg, budget=str(budget))
+    calls: list = []
+
+    def exporter(lays, spec, optimizer, out_path):  # size 10**40 (41 digits) for layout (4,), 1 B otherwise
+        widths = tuple(int(g.bits) for g in lays)
+        calls.append(widths)
+        out_path.write_bytes(b"x")
+        return GraphInfo(path=out_path, sha256=f"{len(calls):064x}", size=10**40 if widths == (4,) else 1)
+
+    with pytest.raises(ConfigError, match="did not settle"):
+        plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx", exporter=exporter)
+    assert sorted(set(calls)) == [(3,), (4,)] and len(calls) == 2  # each layout exported once (cached)
+    assert not list(tmp_path.iterdir())
+
+
+def test_plan_with_graph_unsupported_model_is_typed(tmp_path):
+    """A convnet (digits) has no exportable training step: GraphExportError (run() then warns and plans
+    without graph, as distill does); no file is left behind."""
+    from edge_sdk.server.adq.graph_plan import GraphExportError, plan_with_graph
+    from edge_sdk.server.adq.pipeline import QuantizeConfig
+    from edge_sdk.server.train_eval import EvalConfig
+
+    from edge_sdk.modelspec import ModelSpec
+
+    data = _plan_data(n=100, d=16)
+    data.spec = ModelSpec(kind="convnet", input_dim=16, num_classes=16, in_shape=(1, 4, 4), width=4, depth=1)
+    with pytest.raises(GraphExportError, match="mlp"):
+        plan_with_graph(data, QuantizeConfig(method="uniform", budget="4x"), EvalConfig(steps=1, seeds=(0,)),
+                        tmp_path / "graph.onnx")
+    assert not list(tmp_path.iterdir())
