@@ -218,7 +218,7 @@ class BeamH5Writer:
                 "n_az": n_tx // N_ZEN,
                 "n_zen": N_ZEN,
                 "tx_beam_order": TX_BEAM_ORDER,
-                "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+                "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
                 "edge_sdk_version": __version__,
                 "n_done": 0,
                 "n_target": -1 if n_target is None else int(n_target),

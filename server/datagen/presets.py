@@ -13,11 +13,10 @@ preset cannot silently omit or misspell a parameter. Sources of the values: data
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from edge_sdk.errors import ConfigError
 
