@@ -155,6 +155,36 @@ def plan(budget: int, *, options: Iterable[tuple[str, int]], n_classes_present: 
     return sorted(pts, key=lambda p: (p.bits, p.quantizer))
 
 
+def allocate_per_class(n: int, class_counts: Sequence[int], mode: str = "balanced") -> list[int]:
+    """Split ``n`` synthetic samples over the present classes (``class_counts`` = real samples per class).
+
+    ``balanced``: ``n / C`` each (``n`` must be a multiple of ``C``) -- the usual IPC layout.
+    ``proportional``: largest-remainder (Hamilton) apportionment of ``n`` by class frequency with at least one
+    sample per class, so the synthetic set keeps the real class prior (the beam classes are imbalanced and
+    the test set shares the training prior). The byte size depends on ``n`` only, so both fit the same budget.
+    """
+    c = len(class_counts)
+    if c < 1 or n < c:
+        raise ConfigError(f"cannot split {n} samples over {c} classes with at least one each")
+    if any(int(k) < 1 for k in class_counts):
+        raise ConfigError("class_counts must all be >= 1 (present classes only)")
+    if mode == "balanced":
+        if n % c:
+            raise ConfigError(f"balanced allocation needs n ({n}) to be a multiple of the class count ({c})")
+        return [n // c] * c
+    if mode != "proportional":
+        raise ConfigError(f"unknown class allocation {mode!r}; use 'balanced' or 'proportional'")
+    tot = float(sum(int(k) for k in class_counts))
+    rest = n - c  # one per class first, the rest by frequency
+    quota = [rest * int(k) / tot for k in class_counts]
+    alloc = [1 + math.floor(q) for q in quota]
+    left = n - sum(alloc)
+    order = sorted(range(c), key=lambda i: (-(quota[i] - math.floor(quota[i])), i))
+    for i in order[:left]:
+        alloc[i] += 1
+    return alloc
+
+
 def search_sweet_spot(points: Sequence[OperatingPoint], proxy: Callable[[OperatingPoint], float]) -> tuple[OperatingPoint, list[float]]:
     """Score every point with a short proxy run (``proxy(point)``, higher is better); return the best."""
     if not points:

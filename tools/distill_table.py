@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr-data", type=float, default=None, help="DistillConfig.lr_data (default: the config default)")
+    ap.add_argument("--class-alloc", default=None, choices=["auto", "balanced", "proportional"],
+                    help="DistillConfig.class_alloc (default: the config default, auto)")
+    ap.add_argument("--init", default=None, choices=["auto", "greedy", "random"], help="DistillConfig.init")
+    ap.add_argument("--select", default=None, choices=["auto", "none", "val"], help="DistillConfig.select")
     ap.add_argument("--name", default="")
     ap.add_argument("--out", default="docs")
     ap.add_argument("--runs", default="runs/distill_table")
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     skipped: list[str] = []
     ratios = [float(r.rstrip("x")) for r in args.compressions.split(",") if r]
+    extra = {k: v for k, v in (("lr_data", args.lr_data), ("class_alloc", args.class_alloc), ("init", args.init),
+                                              ("select", args.select))
+             if v is not None}
     for entry in args.methods.split(","):
         name, quant, bits = parse_entry(entry)
         for ratio in ([1.0] if name == "full" else ratios):
@@ -72,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   quantizer=quant, bits=bits, iterations=args.iterations, seeds=args.seeds,
                                   steps=args.steps, out_dir=Path(args.runs) / (args.name or data.name) / tag,
                                   progress=False, graph=False,
-                                  extra_cfg={"lr_data": args.lr_data} if args.lr_data is not None else None)
+                                  extra_cfg=extra or None)
             except ConfigError as exc:  # e.g. float32 cannot hold one sample per class at 180x
                 skipped.append(f"{tag}: {exc}")
                 print(f"{tag:34s} skipped: {exc}", flush=True)
@@ -98,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
              f"Produced by `{cmd}`", "",
              f"Dataset `{data.name}`: {data.X_train.shape[0]} training x {data.dim} values, {data.X_test.shape[0]} test, "
              f"{data.num_classes} classes; model {data.spec.to_dict()}.",
-             f"Distillation iterations {args.iterations}, lr_data {args.lr_data or 'default'}; evaluation: {args.seeds} seeds x {args.steps} SGD updates "
+             f"Distillation iterations {args.iterations}, lr_data {args.lr_data or 'default'}, class_alloc "
+             f"{args.class_alloc or 'default (auto)'}, init {args.init or 'default (auto)'}, select "
+             f"{args.select or 'default (auto)'}; evaluation: {args.seeds} seeds x {args.steps} SGD updates "
              "(edge_sdk.server.train_eval). Bytes are payload file sizes; compression = float32 training set / payload.",
              "", f"| method | quantizer | bits | ipc | target | payload B | compression | {kpi} mean ± std | rel. to full fp32 |",
              "|---|---|---|---|---|---|---|---|---|"]

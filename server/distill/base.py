@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.budget import OperatingPoint, plan
+from edge_sdk.server.budget import OperatingPoint, allocate_per_class, plan
 from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.models import features, head_names, init_torch_params
 from edge_sdk.server.payload_io import CompactSet
@@ -61,7 +61,12 @@ class DistillConfig:
     lr_data: float = 0.01  # Adam on the synthetic values (normalised units)
     lr_quant: float = 0.005  # Adam on the quantizer parameters
     batch_real: int = 64  # real samples per class per iteration
-    init: str = "greedy"  # greedy (gradient-diversity) | random real samples
+    init: str = "auto"  # auto | greedy (gradient-diversity) | random real samples -- see init_synthetic
+    class_alloc: str = "auto"  # auto | balanced (ipc per class) | proportional (class prior) -- resolve_class_alloc
+    select: str = "auto"  # auto | none | val: keep the checkpoint with the best held-out Top-1 (resolve_select)
+    val_frac: float = 0.1  # select="val": stratified share of the training set held out (never distilled)
+    val_every: int = 50  # select="val": checkpoint every this many iterations (and at 0 and the end)
+    val_seeds: int = 2  # select="val": proxy trainings (seeds cfg.seed + i) averaged per checkpoint
     seed: int = 0
     device: str = "cpu"
     soft_labels: bool = False  # mtt only: learn soft-label logits (stored & counted in the budget)
@@ -121,6 +126,25 @@ def register(name: str):
     return deco
 
 
+#: ``class_alloc="auto"`` picks ``proportional`` when the largest present class has at least this many times
+#: the samples of the smallest (beam reference data: 942 / 62 = 15x; sklearn digits: 1.1x stays balanced)
+IMBALANCE_RATIO = 2.0
+_BALANCED_ONLY = ("dm", "quadd-dm", "ptq-dm", "dc", "quadd-dc", "ptq-dc")
+
+
+def resolve_class_alloc(mode: str, method: str, class_counts: np.ndarray) -> str:
+    """``auto`` -> ``proportional`` for imbalanced training sets (max/min class count >= ``IMBALANCE_RATIO``)
+    with a method that supports it (MTT hosts, ``random``), else ``balanced``. Explicit modes pass through.
+
+    Why: the synthetic set's class frequencies become the device model's prior; with equal samples per class
+    the model under-predicts the frequent beams (measured in docs/distillation.md)."""
+    if mode != "auto":
+        return mode
+    c = np.asarray(class_counts)
+    imbalanced = c.size > 0 and c.min() > 0 and c.max() / c.min() >= IMBALANCE_RATIO
+    return "proportional" if imbalanced and method not in _BALANCED_ONLY else "balanced"
+
+
 @dataclass
 class Context:
     """What a method function receives: data, config, operating point, device tensors, RNG."""
@@ -133,6 +157,8 @@ class Context:
     y: Tensor  # [N]
     classes: np.ndarray  # present classes, ascending
     gen: torch.Generator = field(repr=False, default=None)  # type: ignore[assignment]
+    #: select="val": held-out real (X [M, D] float32, y [M] int64) taken out of ``data`` before distilling
+    val: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
@@ -142,6 +168,24 @@ class Context:
         self._counts = torch.from_numpy(counts)
         self._starts = torch.from_numpy(starts[self.classes])
         self._order = torch.from_numpy(order).to(self.device)
+        #: synthetic samples per present class (sums to ``point.n``)
+        # (``full`` has ipc 0: the real set itself, its own class counts)
+        mode = resolve_class_alloc(self.cfg.class_alloc, self.cfg.method, counts)
+        self.syn_counts = (np.asarray(allocate_per_class(self.point.n, counts.tolist(), mode))
+                           if self.point.ipc > 0 else counts.copy())
+        self.class_alloc = mode
+        #: resolved init: ``auto`` -> ``random`` with proportional allocation (a class-prior-matched real
+        #: subset; measured better than greedy on the beam data), else ``greedy``
+        self.init = self.cfg.init if self.cfg.init != "auto" else ("random" if mode == "proportional" else "greedy")
+
+    @property
+    def balanced(self) -> bool:
+        """True when every present class has ``point.ipc`` synthetic samples."""
+        return bool(np.all(self.syn_counts == self.point.ipc))
+
+    def require_balanced(self, what: str) -> None:
+        if not self.balanced:
+            raise ConfigError(f"{what} needs the same number of samples per class; use class_alloc='balanced'")
 
     def sample_real(self, k: int) -> tuple[Tensor, Tensor]:
         """``k`` random real samples per present class (with replacement): X [C', k, D], y [C', k]."""
@@ -151,8 +195,8 @@ class Context:
         return self.X[idx], self.y[idx]
 
     def syn_labels(self) -> Tensor:
-        """Labels of the synthetic set: class-major, ``ipc`` per present class: [N]."""
-        return torch.from_numpy(np.repeat(self.classes, self.point.ipc)).to(self.device)
+        """Labels of the synthetic set: class-major, ``syn_counts[i]`` for present class ``i``: [N]."""
+        return torch.from_numpy(np.repeat(self.classes, self.syn_counts)).to(self.device)
 
     def random_params(self, salt: int) -> dict[str, Tensor]:
         """Fresh ``init_params`` network (seeded by config seed and ``salt``)."""
@@ -177,25 +221,26 @@ def _greedy_pick(g_dir: Tensor, h_dir: Tensor, k: int) -> Tensor:
 
 
 def init_synthetic(ctx: Context, max_candidates: int = 1024) -> Tensor:
-    """Initial synthetic set [N, D]: ``ipc`` real samples per present class.
+    """Initial synthetic set [N, D]: ``ctx.syn_counts[i]`` real samples of present class ``i`` (class-major).
 
     ``init="greedy"``: per class, greedy diversity by cosine similarity of the last-layer gradients of
     the cross-entropy loss under the ``init_params(spec, seed)`` network (QuADD's initialisation), among at
     most ``max_candidates`` random samples of the class. ``init="random"``: uniform random samples.
+    ``init="auto"`` (default): ``random`` when the classes are allocated proportionally, else ``greedy``.
     A class with fewer real samples than ``ipc`` repeats them with Gaussian jitter (0.05 x feature std).
     """
     cfg, data = ctx.cfg, ctx.data
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
-    ipc = ctx.point.ipc
-    params = ctx.random_params(0) if cfg.init == "greedy" else None
+    params = ctx.random_params(0) if ctx.init == "greedy" else None
     wname, bname = head_names(data.spec)
     rows = []
     std = ctx.X.std(0, keepdim=True)
-    for c in ctx.classes:
+    for c, ipc in zip(ctx.classes, ctx.syn_counts.tolist(), strict=True):
         idx = np.flatnonzero(data.y_train == c)
         cand = rng.permutation(idx)[:max_candidates] if len(idx) > max_candidates else rng.permutation(idx)
         k = min(ipc, len(cand))
-        if cfg.init == "greedy" and k > 1:
+        if ctx.init == "greedy" and k > 1:
+            assert params is not None
             with torch.no_grad():
                 xb = ctx.X[torch.from_numpy(cand).to(ctx.device)]
                 h = features(data.spec, params, xb)
@@ -204,10 +249,10 @@ def init_synthetic(ctx: Context, max_candidates: int = 1024) -> Tensor:
                 g = F.normalize(p, dim=1)
                 hn = F.normalize(torch.cat([h, torch.ones_like(h[:, :1])], 1), dim=1)  # bias grad = (p - y)
                 pick = cand[_greedy_pick(g, hn, k).cpu().numpy()]
-        elif cfg.init in ("greedy", "random"):
+        elif ctx.init in ("greedy", "random"):
             pick = cand[:k]
         else:
-            raise ConfigError(f"unknown init {cfg.init!r}; use 'greedy' or 'random'")
+            raise ConfigError(f"unknown init {ctx.init!r}; use 'auto', 'greedy' or 'random'")
         xs = ctx.X[torch.from_numpy(pick).to(ctx.device)]
         if ipc > k:
             extra = xs[torch.from_numpy(rng.integers(0, k, ipc - k)).to(ctx.device)]
@@ -286,6 +331,36 @@ def choose_point(data: TaskData, cfg: DistillConfig, budget: int | None, provena
     return pts[0]
 
 
+def resolve_select(mode: str, method: str) -> str:
+    """``auto`` -> ``val`` for the MTT hosts (cheap MLP proxy trainings; on the beam data the best number of
+    distillation iterations depends on the budget, see docs/distillation.md), ``none`` for everything else
+    (DM/DC on ConvNets: each proxy training is expensive; ``full``/``random`` have no iterations)."""
+    if mode not in ("auto", "none", "val"):
+        raise ConfigError(f"unknown select {mode!r}; use 'auto', 'none' or 'val'")
+    if method in ("full", "random"):
+        return "none"
+    if mode == "auto":
+        return "val" if method.endswith("mtt") else "none"
+    return mode
+
+
+def split_validation(data: TaskData, frac: float, seed: int) -> tuple[TaskData, tuple[np.ndarray, np.ndarray]]:
+    """Stratified hold-out: ``round(frac * n_c)`` samples of every class (at least one class sample stays in
+    the fit part) -> (TaskData without them, (X_val [M, D], y_val [M])). The test set is never used."""
+    if not 0.0 < frac < 0.5:
+        raise ConfigError(f"val_frac must be in (0, 0.5), got {frac}")
+    rng = np.random.Generator(np.random.PCG64(seed + 424242))
+    hold = []
+    for c in np.unique(data.y_train):
+        idx = np.flatnonzero(data.y_train == c)
+        k = min(int(round(frac * len(idx))), len(idx) - 1)
+        hold.append(rng.permutation(idx)[:k])
+    h = np.sort(np.concatenate(hold))
+    keep = np.setdiff1d(np.arange(data.y_train.shape[0]), h)
+    fit = replace(data, X_train=data.X_train[keep], y_train=data.y_train[keep])
+    return fit, (data.X_train[h], data.y_train[h])
+
+
 def distill(data: TaskData, config: DistillConfig, budget: int | None = None, progress: bool = False,
             graph: dict[str, Any] | None = None) -> DistillResult:
     """Run the method named ``config.method`` on ``data`` under ``budget`` bytes (see module docstring).
@@ -298,11 +373,16 @@ def distill(data: TaskData, config: DistillConfig, budget: int | None = None, pr
     point = choose_point(data, cfg, budget, prov, graph)
     dev = torch.device(cfg.device)
     classes = np.flatnonzero(np.bincount(data.y_train, minlength=data.num_classes))
+    val = None
+    if resolve_select(cfg.select, method) == "val":
+        data, val = split_validation(data, cfg.val_frac, cfg.seed)
     ctx = Context(data, cfg, point, dev, torch.from_numpy(data.X_train).to(dev),
-                  torch.from_numpy(data.y_train).to(dev), classes)
+                  torch.from_numpy(data.y_train).to(dev), classes, val=val)
     ctx.progress = progress  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     compact, losses, info = METHODS[method](ctx)
+    info = {**info, "class_alloc": ctx.class_alloc, "init": ctx.init, "select": "val" if val is not None else "none",
+            "samples_per_class": ctx.syn_counts.tolist()}
     secs = time.perf_counter() - t0
     if compact.kind != point.kind or compact.bits != point.bits or compact.n != point.n:
         raise AssertionError(f"{method} produced {compact.kind}/{compact.bits}/{compact.n}, planned {point}")

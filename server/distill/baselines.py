@@ -2,7 +2,8 @@
 
 ``full``: every training sample, stored with the configured quantizer (``float32`` = the 1x reference,
 ``uniform`` 8 bit = "full data 8-bit"); the threshold is fitted to the data (MSE-optimal grid search).
-``random``: ``ipc`` uniformly random real samples per present class (seeded), stored with the
+``random``: ``ctx.syn_counts`` uniformly random real samples per present class (seeded; ``ipc`` each unless
+``class_alloc="proportional"``), stored with the
 configured quantizer (fitted, no learning). Neither has a loss; ``losses`` is empty.
 """
 
@@ -30,11 +31,11 @@ def full(ctx: Context):
 @register("random")
 def random_subset(ctx: Context):
     rng = np.random.Generator(np.random.PCG64(ctx.cfg.seed))
-    ipc = ctx.point.ipc
     picks = []
-    for c in ctx.classes:
+    repl = False
+    for c, k in zip(ctx.classes, ctx.syn_counts.tolist(), strict=True):
         idx = np.flatnonzero(ctx.data.y_train == c)
-        picks.append(rng.choice(idx, size=ipc, replace=len(idx) < ipc))
+        repl = repl or len(idx) < k
+        picks.append(rng.choice(idx, size=k, replace=len(idx) < k))
     sel = np.concatenate(picks)
-    return _store(ctx, ctx.data.X_train[sel], ctx.data.y_train[sel]), [], {"host": "none", "with_replacement": bool(
-        any(np.sum(ctx.data.y_train == c) < ipc for c in ctx.classes))}
+    return _store(ctx, ctx.data.X_train[sel], ctx.data.y_train[sel]), [], {"host": "none", "with_replacement": repl}

@@ -40,6 +40,7 @@ def _match_distance(gr: dict[str, torch.Tensor], gs: dict[str, torch.Tensor]) ->
 
 class DCMatcher:
     def __init__(self, ctx: Context, S0: torch.Tensor) -> None:
+        ctx.require_balanced("DC")
         self.ctx = ctx
         self.params: dict[str, torch.Tensor] = {}
         spec = ctx.data.spec

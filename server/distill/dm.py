@@ -19,6 +19,7 @@ from edge_sdk.server.models import features
 
 class DMMatcher:
     def __init__(self, ctx: Context, S0: torch.Tensor) -> None:
+        ctx.require_balanced("DM")
         self.ctx = ctx
 
     def loss(self, Sq: torch.Tensor, it: int) -> torch.Tensor:

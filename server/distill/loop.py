@@ -9,6 +9,11 @@ QuADD objective (arXiv 2603.02411): ``min_{S, q} L_host(T, Q_q(S))`` -- the synt
 and the quantizer parameters ``q`` are optimised jointly with Adam; ``Q`` is the straight-through
 quantizer of :mod:`edge_sdk.server.torch_quant`. PTQ: ``min_S L_host(T, S)``, then ``Q`` is fitted to the
 final ``S`` (MSE-optimal threshold / Lloyd codebook) and applied once.
+
+Checkpoint selection (``select="val"``, resolved in ``base.resolve_select``): ``ctx.val`` holds real samples
+kept out of the distillation; at iterations ``0, val_every, ...`` and at the end the decoded set is scored
+(:func:`val_top1`) and the best checkpoint (S, quantizer state, soft labels) is what gets stored;
+``info["val_top1"]`` = ``[[iteration, top1], ...]``, ``info["selected_iteration"]``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,21 @@ def constrain(ctx: Context, S: torch.Tensor) -> torch.Tensor:
     return S
 
 
+def val_top1(ctx: Context, X: torch.Tensor, targets: torch.Tensor) -> float:
+    """Held-out Top-1 of a model trained on (``X`` [N, D], ``targets`` [N] or logits [N, C]) with the device
+    recipe (:func:`edge_sdk.server.train_eval.train_model`), mean over seeds ``cfg.seed + i``,
+    ``i < cfg.val_seeds`` -- ``select="val"``."""
+    from edge_sdk.server.train_eval import EvalConfig, predict, train_model
+
+    Xv, yv = ctx.val  # type: ignore[misc]
+    ev = EvalConfig(device=str(ctx.device))
+    acc = []
+    for i in range(max(1, ctx.cfg.val_seeds)):
+        params = train_model(ctx.data.spec, X.detach(), targets.detach(), ctx.cfg.seed + i, ev)
+        acc.append(float((predict(ctx.data.spec, params, Xv).argmax(1) == yv).mean()))
+    return sum(acc) / len(acc)
+
+
 def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: str) -> tuple[CompactSet, list[float], dict]:
     """Optimise a synthetic set with the matcher from ``factory`` in storage ``mode``."""
     cfg = ctx.cfg
@@ -83,7 +103,27 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
         from tqdm import tqdm
 
         it_range = tqdm(it_range, desc=f"{cfg.method}", leave=False)
+    best: tuple[float, int, dict] | None = None  # (val top1, iteration, state) -- select="val"
+    val_log: list[tuple[int, float]] = []
+
+    def checkpoint(it: int) -> None:
+        nonlocal best
+        with torch.no_grad():
+            Sc = constrain(ctx, S.detach())
+            qq = q if q is not None else (make_quantizer(cfg.quantizer, ctx.point.bits, Sc, per_feature=ctx.point.per_feature)
+                                          if mode == "ptq" and ctx.point.quantizer not in RAW else None)
+            Xd = qq(Sc) if qq is not None else Sc
+            soft = matcher.soft()
+        score = val_top1(ctx, Xd, soft if soft is not None else y_syn)
+        val_log.append((it, score))
+        if best is None or score > best[0]:
+            state = {"S": S.detach().clone(), "q": {k: v.clone() for k, v in q.state_dict().items()} if q is not None else None,
+                     "soft": soft.detach().clone() if soft is not None else None}
+            best = (score, it, state)
+
     for it in it_range:
+        if ctx.val is not None and it % max(1, cfg.val_every) == 0:
+            checkpoint(it)
         Sc = constrain(ctx, S)
         Sq = q(Sc) if q is not None else Sc
         loss = matcher.loss(Sq, it)
@@ -92,18 +132,29 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
         opt.step()
         losses.append(float(loss.detach()))
     probe_final = probe_loss(ctx, matcher, q(constrain(ctx, S)) if q is not None else constrain(ctx, S))
+    if ctx.val is not None:
+        checkpoint(cfg.iterations)
+        _, _, st = best  # type: ignore[misc]
+        with torch.no_grad():
+            S.copy_(st["S"])
+            if q is not None:
+                q.load_state_dict(st["q"])
+            if st["soft"] is not None:
+                matcher.soft().copy_(st["soft"])
     soft = matcher.soft()
     soft_np = soft.detach().cpu().numpy() if soft is not None else None
+    Sf = constrain(ctx, S.detach())
     y_np = y_syn.cpu().numpy()
-    S = constrain(ctx, S.detach())
     if mode == "plain" or ctx.point.quantizer in RAW:
-        cs = compact_float(S.detach().cpu().numpy(), y_np, ctx.point.kind, soft=soft_np, soft_bits=cfg.soft_bits)
+        cs = compact_float(Sf.cpu().numpy(), y_np, ctx.point.kind, soft=soft_np, soft_bits=cfg.soft_bits)
     else:
         if q is None:  # PTQ: fit the quantizer to the final float set
-            q = make_quantizer(cfg.quantizer, ctx.point.bits, S.detach(), per_feature=ctx.point.per_feature)
-        cs = compact_from_quantizer(S.detach().cpu(), y_np, q.cpu(), soft=soft_np, soft_bits=cfg.soft_bits)
+            q = make_quantizer(cfg.quantizer, ctx.point.bits, Sf, per_feature=ctx.point.per_feature)
+        cs = compact_from_quantizer(Sf.cpu(), y_np, q.cpu(), soft=soft_np, soft_bits=cfg.soft_bits)
     info = matcher.info()
     info.update(mode=mode, probe_loss_init=probe_init, probe_loss_final=probe_final)
+    if ctx.val is not None:
+        info.update(val_top1=[[i, v] for i, v in val_log], selected_iteration=best[1])  # type: ignore[index]
     return cs, losses, info
 
 

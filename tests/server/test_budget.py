@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from edge_sdk.server.budget import (  # noqa: E402
+    allocate_per_class,
     budget_from_compression,
     parse_budget,
     parse_compression,
@@ -118,3 +119,24 @@ def test_plan_tiny_budget_and_sweet_spot(tmp_path):
 
     assert pq.read_table(tmp_path / "rd.parquet").num_rows == 2
     assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 1000), min_size=1, max_size=40), st.integers(0, 500))
+def test_allocate_proportional_sums_and_tracks_prior(counts, extra):
+    n = len(counts) + extra
+    a = allocate_per_class(n, counts, "proportional")
+    assert sum(a) == n and min(a) >= 1 and len(a) == len(counts)
+    quota = [(n - len(counts)) * k / sum(counts) for k in counts]
+    assert all(abs(ai - 1 - q) < 1 for ai, q in zip(a, quota, strict=True))  # Hamilton: within one of the quota
+
+
+def test_allocate_balanced_and_errors():
+    assert allocate_per_class(12, [5, 100, 7], "balanced") == [4, 4, 4]
+    assert allocate_per_class(12, [1, 2, 1], "proportional") == [3, 6, 3]
+    with pytest.raises(ConfigError, match="multiple of the class count"):
+        allocate_per_class(10, [5, 5, 5], "balanced")
+    with pytest.raises(ConfigError, match="at least one each"):
+        allocate_per_class(2, [5, 5, 5], "proportional")
+    with pytest.raises(ConfigError, match="unknown class allocation"):
+        allocate_per_class(6, [5, 5, 5], "nope")

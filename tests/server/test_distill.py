@@ -38,7 +38,7 @@ def tiny_task(kind="mlp"):
 
 
 FAST = dict(iterations=30, batch_real=16, mtt_experts=2, mtt_expert_epochs=4, mtt_max_start=2, mtt_expert_span=2,
-            mtt_syn_steps=5, mtt_expert_batch=32, dc_net_steps=2, dc_model_every=10)
+            mtt_syn_steps=5, mtt_expert_batch=32, dc_net_steps=2, dc_model_every=10, select="none")
 BUDGET = 900
 
 
@@ -125,6 +125,49 @@ def test_errors():
     with pytest.raises(ConfigError, match="needs a byte budget"):
         distill(d, DistillConfig(method="quadd-dm", bits=2), None)
     assert {"dm", "dc", "mtt", "quadd-dm", "quadd-dc", "quadd-mtt", "ptq-dm", "ptq-mtt", "random", "full"} <= set(METHODS)
+
+
+def test_proportional_class_allocation(tmp_path):
+    X, y = blobs(300, 6, 4, 0)
+    keep = np.concatenate([np.flatnonzero(y == c)[: [75, 40, 20, 10][c]] for c in range(4)])
+    d = tiny_task()
+    d = TaskData("imb", X[keep], y[keep], d.X_test, d.y_test, 4, d.spec, d.task)
+    for m, alloc in (("quadd-mtt", "proportional"), ("random", "auto")):  # auto: 75/10 >= IMBALANCE_RATIO
+        r = distill(d, DistillConfig(method=m, quantizer="codebook", bits=2, class_alloc=alloc, **FAST), BUDGET)
+        counts = np.bincount(r.compact.y, minlength=4)
+        assert counts.sum() == r.point.n == r.point.ipc * 4 and counts.min() >= 1
+        assert counts[0] > counts[1] > counts[2] >= counts[3]  # follows the real prior 75:40:20:10
+        write_compact(tmp_path / f"{m}.epl", r.compact, num_classes=4, task=r.task, provenance=r.provenance,
+                      budget_bytes=BUDGET)
+        assert np.bincount(read_compact(tmp_path / f"{m}.epl")[1], minlength=4).tolist() == counts.tolist()
+    with pytest.raises(ConfigError, match="same number of samples per class"):
+        distill(d, DistillConfig(method="quadd-dm", bits=2, class_alloc="proportional", **FAST), BUDGET)
+    r = distill(d, DistillConfig(method="quadd-dm", bits=2, **{**FAST, "iterations": 2}), BUDGET)  # auto -> balanced
+    assert np.bincount(r.compact.y).tolist() == [r.point.ipc] * 4
+    bal = distill(d, DistillConfig(method="random", quantizer="codebook", bits=2, class_alloc="balanced"), BUDGET)
+    assert np.bincount(bal.compact.y).tolist() == [bal.point.ipc] * 4
+
+
+def test_select_val_keeps_best_checkpoint_and_holds_out():
+    from edge_sdk.server.distill.base import split_validation
+
+    d = tiny_task()
+    fit, (Xv, yv) = split_validation(d, 0.2, 0)
+    assert len(yv) == 60 and fit.X_train.shape[0] == 240 and np.bincount(yv).tolist() == [15] * 4
+    rows = {tuple(r) for r in fit.X_train.tolist()}
+    assert not any(tuple(r) in rows for r in Xv.tolist())  # disjoint from what is distilled
+    cfg = DistillConfig(method="quadd-mtt", quantizer="codebook", bits=2, val_every=10,
+                        **{**FAST, "iterations": 20, "select": "val"})
+    r = distill(d, cfg, BUDGET)
+    log = r.info["val_top1"]
+    assert [i for i, _ in log] == [0, 10, 20]
+    best = max(v for _, v in log)
+    assert dict(log)[r.info["selected_iteration"]] == best
+    assert r.compact.n == r.point.n and r.point.bytes <= BUDGET
+    with pytest.raises(ConfigError, match="val_frac"):
+        split_validation(d, 0.7, 0)
+    with pytest.raises(ConfigError, match="unknown select"):
+        distill(d, DistillConfig(**{**cfg.__dict__, "select": "nope"}), BUDGET)
 
 
 def test_greedy_init_picks_diverse_samples():
