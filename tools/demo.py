@@ -2,8 +2,8 @@
 """`make demo`: the product's main job, end to end, on the shipped reference data.
 
 1. check the shipped reference data (digests in datasets/3gpp/reference/SHA256SUMS);
-2. server: distill the training set with QuADD at the default budget (36x) -> payload.epl + graph.onnx +
-   report.json (3 evaluation seeds, torch);
+2. server: distill the training set with QuADD (learned 4-bit codebook) at the default budget (36x) ->
+   payload.epl + graph.onnx + report.json (3 evaluation seeds, torch);
 3. server: the full-data float32 baseline under the same evaluation protocol;
 4. sign the payload with a fresh Ed25519 key and verify it;
 5. device: train on the payload in a subprocess where importing torch is impossible (numpy + onnxruntime
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     ap.add_argument("--compression", default="36x")
+    ap.add_argument("--bits", type=int, default=4,
+                    help="codebook bits (4 = the measured sweet spot at 36x, docs/distillation-results-beam.md)")
     ap.add_argument("--quick", action="store_true", help="fewer distillation iterations and steps (smoke run)")
     args = ap.parse_args(argv)
     out: Path = args.out
@@ -112,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     iters = ["--iterations", "60"] if args.quick else []
     server_dir, full_dir = out / "server", out / "full"
     times["server: distill (QuADD) + 3-seed eval"] = run(
-        [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "quadd", "--compression",
-         args.compression, "--seeds", "3", *steps, *iters, "--out", server_dir], "distill")
+        [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "quadd", "--quantizer", "codebook",
+         "--bits", str(args.bits), "--compression", args.compression, "--seeds", "3", *steps, *iters,
+         "--out", server_dir], "distill")
     times["server: full-data float32 baseline"] = run(
         [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "full", "--quantizer", "float32",
          "--seeds", "3", *steps, "--no-graph", "--out", full_dir], "full-data baseline")
