@@ -18,7 +18,6 @@ import math
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -30,6 +29,7 @@ from edge_sdk.device.data import PayloadData
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 
+from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError, DeviceError
 from edge_sdk.modelspec import epoch_order, init_params
 
@@ -102,19 +102,7 @@ def peak_rss_mb() -> float:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data, make_parents=True)
 
 
 @dataclass

@@ -24,11 +24,11 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError
 
 SCHEMA_ID = "edge-sdk.report/1"
@@ -155,25 +155,7 @@ def validate_report(rep: Any) -> None:
         raise ConfigError("invalid report.json: " + "; ".join(errs))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(path: str | os.PathLike, rep: dict[str, Any]) -> None:
     """Validate and atomically write ``rep`` as indented JSON."""
     validate_report(rep)
-    atomic_write_bytes(path, (json.dumps(rep, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(rep, indent=2, sort_keys=False) + "\n").encode(), make_parents=True)

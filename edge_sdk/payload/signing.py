@@ -47,7 +47,7 @@ def signing_message(content_digest: bytes) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    from edge_sdk.payload.atomic import atomic_write_bytes
+    from edge_sdk.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, data, mode=0o600)
 
@@ -69,7 +69,7 @@ def save_private_key(path: str | os.PathLike, key: Ed25519PrivateKey, fmt: str =
 
 def save_public_key(path: str | os.PathLike, key: Ed25519PublicKey, fmt: str = "pem") -> Path:
     """Write a public key (PEM SubjectPublicKeyInfo, or 32 raw bytes) atomically."""
-    from edge_sdk.payload.atomic import atomic_write_bytes
+    from edge_sdk.atomic import atomic_write_bytes
 
     if fmt == "pem":
         data = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

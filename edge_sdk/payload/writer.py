@@ -18,9 +18,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_sdk import codecs
+from edge_sdk.atomic import atomic_write_chunks
 from edge_sdk.bitpack import pack_rows, pack_uint
 from edge_sdk.errors import ConfigError
-from edge_sdk.payload.atomic import atomic_write_chunks
 from edge_sdk.payload.format import (
     FLAG_SIGNED,
     FORMAT_MAJOR,

@@ -55,15 +55,7 @@ def write_sums(path: str | Path, sums: dict[str, str]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``."""
-    import os
-    import tempfile
+    """Write ``text`` to ``path`` atomically (``edge_sdk.atomic``)."""
+    from edge_sdk.atomic import atomic_write_text as _write
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    _write(path, text)

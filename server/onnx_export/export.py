@@ -29,6 +29,7 @@ from edge_sdk.server.onnx_export.layout import (
     graph_groups_from,
 )
 
+from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
 
@@ -51,19 +52,7 @@ class GraphInfo:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data, make_parents=True)
 
 
 def _example_sizes(spec: TrainGraphSpec) -> dict[int, int]:
