@@ -24,6 +24,7 @@ from edge_sdk.server.datagen.presets import Preset, load_preset
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
 from edge_sdk.server.datagen.trajectory import sample_trajectories
 
+from edge_sdk.beam.dataset import top1_label
 from edge_sdk.errors import ConfigError, DatasetError
 
 GENERATOR_VERSION = "edge-sdk-datagen/1"
@@ -84,7 +85,7 @@ class BeamGenerator:
         pos = st.ut_loc.detach().cpu().numpy().astype(np.float32)
         return {
             "rsrp": rsrp,
-            "label": rsrp.max(axis=2).argmax(axis=1).astype(np.int16),
+            "label": top1_label(rsrp),
             "los": st.los.cpu().numpy().astype(bool),
             "indoor": st.indoor.cpu().numpy().astype(bool),
             "d2d": np.hypot(pos[:, 0], pos[:, 1]).astype(np.float32),
