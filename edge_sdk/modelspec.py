@@ -9,7 +9,8 @@ Initialisation scheme (documented, stable across versions; part of the contract)
 * generator: ``numpy.random.Generator(numpy.random.PCG64(seed))``;
 * parameters are drawn in the order of :meth:`ModelSpec.param_shapes` (layer by layer, weight then bias);
 * every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in float32 (the bound of
-  ``torch.nn.Linear``/``Conv2d`` default init; fan_in = in_features, or in_channels * k * k);
+  ``torch.nn.Linear``/``Conv2d`` default init; fan_in = in_features, or in_channels * k * k); the GRU cell of
+  kind ``gru`` uses fan_in = hidden size H for all four of its tensors (``torch.nn.GRU``'s init);
 * normalisation affine parameters (ConvNet GroupNorm): weight = 1, bias = 0 (drawn nothing).
 
 Batch order: :func:`epoch_order` gives the sample permutation of epoch ``e`` for a run seed.
@@ -25,6 +26,9 @@ import numpy as np
 from edge_sdk.errors import ConfigError
 
 
+KINDS = ("mlp", "convnet", "gru")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What model the device trains.
@@ -32,26 +36,41 @@ class ModelSpec:
     kind ``mlp``: input [B, input_dim] -> Linear/ReLU x len(hidden) -> Linear -> logits [B, num_classes].
     kind ``convnet``: input [B, C, H, W] -> ``depth`` x (Conv3x3(width) -> GroupNorm(width groups, i.e.
     instance norm) -> ReLU -> AvgPool2) -> Linear -> logits (the DD-standard ConvNet, no BatchNorm).
+    kind ``gru`` (temporal, BM-Case2): input [B, K * F] = K history steps of F features, oldest first
+    (``in_shape = (K, F)``, ``input_dim = K * F``) -> a GRU cell with ``hidden = (H,)`` run over the K steps from
+    h_0 = 0 (torch.nn.GRU equations, gate order r, z, n:
+    ``r = sigma(W_ir x + b_ir + W_hr h + b_hr)``, ``z = sigma(W_iz x + b_iz + W_hz h + b_hz)``,
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``) ->
+    ``logits = head(h_K) + skip(x_K)``: a linear head on the last state plus a linear skip (no bias) from the
+    latest step's input, so "hold the last measurement" is one linear map away.
     """
 
     kind: str = "mlp"
     input_dim: int = 8
     num_classes: int = 32
     hidden: tuple[int, ...] = (128, 128)
-    # convnet only
-    in_shape: tuple[int, ...] = field(default=())  # (C, H, W)
+    # convnet: (C, H, W); gru: (K, F)
+    in_shape: tuple[int, ...] = field(default=())
     width: int = 64
     depth: int = 3
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mlp", "convnet"):
-            raise ConfigError(f"unknown model kind {self.kind!r}; use 'mlp' or 'convnet'")
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown model kind {self.kind!r}; use one of {KINDS}")
         if self.num_classes < 2:
             raise ConfigError("num_classes must be >= 2")
         if self.kind == "mlp" and (self.input_dim < 1 or any(h < 1 for h in self.hidden)):
             raise ConfigError("mlp needs input_dim >= 1 and positive hidden widths")
         if self.kind == "convnet" and len(self.in_shape) != 3:
             raise ConfigError("convnet needs in_shape = (C, H, W)")
+        if self.kind == "gru":
+            if len(self.in_shape) != 2 or min(self.in_shape) < 1:
+                raise ConfigError("gru needs in_shape = (K history steps, F features per step), both >= 1")
+            if self.input_dim != self.in_shape[0] * self.in_shape[1]:
+                raise ConfigError(f"gru needs input_dim = K * F = {self.in_shape[0] * self.in_shape[1]}, "
+                                  f"got {self.input_dim}")
+            if len(self.hidden) != 1 or self.hidden[0] < 1:
+                raise ConfigError("gru needs hidden = (H,) with the GRU state size H >= 1")
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Ordered (name, shape) of every trainable parameter."""
@@ -62,6 +81,11 @@ class ModelSpec:
                 out.append((f"fc{i}.weight", (dims[i + 1], dims[i])))
                 out.append((f"fc{i}.bias", (dims[i + 1],)))
             return out
+        if self.kind == "gru":
+            (n_h,), n_f, n_c = self.hidden, self.in_shape[1], self.num_classes
+            return [("gru.weight_ih", (3 * n_h, n_f)), ("gru.weight_hh", (3 * n_h, n_h)),
+                    ("gru.bias_ih", (3 * n_h,)), ("gru.bias_hh", (3 * n_h,)),
+                    ("head.weight", (n_c, n_h)), ("head.bias", (n_c,)), ("skip.weight", (n_c, n_f))]
         c, h, w = self.in_shape
         for i in range(self.depth):
             out.append((f"conv{i}.weight", (self.width, c, 3, 3)))
@@ -99,6 +123,8 @@ class ModelSpec:
 
 
 def _fan_in(name: str, shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> int:
+    if name.startswith("gru."):
+        return int(shapes["gru.weight_hh"][1])  # torch.nn.GRU: U(-1/sqrt(H), 1/sqrt(H)) for every tensor
     wshape = shapes[name.rsplit(".", 1)[0] + ".weight"]
     return int(np.prod(wshape[1:]))
 

@@ -115,6 +115,22 @@ class BeamGenerator:
         return rows
 
 
+_GENERATORS: dict[tuple[str, str], BeamGenerator] = {}
+
+
+def cached_generator(p: Preset, device: str) -> BeamGenerator:
+    """A :class:`BeamGenerator` per (preset, device), reused within a process (a worker running several shards
+    builds the Sionna models once). Safe because every chunk re-seeds all randomness (chunk outputs do not depend
+    on earlier chunks; the resume tests check it)."""
+    key = (json.dumps(p.to_dict(), sort_keys=True), device)
+    gen = _GENERATORS.get(key)
+    if gen is None:
+        if len(_GENERATORS) >= 4:
+            _GENERATORS.clear()
+        gen = _GENERATORS[key] = BeamGenerator(p, device)
+    return gen
+
+
 @dataclass
 class GenerateResult:
     """Outcome of :func:`generate_dataset`."""
@@ -230,7 +246,7 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
     from tqdm import tqdm
 
     try:
-        gen = BeamGenerator(p, dev)
+        gen = cached_generator(p, dev)
         with tqdm(total=n_rows, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
             while w.n_done < n_rows:
                 g0 = r0 + w.n_done  # run-global row of this chunk
