@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.units import format_size, mbit_per_s, parse_duration, parse_rate, parse_size
+from edge_sdk.units import format_bytes, mbit_per_s, parse_bytes, parse_duration, parse_rate, parse_size
 
 
 @pytest.mark.parametrize("text, nbytes", [
@@ -86,7 +86,21 @@ def test_parsers_only_raise_config_errors(text: str) -> None:
         assert v >= 0 and math.isfinite(v)
 
 
-def test_format_size() -> None:
-    assert format_size(812) == "812 B"
-    assert format_size(18_206) == "18.2 kB"
-    assert format_size(3_400_000) == "3.4 MB"
+def test_format_bytes() -> None:
+    assert format_bytes(812) == "812 B"
+    assert format_bytes(18_206) == "18,206 B"
+    assert format_bytes(2_500_000) == "2.38 MiB"
+
+
+@pytest.mark.parametrize("text, nbytes", [("16KiB", 16384), ("16kB", 16000), ("16k", 16384), ("16K", 16384),
+                                          ("1.5MiB", 1572864), ("3000", 3000), ("3000B", 3000), (" 2 kib ", 2048),
+                                          (77, 77), ("2g", 2 * 2**30), ("16KB", 16000)])
+def test_command_line_sizes(text: object, nbytes: int) -> None:
+    """The command-line form (budgets): bare numbers are bytes, one-letter K/M/G are binary."""
+    assert parse_bytes(text) == nbytes
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "16 parsecs", "-5", "0", "0.1", True, "1 Mbit/s"])
+def test_command_line_size_errors(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        parse_bytes(bad)
