@@ -12,13 +12,11 @@ Ambiguous spellings are refused with a message that names the two readings: ``"K
 the networking spellings ``bps``/``kbps``/``Mbps``/``Gbps`` mean *bits* per second (SI). Durations:
 ``us``, ``ms``, ``s``, ``min``, ``h``, ``d``.
 
+A bare number is accepted only where the caller says what it means: :func:`parse_bytes` (payload budgets,
+``--budget``) reads ``"3000"`` / ``3000`` as bytes, as the CLI always did.
+
 Results: sizes in bytes (``int``; a size in bits must be a whole number of bytes), rates in **bytes per
 second** (``float``), durations in seconds (``float``). Every error is a :class:`edge_sdk.errors.ConfigError`.
-
-Two entry points for sizes, one table: :func:`parse_size` is strict (scenario files: a unit is required and
-ambiguous spellings are refused); :func:`parse_bytes` is the command-line form used for payload budgets and a
-device's download budget: a bare number is bytes, units are case-insensitive, and the one-letter shorthands
-``K``/``M``/``G`` mean KiB/MiB/GiB (as ``dd`` and ``ls -h`` read them).
 """
 
 from __future__ import annotations
@@ -115,39 +113,41 @@ def parse_duration(text: object, what: str = "duration") -> float:
     return value * DURATION_UNITS[unit]
 
 
-#: command-line spellings (lower case) -> unit of SIZE_UNITS; one-letter prefixes are binary (K = KiB)
-_CLI_ALIASES = {"": "B", "b": "B", "k": "KiB", "m": "MiB", "g": "GiB", "kb": "kB", "mb": "MB", "gb": "GB",
-                "kib": "KiB", "mib": "MiB", "gib": "GiB"}
-_CLI_QTY = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*")
+def mbit_per_s(bytes_per_s: float) -> float:
+    """Bytes per second -> megabits per second (SI: 1 Mbit = 10^6 bits)."""
+    return bytes_per_s * 8.0 / 1e6
 
 
-def parse_bytes(text: str | int, what: str = "size") -> int:
-    """Bytes (int > 0) from a command-line value: ``"8KiB"`` -> 8192, ``"16kB"`` -> 16000, ``"16K"`` -> 16384,
-    ``"2048"`` / ``2048`` -> 2048 (fractions of a byte are dropped). ``what`` names the quantity in errors."""
+def format_size(nbytes: float) -> str:
+    """Human-readable SI size: ``"812 B"``, ``"18.2 kB"``, ``"3.40 MB"``."""
+    n = float(nbytes)
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def parse_bytes(text: object, what: str = "size") -> int:
+    """A positive byte count where a bare number means bytes: ``3000`` / ``"3000"`` -> 3000, otherwise
+    :func:`parse_size` (``"8 KiB"``, ``"16kB"``, ``"1.5MiB"``). Used for payload and download budgets."""
     if isinstance(text, bool):
         raise ConfigError(f"{what} must be a number of bytes, got {text!r}")
     if isinstance(text, int):
         val = text
+    elif isinstance(text, str) and re.fullmatch(r"\s*\d+\s*", text):
+        val = int(text)
     else:
-        m = _CLI_QTY.fullmatch(str(text))
-        if not m or m.group(2).lower() not in _CLI_ALIASES:
-            raise ConfigError(f"cannot parse {what} {text!r}: use a number of bytes with an optional unit, e.g. "
-                              "16KiB, 16kB, 1.5MiB, 3000")
-        val = math.floor(float(m.group(1)) * SIZE_UNITS[_CLI_ALIASES[m.group(2).lower()]])
+        val = parse_size(text, what)
     if val <= 0:
         raise ConfigError(f"{what} must be > 0 bytes, got {text!r}")
     return int(val)
 
 
-def format_bytes(n: float) -> str:
-    """``12345`` -> ``"12,345 B"``; ``2_500_000`` -> ``"2.38 MiB"`` (for tables and logs)."""
+def format_bytes(n: int) -> str:
+    """``12345`` -> ``"12,345 B"``; ``2_500_000`` -> ``"2.38 MiB"`` (tables and logs, IEC above 1 MiB)."""
     if n < 1024 * 1024:
-        return f"{n:,.0f} B"
+        return f"{n:,} B"
     if n < 1024**3:
         return f"{n / 1024**2:.2f} MiB"
     return f"{n / 1024**3:.2f} GiB"
-
-
-def mbit_per_s(bytes_per_s: float) -> float:
-    """Bytes per second -> megabits per second (SI: 1 Mbit = 10^6 bits)."""
-    return bytes_per_s * 8.0 / 1e6

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
-
-from edge_sdk.fleet.release import Tier, device_trainer
+from edge_sdk.fleet.release import FleetRelease, Tier, device_trainer
 
 MIN_STEPS = 40
 MIN_SECONDS = 0.25
 
 
-def measure_step_time(tier: Tier, trusted_keys: list[str] | None = None) -> float:
+def measure_step_time(release: FleetRelease, tier: Tier, trusted_keys: list[str] | None = None) -> float:
     """Seconds per training step of ``tier`` with one ORT thread: one warm-up epoch, then whole epochs until at
     least ``MIN_STEPS`` steps and ``MIN_SECONDS`` have run; the median epoch's time per step."""
-    tr = device_trainer(tier.payload.path, tier.graph.path, trusted_keys=trusted_keys)
+    tr = device_trainer(release.blob_path(tier.payload.digest), release.blob_path(tier.graph.digest),
+                        trusted_keys=trusted_keys)
     st = tr.initial_state()
     tr.train_epoch(st)
     per_step = []
@@ -46,9 +45,10 @@ def measure_hash_rate(nbytes: int = 8 * 2**20) -> float:
     return nbytes / best
 
 
-def step_times(tiers: Iterable[Tier], trusted_keys: list[str] | None = None) -> dict[str, float]:
+def step_times(release: FleetRelease, trusted_keys: list[str] | None = None) -> dict[str, float]:
+    """Seconds per step for every train key of the release."""
     out: dict[str, float] = {}
-    for t in tiers:
+    for t in release.tiers():
         if t.train_key not in out:
-            out[t.train_key] = measure_step_time(t, trusted_keys)
+            out[t.train_key] = measure_step_time(release, t, trusted_keys)
     return out

@@ -5,11 +5,12 @@ one heap of (time, device) and always resumes the earliest. Per round ``r`` (pub
 device:
 
 1. notices the release after a poll delay drawn from U[0, poll_interval);
-2. waits until its link is online;
-3. picks a tier (policy; the bytes it would download = payload + graph unless the graph is cached, must fit its
-   byte budget, else ``budget_too_small``); checks storage (graph + payload + checkpoint + model; cached graphs
-   that this tier does not use are evicted first, else ``storage_full``);
-4. downloads the graph (if not cached) and the payload: each attempt is one HTTP request (``latency`` before the
+2. waits until its link is online, reads the channel record and downloads the release manifest;
+3. picks a tier (policy; the bytes it would download — the tier's blobs it does not hold yet, so the graph only
+   when it is not cached — must fit its byte budget, else ``budget_too_small``; best-fit is the transfer
+   service's own :func:`edge_sdk.release.choose_tier`); checks storage (graph + payload + checkpoint + model;
+   cached graphs that this tier does not use are evicted first, else ``storage_full``);
+4. downloads the missing blobs (graph, payload, extras): each attempt is one HTTP request (``latency`` before the
    first byte, ``request_overhead`` bytes of headers), bytes flow at the link's per-second rate; an attempt ends
    early when the link goes offline (the device waits for it to come back) or at a drop (back-off
    ``backoff * 2^(n-1)`` x U(0.5, 1.5), capped at ``backoff_max``; after ``max_retries`` failed attempts in a row it
@@ -37,9 +38,10 @@ from typing import Any
 
 import numpy as np
 from edge_sdk.fleet.links import LinkModel, LinkState
-from edge_sdk.fleet.release import Blob, Release, Tier
+from edge_sdk.fleet.release import FleetRelease, Round, Tier
 from edge_sdk.fleet.scenario import DeviceClass, ReleaseSpec, TransferSpec
 from edge_sdk.fleet.seeds import rng
+from edge_sdk.release import BlobRef, TierChoice, choose_tier, tier_costs
 
 FAILURES = ("budget_too_small", "storage_full", "offline_too_long", "too_slow", "train_failed")
 
@@ -61,7 +63,8 @@ class DeviceRound:
     online_s: float | None = None
     graph_cache_hit: bool | None = None
     bytes_down: int = 0
-    bytes_blobs: int = 0  # distinct blob bytes the device needed (graph if not cached + payload)
+    bytes_manifest: int = 0  # channel record + release manifest (headers in bytes_overhead)
+    bytes_blobs: int = 0  # distinct blob bytes of the tier the device needed (graph if not cached + payload)
     bytes_resent: int = 0  # blob bytes received more than once
     bytes_overhead: int = 0  # HTTP header bytes
     requests: int = 0
@@ -95,8 +98,8 @@ class Timing:
 
 @dataclass
 class _Cache:
-    complete: dict[str, int] = field(default_factory=dict)  # blob sha -> size held
-    partial: dict[str, int] = field(default_factory=dict)  # blob sha -> bytes held of an unfinished blob
+    complete: dict[str, int] = field(default_factory=dict)  # blob digest -> size held
+    partial: dict[str, int] = field(default_factory=dict)  # blob digest -> bytes held of an unfinished blob
     model_payload: str | None = None
 
 
@@ -114,7 +117,7 @@ Event = tuple[int, int, float, str, int]  # device, round, t (absolute), event, 
 class Engine:
     """Run the timeline of every device. ``device_class[d]``/``link_model[d]`` describe device ``d``."""
 
-    def __init__(self, release: Release, spec: ReleaseSpec, transfer: TransferSpec, timing: Timing,
+    def __init__(self, release: FleetRelease, spec: ReleaseSpec, transfer: TransferSpec, timing: Timing,
                  classes: Sequence[DeviceClass], class_index: np.ndarray, links: Mapping[str, LinkModel],
                  link_names: Sequence[str], link_index: np.ndarray, seed: int, trace: bool = False) -> None:
         self.release = release
@@ -129,7 +132,7 @@ class Engine:
         self.seed = seed
         self.trace = trace
         self.events: list[Event] = []
-        self._graphs = frozenset(t.graph.sha256 for t in release.tiers())
+        self._graphs = frozenset(t.graph.digest for t in release.tiers())
 
     # ------------------------------------------------------------------------------ driver
     def run(self, progress: Callable[[int], Any] | None = None) -> list[DeviceRound]:
@@ -169,7 +172,7 @@ class Engine:
             names = [n for n, _ in self.spec.shares]
             w = np.array([s for _, s in self.spec.shares])
             shares_pick = names[int(rng(self.seed, "tier", d).choice(len(w), p=w / w.sum()))]
-        for r, tiers in enumerate(self.release.rounds):
+        for r, rnd in enumerate(self.release.rounds):
             pub = r * self.spec.period_s
             deadline = pub + self.spec.deadline_s
             row = DeviceRound(device=d, round=r, device_class=cls.name, link=lname, published_at_s=pub)
@@ -180,7 +183,7 @@ class Engine:
             self._log(d, r, t, "notified")
             yield t
             try:
-                t = yield from self._round(d, r, t, deadline, tiers, cls, link, backoff_rng, cache, row, shares_pick)
+                t = yield from self._round(d, r, t, deadline, rnd, cls, link, backoff_rng, cache, row, shares_pick)
             except _Fail as f:
                 row.failure, row.failure_detail = f.reason, f.detail
                 t = f.at
@@ -191,28 +194,26 @@ class Engine:
                 nxt = (r + 1) * self.spec.period_s
                 yield nxt
 
-    def _pick(self, tiers: Sequence[Tier], cls: DeviceClass, cache: _Cache, shares_pick: str | None,
-              t: float) -> Tier:
-        def cost(t: Tier) -> int:
-            return t.payload.size + (0 if t.graph.sha256 in cache.complete else t.graph.size)
-
+    def _pick(self, rnd: Round, cls: DeviceClass, cache: _Cache, shares_pick: str | None, t: float) -> TierChoice:
+        rel = rnd.manifest.release
         pol = self.spec.policy
         if pol == "best-fit":
-            fits = [t for t in tiers if cost(t) <= cls.budget_bytes]
-            if not fits:
-                raise _Fail("budget_too_small", f"smallest tier needs {min(cost(x) for x in tiers)} B, "
-                                                f"budget {cls.budget_bytes} B", t)
-            return max(fits, key=lambda x: (x.order, -cost(x)))
+            c = choose_tier(rel, cls.budget_bytes, cache.complete)
+            if c is None:
+                least = min(x.cost for x in tier_costs(rel, cache.complete))
+                raise _Fail("budget_too_small", f"the cheapest tier needs {least} B, budget {cls.budget_bytes} B", t)
+            return c
+        costs = tier_costs(rel, cache.complete)
         if pol == "smallest":
-            pick = min(tiers, key=cost)
+            c = min(costs, key=lambda x: (x.cost, x.tier.name))
         else:
             want = self.spec.fixed_tier if pol == "fixed" else shares_pick
-            pick = next(x for x in tiers if x.name == want)
-        if cost(pick) > cls.budget_bytes:
-            raise _Fail("budget_too_small", f"tier {pick.name} needs {cost(pick)} B, budget {cls.budget_bytes} B", t)
-        return pick
+            c = next(x for x in costs if x.tier.name == want)
+        if c.cost > cls.budget_bytes:
+            raise _Fail("budget_too_small", f"tier {c.tier.name} needs {c.cost} B, budget {cls.budget_bytes} B", t)
+        return c
 
-    def _round(self, d: int, r: int, t: float, deadline: float, tiers: Sequence[Tier], cls: DeviceClass,
+    def _round(self, d: int, r: int, t: float, deadline: float, rnd: Round, cls: DeviceClass,
                link: LinkState, backoff_rng: np.random.Generator, cache: _Cache, row: DeviceRound,
                shares_pick: str | None) -> Generator[float, None, float]:
         pub = row.published_at_s
@@ -226,38 +227,44 @@ class Engine:
             yield t
         row.online_s = t - pub
         self._log(d, r, t, "online")
-        tier = self._pick(tiers, cls, cache, shares_pick, t)
-        row.tier, row.payload_sha256, row.graph_sha256 = tier.name, tier.payload.sha256, tier.graph.sha256
+        # find the release: the channel record (never cached), then the manifest blob
+        m = rnd.manifest
+        t = yield from self._fetch(d, r, t, deadline, BlobRef(f"channel:{self.release.channel}:{r}", rnd.channel_bytes),
+                                   cls, link, backoff_rng, cache, row, keep=False)
+        t = yield from self._fetch(d, r, t, deadline, BlobRef(m.digest, m.size), cls, link, backoff_rng, cache, row,
+                                   keep=False)
+        row.bytes_manifest = rnd.channel_bytes + m.size
+        choice = self._pick(rnd, cls, cache, shares_pick, t)
+        tier = rnd.tier(choice.tier.name)
+        row.tier, row.payload_sha256, row.graph_sha256 = tier.name, tier.payload.hex, tier.graph.hex
         row.train_key, row.train_steps = tier.train_key, tier.train_steps
-        row.graph_cache_hit = tier.graph.sha256 in cache.complete
+        row.graph_cache_hit = tier.graph.digest in cache.complete
         self._log(d, r, t, f"tier:{tier.name}")
-        if cache.model_payload == tier.payload.sha256 and tier.payload.sha256 in cache.complete:
+        if cache.model_payload == tier.payload.digest and not choice.missing:
             row.up_to_date = True
             row.time_to_model_s = 0.0
             row.train_steps = 0
             self._log(d, r, t, "up_to_date")
             return t
         # storage: the old payload and model go; other cached graphs are evicted only if room is short
-        keep = self._graphs | {tier.payload.sha256}
-        cache.complete = {s: b for s, b in cache.complete.items() if s in keep}
-        cache.partial = {s: b for s, b in cache.partial.items() if s in keep}
+        mine = {b.digest for b in (tier.payload, tier.graph, *tier.extra)}
+        cache.complete = {s: b for s, b in cache.complete.items() if s in self._graphs or s in mine}
+        cache.partial = {s: b for s, b in cache.partial.items() if s in self._graphs or s in mine}
         cache.model_payload = None
-        need = tier.graph.size + tier.payload.size + tier.device_state_bytes
-        others = [s for s in cache.complete if s not in (tier.graph.sha256, tier.payload.sha256)]
+        need = sum(b.size for b in (tier.payload, tier.graph, *tier.extra)) + tier.device_state_bytes
+        others = [s for s in cache.complete if s not in mine]
         if need + sum(cache.complete[s] for s in others) > cls.storage_bytes:
             for s in others:
                 del cache.complete[s]
-            cache.partial = {s: b for s, b in cache.partial.items() if s in (tier.graph.sha256, tier.payload.sha256)}
+            cache.partial = {s: b for s, b in cache.partial.items() if s in mine}
         if need > cls.storage_bytes:
             raise _Fail("storage_full", f"tier {tier.name} needs {need} B (graph + payload + checkpoint + model), "
                                         f"storage {cls.storage_bytes} B", t)
-        row.bytes_blobs = tier.payload.size + (0 if row.graph_cache_hit else tier.graph.size)
-        t_first: float | None = None
-        for blob in ([] if row.graph_cache_hit else [tier.graph]) + [tier.payload]:
-            t_start = t
+        row.bytes_blobs = choice.cost
+        t_first = t
+        for blob in choice.missing:
             t = yield from self._fetch(d, r, t, deadline, blob, cls, link, backoff_rng, cache, row)
-            t_first = t_start if t_first is None else t_first
-        row.transfer_time_s = t - (t_first if t_first is not None else t)
+        row.transfer_time_s = t - t_first
         verify = row.bytes_blobs / self.timing.hash_rate * cls.compute_factor
         row.verify_time_s = verify
         t += verify
@@ -268,7 +275,7 @@ class Engine:
             raise _Fail("too_slow", f"model would be ready {t - pub:.0f} s after publication, after the deadline",
                         deadline)
         yield t
-        cache.model_payload = tier.payload.sha256
+        cache.model_payload = tier.payload.digest
         row.time_to_model_s = t - pub
         self._log(d, r, t, "model_ready")
         return t
@@ -280,10 +287,13 @@ class Engine:
                          t_deadline)
         return _Fail("too_slow", f"transfer not done in the {window:.0f} s window", t_deadline)
 
-    def _fetch(self, d: int, r: int, t: float, deadline: float, blob: Blob, cls: DeviceClass, link: LinkState,
-               backoff_rng: np.random.Generator, cache: _Cache, row: DeviceRound) -> Generator[float, None, float]:
+    def _fetch(self, d: int, r: int, t: float, deadline: float, blob: BlobRef, cls: DeviceClass, link: LinkState,
+               backoff_rng: np.random.Generator, cache: _Cache, row: DeviceRound,
+               keep: bool = True) -> Generator[float, None, float]:
+        """Download ``blob`` (resuming what the device holds of it); ``keep``: it goes into the blob cache."""
         tr = self.transfer
-        have = cache.partial.get(blob.sha256, 0)
+        have = cache.partial.get(blob.digest, 0)
+        name = blob.digest.split(":")[-1][:12] if blob.digest.startswith("sha256:") else blob.digest.split(":")[0]
         fails = 0
         latency = link.model.latency_s
         while have < blob.size:
@@ -317,7 +327,7 @@ class Engine:
             want = blob.size - have
             cut = link.drop_point()
             target = want if cut is None else int(want * cut)
-            self._log(d, r, t, f"request:{blob.sha256[:12]}", have)
+            self._log(d, r, t, f"request:{name}", have)
             got = 0.0
             why = "done"
             while got < target:
@@ -341,8 +351,8 @@ class Engine:
             delivered = int(target) if got >= target else int(math.floor(got))
             row.bytes_down += delivered
             have += delivered
-            cache.partial[blob.sha256] = have
-            self._log(d, r, t, f"{why}:{blob.sha256[:12]}", delivered)
+            cache.partial[blob.digest] = have
+            self._log(d, r, t, f"{why}:{name}", delivered)
             if have >= blob.size:
                 break
             if why == "deadline":
@@ -359,7 +369,8 @@ class Engine:
                 wait = min(tr.backoff_max_s, tr.backoff_s * 2 ** (fails - 1)) * float(backoff_rng.uniform(0.5, 1.5))
             t = min(t + wait, deadline)
             yield t
-        cache.partial.pop(blob.sha256, None)
-        cache.complete[blob.sha256] = blob.size
-        self._log(d, r, t, f"complete:{blob.sha256[:12]}", blob.size)
+        cache.partial.pop(blob.digest, None)
+        if keep:
+            cache.complete[blob.digest] = blob.size
+        self._log(d, r, t, f"complete:{name}", blob.size)
         return t

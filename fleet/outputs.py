@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_write_bytes, atomic_write_text
 from edge_sdk.errors import ConfigError
-from edge_sdk.units import format_bytes
+from edge_sdk.units import format_size
 
 WALL_COLUMNS = ("wall_train_s", "wall_eval_s", "worker")
 Table = dict[str, list[Any]]
@@ -259,8 +259,8 @@ def report_text(summary: Mapping[str, Any]) -> str:
             lines.append(
                 f"{r:>5} {tier:>6} {g['devices']:>8} {g['with_model']:>7} {_s(g['time_to_model_s']['p50']):>9} "
                 f"{_s(g['time_to_model_s']['p90']):>9} {_s(g['fleet_time_to_50pct_s']):>10} "
-                f"{_s(g['fleet_time_to_90pct_s']):>10} {format_bytes(g['bytes_per_device']['mean'] or 0):>9} "
-                f"{format_bytes(g['bytes_on_air']):>9} {_p(t1['p10']) + '/' + _p(t1['p50']) + '/' + _p(t1['p90']):>20}  {fails}")
+                f"{_s(g['fleet_time_to_90pct_s']):>10} {format_size(g['bytes_per_device']['mean'] or 0):>9} "
+                f"{format_size(g['bytes_on_air']):>9} {_p(t1['p10']) + '/' + _p(t1['p50']) + '/' + _p(t1['p90']):>20}  {fails}")
     w = summary.get("wall_s", {})
     if w:
         lines.append("")

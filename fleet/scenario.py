@@ -5,9 +5,9 @@ Every size, rate and duration carries its unit (``"8 KiB"``, ``"5 Mbit/s"``, ``"
 :mod:`edge_sdk.units`); a bare number where a unit is needed is an error. Paths are relative to the scenario
 file's folder, or to the repository root when written ``repo:<path>``. docs/fleet.md lists every key; in short:
 
-``[scenario]`` name, description, devices, seed. ``[release]`` source ("files"), policy ("best-fit" | "smallest" |
-"fixed" | "shares"), fixed_tier, shares, period, deadline, trusted_keys, and ``[[release.tier]]`` name,
-payload, graph, expected_top1. ``[local_data]`` pool, samples. ``[compute]`` step_time, hash_rate. ``[transfer]``
+``[scenario]`` name, description, devices, seed. ``[release]`` source ("store" with store, channel, rounds; or
+"files" with ``[[release.tier]]`` name, payload, graph), policy ("best-fit" | "smallest" | "fixed" | "shares"),
+fixed_tier, shares, period, deadline, trusted_keys. ``[local_data]`` pool, samples. ``[compute]`` step_time, hash_rate. ``[transfer]``
 request_overhead, backoff, backoff_max, max_retries. ``[links.<name>]`` preset, rate {p10, p50, p90} or trace,
 rho, latency, availability ("always", {on, off} or {windows = [[start, end], ...]}), drop_prob, description, source, target {mean, p10, p50, p90,
 below_1mbps}. ``[[class]]`` name, share or count,
@@ -36,7 +36,7 @@ from edge_sdk.units import parse_duration, parse_rate, parse_size
 T = TypeVar("T")
 
 POLICIES = ("best-fit", "smallest", "fixed", "shares")
-SOURCES = ("files",)
+SOURCES = ("files", "store")
 MAX_DEVICES = 10_000_000
 #: the repository root, for ``repo:`` paths: $EDGE_SDK_REPO, else the checkout this package was installed from
 REPO_ENV = "EDGE_SDK_REPO"
@@ -66,16 +66,18 @@ class DeviceClass:
 
 @dataclass(frozen=True)
 class TierSpec:
-    """A tier of the release as files: one payload per round (``payloads``) and its training graph(s)."""
+    """A tier of a ``files`` release: one payload per round (``payloads``) and its training graph(s)."""
 
     name: str
     payloads: tuple[Path, ...]
     graphs: tuple[Path, ...]
-    expected_top1: float | None = None
 
 
 @dataclass(frozen=True)
 class ReleaseSpec:
+    """``source = "store"``: the last ``rounds`` releases of ``channel`` in the store folder ``store``;
+    ``source = "files"``: ``tiers`` of payload + graph files, one release per round."""
+
     source: str
     tiers: tuple[TierSpec, ...]
     rounds: int
@@ -85,6 +87,8 @@ class ReleaseSpec:
     fixed_tier: str | None = None
     shares: tuple[tuple[str, float], ...] = ()
     trusted_keys: tuple[Path, ...] = ()
+    store: Path | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -509,48 +513,57 @@ def _parse_release(data: Any, base: Path, err: Callable[[str], ScenarioError]) -
     keys = r.get("trusted_keys", lambda v, w: v, [])
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise err("[release] trusted_keys must be a list of public-key file paths")
-    tiers_raw = r.get("tier", lambda v, w: v, required=True)
-    if not isinstance(tiers_raw, list) or not tiers_raw:
-        raise err("[release] needs at least one [[release.tier]]")
-    tiers = []
-    for i, traw in enumerate(tiers_raw):
-        t = _Table(traw, f"[[release.tier]] #{i + 1}", err)
-        tname = t.get("name", _str, required=True)
-        t.where = f"[[release.tier]] {tname!r}"
+    tiers: list[TierSpec] = []
+    store: Path | None = None
+    channel: str | None = None
+    if source == "store":
+        store = resolve_path(r.get("store", _str, required=True), base, "[release] store")
+        channel = r.get("channel", _str, required=True)
+        rounds = r.get("rounds", _int(1, 10_000), 1)
+        if r.has("tier"):
+            raise err("[release] source = \"store\" takes its tiers from the store's manifests; remove [[release.tier]]")
+    else:
+        tiers_raw = r.get("tier", lambda v, w: v, required=True)
+        if not isinstance(tiers_raw, list) or not tiers_raw:
+            raise err("[release] needs at least one [[release.tier]]")
+        for i, traw in enumerate(tiers_raw):
+            t = _Table(traw, f"[[release.tier]] #{i + 1}", err)
+            tname = t.get("name", _str, required=True)
+            t.where = f"[[release.tier]] {tname!r}"
 
-        def paths(v: Any, what: str) -> tuple[Path, ...]:
-            items = [v] if isinstance(v, str) else v
-            if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
-                raise ConfigError(f"{what} must be a path or a list of paths (one per round)")
-            return tuple(resolve_path(x, base, what) for x in items)
+            def paths(v: Any, what: str) -> tuple[Path, ...]:
+                items = [v] if isinstance(v, str) else v
+                if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
+                    raise ConfigError(f"{what} must be a path or a list of paths (one per round)")
+                return tuple(resolve_path(x, base, what) for x in items)
 
-        payloads = t.get("payload", paths, required=True)
-        graphs = t.get("graph", paths, required=True)
-        exp = t.get("expected_top1", _float(0.0, 1.0), None)
-        t.done()
-        tiers.append(TierSpec(tname, payloads, graphs, exp))
-    tnames = [ts.name for ts in tiers]
-    if len(set(tnames)) != len(tnames):
-        raise err(f"[[release.tier]] names must be unique, got {tnames}")
-    lengths = ({len(ts.payloads) for ts in tiers} | {len(ts.graphs) for ts in tiers}) - {1}
-    if len(lengths) > 1:
-        raise err(f"[[release.tier]] per-round lists have different lengths {sorted(lengths)}")
-    rounds = max(lengths, default=1)
-    rounds = r.get("rounds", _int(1, 10_000), rounds)
-    if any(len(ts.payloads) not in (1, rounds) or len(ts.graphs) not in (1, rounds) for ts in tiers):
-        raise err(f"[release] rounds = {rounds} does not match the per-round payload lists")
+            payloads = t.get("payload", paths, required=True)
+            graphs = t.get("graph", paths, required=True)
+            t.done()
+            tiers.append(TierSpec(tname, payloads, graphs))
+        tnames = [ts.name for ts in tiers]
+        if len(set(tnames)) != len(tnames):
+            raise err(f"[[release.tier]] names must be unique, got {tnames}")
+        lengths = ({len(ts.payloads) for ts in tiers} | {len(ts.graphs) for ts in tiers}) - {1}
+        if len(lengths) > 1:
+            raise err(f"[[release.tier]] per-round lists have different lengths {sorted(lengths)}")
+        rounds = r.get("rounds", _int(1, 10_000), max(lengths, default=1))
+        if any(len(ts.payloads) not in (1, rounds) or len(ts.graphs) not in (1, rounds) for ts in tiers):
+            raise err(f"[release] rounds = {rounds} does not match the per-round payload lists")
     fixed = r.get("fixed_tier", _str, None)
     shares = r.get("shares", _shares, ())
-    if policy == "fixed" and fixed not in tnames:
-        raise err(f"[release] policy = \"fixed\" needs fixed_tier = one of {tnames}")
+    tnames = [ts.name for ts in tiers]
+    if policy == "fixed" and (fixed is None or (tiers and fixed not in tnames)):
+        raise err(f"[release] policy = \"fixed\" needs fixed_tier = a tier name{f' (one of {tnames})' if tiers else ''}")
     if policy != "fixed" and fixed is not None:
         raise err("[release] fixed_tier is only used with policy = \"fixed\"")
     if policy == "shares":
-        if not shares or any(n not in tnames for n, _ in shares):
-            raise err(f"[release] policy = \"shares\" needs shares = {{ tier = share }} over the tiers {tnames}")
+        if not shares or (tiers and any(n not in tnames for n, _ in shares)):
+            raise err(f"[release] policy = \"shares\" needs shares = {{ tier = share }} over the tier names")
     elif shares:
         raise err("[release] shares is only used with policy = \"shares\"")
     r.done()
     return ReleaseSpec(source=source, tiers=tuple(tiers), rounds=rounds, period_s=period, deadline_s=deadline,
                        policy=policy, fixed_tier=fixed, shares=shares,
-                       trusted_keys=tuple(resolve_path(k, base, "[release] trusted_keys") for k in keys))
+                       trusted_keys=tuple(resolve_path(k, base, "[release] trusted_keys") for k in keys),
+                       store=store, channel=channel)

@@ -37,7 +37,7 @@ from edge_sdk.fleet.outputs import (
     write_plots,
 )
 from edge_sdk.fleet.population import Population, build_population, read_pool_positions
-from edge_sdk.fleet.release import Release, Tier, resolve_release
+from edge_sdk.fleet.release import FleetRelease, Tier, resolve_release
 from edge_sdk.fleet.scenario import Scenario
 from edge_sdk.fleet.work import KPI_COLUMNS, DeviceResult, DeviceTask, TrainResult, device_task, train_task
 
@@ -120,7 +120,27 @@ def simulate(scenario: Scenario, out_dir: Path | None = None, options: RunOption
     t_all = time.perf_counter()
 
     t0 = time.perf_counter()
-    release: Release = resolve_release(scenario.release)
+    release: FleetRelease = resolve_release(scenario.release)
+    try:
+        return _simulate(scenario, release, out_dir, opt, wall, t_all, t0)
+    finally:
+        release.close()
+
+
+def _check_policy_tiers(scenario: Scenario, release: FleetRelease) -> None:
+    spec = scenario.release
+    names = [spec.fixed_tier] if spec.policy == "fixed" else [n for n, _ in spec.shares]
+    for rnd in release.rounds:
+        have = {t.name for t in rnd.tiers}
+        for n in names:
+            if n not in have:
+                raise ConfigError(f"[release] {spec.policy} names tier {n!r}, but round {rnd.index}'s release "
+                                  f"{rnd.manifest.release.release!r} has only {sorted(have)}")
+
+
+def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, opt: RunOptions,
+              wall: dict[str, float], t_all: float, t0: float) -> RunResult:
+    _check_policy_tiers(scenario, release)
     positions = read_pool_positions(scenario.local_data.pool)
     pop: Population = build_population(scenario, positions)
     feats = pool_features(scenario.local_data.pool, release.tiers())
@@ -134,7 +154,7 @@ def simulate(scenario: Scenario, out_dir: Path | None = None, options: RunOption
     else:
         from edge_sdk.fleet.calibrate import step_times
 
-        steps = step_times(release.tiers(), trusted)
+        steps = step_times(release, trusted)
         timing_source = "measured"
     from edge_sdk.fleet.calibrate import measure_hash_rate
 
@@ -160,7 +180,7 @@ def simulate(scenario: Scenario, out_dir: Path | None = None, options: RunOption
                            **({"address": opt.ray_address} if opt.ray_address else {}))
     try:
         describe = backend.describe()
-        blobs = {sha: b.path.read_bytes() for sha, b in release.blobs().items()}
+        blobs = {digest: release.blob_path(digest).read_bytes() for digest in release.blobs()}
         backend.share("blobs", blobs)
         backend.share("configs", {t.train_key: t.train_config for t in release.tiers()})
         backend.share("trusted_keys", [Path(k).read_bytes() for k in trusted] if trusted else [])
@@ -212,10 +232,15 @@ def simulate(scenario: Scenario, out_dir: Path | None = None, options: RunOption
         "trainings": n_train,
         "timing": {"source": timing_source, "hash_rate_bytes_per_s": timing.hash_rate,
                    "step_time_s": {tiers_by_key[k].name + f"@r{tiers_by_key[k].round}": v for k, v in steps.items()}},
-        "release": [{"round": t.round, "tier": t.name, "payload_sha256": t.payload.sha256,
-                     "payload_bytes": t.payload.size, "graph_sha256": t.graph.sha256, "graph_bytes": t.graph.size,
-                     "train_steps": t.train_steps, "expected_top1": t.expected_top1,
-                     "train_config": t.train_config} for t in release.tiers()],
+        "release": {"source": release.source, "channel": release.channel,
+                    "rounds": [{"round": rnd.index, "release": rnd.manifest.release.release,
+                                "manifest": rnd.manifest.digest, "manifest_bytes": rnd.manifest.size,
+                                "signature": rnd.manifest.signature_status, "channel_bytes": rnd.channel_bytes,
+                                "tiers": [{"tier": t.name, "payload": t.payload.digest, "payload_bytes": t.payload.size,
+                                           "graph": t.graph.digest, "graph_bytes": t.graph.size,
+                                           "train_steps": t.train_steps, "expected_top1": t.expected_top1,
+                                           "train_config": t.train_config} for t in rnd.tiers]}
+                               for rnd in release.rounds]},
         "train": {k: {"steps": r.steps, "final_loss": r.final_loss, "wall_s": r.wall_s, "error": r.error}
                   for k, r in train_results.items()},
         "stats": fleet_stats(table),

@@ -8,7 +8,7 @@ model (onnxruntime with ``intra_op_num_threads = inter_op_num_threads = 1``, set
 exactly as a device does (:func:`edge_sdk.fleet.release.device_trainer`), so identical (payload, graph, config)
 give bit-identical models on every backend.
 
-Shared values (put once per run by the driver): ``blobs`` {sha256: bytes}, ``configs`` {train_key: TrainConfig
+Shared values (put once per run by the driver): ``blobs`` {"sha256:<hex>": bytes}, ``configs`` {train_key: TrainConfig
 dict}, ``trusted_keys`` [PEM bytes], ``pool`` {task id: (X float32 [M, D], R float32 [M, n_tx])}, and with the
 memo ``models`` {train_key: inference ONNX bytes}.
 """
@@ -91,21 +91,22 @@ class WorkerContext:
         """Drop a shared value (it changed); it is loaded again on next use."""
         self._shared.pop(name, None)
 
-    def blob_path(self, sha: str) -> Path:
-        p = self._dir / sha
+    def blob_path(self, digest: str) -> Path:
+        """The blob as a file in this worker's folder (the device runtime reads files)."""
+        p = self._dir / digest.replace(":", "-")
         if not p.exists():
             from edge_sdk.atomic import atomic_write_bytes
 
-            atomic_write_bytes(p, self.shared("blobs")[sha])
+            atomic_write_bytes(p, self.shared("blobs")[digest])
         return p
 
-    def train_graph(self, sha: str) -> Any:
+    def train_graph(self, digest: str) -> Any:
         """One onnxruntime training session per graph digest for the life of the worker."""
-        if sha not in self._graphs:
+        if digest not in self._graphs:
             from edge_sdk.device.graph import load_train_graph
 
-            self._graphs[sha] = load_train_graph(self.shared("blobs")[sha], None, threads=1)
-        return self._graphs[sha]
+            self._graphs[digest] = load_train_graph(self.shared("blobs")[digest], None, threads=1)
+        return self._graphs[digest]
 
     def model_session(self, key: str, model: bytes) -> Any:
         if key not in self._sessions:

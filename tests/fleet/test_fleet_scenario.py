@@ -17,6 +17,7 @@ MINIMAL = """
 name = "t"
 devices = 10
 [release]
+source = "files"
 period = "1 h"
 [[release.tier]]
 name = "a"
@@ -43,10 +44,9 @@ def test_presets_load() -> None:
     for n in names:
         sc = load_scenario(n)
         assert sum(sc.class_counts()) == sc.devices
-        for tier in sc.release.tiers:
-            for p in tier.payloads + tier.graphs:
-                assert p.is_file(), p  # repo: paths point at the shipped release
-        assert sc.local_data.pool.is_file()
+        assert sc.release.source == "store" and sc.release.store is not None
+        assert (sc.release.store / "edge-sdk-store.json").is_file()  # repo: paths resolve to the shipped store
+        assert all(k.is_file() for k in sc.release.trusted_keys) and sc.local_data.pool.is_file()
     assert load_scenario("lte-mixed-1k").devices == 1000
     assert load_scenario("rural-3g-10k").devices == 10_000
 
@@ -104,7 +104,9 @@ availability = { windows = [["0 s", "1 h"], ["2 h", "inf"]] }
     (('period = "1 h"', 'period = "1 h"\ndeadline = "2 h"'), "deadline"),
     (('period = "1 h"', 'period = "1 h"\npolicy = "greedy"'), "policy"),
     (('period = "1 h"', 'period = "1 h"\npolicy = "fixed"'), "fixed_tier"),
-    (('payload = "p.epl"', 'payload = ["a", "b"]\nexpected_top1 = 1.5'), "expected_top1"),
+    (('payload = "p.epl"', 'payload = ["a", "b"]\nexpected_top1 = 0.5'), "unknown key 'expected_top1'"),
+    (('source = "files"', 'source = "store"'), "needs the key 'store'"),
+    (('source = "files"', 'source = "ftp"'), "source must be one of"),
     (('[local_data]', '[compute]\nstep_time = "fast"\n[local_data]'), "step_time"),
     (('[scenario]\n', ''), "needs the key 'scenario'"),
     (('name = "c"', 'name = "c"\nresume = "yes"'), "true or false"),
