@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+
 from edge_sdk.fleet.release import FleetRelease, Tier, device_trainer
 
 MIN_STEPS = 40

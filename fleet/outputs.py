@@ -227,7 +227,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
 # ------------------------------------------------------------------------------------------ report
 def _s(x: float | None) -> str:
     if x is None:
-        return "never"
+        return "-"
     if x < 1:
         return f"{x * 1000:.0f} ms"
     if x < 120:
@@ -255,6 +255,8 @@ def report_text(summary: Mapping[str, Any]) -> str:
         lines.append(head)
         for tier, g in list(st["tiers"].items()) + [("all", st["all"])]:
             t1 = g["top1"]
+            if g["trained"] == 0:  # nobody downloaded or trained anything (all up to date or failed early)
+                g = {**g, "time_to_model_s": {"p50": None, "p90": None}}
             fails = ", ".join(f"{k} {v}" for k, v in g["failures"].items()) or "-"
             lines.append(
                 f"{r:>5} {tier:>6} {g['devices']:>8} {g['with_model']:>7} {_s(g['time_to_model_s']['p50']):>9} "

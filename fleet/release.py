@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.errors import ConfigError, EdgeSdkError
 from edge_sdk.fleet.scenario import ReleaseSpec
+
+from edge_sdk.errors import ConfigError, EdgeSdkError
 from edge_sdk.release import BlobRef, ChannelRecord, Manifest, ReleaseError, Store, publish
 from edge_sdk.release.channel import CHANNEL_HISTORY
 

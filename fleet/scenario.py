@@ -559,7 +559,7 @@ def _parse_release(data: Any, base: Path, err: Callable[[str], ScenarioError]) -
         raise err("[release] fixed_tier is only used with policy = \"fixed\"")
     if policy == "shares":
         if not shares or (tiers and any(n not in tnames for n, _ in shares)):
-            raise err(f"[release] policy = \"shares\" needs shares = {{ tier = share }} over the tier names")
+            raise err("[release] policy = \"shares\" needs shares = { tier = share } over the tier names")
     elif shares:
         raise err("[release] shares is only used with policy = \"shares\"")
     r.done()

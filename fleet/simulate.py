@@ -103,6 +103,13 @@ def pool_features(path: Path, tiers: list[Tier]) -> dict[str, tuple[np.ndarray, 
     return out
 
 
+def _raw_keys(paths: list[str] | None) -> list[bytes]:
+    """Public key files -> raw 32-byte Ed25519 keys (picklable, what every worker verifies payloads with)."""
+    from edge_sdk.payload.signing import load_public_key, raw_public
+
+    return [raw_public(load_public_key(p)) for p in paths or []]
+
+
 def task_id(t: Tier) -> str:
     return hashlib.sha256(json.dumps(t.task.get("beam"), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -183,7 +190,7 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         blobs = {digest: release.blob_path(digest).read_bytes() for digest in release.blobs()}
         backend.share("blobs", blobs)
         backend.share("configs", {t.train_key: t.train_config for t in release.tiers()})
-        backend.share("trusted_keys", [Path(k).read_bytes() for k in trusted] if trusted else [])
+        backend.share("trusted_keys", _raw_keys(trusted))
         backend.share("pool", feats)
         t0 = time.perf_counter()
         if memo is not None:

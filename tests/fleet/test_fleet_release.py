@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import scenario_toml
-
-from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.release import device_trainer, resolve_release
 from edge_sdk.fleet.scenario import load_scenario, parse_scenario
+
+from edge_sdk.errors import ConfigError
 from edge_sdk.payload import read_payload
 from edge_sdk.release import Store
 
@@ -79,8 +79,13 @@ def test_files_release_is_published_into_a_private_store(release_dir: Path) -> N
 
 
 def test_a_device_refuses_a_mismatched_graph_or_unsigned_payload(release_dir: Path, tmp_path: Path) -> None:
-    text = scenario_toml(release_dir, rounds=1).replace(f"{release_dir}/graph.onnx", str(tmp_path / "g.onnx"), 1)
+    (tmp_path / "alone").mkdir()
+    shutil.copyfile(release_dir / "adam-r0.epl", tmp_path / "alone" / "adam.epl")  # its graph is not beside it
     shutil.copyfile(Path(__file__).parents[1] / "device" / "data" / "soft_sgd" / "graph.onnx", tmp_path / "g.onnx")
+    text = scenario_toml(release_dir, rounds=1).replace(f"{release_dir}/graph.onnx", str(tmp_path / "g.onnx"))
+    text = text.replace(f"{release_dir}/adam-r0.epl", str(tmp_path / "alone" / "adam.epl"))
+    text = text.replace(f'[[release.tier]]\nname = "small"\npayload = ["{release_dir}/small-r0.epl"]\n'
+                        f'graph = "{tmp_path}/g.onnx"\n', "")  # one tier only
     sc = parse_scenario(text.encode(), source="s.toml", base=release_dir)
     with pytest.raises(ConfigError, match="neither beside it, nor given with --graph"):
         resolve_release(sc.release)

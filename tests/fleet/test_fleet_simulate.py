@@ -129,3 +129,18 @@ def test_measured_step_time_is_used_when_not_pinned(release_dir: Path) -> None:
             assert t["train_time_s"][i] == pytest.approx(
                 t["train_steps"][i] * st[f"{t['tier'][i]}@r0"] * (1.0 if t["device_class"][i] == "big" else 5.0))
     assert np.isfinite(res.summary["devices_per_s"])
+
+
+def test_preset_with_signed_store_trains_every_device(tmp_path: Path) -> None:
+    """The shipped store is signed: manifests and payloads are verified with the preset's key, for real, in the
+    workers too; every device of a small fleet ends with a model of the tier it could afford."""
+    from edge_sdk.fleet.scenario import load_scenario
+
+    sc = load_scenario("lte-mixed-1k").with_devices(12)
+    res = simulate(sc, tmp_path, RunOptions(backend="process", workers=2, progress=False, plots=False))
+    t = res.table
+    assert all(f is None for f in t["failure"]), set(t["failure_detail"])
+    assert res.summary["trainings"] >= 3 and all(r["error"] is None for r in res.summary["train"].values())
+    assert {r["signature"] for r in res.summary["release"]["rounds"]} == {"verified"}
+    tiers = dict(zip(t["device_class"], t["tier"], strict=True))
+    assert tiers["gnb"] == "full" and tiers["ue-flagship"] == "36x" and tiers["ue-budget"] == "180x"
