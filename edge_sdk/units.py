@@ -52,23 +52,23 @@ def _split(text: object, what: str, example: str) -> tuple[float, str]:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ConfigError(f"{what} must be a string like {example!r}, got {type(text).__name__}")
     if not isinstance(text, str):
-        raise ConfigError(f"{what} {text!r} has no unit: write it with one, e.g. {example!r}")
+        raise ConfigError(f"cannot parse {what} {text!r} has no unit: write it with one, e.g. {example!r}")
     m = _QTY.match(text)
     if m is None:
-        raise ConfigError(f"{what} {text!r} is not '<number> <unit>', e.g. {example!r}")
+        raise ConfigError(f"cannot parse {what} {text!r} is not '<number> <unit>', e.g. {example!r}")
     value = float(m.group(1))
     unit = m.group(2) or ""
     if not unit:
-        raise ConfigError(f"{what} {text!r} has no unit: write it with one, e.g. {example!r}")
+        raise ConfigError(f"cannot parse {what} {text!r} has no unit: write it with one, e.g. {example!r}")
     if not math.isfinite(value):
-        raise ConfigError(f"{what} {text!r} is not a finite number")
+        raise ConfigError(f"cannot parse {what} {text!r} is not a finite number")
     if value < 0:
-        raise ConfigError(f"{what} {text!r} is negative")
+        raise ConfigError(f"cannot parse {what} {text!r} is negative")
     return value, unit
 
 
 def _ambiguous(what: str, text: str, unit: str) -> ConfigError:
-    return ConfigError(f"{what} {text!r}: unit {unit!r} is ambiguous, write {_AMBIGUOUS[unit]}")
+    return ConfigError(f"cannot parse {what} {text!r}: unit {unit!r} is ambiguous, write {_AMBIGUOUS[unit]}")
 
 
 def parse_size(text: object, what: str = "size") -> int:
@@ -77,11 +77,11 @@ def parse_size(text: object, what: str = "size") -> int:
     if unit in _AMBIGUOUS:
         raise _ambiguous(what, str(text), unit)
     if unit not in SIZE_UNITS:
-        raise ConfigError(f"{what} {text!r}: unknown size unit {unit!r}; use B, kB, MB, GB, KiB, MiB, GiB "
+        raise ConfigError(f"cannot parse {what} {text!r}: unknown size unit {unit!r}; use B, kB, MB, GB, KiB, MiB, GiB "
                           "or bit, kbit, Mbit, Gbit")
     nbytes = value * SIZE_UNITS[unit]
     if abs(nbytes - round(nbytes)) > 1e-6 * max(1.0, nbytes):
-        raise ConfigError(f"{what} {text!r} is {nbytes} bytes, not a whole number of bytes")
+        raise ConfigError(f"cannot parse {what} {text!r} is {nbytes} bytes, not a whole number of bytes")
     return int(round(nbytes))
 
 
@@ -93,12 +93,12 @@ def parse_rate(text: object, what: str = "rate") -> float:
     if unit in _AMBIGUOUS:
         raise _ambiguous(what, str(text), unit)
     if not unit.endswith("/s"):
-        raise ConfigError(f"{what} {text!r}: a rate needs '/s' (e.g. '5 Mbit/s', '200 kB/s') or bps/kbps/Mbps/Gbps")
+        raise ConfigError(f"cannot parse {what} {text!r}: a rate needs '/s' (e.g. '5 Mbit/s', '200 kB/s') or bps/kbps/Mbps/Gbps")
     base = unit[:-2]
     if base in _AMBIGUOUS:
         raise _ambiguous(what, str(text), base)
     if base not in SIZE_UNITS:
-        raise ConfigError(f"{what} {text!r}: unknown unit {base!r} before '/s'; use bit, kbit, Mbit, B, kB, MB, "
+        raise ConfigError(f"cannot parse {what} {text!r}: unknown unit {base!r} before '/s'; use bit, kbit, Mbit, B, kB, MB, "
                           "KiB, MiB")
     return value * SIZE_UNITS[base]
 
@@ -109,7 +109,7 @@ def parse_duration(text: object, what: str = "duration") -> float:
     if unit in _AMBIGUOUS:
         raise _ambiguous(what, str(text), unit)
     if unit not in DURATION_UNITS:
-        raise ConfigError(f"{what} {text!r}: unknown time unit {unit!r}; use us, ms, s, min, h, d")
+        raise ConfigError(f"cannot parse {what} {text!r}: unknown time unit {unit!r}; use us, ms, s, min, h, d")
     return value * DURATION_UNITS[unit]
 
 
