@@ -40,7 +40,8 @@ def _py_files(folder: str) -> list[Path]:
     return sorted((ROOT / folder).rglob("*.py"))
 
 
-@pytest.mark.parametrize("module", ["edge_sdk", "edge_sdk.device", "edge_sdk.payload", "edge_sdk.beam", "edge_sdk.cli.main"])
+@pytest.mark.parametrize("module", ["edge_sdk", "edge_sdk.device", "edge_sdk.payload", "edge_sdk.beam", "edge_sdk.release",
+                                    "edge_sdk.cli.main", "edge_sdk.cli.store_cmd"])
 def test_import_does_not_load_torch(module: str) -> None:
     code = f"import sys, {module}; sys.exit(3 if 'torch' in sys.modules else 0)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
