@@ -11,13 +11,20 @@ Initialisation scheme (documented, stable across versions; part of the contract)
 * every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in float32 (the bound of
   ``torch.nn.Linear``/``Conv2d`` default init; fan_in = in_features, or in_channels * k * k); the GRU cell of
   kind ``gru`` uses fan_in = hidden size H for all four of its tensors (``torch.nn.GRU``'s init);
-* normalisation affine parameters (ConvNet GroupNorm): weight = 1, bias = 0 (drawn nothing).
+* normalisation affine parameters (ConvNet GroupNorm): weight = 1, bias = 0 (drawn nothing);
+* kind ``gru`` with ``skip_classes`` (the "last measurement + correction" start): ``skip.weight[c_i, i] =
+  skip_gain`` for feature i of the latest step and class ``c_i = skip_classes[i]``, 0 elsewhere,
+  ``head.weight = 0``, ``head.bias = 0`` for the classes in ``skip_classes`` and ``-skip_gain`` for the others
+  (drawn nothing). With inputs <= 0 relative to their maximum (per-sample-max normalisation, in units of about
+  8 dB) the untrained model ranks the measured beams exactly like the latest measurement (sample-and-hold of
+  the best measured beam) and training learns the correction.
 
 Batch order: :func:`epoch_order` gives the sample permutation of epoch ``e`` for a run seed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +49,8 @@ class ModelSpec:
     ``r = sigma(W_ir x + b_ir + W_hr h + b_hr)``, ``z = sigma(W_iz x + b_iz + W_hz h + b_hz)``,
     ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``) ->
     ``logits = head(h_K) + skip(x_K)``: a linear head on the last state plus a linear skip (no bias) from the
-    latest step's input, so "hold the last measurement" is one linear map away.
+    latest step's input, so "hold the last measurement" is one linear map away. ``skip_classes`` (one Set A class
+    per feature of a step) and ``skip_gain`` > 0 make the model *start* there (see the init scheme).
     """
 
     kind: str = "mlp"
@@ -53,6 +61,9 @@ class ModelSpec:
     in_shape: tuple[int, ...] = field(default=())
     width: int = 64
     depth: int = 3
+    # gru only: residual start (init scheme)
+    skip_classes: tuple[int, ...] = ()
+    skip_gain: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,6 +82,15 @@ class ModelSpec:
                                   f"got {self.input_dim}")
             if len(self.hidden) != 1 or self.hidden[0] < 1:
                 raise ConfigError("gru needs hidden = (H,) with the GRU state size H >= 1")
+            if self.skip_classes:
+                if len(self.skip_classes) != self.in_shape[1] or not all(
+                        0 <= c < self.num_classes for c in self.skip_classes):
+                    raise ConfigError(f"skip_classes needs one class in [0, {self.num_classes}) per feature "
+                                      f"({self.in_shape[1]})")
+                if not (math.isfinite(self.skip_gain) and 0.0 < self.skip_gain <= 1e3):
+                    raise ConfigError("skip_gain must be in (0, 1000] when skip_classes is set")
+        if self.kind != "gru" and (self.skip_classes or self.skip_gain):
+            raise ConfigError("skip_classes / skip_gain are for kind 'gru' only")
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Ordered (name, shape) of every trainable parameter."""
@@ -104,6 +124,10 @@ class ModelSpec:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["in_shape"] = list(self.in_shape)
+        if self.kind == "gru":
+            d["skip_classes"] = list(self.skip_classes)
+        else:  # keep the mlp/convnet dict exactly as before (stored in payloads)
+            del d["skip_classes"], d["skip_gain"]
         return d
 
     @classmethod
@@ -117,6 +141,8 @@ class ModelSpec:
                 in_shape=tuple(int(v) for v in d.get("in_shape", ())),
                 width=int(d.get("width", 64)),
                 depth=int(d.get("depth", 3)),
+                skip_classes=tuple(int(c) for c in d.get("skip_classes", ())),
+                skip_gain=float(d.get("skip_gain", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid model spec {d!r}: {exc}") from exc
@@ -134,9 +160,23 @@ def init_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     shapes = dict(spec.param_shapes())
     out: dict[str, np.ndarray] = {}
+    residual = spec.kind == "gru" and bool(spec.skip_classes)
     for name, shape in spec.param_shapes():
         if name.startswith("norm"):
             out[name] = (np.ones if name.endswith("weight") else np.zeros)(shape, np.float32)
+            continue
+        if residual and name == "head.weight":
+            out[name] = np.zeros(shape, np.float32)
+            continue
+        if residual and name == "head.bias":  # classes without a skip input start below every measured one
+            b = np.full(shape, -spec.skip_gain, np.float32)
+            b[list(spec.skip_classes)] = 0.0
+            out[name] = b
+            continue
+        if residual and name == "skip.weight":
+            w = np.zeros(shape, np.float32)
+            w[list(spec.skip_classes), np.arange(shape[1])] = spec.skip_gain
+            out[name] = w
             continue
         bound = 1.0 / np.sqrt(_fan_in(name, shape, shapes))
         out[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)

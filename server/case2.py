@@ -4,9 +4,9 @@ API (used by ``tools/case2_eval.py``, which makes the dataset card's BM-Case2 ta
 
     from edge_sdk.server.case2 import Candidate, Recipe, split_by_trajectory, task_arrays, select, train
     tr, val = split_by_trajectory(train_ds, val_share=0.2, seed=0)       # whole trajectories to validation
-    a_tr, a_val, a_te = (task_arrays(spec, d) for d in (tr, val, test_ds))  # spec: BeamTaskSpec fitted on tr
-    best, table = select(candidates, a_tr, a_val)                        # recipe search on validation only
-    fit = train(best.model_spec(spec), a_tr, a_val, best.recipe, seed=1)  # fit.params, fit.epochs, fit.val_top1
+    splits = Splits(BeamTaskSpec(case="case2", ...), tr, val, test_ds)     # task specs fitted on tr, cached
+    best, table = select(default_candidates(), splits)                   # recipe search on validation only
+    res = evaluate(best, splits, seeds=(1, 2, 3))                        # test KPIs, mean / std of 3 seeds
 
 Protocol (every number in the card follows it):
 
@@ -39,6 +39,11 @@ from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec, epoch_order
 
 
+#: logit gain of the residual start: the inputs are in units of the fitted scale (about 8 dB), so 1 dB of RSRP
+#: difference is about 1.2 logits
+SKIP_GAIN = 10.0
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Adam training with early stopping on the validation Top-1."""
@@ -46,6 +51,9 @@ class Recipe:
     lr: float = 1e-3
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    #: 0: cross-entropy on the Top-1 label; T > 0: cross-entropy on soft targets softmax(RSRP_target / T dB)
+    #: (the future beam pattern instead of its noisy argmax)
+    soft_temperature_db: float = 0.0
     batch_size: int = 512
     max_epochs: int = 40
     patience: int = 6
@@ -62,20 +70,24 @@ class Candidate:
     kind: str
     hidden: tuple[int, ...]
     recipe: Recipe = field(default_factory=Recipe)
+    norm: str = "per_sample_max"  # BeamTaskSpec input normalisation (per_sample_max dB or rel_linear)
 
     def model_spec(self, task: BeamTaskSpec) -> ModelSpec:
-        if self.kind == "gru":
+        if self.kind == "gru":  # residual start at the latest measurement (sample-and-hold), see ModelSpec
+            classes = tuple(int(c) for c in task.resolved_setb()) if task.is_subset else ()
             return ModelSpec(kind="gru", input_dim=task.input_dim, num_classes=task.num_classes,
-                             hidden=self.hidden, in_shape=(task.history, task.n_setb))
+                             hidden=self.hidden, in_shape=(task.history, task.n_setb), skip_classes=classes,
+                             skip_gain=SKIP_GAIN if classes else 0.0)
         return ModelSpec(kind=self.kind, input_dim=task.input_dim, num_classes=task.num_classes, hidden=self.hidden)
 
     def label(self) -> str:
         r = self.recipe
-        return (f"{self.kind}{'-'.join(map(str, self.hidden))} lr={r.lr:g} wd={r.weight_decay:g} "
-                f"ls={r.label_smoothing:g}")
+        return (f"{self.kind}{'-'.join(map(str, self.hidden))} {self.norm} lr={r.lr:g} wd={r.weight_decay:g}"
+                + (f" ls={r.label_smoothing:g}" if r.label_smoothing else "")
+                + (f" T={r.soft_temperature_db:g}" if r.soft_temperature_db else ""))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "hidden": list(self.hidden), "recipe": asdict(self.recipe)}
+        return {"kind": self.kind, "hidden": list(self.hidden), "norm": self.norm, "recipe": asdict(self.recipe)}
 
 
 @dataclass
@@ -135,13 +147,19 @@ def train(mspec: ModelSpec, tr: Arrays, val: Arrays, recipe: Recipe, seed: int) 
     params = init_torch_params(mspec, seed, requires_grad=True)
     opt = torch.optim.Adam(params.values(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     x, y = torch.from_numpy(tr.x), torch.from_numpy(tr.y)
-    best, best_ep, curve = -1.0, 0, []
+    target: torch.Tensor = y
+    if recipe.soft_temperature_db > 0:
+        r = torch.from_numpy(tr.rsrp)
+        target = torch.softmax((r - r.max(dim=1, keepdim=True).values) / recipe.soft_temperature_db, dim=1)
     best_params = {k: v.detach().clone() for k, v in params.items()}
+    best, best_ep = _top1(mspec, params, val), 0  # epoch 0: the initial model (the residual start) may win
+    curve = [best]
     for ep in range(recipe.max_epochs):
         order = torch.from_numpy(epoch_order(len(x), seed, ep))
         for s in range(0, len(x), recipe.batch_size):
             idx = order[s:s + recipe.batch_size]
-            loss = F.cross_entropy(forward(mspec, params, x[idx]), y[idx], label_smoothing=recipe.label_smoothing)
+            loss = F.cross_entropy(forward(mspec, params, x[idx]), target[idx],
+                                   label_smoothing=recipe.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -155,43 +173,66 @@ def train(mspec: ModelSpec, tr: Arrays, val: Arrays, recipe: Recipe, seed: int) 
     return Fit(best_params, best_ep, best, curve, time.perf_counter() - t0)
 
 
-def select(candidates: list[Candidate], task: BeamTaskSpec, tr: Arrays, val: Arrays,
-           seed: int = 0) -> tuple[Candidate, list[dict[str, Any]]]:
+class Splits:
+    """Train / validation / test datasets of one setting; task specs (per input normalisation, fitted on the
+    train part) and their example arrays are built once and cached."""
+
+    def __init__(self, base: BeamTaskSpec, train: BeamDataset, val: BeamDataset, test: BeamDataset) -> None:
+        self.base = base
+        self.data = {"train": train, "val": val, "test": test}
+        self._specs: dict[str, BeamTaskSpec] = {}
+        self._arrays: dict[tuple[str, str], Arrays] = {}
+
+    def spec(self, norm: str) -> BeamTaskSpec:
+        if norm not in self._specs:
+            self._specs[norm] = replace(self.base, norm=norm, offset_db=None, scale_db=None,
+                                        fitted=False).fit(self.data["train"])
+        return self._specs[norm]
+
+    def arrays(self, norm: str, part: str) -> Arrays:
+        if (norm, part) not in self._arrays:
+            self._arrays[(norm, part)] = task_arrays(self.spec(norm), self.data[part])
+        return self._arrays[(norm, part)]
+
+
+def select(candidates: list[Candidate], splits: Splits, seed: int = 0) -> tuple[Candidate, list[dict[str, Any]]]:
     """Train each candidate once (``seed``) and rank by validation Top-1; returns the best and the table."""
     if not candidates:
         raise ConfigError("no candidates to select from")
     rows = []
     for c in candidates:
-        fit = train(c.model_spec(task), tr, val, c.recipe, seed)
+        task = splits.spec(c.norm)
+        fit = train(c.model_spec(task), splits.arrays(c.norm, "train"), splits.arrays(c.norm, "val"), c.recipe, seed)
         rows.append({"candidate": c.label(), "spec": c.to_dict(), "val_top1": fit.val_top1, "epochs": fit.epochs,
                      "seconds": round(fit.seconds, 1)})
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["val_top1"])
     return candidates[order[0]], [rows[i] for i in order]
 
 
-def evaluate(c: Candidate, task: BeamTaskSpec, tr: Arrays, val: Arrays, te: Arrays,
-             seeds: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
+def evaluate(c: Candidate, splits: Splits, seeds: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
     """Retrain ``c`` with ``seeds`` and report test KPIs per seed, mean and std (population)."""
+    task = splits.spec(c.norm)
     mspec = c.model_spec(task)
+    tr, val, te = (splits.arrays(c.norm, p) for p in ("train", "val", "test"))
     per = []
     for s in seeds:
         fit = train(mspec, tr, val, c.recipe, s)
         k = beam_kpis(scores(mspec, fit.params, te.x), te.rsrp)
         per.append({**k, "seed": s, "epochs": fit.epochs, "val_top1": fit.val_top1})
     keys = [k for k in per[0] if k not in ("seed", "n")]
-    return {"candidate": c.to_dict(), "label": c.label(), "params": mspec.num_params(), "per_seed": per,
-            "mean": {k: float(np.mean([p[k] for p in per])) for k in keys},
+    return {"candidate": c.to_dict(), "label": c.label(), "params": mspec.num_params(), "task": task.to_dict(),
+            "per_seed": per, "mean": {k: float(np.mean([p[k] for p in per])) for k in keys},
             "std": {k: float(np.std([p[k] for p in per])) for k in keys}, "n_test": int(len(te.y))}
 
 
 def default_candidates(max_epochs: int = 40) -> list[Candidate]:
-    """The recipe grid searched on validation: MLP 256-256 and GRU-128 (skip from the latest step), Adam lr
-    1e-3 / 3e-3, weight decay 0 / 1e-4, for each kind (separately ranked by the caller if it wants both)."""
+    """The grid searched on validation, per model kind: MLP 256-256 (kind mlp) and GRU-128 with the residual
+    start (kind gru); input normalisation per-sample-max dB or relative linear power; Adam lr 1e-3 / 3e-3."""
     out = []
     for kind, hidden in (("mlp", (256, 256)), ("gru", (128,))):
-        for lr in (1e-3, 3e-3):
-            for wd in (0.0, 1e-4):
-                out.append(Candidate(kind, hidden, Recipe(lr=lr, weight_decay=wd, max_epochs=max_epochs)))
+        for norm in ("per_sample_max", "rel_linear"):
+            for lr in (1e-3, 3e-3):
+                out.append(Candidate(kind, hidden, Recipe(lr=lr, max_epochs=max_epochs), norm=norm))
     return out
 
 

@@ -62,9 +62,11 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
     te_ds = read_beam_h5(data / f"v{s['kmh']}-test.h5")
     tr_ds, val_ds = C.split_by_trajectory(full, 0.2, seed=0)
     p = int(round(s["period_ms"] / 1000 / float(full.time_step_s or 0.02)))
-    spec = BeamTaskSpec(n_tx=full.n_tx, setb=setb, case="case2", history=s["history"], horizon=s["horizon"],
-                        period_steps=p).fit(tr_ds)
-    tr, val, te = (C.task_arrays(spec, d) for d in (tr_ds, val_ds, te_ds))
+    base = BeamTaskSpec(n_tx=full.n_tx, setb=setb, case="case2", history=s["history"], horizon=s["horizon"],
+                        period_steps=p)
+    splits = C.Splits(base, tr_ds, val_ds, te_ds)
+    spec = splits.spec("per_sample_max")
+    tr, val, te = (splits.arrays("per_sample_max", part) for part in ("train", "val", "test"))
     base = {
         "sh_seta": beam_kpis(sample_and_hold_scores(spec, te_ds), te.rsrp),
         "sh_setb": beam_kpis(sample_and_hold_setb_scores(spec, te_ds), te.rsrp),
@@ -75,9 +77,9 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
     selection = {}
     for kind in ("mlp", "gru"):
         cands = [c for c in C.default_candidates(max_epochs) if c.kind == kind]
-        best, table = C.select(cands, spec, tr, val, seed=0)
+        best, table = C.select(cands, splits, seed=0)
         selection[kind] = table
-        models[kind] = C.evaluate(best, spec, tr, val, te, seeds=seeds)
+        models[kind] = C.evaluate(best, splits, seeds=seeds)
         print(f"  {key(s, setb)} {kind}: {100 * models[kind]['mean']['top1']:.1f} "
               f"(S&H A {100 * base['sh_seta']['top1']:.1f}, S&H B {100 * base['sh_setb']['top1']:.1f})", flush=True)
     return {"setting": {**s, "setb": setb, "period_steps": p}, "task": spec.to_dict(), "baselines": base,
