@@ -12,9 +12,10 @@ device:
    cached graphs that this tier does not use are evicted first, else ``storage_full``);
 4. downloads the missing blobs (graph, payload, extras): each attempt is one HTTP request (``latency`` before the
    first byte, ``request_overhead`` bytes of headers), bytes flow at the link's per-second rate; an attempt ends
-   early when the link goes offline (the device waits for it to come back) or at a drop (back-off
-   ``backoff * 2^(n-1)`` x U(0.5, 1.5), capped at ``backoff_max``; after ``max_retries`` failed attempts in a row it
-   waits ``backoff_max``). A resuming device (HTTP Range) keeps every byte it received and asks only for the rest;
+   early when the link goes offline (the device waits for it to come back) or at a drop, after which it backs off
+   as edge-sdk's device fetch does (full jitter: U(0, min(backoff_max, backoff * 2^(n-1))), ``n`` = failed
+   attempts in a row without progress, at least 1; more than ``max_retries`` of them and the fetch gives up until
+   the device's next poll). A resuming device (HTTP Range) keeps every byte it received and asks only for the rest;
    a device without resume starts the blob again and the bytes it had are counted as re-sent;
 5. verifies the blobs (SHA-256 at the measured hashing rate, times its compute factor);
 6. trains: ``train_steps`` x measured step time x compute factor; the model is ready at the end.
@@ -72,7 +73,8 @@ class DeviceRound:
     drops: int = 0
     offline_interruptions: int = 0
     offline_wait_s: float = 0.0
-    transfer_time_s: float | None = None  # first request to last byte
+    transfer_time_s: float | None = None  # the tier's blobs: first request to last byte
+    fetch_time_s: float | None = None  # the whole fetch: channel record request to the tier's last byte
     verify_time_s: float | None = None
     train_steps: int | None = None
     train_time_s: float | None = None
@@ -115,12 +117,21 @@ class _Fail(Exception):
 Event = tuple[int, int, float, str, int]  # device, round, t (absolute), event, bytes
 
 
+def device_link(model: LinkModel, seed: int, device: int, dense: bool = False) -> LinkState:
+    """Device ``device``'s realisation of ``model`` in the run seeded ``seed``."""
+    return LinkState(model, rng(seed, "rate", device), rng(seed, "availability", device), rng(seed, "drops", device),
+                     dense=dense)
+
+
 class Engine:
     """Run the timeline of every device. ``device_class[d]``/``link_model[d]`` describe device ``d``."""
 
     def __init__(self, release: FleetRelease, spec: ReleaseSpec, transfer: TransferSpec, timing: Timing,
                  classes: Sequence[DeviceClass], class_index: np.ndarray, links: Mapping[str, LinkModel],
-                 link_names: Sequence[str], link_index: np.ndarray, seed: int, trace: bool = False) -> None:
+                 link_names: Sequence[str], link_index: np.ndarray, seed: int, trace: bool = False,
+                 dense_links: bool = False) -> None:
+        """``dense_links``: draw every second of each link's rate process (see :class:`LinkState`), so a link's
+        realisation does not depend on which seconds are looked at (the live check replays the same link)."""
         self.release = release
         self.spec = spec
         self.transfer = transfer
@@ -132,6 +143,7 @@ class Engine:
         self.link_index = link_index
         self.seed = seed
         self.trace = trace
+        self.dense_links = dense_links
         self.events: list[Event] = []
         self._graphs = frozenset(t.graph.digest for t in release.tiers())
 
@@ -164,8 +176,7 @@ class Engine:
     def _life(self, d: int, out: list[DeviceRound]) -> Generator[float, None, None]:
         cls = self.classes[int(self.class_index[d])]
         lname = self.link_names[int(self.link_index[d])]
-        link = LinkState(self.links[lname], rng(self.seed, "rate", d), rng(self.seed, "availability", d),
-                         rng(self.seed, "drops", d))
+        link = device_link(self.links[lname], self.seed, d, dense=self.dense_links)
         backoff_rng = rng(self.seed, "backoff", d)
         cache = _Cache()
         shares_pick: str | None = None
@@ -230,6 +241,7 @@ class Engine:
         self._log(d, r, t, "online")
         # find the release: the channel record (never cached), then the manifest blob
         m = rnd.manifest
+        t_fetch = t
         t = yield from self._fetch(d, r, t, deadline, BlobRef(f"channel:{self.release.channel}:{r}", rnd.channel_bytes),
                                    cls, link, backoff_rng, cache, row, keep=False)
         t = yield from self._fetch(d, r, t, deadline, BlobRef(m.digest, m.size), cls, link, backoff_rng, cache, row,
@@ -266,6 +278,7 @@ class Engine:
         for blob in choice.missing:
             t = yield from self._fetch(d, r, t, deadline, blob, cls, link, backoff_rng, cache, row)
         row.transfer_time_s = t - t_first
+        row.fetch_time_s = t - t_fetch
         verify = row.bytes_blobs / self.timing.hash_rate * cls.compute_factor
         row.verify_time_s = verify
         t += verify
@@ -362,12 +375,13 @@ class Engine:
                 row.offline_interruptions += 1
                 continue
             row.drops += 1
-            fails += 1
-            if fails >= tr.max_retries:
-                wait = tr.backoff_max_s
+            # as the device fetch does: failures in a row that made no progress; full-jitter back-off
+            fails = 0 if delivered > 0 else fails + 1
+            if fails > tr.max_retries:  # the fetch gives up; the device fetches again at its next poll
+                wait = cls.poll_interval_s or tr.backoff_max_s
                 fails = 0
             else:
-                wait = min(tr.backoff_max_s, tr.backoff_s * 2 ** (fails - 1)) * float(backoff_rng.uniform(0.5, 1.5))
+                wait = min(tr.backoff_max_s, tr.backoff_s * 2 ** (max(fails, 1) - 1)) * float(backoff_rng.random())
             t = min(t + wait, deadline)
             yield t
         cache.partial.pop(blob.digest, None)

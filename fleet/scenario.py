@@ -111,13 +111,15 @@ class ComputeSpec:
 
 @dataclass(frozen=True)
 class TransferSpec:
-    """HTTP-level costs: ``request_overhead_bytes`` (response headers) per request; back-off after a drop
-    ``backoff_s * 2^(n-1)`` (x U(0.5, 1.5) jitter) capped at ``backoff_max_s``; after ``max_retries`` failed
-    attempts in a row the device waits ``backoff_max_s`` and starts a new fetch (keeping what it has)."""
+    """HTTP-level costs and the device fetch's retry policy (defaults = ``edge-sdk device fetch``'s):
+    ``request_overhead_bytes`` (response headers) per request; after a drop, a full-jitter back-off
+    U(0, min(``backoff_max_s``, ``backoff_s`` * 2^(n-1))), ``n`` = failed attempts in a row without progress (at
+    least 1); more than ``max_retries`` of them and the fetch gives up until the device's next poll (keeping what it
+    has)."""
 
     request_overhead_bytes: int = 400
-    backoff_s: float = 1.0
-    backoff_max_s: float = 300.0
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
     max_retries: int = 8
 
 
@@ -484,10 +486,10 @@ def parse_scenario(data: bytes, source: str = "<scenario>", base: Path = Path(".
 
     tr = _Table(top.get("transfer", lambda v, w: v, {}), "[transfer]", err)
     transfer = TransferSpec(
-        request_overhead_bytes=tr.get("request_overhead", _size, 400),
-        backoff_s=tr.get("backoff", _duration, 1.0),
-        backoff_max_s=tr.get("backoff_max", _duration, 300.0),
-        max_retries=tr.get("max_retries", _int(1, 1000), 8),
+        request_overhead_bytes=tr.get("request_overhead", _size, TransferSpec.request_overhead_bytes),
+        backoff_s=tr.get("backoff", _duration, TransferSpec.backoff_s),
+        backoff_max_s=tr.get("backoff_max", _duration, TransferSpec.backoff_max_s),
+        max_retries=tr.get("max_retries", _int(1, 1000), TransferSpec.max_retries),
     )
     tr.done()
     top.done()

@@ -130,11 +130,16 @@ def test_drops_back_off_and_account_every_byte(resume: bool) -> None:
             assert r.bytes_resent == 0
     if not resume:
         assert sum(r.bytes_resent for r in rows) > 0
-    # a dropped attempt is followed by a back-off before the next request
-    ev = [e for e in eng.events if e[0] == max(rows, key=lambda r: r.drops).device]
-    for a, b in zip(ev, ev[1:], strict=False):
-        if a[3].startswith("drop:"):
-            assert b[3].startswith("request:") and b[2] - a[2] >= 0.5 * 1.0 + 0.2 - 1e-9
+    # a dropped attempt is followed by a full-jitter back-off, U(0, 0.5 s x 2^(n-1)), then the round trip
+    waits = []
+    for d in range(20):
+        ev = [e for e in eng.events if e[0] == d]
+        for a, b in zip(ev, ev[1:], strict=False):
+            if a[3].startswith("drop:"):
+                assert b[3].startswith("request:")
+                waits.append(b[2] - a[2] - 0.2)
+    assert waits and min(waits) >= -1e-9 and max(waits) < 0.5 * 2**8
+    assert 0.1 < float(np.median(waits)) < 0.5  # mostly after progress: n = 1, U(0, 0.5 s)
 
 
 def test_budget_policy_best_fit_and_failures() -> None:
