@@ -243,7 +243,7 @@ class Engine:
         m = rnd.manifest
         t_fetch = t
         t = yield from self._fetch(d, r, t, deadline, BlobRef(f"channel:{self.release.channel}:{r}", rnd.channel_bytes),
-                                   cls, link, backoff_rng, cache, row, keep=False)
+                                   cls, link, backoff_rng, cache, row, keep=False, resumable=False)
         t = yield from self._fetch(d, r, t, deadline, BlobRef(m.digest, m.size), cls, link, backoff_rng, cache, row,
                                    keep=False)
         row.bytes_manifest = rnd.channel_bytes + m.size
@@ -303,8 +303,9 @@ class Engine:
 
     def _fetch(self, d: int, r: int, t: float, deadline: float, blob: BlobRef, cls: DeviceClass, link: LinkState,
                backoff_rng: np.random.Generator, cache: _Cache, row: DeviceRound,
-               keep: bool = True) -> Generator[float, None, float]:
-        """Download ``blob`` (resuming what the device holds of it); ``keep``: it goes into the blob cache."""
+               keep: bool = True, resumable: bool = True) -> Generator[float, None, float]:
+        """Download ``blob`` (resuming what the device holds of it); ``keep``: it goes into the blob cache;
+        ``resumable=False``: read whole or not at all (the channel record), a broken attempt counts no progress."""
         tr = self.transfer
         have = cache.partial.get(blob.digest, 0)
         name = blob.digest.split(":")[-1][:12] if blob.digest.startswith("sha256:") else blob.digest.split(":")[0]
@@ -335,7 +336,7 @@ class Engine:
             if t >= deadline:
                 raise self._deadline_fail(deadline, link, row)
             yield t
-            if not cls.resume and have:
+            if (not cls.resume or not resumable) and have:
                 row.bytes_resent += have
                 have = 0
             want = blob.size - have
@@ -376,7 +377,7 @@ class Engine:
                 continue
             row.drops += 1
             # as the device fetch does: failures in a row that made no progress; full-jitter back-off
-            fails = 0 if delivered > 0 else fails + 1
+            fails = 0 if delivered > 0 and resumable else fails + 1
             if fails > tr.max_retries:  # the fetch gives up; the device fetches again at its next poll
                 wait = cls.poll_interval_s or tr.backoff_max_s
                 fails = 0

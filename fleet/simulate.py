@@ -60,6 +60,8 @@ class RunOptions:
     trace: bool = False
     plots: bool = True
     ray_address: str | None = None
+    dense_links: bool = False  # draw every second of each link (the live check replays the same realisation)
+    live: bool = False  # also fetch for real from edge-sdk serve and compare (use run_live)
 
 
 @dataclass
@@ -170,7 +172,8 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
 
     t0 = time.perf_counter()
     engine = Engine(release, scenario.release, scenario.transfer, timing, scenario.classes, pop.class_index,
-                    scenario.links, pop.link_names, pop.link_index, scenario.seed, trace=opt.trace)
+                    scenario.links, pop.link_names, pop.link_index, scenario.seed, trace=opt.trace,
+                    dense_links=opt.dense_links)
     bar = _bar(pop.n, "fleet timeline", opt.progress)
     rows: list[DeviceRound] = engine.run(bar.update)
     bar.close()
@@ -223,6 +226,13 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
     finally:
         backend.close()
 
+    live = None
+    if opt.live:
+        from edge_sdk.fleet.live import live_check
+
+        t0 = time.perf_counter()
+        live = live_check(scenario, release, rows, list(pop.link_names), pop.link_index)
+        wall["live"] = time.perf_counter() - t0
     table = _table(rows, results)
     wall["total"] = time.perf_counter() - t_all
     n_train = len(train_results) if memo is not None else len(tasks)
@@ -254,9 +264,23 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         "wall_s": wall,
         "devices_per_s": len(rows) / wall["total"] if wall["total"] > 0 else None,
     }
+    if live is not None:
+        summary["live"] = live
     if out_dir is not None:
         write_outputs(out_dir, table, summary, engine.events if opt.trace else None, plots=opt.plots)
     return RunResult(table, summary, engine.events)
+
+
+def run_live(scenario: Scenario, out_dir: Path | None = None, options: RunOptions | None = None) -> RunResult:
+    """``--live``: simulate at most 50 devices of ``scenario`` (the release's head round, links always on, no poll
+    delay, every second of each link drawn) and fetch the same release for real from ``edge-sdk serve`` on loopback
+    with each device's link shaped on the client (:mod:`edge_sdk.fleet.live`); ``summary["live"]`` compares."""
+    from dataclasses import replace
+
+    from edge_sdk.fleet.live import live_scenario
+
+    opt = replace(options or RunOptions(), dense_links=True, live=True)
+    return simulate(live_scenario(scenario), out_dir, opt)
 
 
 def _table(rows: list[DeviceRound], results: dict[int, DeviceResult]) -> Table:

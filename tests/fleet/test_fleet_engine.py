@@ -126,8 +126,8 @@ def test_drops_back_off_and_account_every_byte(resume: bool) -> None:
         assert r.failure is None
         assert r.requests == 4 + r.drops + r.offline_interruptions
         assert r.bytes_down == r.bytes_manifest + r.bytes_blobs + r.bytes_resent + r.requests * OVERHEAD
-        if resume:
-            assert r.bytes_resent == 0
+        if resume:  # only the channel record is read whole again after a drop
+            assert r.bytes_resent <= CHANNEL_BYTES * r.drops
     if not resume:
         assert sum(r.bytes_resent for r in rows) > 0
     # a dropped attempt is followed by a full-jitter back-off, U(0, 0.5 s x 2^(n-1)), then the round trip
