@@ -256,14 +256,15 @@ def live_check(sc: Scenario, release: FleetRelease, rows: list[Any], link_names:
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-sdk-fleet-live-", dir=workdir))
     trusted = [str(k) for k in sc.release.trusted_keys]
+    def dense_link(d: int) -> LinkState:
+        return device_link(sc.links[link_names[int(link_index[d])]], sc.seed, d, dense=True)
+
     server = _Server(release.store.root, release.channel, tmp)
     try:
         head = [r for r in rows if r.round == len(release.rounds) - 1]
-        with ThreadPoolExecutor(max_workers=len(head)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(head))) as pool:
             futs = [pool.submit(_fetch_one, r.device, r, sc, release, server.url, server.token,
-                                tmp / f"dev{r.device}", trusted, link_names[int(link_index[r.device])],
-                                lambda d, r=r: device_link(sc.links[link_names[int(link_index[d])]], sc.seed, d,
-                                                           dense=True))
+                                tmp / f"dev{r.device}", trusted, link_names[int(link_index[r.device])], dense_link)
                     for r in head]
             devices = [f.result() for f in futs]
     finally:
