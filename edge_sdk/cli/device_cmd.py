@@ -123,7 +123,10 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
     from edge_sdk.device.trainer import Trainer, peak_rss_mb
 
     t0 = time.perf_counter()
-    tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None, require_signature=bool(trusted_keys),
+    # from a release, the signed manifest pins the payload by digest (checked again by resolve_release), so the
+    # payload itself need not be signed; its own signature is still verified when it has one
+    tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None,
+                 require_signature=bool(trusted_keys) and release_info is None,
                  epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, soft_weight=soft_weight, threads=threads)
     st = tr.train(out_dir, resume=resume, progress=not quiet)
     model_bytes = tr.export_model(out_dir / "model.onnx", st.params)
