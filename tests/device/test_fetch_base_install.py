@@ -40,9 +40,13 @@ def device(*args: object, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
     py = _server_python()
-    store = tmp_path / "store"
+    store, keys = tmp_path / "store", tmp_path / "keys"
+    r = subprocess.run([py, "-m", "edge_sdk.cli", "payload", "keygen", "--out-dir", keys, "--name", "pub"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
     r = subprocess.run([py, "-m", "edge_sdk.cli", "store", "add", "--store", store, "--channel", CHANNEL,
-                        release_files.big, release_files.small, "--json"], capture_output=True, text=True, timeout=120)
+                        release_files.big, release_files.small, "--sign", keys / "pub.key", "--json"],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     tiers = {t["name"]: t for t in json.loads(r.stdout)["tiers"]}  # "4KiB" (big) and "1KiB" (small)
     big, small = tiers["4KiB"], tiers["1KiB"]
@@ -58,7 +62,8 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
         url = json.loads(ready.read_text())["url"]
         cache = tmp_path / "cache"
         budget = small["payload"]["size"] + small["graph"]["size"] + 100  # the small tier fits, the big one not
-        fetch = ["device", "fetch", "--url", url, "--channel", CHANNEL, "--cache", cache, "--budget", budget]
+        fetch = ["device", "fetch", "--url", url, "--channel", CHANNEL, "--cache", cache, "--trusted-key",
+                 keys / "pub.pub", "--budget", budget]
         # forced interruption: a rate-capped fetch killed part-way through the graph
         part = cache / "partial" / f"{small['graph']['digest'][7:]}.partial"
         proc = subprocess.Popen([sys.executable, "-c", NO_TORCH, *map(str, fetch), "--max-rate", "4096", "--quiet"],
@@ -74,18 +79,19 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
         have = part.stat().st_size
         device(*fetch, "--report", tmp_path / "fetch.json")
         rep = json.loads((tmp_path / "fetch.json").read_text())
-        assert rep["tier"] == "1KiB" and rep["bytes_resumed"] == have
+        assert rep["tier"] == "1KiB" and rep["bytes_resumed"] == have and rep["signature"] == "verified"
         g = next(b for b in rep["blobs"] if b["role"] == "graph")
         assert g["status"] == "resumed" and g["wire_bytes"] == small["graph"]["size"] - have
         for b in rep["blobs"]:
             p = cache / "blobs" / "sha256" / b["digest"][7:9] / b["digest"][7:]
             assert hashlib.sha256(p.read_bytes()).hexdigest() == b["digest"][7:]
-        # train from the cache, torch never imported
+        # train from the cache, torch never imported; the manifest's signature is checked again (the payload
+        # itself is unsigned: the signed manifest pins it by digest)
         out = tmp_path / "trained"
-        r = device("device", "train", "--release", cache, "--epochs", "1", "--quiet", "--eval",
-                   release_files.local_h5, "--out", out)
+        r = device("device", "train", "--release", cache, "--trusted-key", keys / "pub.pub", "--epochs", "1",
+                   "--quiet", "--eval", release_files.local_h5, "--out", out)
         trained = json.loads((out / "report.json").read_text())
-        assert trained["release"]["tier"] == "1KiB" and trained["payload_sha256"]
+        assert trained["release"]["tier"] == "1KiB" and trained["release"]["signature"] == "verified"
         assert trained["release"]["expected_kpis"]["top1"] == pytest.approx(0.55)
         assert 0.0 <= trained["kpis"]["top1"] <= 1.0 and (out / "model.onnx").stat().st_size > 0
         # a bigger budget takes the better tier; the cached graph is not sent again
