@@ -324,7 +324,8 @@ class Fetcher:
                 continue  # the body ended early without an error: resume
             if self._hash(part) != ref.digest:
                 self.cache.drop_partial(ref.digest)
-                if not fresh_retry_done:
+                pieced = res.resumed_from > 0 or start > 0 or res.attempts > 1  # bytes from more than one answer
+                if pieced and not fresh_retry_done:
                     fresh_retry_done = True
                     self.report.restarts += 1
                     self.log(f"{role} {ref.digest[:23]}...: assembled bytes do not match the digest; "

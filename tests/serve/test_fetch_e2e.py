@@ -524,3 +524,19 @@ def test_payload_must_match_release_F10(tmp_path, release_files):
                 fetch_release(cfg(srv.url, tmp_path / f"cache{i}", channel=f"bad/{i}"))
             assert_cache_clean(tmp_path / f"cache{i}")
             assert ReleaseCache(tmp_path / f"cache{i}").state(f"bad/{i}") is None  # not recorded as fetched
+
+
+def test_corrupt_partial_file_is_redownloaded_once_F06(server, tmp_path):
+    """Partial bytes that went bad on disk (power loss, a bad sector) fail the digest after the resume: the blob
+    is fetched once more from byte 0, and only the good copy is cached."""
+    srv, store, m, log = server
+    g = m.tiers[0].graph
+    cache = ReleaseCache(tmp_path / "cache")
+    part, meta = cache.partial_paths(g.digest)
+    part.write_bytes(b"\xff" * 3000)  # not the graph's first 3,000 bytes
+    meta.write_text(json.dumps({"digest": g.digest, "size": g.size, "validator": f'"{g.digest}"'}))
+    rep = fetch_release(cfg(srv.url, tmp_path / "cache"))
+    b = next(x for x in rep.blobs if x.digest == g.digest)
+    assert b.status == "resumed" and b.resumed_from == 3000 and rep.restarts == 1
+    assert b.wire_bytes == (g.size - 3000) + g.size  # the rest, then everything once more
+    assert g.digest in assert_cache_clean(tmp_path / "cache")
