@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "store": "edge_sdk.cli.store_cmd",
     "serve": "edge_sdk.cli.serve_cmd",
     "token": "edge_sdk.cli.token_cmd",
+    "fleet": "edge_sdk.cli.fleet_cmd",
 }
 
 
