@@ -31,9 +31,11 @@ def _server_python() -> str:
     pytest.skip("no interpreter with the serve extra (starlette, uvicorn) to run the server")
 
 
-def device(*args: object, check: bool = True) -> subprocess.CompletedProcess:
+def device(*args: object, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """A device command with torch unimportable, run outside the source tree (so that the installed package, not
+    the repository's folders, is imported: in the device-only venvs that is the point)."""
     r = subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], capture_output=True, text=True, timeout=300,
-                       cwd=ROOT)
+                       cwd=cwd)
     assert not check or r.returncode == 0, r.stderr
     return r
 
@@ -67,17 +69,18 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
         # forced interruption: a rate-capped fetch killed part-way through the graph
         part = cache / "partial" / f"{small['graph']['digest'][7:]}.partial"
         proc = subprocess.Popen([sys.executable, "-c", NO_TORCH, *map(str, fetch), "--max-rate", "4096", "--quiet"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
             while not (part.exists() and part.stat().st_size >= 2048):
-                assert proc.poll() is None and time.monotonic() < deadline, "fetch ended before the interruption"
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    f"fetch ended before the interruption: {proc.stderr.read() if proc.stderr else ''}"
                 time.sleep(0.01)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
         have = part.stat().st_size
-        device(*fetch, "--report", tmp_path / "fetch.json")
+        device(*fetch, "--report", tmp_path / "fetch.json", cwd=tmp_path)
         rep = json.loads((tmp_path / "fetch.json").read_text())
         assert rep["tier"] == "1KiB" and rep["bytes_resumed"] == have and rep["signature"] == "verified"
         g = next(b for b in rep["blobs"] if b["role"] == "graph")
@@ -89,19 +92,19 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
         # itself is unsigned: the signed manifest pins it by digest)
         out = tmp_path / "trained"
         r = device("device", "train", "--release", cache, "--trusted-key", keys / "pub.pub", "--epochs", "1",
-                   "--quiet", "--eval", release_files.local_h5, "--out", out)
+                   "--quiet", "--eval", release_files.local_h5, "--out", out, cwd=tmp_path)
         trained = json.loads((out / "report.json").read_text())
         assert trained["release"]["tier"] == "1KiB" and trained["release"]["signature"] == "verified"
         assert trained["release"]["expected_kpis"]["top1"] == pytest.approx(0.55)
         assert 0.0 <= trained["kpis"]["top1"] <= 1.0 and (out / "model.onnx").stat().st_size > 0
         # a bigger budget takes the better tier; the cached graph is not sent again
-        device(*fetch[:-1], big["payload"]["size"] + 10, "--report", tmp_path / "fetch2.json")
+        device(*fetch[:-1], big["payload"]["size"] + 10, "--report", tmp_path / "fetch2.json", cwd=tmp_path)
         rep2 = json.loads((tmp_path / "fetch2.json").read_text())
         assert rep2["tier"] == "4KiB" and rep2["bytes_saved_by_cache"] == big["graph"]["size"]
         assert rep2["bytes_needed"] == big["payload"]["size"]
         # both releases stay trainable: a manifest file inside the cache names one explicitly
         mpath = cache / "blobs" / "sha256" / rep2["manifest"][7:9] / rep2["manifest"][7:]
-        device("device", "train", "--release", mpath, "--epochs", "1", "--quiet", "--out", tmp_path / "t2")
+        device("device", "train", "--release", mpath, "--epochs", "1", "--quiet", "--out", tmp_path / "t2", cwd=tmp_path)
         assert json.loads((tmp_path / "t2" / "report.json").read_text())["release"]["tier"] == "4KiB"
     finally:
         server.send_signal(signal.SIGTERM)
@@ -112,7 +115,7 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
 
 
 def test_train_release_errors(tmp_path: Path, release_files):
-    r = device("device", "train", "--release", tmp_path, "--out", tmp_path / "o", check=False)
+    r = device("device", "train", "--release", tmp_path, "--out", tmp_path / "o", cwd=tmp_path, check=False)
     assert r.returncode == 6 and "StoreError" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = device("device", "train", "--out", tmp_path / "o", check=False)
+    r = device("device", "train", "--out", tmp_path / "o", cwd=tmp_path, check=False)
     assert r.returncode == 2 and "--release" in r.stderr
