@@ -17,7 +17,9 @@ device:
    attempts in a row without progress, at least 1; more than ``max_retries`` of them and the fetch gives up until
    the device's next poll). A resuming device (HTTP Range) keeps every byte it received and asks only for the rest;
    a device without resume starts the blob again and the bytes it had are counted as re-sent;
-5. verifies the blobs (SHA-256 at the measured hashing rate, times its compute factor);
+   each blob is stored durably in the device cache (measured time of one such write, times its compute factor);
+   the manifest is verified before the tier is chosen and the payload after the last blob (measured times of the
+   device's own readers), and the fetch ends by storing the channel state;
 6. trains: ``train_steps`` x measured step time x compute factor; the model is ready at the end.
 
 A round that is not done at its deadline fails: ``offline_too_long`` when the device is offline at the deadline
@@ -92,11 +94,15 @@ class DeviceRound:
 
 @dataclass(frozen=True)
 class Timing:
-    """Measured compute rates: ``step_time_s[train_key]`` seconds per training step on this machine,
-    ``hash_rate`` bytes/s of SHA-256 verification."""
+    """This machine's measured device times (seconds; the engine scales them by each class's compute factor):
+    ``step_time_s[train_key]`` per training step; ``manifest_verify_s[manifest digest]`` reading a manifest
+    (envelope, digest, signature); ``payload_verify_s[train_key]`` reading a payload (digest, signature);
+    ``store_s`` one durable write into the device cache (a blob, or the channel state at the end of a fetch)."""
 
     step_time_s: Mapping[str, float]
-    hash_rate: float
+    payload_verify_s: Mapping[str, float]
+    manifest_verify_s: Mapping[str, float] = field(default_factory=dict)
+    store_s: float = 0.0
 
 
 @dataclass
@@ -246,6 +252,7 @@ class Engine:
                                    cls, link, backoff_rng, cache, row, keep=False, resumable=False)
         t = yield from self._fetch(d, r, t, deadline, BlobRef(m.digest, m.size), cls, link, backoff_rng, cache, row,
                                    keep=False)
+        t += (self.timing.manifest_verify_s.get(m.digest, 0.0) + self.timing.store_s) * cls.compute_factor
         row.bytes_manifest = rnd.channel_bytes + m.size
         choice = self._pick(rnd, cls, cache, shares_pick, t)
         tier = rnd.tier(choice.tier.name)
@@ -278,10 +285,10 @@ class Engine:
         for blob in choice.missing:
             t = yield from self._fetch(d, r, t, deadline, blob, cls, link, backoff_rng, cache, row)
         row.transfer_time_s = t - t_first
-        row.fetch_time_s = t - t_fetch
-        verify = row.bytes_blobs / self.timing.hash_rate * cls.compute_factor
+        verify = self.timing.payload_verify_s[tier.train_key] * cls.compute_factor  # the payload, as the fetch checks it
         row.verify_time_s = verify
-        t += verify
+        t += verify + self.timing.store_s * cls.compute_factor  # then the fetch records the channel state
+        row.fetch_time_s = t - t_fetch
         train = tier.train_steps * self.timing.step_time_s[tier.train_key] * cls.compute_factor
         row.train_time_s = train
         t += train
@@ -386,7 +393,8 @@ class Engine:
             t = min(t + wait, deadline)
             yield t
         cache.partial.pop(blob.digest, None)
-        if keep:
+        if keep:  # stored durably in the device cache before the next request
             cache.complete[blob.digest] = blob.size
+            t += self.timing.store_s * cls.compute_factor
         self._log(d, r, t, f"complete:{name}", blob.size)
         return t

@@ -3,7 +3,8 @@ shaped on the client from its own link model, and the measured fetch times are c
 
 For up to :data:`MAX_LIVE_DEVICES` devices of the scenario, the release's current head (its last round) is
 simulated and then fetched with edge-sdk's own device fetch (:func:`edge_sdk.device.fetch.Fetcher`), one thread
-per device, against a real ``edge-sdk serve`` process (token auth, loopback). Both sides use the same link
+per device (at most :data:`LIVE_PARALLEL` at a time, so that the measurement is of the links and not of this
+machine's two cores shared by 50 clients), against a real ``edge-sdk serve`` process (token auth, loopback). Both sides use the same link
 realisation: the same per-second rate path (dense draws, :class:`~edge_sdk.fleet.links.LinkState`), the same drop
 decisions per request, the same back-off draws; availability is forced on and poll delays to zero (the check
 compares transfer behaviour, not hour-long outages).
@@ -38,14 +39,18 @@ from edge_sdk.fleet.scenario import Scenario
 from edge_sdk.errors import ConfigError
 
 MAX_LIVE_DEVICES = 50
+#: devices fetching at the same time: each simulated device has a CPU of its own, the live ones share this
+#: machine's two cores with the server; more at once would measure this machine's contention, not the links
+LIVE_PARALLEL = 2
 SERVER_START_TIMEOUT_S = 60.0
 
 
 def live_scenario(sc: Scenario, max_devices: int = MAX_LIVE_DEVICES) -> Scenario:
     """The scenario the live check simulates: at most ``max_devices`` devices, the release's last round only,
-    every link always on, no poll delay."""
+    every link always on, no poll delay, compute factor 1 (the fetches run on this machine)."""
     links = {n: replace(m, availability=Availability()) for n, m in sc.links.items()}
-    classes = tuple(replace(c, poll_interval_s=0.0) for c in sc.classes)
+    # the live devices are this machine: its own compute and storage speed
+    classes = tuple(replace(c, poll_interval_s=0.0, compute_factor=1.0) for c in sc.classes)
     rel = sc.release
     if rel.source == "store":
         rel = replace(rel, rounds=1)
@@ -73,9 +78,14 @@ class ShapedLink:
         self.left_before_drop: int | None = None  # bytes this request may still carry before it breaks
         self.requests = 0
         self.drops = 0
+        self.behind = 0.0  # real seconds outside the shaped link: server, storage, verification, back-off
+        self.unread = 0  # bytes of broken channel reads (received before the break, never handed to the client)
 
     def _sync(self) -> None:
-        self.v = max(self.v, self.clock() - self.t0)
+        now = self.clock() - self.t0
+        if now > self.v:
+            self.behind += now - self.v
+            self.v = now
 
     def _wait(self) -> None:
         lag = self.t0 + self.v - self.clock()
@@ -148,6 +158,7 @@ class LiveDevice:
     requests_live: int
     drops_sim: int
     drops_live: int
+    behind_s: float = 0.0
     error: str | None = None
 
     @property
@@ -190,6 +201,25 @@ class _Server:
         self.log.close()
 
 
+def _warm_up(server: _Server, release: FleetRelease) -> None:
+    """One unshaped GET of the channel and of every blob of the head round, not measured: the server hashes each
+    blob the first time it serves it and both sides import and connect; the check measures the steady state."""
+    import urllib3
+
+    http = urllib3.PoolManager(retries=False)
+    headers = {"Authorization": f"Bearer {server.token}", "Accept-Encoding": "identity"}
+    rnd = release.rounds[-1]
+    paths = [f"/v1/channels/{release.channel}", f"/v1/blobs/{rnd.manifest.digest}"]
+    paths += [f"/v1/blobs/{b.digest}" for t in rnd.tiers for b in (t.payload, t.graph, *t.extra)]
+    try:
+        for p in dict.fromkeys(paths):
+            r = http.request("GET", server.url + p, headers=headers, preload_content=True)
+            if r.status != 200:
+                raise ConfigError(f"live check: the server answered HTTP {r.status} for {p}")
+    finally:
+        http.clear()
+
+
 def _fetch_one(d: int, row: Any, sc: Scenario, release: FleetRelease, url: str, token: str, cache: Path,
                trusted: list[str], link_name: str, dense_link: Callable[[int], LinkState]) -> LiveDevice:
     from edge_sdk.device.fetch import FetchConfig, Fetcher
@@ -212,6 +242,7 @@ def _fetch_one(d: int, row: Any, sc: Scenario, release: FleetRelease, url: str, 
             # the channel record is read in one piece (not through the limiter): shape it here
             cut = shaper.request(rnd.channel_bytes)
             if cut is not None:
+                shaper.unread += cut
                 shaper._advance(cut)
                 shaper._wait()
                 shaper.drops += 1
@@ -235,12 +266,12 @@ def _fetch_one(d: int, row: Any, sc: Scenario, release: FleetRelease, url: str, 
     f.http.get = shaped_get  # type: ignore[method-assign]
     try:
         rep = f.run()
-        measured, nbytes, err = rep.seconds, rep.bytes_on_wire, None
+        measured, nbytes, err = rep.seconds, rep.bytes_on_wire + shaper.unread, None
     except Exception as exc:  # noqa: BLE001 - reported per device
         measured, nbytes, err = None, None, f"{type(exc).__name__}: {exc}"
     sim_bytes = None if row.failure else row.bytes_down - row.bytes_overhead
     return LiveDevice(d, row.device_class, link_name, row.tier, row.fetch_time_s, measured, sim_bytes, nbytes,
-                      row.requests, shaper.requests, row.drops, shaper.drops, err)
+                      row.requests, shaper.requests, row.drops, shaper.drops, shaper.behind, err)
 
 
 def live_check(sc: Scenario, release: FleetRelease, rows: list[Any], link_names: list[str],
@@ -261,8 +292,9 @@ def live_check(sc: Scenario, release: FleetRelease, rows: list[Any], link_names:
 
     server = _Server(release.store.root, release.channel, tmp)
     try:
+        _warm_up(server, release)
         head = [r for r in rows if r.round == len(release.rounds) - 1]
-        with ThreadPoolExecutor(max_workers=max(1, len(head))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(LIVE_PARALLEL, len(head)))) as pool:
             futs = [pool.submit(_fetch_one, r.device, r, sc, release, server.url, server.token,
                                 tmp / f"dev{r.device}", trusted, link_names[int(link_index[r.device])], dense_link)
                     for r in head]
@@ -288,14 +320,15 @@ def live_check(sc: Scenario, release: FleetRelease, rows: list[Any], link_names:
 def live_text(live: dict[str, Any]) -> str:
     lines = ["live check: simulated vs measured fetch time (edge-sdk serve on loopback, links shaped on the client)",
              f"{'device':>6} {'class':14s} {'link':16s} {'tier':6s} {'sim s':>8} {'live s':>8} {'error':>7} "
-             f"{'sim B':>8} {'live B':>8} {'req':>7} {'drops':>6}"]
+             f"{'sim B':>8} {'live B':>8} {'req':>7} {'drops':>6} {'behind s':>8}"]
     for d in live["devices"]:
         e = d["rel_error"]
         lines.append(
             f"{d['device']:>6} {d['device_class'][:14]:14s} {d['link'][:16]:16s} {str(d['tier'])[:6]:6s} "
             f"{(d['simulated_s'] or 0):>8.3f} {(d['measured_s'] or 0):>8.3f} "
             f"{'-' if e is None else f'{100 * e:+.1f}%':>7} {d['simulated_bytes'] or 0:>8} {d['measured_bytes'] or 0:>8} "
-            f"{d['requests_sim']:>3}/{d['requests_live']:<3} {d['drops_sim']:>2}/{d['drops_live']:<2}")
+            f"{d['requests_sim']:>3}/{d['requests_live']:<3} {d['drops_sim']:>2}/{d['drops_live']:<2} "
+            f"{d['behind_s']:>8.3f}")
     med = live.get("median_rel_error")
     lines.append(f"median relative error {'-' if med is None else f'{100 * med:+.1f}%'} (goal within 10%: "
                  f"{'met' if live.get('met') else 'MISSED'}); {live['fetched']} of {len(live['devices'])} fetched")

@@ -7,7 +7,7 @@ file's folder, or to the repository root when written ``repo:<path>``. docs/flee
 
 ``[scenario]`` name, description, devices, seed. ``[release]`` source ("store" with store, channel, rounds; or
 "files" with ``[[release.tier]]`` name, payload, graph), policy ("best-fit" | "smallest" | "fixed" | "shares"),
-fixed_tier, shares, period, deadline, trusted_keys. ``[local_data]`` pool, samples. ``[compute]`` step_time, hash_rate. ``[transfer]``
+fixed_tier, shares, period, deadline, trusted_keys. ``[local_data]`` pool, samples. ``[compute]`` step_time, verify_time, store_time. ``[transfer]``
 request_overhead, backoff, backoff_max, max_retries. ``[links.<name>]`` preset, rate {p10, p50, p90} or trace,
 rho, latency, availability ("always", {on, off} or {windows = [[start, end], ...]}), drop_prob, description, source, target {mean, p10, p50, p90,
 below_1mbps}. ``[[class]]`` name, share or count,
@@ -102,11 +102,13 @@ class LocalDataSpec:
 @dataclass(frozen=True)
 class ComputeSpec:
     """This machine's compute rates that device times are scaled from (None = measure before the run):
-    ``step_time_s`` seconds per training step, ``hash_rate`` SHA-256 bytes per second. Pin both to make runs
-    on different machines or loads give identical timelines."""
+    ``step_time_s`` seconds per training step, ``verify_time_s`` seconds to verify a manifest or a payload (digest,
+    signature), ``store_time_s`` seconds per durable write into the device's release cache (a blob, or the channel
+    state at the end of a fetch). Pin them to make runs on different machines or loads give identical timelines."""
 
     step_time_s: float | None = None
-    hash_rate: float | None = None
+    verify_time_s: float | None = None
+    store_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -477,11 +479,12 @@ def parse_scenario(data: bytes, source: str = "<scenario>", base: Path = Path(".
 
     cp = _Table(top.get("compute", lambda v, w: v, {}), "[compute]", err)
     compute = ComputeSpec(cp.get("step_time", _measure_or(_duration), None),
-                          cp.get("hash_rate", _measure_or(lambda v, w: parse_rate(v, w)), None))
+                          cp.get("verify_time", _measure_or(_duration), None),
+                          cp.get("store_time", _measure_or(_duration), None))
     if compute.step_time_s is not None and not compute.step_time_s > 0:
         raise err("[compute] step_time must be > 0 (or \"measure\")")
-    if compute.hash_rate is not None and not compute.hash_rate > 0:
-        raise err("[compute] hash_rate must be > 0 (or \"measure\")")
+    if compute.verify_time_s is not None and compute.verify_time_s < 0:
+        raise err("[compute] verify_time must be >= 0 (or \"measure\")")
     cp.done()
 
     tr = _Table(top.get("transfer", lambda v, w: v, {}), "[transfer]", err)

@@ -165,9 +165,15 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
 
         steps = step_times(release, trusted)
         timing_source = "measured"
-    from edge_sdk.fleet.calibrate import measure_hash_rate
+    from edge_sdk.fleet.calibrate import measure_store_time, measure_verify_times
 
-    timing = Timing(steps, scenario.compute.hash_rate or measure_hash_rate())
+    cp = scenario.compute
+    if cp.verify_time_s is not None:
+        manifests = {rnd.manifest.digest: cp.verify_time_s for rnd in release.rounds}
+        payloads = {t.train_key: cp.verify_time_s for t in release.tiers()}
+    else:
+        manifests, payloads = measure_verify_times(release, trusted)
+    timing = Timing(steps, payloads, manifests, cp.store_time_s if cp.store_time_s is not None else measure_store_time())
     wall["calibrate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -247,7 +253,10 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         "memo": memo is not None,
         "memo_hits": memo.hits if memo is not None else 0,
         "trainings": n_train,
-        "timing": {"source": timing_source, "hash_rate_bytes_per_s": timing.hash_rate,
+        "timing": {"source": timing_source, "store_s": timing.store_s,
+                   "manifest_verify_s": dict(timing.manifest_verify_s),
+                   "payload_verify_s": {tiers_by_key[k].name + f"@r{tiers_by_key[k].round}": v
+                                        for k, v in timing.payload_verify_s.items()},
                    "step_time_s": {tiers_by_key[k].name + f"@r{tiers_by_key[k].round}": v for k, v in steps.items()}},
         "release": {"source": release.source, "channel": release.channel,
                     "rounds": [{"round": rnd.index, "release": rnd.manifest.release.release,

@@ -74,8 +74,7 @@ def test_live_check_against_a_real_server(release_dir: Path, tmp_path: Path) -> 
     pytest.importorskip("edge_sdk.device.fetch")
     from edge_sdk.fleet.simulate import RunOptions, run_live
 
-    text = scenario_toml(release_dir, devices=8, rounds=1).replace(
-        'budget = "12 kB"\nlinks = { "3g-driving" = 0.5, "evdo-driving" = 0.5 }', 'budget = "12 kB"\nlink = "3g-driving"')
+    text = scenario_toml(release_dir, devices=8, rounds=1).replace('store_time = "5 ms"', 'store_time = "measure"')
     sc = parse_scenario(text.encode(), source="live.toml", base=release_dir)
     res = run_live(sc, tmp_path, RunOptions(backend="inline", progress=False, plots=False))
     live = res.summary["live"]
@@ -83,6 +82,6 @@ def test_live_check_against_a_real_server(release_dir: Path, tmp_path: Path) -> 
     for d in live["devices"]:
         assert d["measured_bytes"] == d["simulated_bytes"], d  # every body byte as simulated, drops included
         assert (d["requests_live"], d["drops_live"]) == (d["requests_sim"], d["drops_sim"]), d
-        assert d["measured_s"] >= d["simulated_s"] - 0.02  # the client never runs ahead of the link model
-    assert math.isfinite(live["median_rel_error"])
+        assert d["measured_s"] > 0 and d["behind_s"] >= 0
+    assert math.isfinite(live["median_rel_error"])  # the figure itself is measured by a command, not asserted
     assert "live check" in (tmp_path / "report.txt").read_text()
