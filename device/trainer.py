@@ -161,7 +161,11 @@ class Trainer:
 
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
-                 limits: TrainLimits | None = None, **overrides: Any) -> None:
+                 limits: TrainLimits | None = None, train_graph: TrainGraph | None = None,
+                 **overrides: Any) -> None:
+        """``train_graph``: an already loaded graph session to reuse (e.g. one per worker in a fleet simulation);
+        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read.
+        ``limits``: the device's memory bound (default :class:`~edge_sdk.schema.TrainLimits`)."""
         from edge_sdk.beam.taskspec import BeamTaskSpec
         from edge_sdk.payload import read_payload
 
@@ -180,13 +184,18 @@ class Trainer:
         self.config = config if config is not None else TrainConfig.from_task(self.task, **overrides)
         if config is not None and overrides:
             self.config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        gsize = self.graph_path.stat().st_size
-        if gsize != self.payload.graph["size"]:
-            raise DeviceError(f"graph does not match the payload: {self.graph_path} is {gsize} bytes, the payload names a graph of "
-                              f"{self.payload.graph['size']} bytes (sha256 {self.payload.graph['sha256']}); "
-                              "use the graph exported together with this payload")
-        self.graph: TrainGraph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph,
-                                                  threads=self.config.threads)
+        if train_graph is not None:
+            want = self.payload.graph
+            if (str(want.get("sha256", "")).lower(), int(want.get("size", -1))) != (train_graph.sha256, train_graph.size):
+                raise DeviceError("the given training graph is not the one the payload names (sha256/size differ)")
+            self.graph: TrainGraph = train_graph
+        else:
+            gsize = self.graph_path.stat().st_size
+            if gsize != self.payload.graph["size"]:
+                raise DeviceError(f"graph does not match the payload: {self.graph_path} is {gsize} bytes, the "
+                                  f"payload names a graph of {self.payload.graph['size']} bytes (sha256 "
+                                  f"{self.payload.graph['sha256']}); use the graph exported together with this payload")
+            self.graph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph, threads=self.config.threads)
         if task_model is not None and task_model != self.graph.model:
             raise DeviceError("the payload's task model differs from the graph's model")
         self.memory = self.limits.check(self.graph.model, self.config.batch_size, self.graph.optimizer)

@@ -122,7 +122,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
     from edge_sdk.device.checkpoint import CHECKPOINT_NAME
     from edge_sdk.device.evaluate import evaluate_beam
     from edge_sdk.device.trainer import Trainer
-    from inputs import ADAM, SOFT, graph_with_meta, split_payload, with_graph, with_header
+    from inputs import ADAM, SOFT, graph_with_meta, with_graph, with_header
 
     from edge_sdk.errors import EdgeSdkError
 
@@ -150,10 +150,10 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
                     assert good_ckpt is not None
                     (run / CHECKPOINT_NAME).write_bytes(good_ckpt)
             elif mode == "task":
-                h = split_payload(payload)[1]
                 part = ["t", "p", "t", "t"][i % 4]
-                payload = with_header(payload, lambda hh, part=part: hh.update(
-                    {part: mutate_json(rng, h[part], int(rng.integers(1, 4)))}))
+                edits = int(rng.integers(1, 4))
+                payload = with_header(payload, lambda h, part=part, edits=edits: h.update(
+                    {part: mutate_json(rng, h[part], edits)}))
             elif mode == "graph":
                 graph = graph_with_meta(graph, lambda m: mutate_json(rng, m, int(rng.integers(1, 3))))
                 payload = with_graph(payload, graph)
