@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench lint cli-docs clean
+.PHONY: help install demo test test-slow test-device-minimal bench lint cli-docs check-docs clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
+	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,9 @@ lint: $(STAMP)
 
 cli-docs: $(STAMP)
 	$(PY) tools/gen_cli_docs.py
+
+check-docs: $(STAMP)
+	$(PY) tools/check_docs.py
 
 clean:
 	rm -rf $(VENV) bench-results .pytest_cache build *.egg-info
