@@ -12,7 +12,7 @@
    device result can be compared one to one;
 7. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times.
 
-Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
+Usage: .venv/bin/python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
 
 from __future__ import annotations
