@@ -37,7 +37,8 @@ MAX_IPC = 1 << 20
 def parse_budget(text: str | int) -> int:
     """``"16KiB"`` -> 16384, ``"16kB"`` -> 16000, ``"1.5MiB"``, ``"2048"``/``"2048B"`` -> bytes (int, >0).
 
-    Binary units: KiB/MiB/GiB (and bare K/M = KiB/MiB); decimal: kB/MB/GB (``edge_sdk.units.parse_bytes``).
+    IEC units KiB/MiB/GiB, SI units kB/MB/GB; ambiguous spellings (``16k``, ``16KB``) are refused
+    (``edge_sdk.units.parse_bytes``).
     """
     return parse_bytes(text, "budget")
 
