@@ -45,6 +45,8 @@ MISSING_INPUT: dict[str, list[list[str]]] = {
     "store verify": [["--store", M]],
     "store gc": [["--store", M]],
     "store set-channel": [["--store", M, "--channel", "a/b", "--manifest", "sha256:" + "0" * 64]],
+    "fleet simulate": [["--scenario", M + ".toml", "--out", OUT]],
+    "fleet report": [[M]],
 }
 #: commands whose only paths are outputs (nothing to read), with the reason
 OUTPUT_ONLY: dict[str, str] = {
