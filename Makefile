@@ -25,7 +25,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[server,dev,fleet]"
+	$(PIP) install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[server,serve,dev,fleet]"
 	@$(PY) -c "import torch; print('installed torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
@@ -52,7 +52,7 @@ bench: $(STAMP)
 	$(PY) tools/bench.py --out bench-results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge_sdk server device fleet tests tools
+	$(VENV)/bin/ruff check edge_sdk server device serve fleet tests tools
 	$(VENV)/bin/mypy
 
 cli-docs: $(STAMP)

@@ -64,7 +64,7 @@ def test_a_true_block_passes(tmp_path) -> None:
     ("edge-sdk payload genkey --out-dir runs/k", "has no command 'genkey'"),  # a dead command
     ("edge-sdk data generate --device tpu --out x.h5", "'tpu' is not one of"),  # a value the option refuses
     ("edge-sdk data generate --samples many --out x.h5", "'many' is not a valid integer"),
-    ("edge-sdk device train --payload p.epl --out o", "Missing option '--graph'"),  # required option left out
+    ("edge-sdk payload keygen --name k", "Missing option '--out-dir'"),  # required option left out
     ("edge-sdk payload", "needs a subcommand"),
     ("python tools/make_reference_data.py --check", "use .venv/bin/python"),
     ("python -m edge_sdk.cli --help", "use .venv/bin/python"),
@@ -99,6 +99,11 @@ def test_inline_spans(tmp_path) -> None:
            "`python tools/bench.py --out x`, `tools/no_such.py`, `make nope`")
     found = _problems(tmp_path, bad)
     assert len(found) == 5, found
+
+
+def test_merge_conflict_markers_fail(tmp_path) -> None:
+    found = _problems(tmp_path, "text\n<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> main\n")
+    assert len(found) == 3 and all("merge-conflict" in f for f in found)
 
 
 def test_small_scale_rewrites_only_listed_options() -> None:

@@ -352,8 +352,13 @@ def problem(c: DocCommand) -> str | None:
 
 
 def problems(pages: list[Path] | None = None) -> list[str]:
-    """``page:line: `command`: what is wrong`` for every command of the doc pages that fails its check."""
+    """``page:line: `command`: what is wrong`` for every command of the doc pages that fails its check (and
+    every merge-conflict marker left in a page)."""
     out = []
+    for page in pages if pages is not None else doc_pages():
+        for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if re.match(r"(<{7}|>{7}) |={7}$", line):
+                out.append(f"{DocCommand(page, n, '', 'marker').where()}: a merge-conflict marker")
     for c in commands(pages):
         p = problem(c)
         if p:

@@ -31,8 +31,9 @@ when this page differs from it.
 
 * One entry point, `edge-sdk`, with subcommand groups; `edge-sdk --version` prints the package version;
   `-h` and `--help` show a command's help.
-* Server commands (`data generate`, `distill`, `quantize`, `export-graph`) need the `server` extra (torch); the
-  others run on a device with the base package only.
+* Server commands (`data generate`, `distill`, `quantize`, `export-graph`) need the `server` extra (torch);
+  `serve` needs the `serve` extra (Starlette + uvicorn, no torch); the others run on a device with the base
+  package only.
 * Errors print one line, `error: <ErrorClass>: <what is wrong and how to fix it>`, and exit non-zero (no
   traceback; `EDGE_SDK_DEBUG=1` shows it). Exit codes: 1 generic, 2 usage/config (also a missing or unreadable
   file), 3 dataset, 4 payload, 5 device, 6 release/store/transfer. Warnings print one line,

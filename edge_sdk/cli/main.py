@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, str] = {
     "export-graph": "edge_sdk.cli.graph_cmd",
     "device": "edge_sdk.cli.device_cmd",
     "store": "edge_sdk.cli.store_cmd",
+    "serve": "edge_sdk.cli.serve_cmd",
+    "token": "edge_sdk.cli.token_cmd",
     "fleet": "edge_sdk.cli.fleet_cmd",
 }
 

@@ -47,10 +47,16 @@ MISSING_INPUT: dict[str, list[list[str]]] = {
     "store set-channel": [["--store", M, "--channel", "a/b", "--manifest", "sha256:" + "0" * 64]],
     "fleet simulate": [["--scenario", M + ".toml", "--out", OUT]],
     "fleet report": [[M]],
+    "device fetch": [["--url", "http://127.0.0.1:9", "--channel", "a/b", "--cache", OUT, "--token-file", M],
+                     ["--url", "http://127.0.0.1:9", "--channel", "a/b", "--cache", OUT, "--trusted-key", M]],
+    "serve": [["--store", M, "--port", "0"]],
+    "token revoke": [["--tokens", M, "--name", "x"]],
 }
 #: commands whose only paths are outputs (nothing to read), with the reason
 OUTPUT_ONLY: dict[str, str] = {
     "payload keygen": "writes a key pair; refusing to replace one is tested in test_cli_payload.py",
+    "token add": "creates the token file when it is missing",
+    "token ls": "a missing token file is an empty one (nothing to read)",
 }
 
 
