@@ -45,14 +45,15 @@ MAX_HISTORY = 100_000
 
 
 #: schema bounds of the recipe values a payload (or the caller) gives: ints (lo, hi); floats (lo, hi, lo_open,
-#: hi_open). Generous for real recipes; they stop a crafted payload from training forever or allocating a
-#: batch the device cannot hold (the memory bound itself is TrainLimits).
+#: hi_open; None = unbounded, finite). Generous for real recipes; they stop a crafted payload from training
+#: forever or allocating a batch the device cannot hold (the memory bound itself is TrainLimits). A learning
+#: rate that makes training diverge is a run-time DeviceError ("loss became ...").
 TRAIN_BOUNDS: dict[str, tuple[Any, ...]] = {
     "epochs": (1, 100_000), "batch_size": (1, 1 << 20), "step_epochs": (1, 100_000), "seed": (0, 2**63 - 1),
     "threads": (1, 1024), "steps": (1, 1 << 40),
-    "lr": (0.0, 1e3, True, False), "gamma": (0.0, 1e3, True, False), "momentum": (0.0, 1.0, False, True),
+    "lr": (0.0, None, True, False), "gamma": (0.0, None, True, False), "momentum": (0.0, 1.0, False, True),
     "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True), "eps": (0.0, 1.0, True, False),
-    "weight_decay": (0.0, 1e3, False, False), "soft_weight": (0.0, 1.0, False, False),
+    "weight_decay": (0.0, None, False, False), "soft_weight": (0.0, 1.0, False, False),
 }
 
 

@@ -124,7 +124,7 @@ def get_str(d: Mapping[str, Any], key: str, where: str, choices: Collection[str]
 # ----------------------------------------------------------------------------------------- task spec
 #: the payload's ``task`` keys per task kind
 TASK_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional)
-    "beam": (("kind", "beam"), ("model", "train")),
+    "beam": (("kind",), ("beam", "model", "train")),
     "image": (("kind", "dataset", "shape", "normalization"), ("model", "train")),
 }
 MAX_IMAGE_DIM = 1 << 14
@@ -133,7 +133,8 @@ MAX_IMAGE_DIM = 1 << 14
 @dataclass(frozen=True)
 class TaskSpec:
     """The payload's ``task`` object, validated as an envelope: ``kind`` (a key of :data:`TASK_KEYS`);
-    ``beam`` (a :class:`~edge_sdk.beam.taskspec.BeamTaskSpec` dict) for kind "beam"; ``dataset``, ``shape``
+    ``beam`` (a :class:`~edge_sdk.beam.taskspec.BeamTaskSpec` dict; optional, evaluation needs it) for kind
+    "beam"; ``dataset``, ``shape``
     ([C, H, W]) and ``normalization`` ({"mean", "std"}) for kind "image"; optional ``model`` (a
     :class:`~edge_sdk.modelspec.ModelSpec` dict) and ``train`` (the training recipe). The sub-objects are
     parsed by their own classes (strict, bounded); this class checks the envelope and the image fields."""
@@ -157,7 +158,7 @@ class TaskSpec:
             check_keys(norm, f"{where}.normalization", ("mean", "std"))
             get_float(norm, "mean", f"{where}.normalization")
             get_float(norm, "std", f"{where}.normalization", 0.0, lo_open=True)
-        beam = expect_dict(t["beam"], f"{where}.beam") if kind == "beam" else None
+        beam = expect_dict(t["beam"], f"{where}.beam") if t.get("beam") is not None else None
         model = expect_dict(t["model"], f"{where}.model") if t.get("model") is not None else None
         train = expect_dict(t["train"], f"{where}.train") if t.get("train") is not None else None
         return cls(kind, beam, model, train)
