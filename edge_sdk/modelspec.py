@@ -15,9 +15,9 @@ Initialisation scheme (documented, stable across versions; part of the contract)
 * kind ``gru`` with ``skip_classes`` (the "last measurement + correction" start): ``skip.weight[c_i, i] =
   skip_gain`` for feature i of the latest step and class ``c_i = skip_classes[i]``, 0 elsewhere,
   ``head.weight = 0``, ``head.bias = 0`` for the classes in ``skip_classes`` and ``-skip_gain`` for the others
-  (drawn nothing). With inputs <= 0 relative to their maximum (per-sample-max normalisation, in units of about
-  8 dB) the untrained model ranks the measured beams exactly like the latest measurement (sample-and-hold of
-  the best measured beam) and training learns the correction.
+  (drawn nothing). With inputs <= 0 relative to their maximum (per-sample-max normalisation) or in (0, 1]
+  (relative linear power) the untrained model ranks the measured beams exactly like the latest measurement
+  (sample-and-hold of the best measured beam) and training learns the correction.
 
 Batch order: :func:`epoch_order` gives the sample permutation of epoch ``e`` for a run seed.
 """
@@ -30,9 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SchemaError
 
-
+#: structural bounds of a model spec (a schema check; the memory a model needs is bounded separately by
+#: :class:`edge_sdk.schema.TrainLimits`, which a big device can raise)
+MAX_INPUT_DIM = 1 << 24
+MAX_CLASSES = 1 << 16
+MAX_LAYERS = 64
+MAX_WIDTH = 1 << 16
+MAX_CONV_WIDTH = 4096
+MAX_CONV_DEPTH = 16
+MAX_IMAGE_SIDE = 1 << 14
+MAX_HISTORY = 1024  # gru: history steps K
+MAX_SKIP_GAIN = 1e3
+MODEL_KEYS = ("kind", "input_dim", "num_classes", "hidden", "in_shape", "width", "depth", "skip_classes", "skip_gain")
 KINDS = ("mlp", "convnet", "gru")
 
 
@@ -51,6 +62,9 @@ class ModelSpec:
     ``logits = head(h_K) + skip(x_K)``: a linear head on the last state plus a linear skip (no bias) from the
     latest step's input, so "hold the last measurement" is one linear map away. ``skip_classes`` (one Set A class
     per feature of a step) and ``skip_gain`` > 0 make the model *start* there (see the init scheme).
+    Bounds (``MAX_*`` above): input_dim <= 2^24, 2 <= num_classes <= 2^16, <= 64 hidden layers of <= 2^16 units;
+    convnet width <= 4096, 1 <= depth <= 16 with H and W >= 2^depth; gru K <= 1024, H <= 2^16,
+    0 < skip_gain <= 1000.
     """
 
     kind: str = "mlp"
@@ -68,29 +82,48 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"unknown model kind {self.kind!r}; use one of {KINDS}")
-        if self.num_classes < 2:
-            raise ConfigError("num_classes must be >= 2")
-        if self.kind == "mlp" and (self.input_dim < 1 or any(h < 1 for h in self.hidden)):
-            raise ConfigError("mlp needs input_dim >= 1 and positive hidden widths")
-        if self.kind == "convnet" and len(self.in_shape) != 3:
-            raise ConfigError("convnet needs in_shape = (C, H, W)")
+        if not 2 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(f"num_classes must be in [2, {MAX_CLASSES}], got {self.num_classes}")
+        if self.kind == "mlp":
+            if self.input_dim < 1 or any(h < 1 for h in self.hidden):
+                raise ConfigError("mlp needs input_dim >= 1 and positive hidden widths")
+            if self.input_dim > MAX_INPUT_DIM or len(self.hidden) > MAX_LAYERS or any(h > MAX_WIDTH for h in self.hidden):
+                raise ConfigError(f"mlp bounds: input_dim <= {MAX_INPUT_DIM}, <= {MAX_LAYERS} hidden layers of "
+                                  f"<= {MAX_WIDTH} units")
+        if self.kind == "convnet":
+            if len(self.in_shape) != 3:
+                raise ConfigError("convnet needs in_shape = (C, H, W)")
+            c, h, w = self.in_shape
+            if not (1 <= c <= MAX_CONV_WIDTH and 1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
+                raise ConfigError(f"convnet in_shape {self.in_shape} outside [1, {MAX_CONV_WIDTH}] x "
+                                  f"[1, {MAX_IMAGE_SIDE}]^2")
+            if not (1 <= self.width <= MAX_CONV_WIDTH and 1 <= self.depth <= MAX_CONV_DEPTH):
+                raise ConfigError(f"convnet needs 1 <= width <= {MAX_CONV_WIDTH} and 1 <= depth <= {MAX_CONV_DEPTH}")
+            if min(h, w) >> self.depth < 1:
+                raise ConfigError(f"convnet depth {self.depth} pools a {h}x{w} image below 1x1; use depth <= "
+                                  f"{min(h, w).bit_length() - 1}")
         if self.kind == "gru":
-            if len(self.in_shape) != 2 or min(self.in_shape) < 1:
-                raise ConfigError("gru needs in_shape = (K history steps, F features per step), both >= 1")
-            if self.input_dim != self.in_shape[0] * self.in_shape[1]:
-                raise ConfigError(f"gru needs input_dim = K * F = {self.in_shape[0] * self.in_shape[1]}, "
-                                  f"got {self.input_dim}")
-            if len(self.hidden) != 1 or self.hidden[0] < 1:
-                raise ConfigError("gru needs hidden = (H,) with the GRU state size H >= 1")
-            if self.skip_classes:
-                if len(self.skip_classes) != self.in_shape[1] or not all(
-                        0 <= c < self.num_classes for c in self.skip_classes):
-                    raise ConfigError(f"skip_classes needs one class in [0, {self.num_classes}) per feature "
-                                      f"({self.in_shape[1]})")
-                if not (math.isfinite(self.skip_gain) and 0.0 < self.skip_gain <= 1e3):
-                    raise ConfigError("skip_gain must be in (0, 1000] when skip_classes is set")
-        if self.kind != "gru" and (self.skip_classes or self.skip_gain):
+            self._check_gru()
+        elif self.skip_classes or self.skip_gain:
             raise ConfigError("skip_classes / skip_gain are for kind 'gru' only")
+
+    def _check_gru(self) -> None:
+        if len(self.in_shape) != 2:
+            raise ConfigError("gru needs in_shape = (K history steps, F features per step)")
+        k, f = self.in_shape
+        if not (1 <= k <= MAX_HISTORY and 1 <= f <= MAX_INPUT_DIM):
+            raise ConfigError(f"gru needs 1 <= K <= {MAX_HISTORY} and 1 <= F <= {MAX_INPUT_DIM}, got {self.in_shape}")
+        if self.input_dim != k * f:
+            raise ConfigError(f"gru needs input_dim = K * F = {k * f}, got {self.input_dim}")
+        if len(self.hidden) != 1 or not 1 <= self.hidden[0] <= MAX_WIDTH:
+            raise ConfigError(f"gru needs hidden = (H,) with the GRU state size 1 <= H <= {MAX_WIDTH}")
+        if self.skip_classes:
+            if len(self.skip_classes) != f or not all(0 <= c < self.num_classes for c in self.skip_classes):
+                raise ConfigError(f"skip_classes needs one class in [0, {self.num_classes}) per feature ({f})")
+            if not (math.isfinite(self.skip_gain) and 0.0 < self.skip_gain <= MAX_SKIP_GAIN):
+                raise ConfigError(f"skip_gain must be in (0, {MAX_SKIP_GAIN:g}] when skip_classes is set")
+        elif self.skip_gain:
+            raise ConfigError("skip_gain needs skip_classes")
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Ordered (name, shape) of every trainable parameter."""
@@ -118,7 +151,23 @@ class ModelSpec:
         return out
 
     def num_params(self) -> int:
-        return int(sum(int(np.prod(s)) for _, s in self.param_shapes()))
+        return sum(math.prod(s) for _, s in self.param_shapes())
+
+    def activations_per_sample(self) -> int:
+        """Values one sample produces through the network (input, every layer's output, logits): the unit of
+        :func:`edge_sdk.schema.train_memory`'s activation estimate."""
+        if self.kind == "mlp":
+            return self.input_dim + sum(self.hidden) + self.num_classes
+        if self.kind == "gru":  # per step: 3H gate inputs, 3H hidden gates, r/z/n, h
+            k, (n_h,) = self.in_shape[0], self.hidden
+            return self.input_dim + k * 10 * n_h + 2 * self.num_classes
+        c, h, w = self.in_shape
+        total = c * h * w
+        for _ in range(self.depth):
+            total += 3 * self.width * h * w  # conv, norm, relu at full resolution
+            h, w = h // 2, w // 2
+            total += self.width * h * w  # pooled
+        return total + self.num_classes
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -131,21 +180,37 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+    def from_dict(cls, d: Any, where: str = "model") -> ModelSpec:
+        """Strict inverse of :meth:`to_dict`: known keys only, ints that are ints, the bounds above
+        (:class:`~edge_sdk.errors.SchemaError` naming the field, e.g. ``task.model.hidden[1]``)."""
+        from edge_sdk.schema import as_int, as_list, check_keys, expect_dict, get_float, get_int, get_str
+
+        m = expect_dict(d, where)
+        check_keys(m, where, ("kind", "num_classes"), MODEL_KEYS)
+        kind = get_str(m, "kind", where, KINDS)
+        hidden = tuple(as_int(h, f"{where}.hidden[{i}]", 1, MAX_WIDTH)
+                       for i, h in enumerate(as_list(m.get("hidden", []), f"{where}.hidden", MAX_LAYERS)))
+        side = MAX_INPUT_DIM if kind == "gru" else MAX_IMAGE_SIDE
+        in_shape = tuple(as_int(v, f"{where}.in_shape[{i}]", 1, side)
+                         for i, v in enumerate(as_list(m.get("in_shape", []), f"{where}.in_shape", 3)))
+        skip_classes = tuple(as_int(c, f"{where}.skip_classes[{i}]", 0, MAX_CLASSES - 1) for i, c in
+                             enumerate(as_list(m.get("skip_classes", []), f"{where}.skip_classes", MAX_INPUT_DIM)))
         try:
             return cls(
-                kind=str(d["kind"]),
-                input_dim=int(d.get("input_dim", 0)),
-                num_classes=int(d["num_classes"]),
-                hidden=tuple(int(h) for h in d.get("hidden", ())),
-                in_shape=tuple(int(v) for v in d.get("in_shape", ())),
-                width=int(d.get("width", 64)),
-                depth=int(d.get("depth", 3)),
-                skip_classes=tuple(int(c) for c in d.get("skip_classes", ())),
-                skip_gain=float(d.get("skip_gain", 0.0)),
+                kind=kind,
+                input_dim=get_int(m, "input_dim", where, 0, MAX_INPUT_DIM, default=0),
+                num_classes=get_int(m, "num_classes", where, 2, MAX_CLASSES),
+                hidden=hidden,
+                in_shape=in_shape,
+                width=get_int(m, "width", where, 1, MAX_CONV_WIDTH, default=64),
+                depth=get_int(m, "depth", where, 1, MAX_CONV_DEPTH, default=3),
+                skip_classes=skip_classes,
+                skip_gain=get_float(m, "skip_gain", where, 0.0, MAX_SKIP_GAIN, default=0.0),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid model spec {d!r}: {exc}") from exc
+        except SchemaError:
+            raise
+        except ConfigError as exc:
+            raise SchemaError(f"{where}: {exc}") from None
 
 
 def _fan_in(name: str, shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> int:
@@ -165,21 +230,23 @@ def init_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
         if name.startswith("norm"):
             out[name] = (np.ones if name.endswith("weight") else np.zeros)(shape, np.float32)
             continue
-        if residual and name == "head.weight":
-            out[name] = np.zeros(shape, np.float32)
-            continue
-        if residual and name == "head.bias":  # classes without a skip input start below every measured one
-            b = np.full(shape, -spec.skip_gain, np.float32)
-            b[list(spec.skip_classes)] = 0.0
-            out[name] = b
-            continue
-        if residual and name == "skip.weight":
-            w = np.zeros(shape, np.float32)
-            w[list(spec.skip_classes), np.arange(shape[1])] = spec.skip_gain
-            out[name] = w
+        if residual and name in ("head.weight", "head.bias", "skip.weight"):
+            out[name] = _residual_init(spec, name, shape)
             continue
         bound = 1.0 / np.sqrt(_fan_in(name, shape, shapes))
         out[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    return out
+
+
+def _residual_init(spec: ModelSpec, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The deterministic "start at sample-and-hold" tensors of kind gru (module docstring)."""
+    out = np.zeros(shape, np.float32)
+    cls = list(spec.skip_classes)
+    if name == "skip.weight":
+        out[cls, np.arange(shape[1])] = spec.skip_gain
+    elif name == "head.bias":  # classes without a skip input start below every measured one
+        out[:] = -spec.skip_gain
+        out[cls] = 0.0
     return out
 
 
