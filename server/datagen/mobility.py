@@ -16,7 +16,8 @@ vectors of a direction (zenith theta, azimuth phi) ``r = (sin t cos p, sin t sin
   ``phi_AOD <- phi_AOD + (dp^T phi_hat_AOA) / (L_n sin theta_ZOD)``,
   ``theta_ZOD <- theta_ZOD + (dp^T theta_hat_ZOA) / L_n``;
 * ray phase: ``Phi_n,m <- Phi_n,m + 2 pi / lambda * r_rx,n,m^T dp`` (the Doppler term of eq. 7.5-22 integrated
-  over the path; small-scale fading decorrelates within about a wavelength).
+  over the path, trapezoidal rule in the arrival direction; small-scale fading decorrelates within about a
+  wavelength).
 
 The LOS ray is not evolved here: its angles, distance and phase follow the exact geometry at every position.
 
@@ -76,9 +77,11 @@ def procedure_a(aoa: torch.Tensor, aod: torch.Tensor, zoa: torch.Tensor, zod: to
         dth = (th_a * dp).sum(-1)
         dph = (ph_a * dp).sum(-1)
         lc = length[..., None]
-        phase = phase + k * dr
         a = a - dph / (lc * torch.sin(za).clamp_min(_MIN_SIN))
         za = (za - dth / lc).clamp(1e-3, math.pi - 1e-3)
+        # trapezoidal rule for the phase: at 1 cm wavelength a first-order (start-direction) sum drifts by
+        # whole cycles over metres of travel
+        phase = phase + k * 0.5 * (dr + (frame(za, a)[0] * dp).sum(-1))
         d = d + dph / (lc * torch.sin(zd).clamp_min(_MIN_SIN))
         zd = (zd + dth / lc).clamp(1e-3, math.pi - 1e-3)
         length = (length - dr.mean(dim=-1)).clamp_min(1.0)

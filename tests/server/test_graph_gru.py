@@ -110,3 +110,34 @@ def test_gru_inference_graph_matches_torch(tmp_path) -> None:
     got = sess.run(None, {"features": x})[0]
     want = forward(MODEL, init_torch_params(MODEL, 2), torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_device_inference_model_matches_torch(k: int) -> None:
+    """device/onnx_mlp.py writes the gru inference graph without the onnx package; it equals the torch model."""
+    from edge_sdk.device.onnx_mlp import mlp_inference_model
+    from edge_sdk.server.models import forward
+
+    spec = ModelSpec(kind="gru", input_dim=8 * k, in_shape=(k, 8), hidden=(16,), num_classes=32,
+                     skip_classes=tuple(range(0, 32, 4)), skip_gain=10.0)
+    rng = np.random.default_rng(1)
+    p = {n: v + 0.1 * rng.standard_normal(v.shape).astype(np.float32) for n, v in init_params(spec, 3).items()}
+    model = mlp_inference_model(spec, p)
+    onnx.checker.check_model(onnx.load_from_string(model))
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((5, 8 * k)).astype(np.float32)
+    want = forward(spec, {n: torch.from_numpy(v) for n, v in p.items()}, torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(sess.run(None, {"features": x})[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_residual_start_is_sample_and_hold() -> None:
+    """The untrained gru with skip_classes ranks the measured beams like the latest measurement, and puts every
+    unmeasured beam below the best measured one."""
+    from edge_sdk.server.models import forward, init_torch_params
+
+    setb = (0, 4, 10, 14, 17, 21, 27, 31)
+    spec = ModelSpec(kind="gru", input_dim=3 * 8, in_shape=(3, 8), hidden=(16,), num_classes=32,
+                     skip_classes=setb, skip_gain=10.0)
+    x = -np.abs(np.random.default_rng(2).standard_normal((200, 24))).astype(np.float32)  # <= 0 like per-sample-max
+    logits = forward(spec, init_torch_params(spec, 0), torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(logits.argmax(1), np.asarray(setb)[x[:, -8:].argmax(1)])
