@@ -142,7 +142,7 @@ def _gru_graph(spec: ModelSpec, params: Mapping[str, np.ndarray]) -> tuple[list[
             inits.append(_tensor(f"w_h{gate}", w_hh[sl]))
     inits += [_int64_tensor(f"t{t}", np.array(t)) for t in range(k)]
     nodes = [_node("Reshape", ["features", "shape3"], ["xsteps"], "reshape")]
-    h = None
+    h: str | None = None  # name of the current state; None = h_0 = 0
     for t in range(k):
         nodes.append(_node("Gather", ["xsteps", f"t{t}"], [f"x{t}"], f"step{t}", {"axis": 1}))
         for gate in "rzn":
@@ -169,7 +169,7 @@ def _gru_graph(spec: ModelSpec, params: Mapping[str, np.ndarray]) -> tuple[list[
             nodes.append(_node("Mul", [f"z{t}", h], [f"zh{t}"], f"zh{t}"))
             nodes.append(_node("Add", [f"u{t}", f"zh{t}"], [new], f"upd{t}"))
         h = new
-    nodes.append(_node("Gemm", [h, "head.weight", "head.bias"], ["head"], "head", {"transB": 1}))
+    nodes.append(_node("Gemm", [f"h{k}", "head.weight", "head.bias"], ["head"], "head", {"transB": 1}))
     nodes.append(_node("Gemm", [f"x{k - 1}", "skip.weight"], ["skip"], "skip", {"transB": 1}))
     nodes.append(_node("Add", ["head", "skip"], ["logits"], "logits"))
     return nodes, inits

@@ -38,7 +38,6 @@ from edge_sdk.beam.taskspec import BeamTaskSpec
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec, epoch_order
 
-
 #: logit gain of the residual start: the inputs are in units of the fitted scale (about 8 dB), so 1 dB of RSRP
 #: difference is about 1.2 logits
 SKIP_GAIN = 10.0

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
         import torch
+
         from edge_sdk.atomic import atomic_write_text
 
         torch.set_num_threads(1)

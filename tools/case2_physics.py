@@ -61,12 +61,17 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{kmh} km/h done in {res['speeds'][kmh]['seconds']} s", flush=True)
     long = preset(SPEEDS[90], steps_per_trajectory=400)
     ts = P.track_sample(long, args.long_traj, seed=args.seed + 1000, batch_traj=2)
-    lags = [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 320]
+    lags = [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256]  # up to 128 m on 200 m tracks
     res["correlation"] = P.correlation_table(ts, lags, 90 / 3.6)
     res["correlation"]["n_traj"] = args.long_traj
     res["correlation"]["tr38901_m"] = P.TR38901_UMA_CORR_M
     res["fading"] = P.fading_correlation(preset(SPEEDS[30]), args.fading_traj, seed=args.seed + 2000)
     return res
+
+
+def _at(d: dict, k: int) -> float:
+    """``d[k]`` for int keys, also after a JSON round trip (string keys)."""
+    return float(d[k] if k in d else d[str(k)])
 
 
 def render_markdown(res: dict) -> str:
@@ -79,8 +84,8 @@ def render_markdown(res: dict) -> str:
     ]
     for kmh, r in sp.items():
         d = r["drift"]
-        sh = "/".join(f"{100 * r['sh_top1_inst'][k]:.0f}" for k in LAGS_SH)
-        shm = "/".join(f"{100 * r['sh_top1_mean'][k]:.0f}" for k in LAGS_SH)
+        sh = "/".join(f"{100 * _at(r['sh_top1_inst'], k):.0f}" for k in LAGS_SH)
+        shm = "/".join(f"{100 * _at(r['sh_top1_mean'], k):.0f}" for k in LAGS_SH)
         lines.append(
             f"| {kmh} km/h | {r['dwell_inst']['dwell_s']:.2f} | {r['dwell_mean']['dwell_s']:.2f} | "
             f"{d['aod_median_deg_s']:.2f} / {d['aod_p90_deg_s']:.1f} | {d['aoa_median_deg_s']:.2f} | "
@@ -90,9 +95,16 @@ def render_markdown(res: dict) -> str:
     lines += ["", "| displacement (m) | SF LOS | SF NLOS | residual LOS | residual NLOS | per-beam RSRP inst. | "
               "per-beam RSRP local mean |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in c["rows"]:
+        if r["displacement_m"] > 130:  # too few same-state pairs on 200 m tracks
+            continue
         lines.append(f"| {r['displacement_m']:.1f} | {r['sf_los']:.2f} | {r['sf_nlos']:.2f} | {r['residual_los']:.2f} | "
                      f"{r['residual_nlos']:.2f} | {r['beam_rsrp_inst']:.2f} | {r['beam_rsrp_mean']:.2f} |")
-    f = c["fits"]
+    from edge_sdk.server.datagen.physics import fit_corr_distance
+
+    disp = np.array([r["displacement_m"] for r in c["rows"]])
+    f = {k: fit_corr_distance(disp, np.array([r[k] for r in c["rows"]], dtype=float))
+         for k in ("sf_los", "sf_nlos", "residual_los", "residual_nlos")}
+    c["fits"] = f
     tr = c["tr38901_m"]
     lines += ["", f"Exponential fits rho = a exp(-Delta/D): SF LOS D = {f['sf_los']['D_m']:.0f} m (TR 38.901: "
               f"{tr['sf_los']:.0f} m), SF NLOS D = {f['sf_nlos']['D_m']:.0f} m ({tr['sf_nlos']:.0f} m); large-scale "
@@ -115,7 +127,7 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    rows = res["correlation"]["rows"]
+    rows = [r for r in res["correlation"]["rows"] if r["displacement_m"] <= 130]
     d = np.array([r["displacement_m"] for r in rows])
     for key, lab in (("sf_los", "SF, LOS"), ("sf_nlos", "SF, NLOS"), ("residual_nlos", "large-scale residual, NLOS"),
                      ("beam_rsrp_mean", "per-beam RSRP, local mean"), ("beam_rsrp_inst", "per-beam RSRP, inst.")):
@@ -148,12 +160,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--long-traj", type=int, default=60, help="8 s trajectories at 90 km/h for the correlation")
     ap.add_argument("--fading-traj", type=int, default=40, help="finely sampled tracks for the fading correlation")
     ap.add_argument("--seed", type=int, default=500)
+    ap.add_argument("--from-json", type=Path, help="only re-render the tables and plot of an earlier physics.json")
     ap.add_argument("--time-evolution", choices=["procedure_a", "spatial_consistency"], default="procedure_a",
                     help="BM-Case2 route (dataset card): Procedure A (default) or per-position spatial consistency")
     args = ap.parse_args(argv)
     from edge_sdk.atomic import atomic_write_text
 
-    res = run(args)
+    res = json.loads(args.from_json.read_text()) if args.from_json else run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     md = render_markdown(res)
     print(md)

@@ -150,10 +150,11 @@ def lag_correlation(x: np.ndarray, los: np.ndarray, lag: int) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def fit_corr_distance(disp_m: np.ndarray, rho: np.ndarray) -> dict[str, float]:
-    """Least-squares fit of ``rho = a exp(-Delta / D)`` on log(rho) over the points with rho > 0.05:
-    returns D (m) and the nugget-free amplitude a."""
-    ok = np.isfinite(rho) & (rho > 0.05)
+def fit_corr_distance(disp_m: np.ndarray, rho: np.ndarray, max_m: float = 64.0) -> dict[str, float]:
+    """Least-squares fit of ``rho = a exp(-Delta / D)`` on log(rho) over the points with Delta <= ``max_m`` and
+    rho > 0.1 (at larger lags few pairs of one track share a LOS state and the estimates are noise): returns
+    D (m) and the amplitude a."""
+    ok = np.isfinite(rho) & (rho > 0.1) & (disp_m <= max_m)
     if ok.sum() < 2:
         return {"D_m": float("nan"), "a": float("nan")}
     slope, icpt = np.polyfit(disp_m[ok], np.log(rho[ok]), 1)
