@@ -20,7 +20,7 @@
    resumed from the bytes on disk — verifies every blob, trains from its cache (`device train --release`) and
    polls again with the same budget (only what is not cached yet crosses the link).
 
-Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
+Usage: .venv/bin/python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
 
 from __future__ import annotations
@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
 
     payload, graph = server_dir / "payload.epl", server_dir / "graph.onnx"
     keys = out / "keys"
-    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server"], "keygen")
+    # a fresh demo key every run (--force: keygen never replaces a key file otherwise)
+    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server", "--force"],
+                                 "keygen")
     times["sign + verify"] += run([*EDGE_SDK, "payload", "sign", payload, "--key", keys / "server.key"], "sign")
     times["sign + verify"] += run(
         [*EDGE_SDK, "payload", "verify", payload, "--public-key", keys / "server.pub"], "verify")
