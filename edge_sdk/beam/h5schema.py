@@ -207,7 +207,10 @@ class BeamH5Writer:
         if part.exists():
             part.unlink()
         h5py = _h5py()
-        f = h5py.File(part, "w", libver=("v110", "latest"))
+        # libver up to v108: superblock v0, whose writer lock is an OS file lock released when the process dies.
+        # With v110+ (superblock v3) HDF5 marks the file "open for write" in the superblock, and after a SIGKILL
+        # no later open succeeds (HDF5 asks for the h5clear tool), so the .partial could not be resumed.
+        f = h5py.File(part, "w", libver=("earliest", "v108"))
         try:
             root = {
                 "schema": SCHEMA_NAME,
