@@ -224,15 +224,30 @@ def evaluate(c: Candidate, splits: Splits, seeds: tuple[int, ...] = (1, 2, 3)) -
             "std": {k: float(np.std([p[k] for p in per])) for k in keys}, "n_test": int(len(te.y))}
 
 
-def default_candidates(max_epochs: int = 40) -> list[Candidate]:
+def default_candidates(max_epochs: int = 40, patience: int = 6,
+                       lrs: tuple[float, ...] = (1e-3, 3e-3)) -> list[Candidate]:
     """The grid searched on validation, per model kind: MLP 256-256 (kind mlp) and GRU-128 with the residual
-    start (kind gru); input normalisation per-sample-max dB or relative linear power; Adam lr 1e-3 / 3e-3."""
+    start (kind gru); input normalisation per-sample-max dB or relative linear power; Adam learning rates
+    ``lrs`` (default 1e-3 / 3e-3); at most ``max_epochs`` with early stopping after ``patience``."""
     out = []
     for kind, hidden in (("mlp", (256, 256)), ("gru", (128,))):
         for norm in ("per_sample_max", "rel_linear"):
-            for lr in (1e-3, 3e-3):
-                out.append(Candidate(kind, hidden, Recipe(lr=lr, max_epochs=max_epochs), norm=norm))
+            for lr in lrs:
+                out.append(Candidate(kind, hidden, Recipe(lr=lr, max_epochs=max_epochs, patience=patience),
+                                     norm=norm))
     return out
+
+
+def first_trajectories(ds: BeamDataset, n: int | None) -> BeamDataset:
+    """The rows of the first ``n`` trajectories (by id) of a BM-Case2 dataset; all of them when ``n`` is None."""
+    if n is None:
+        return ds
+    if ds.traj_id is None:
+        raise DatasetError("a BM-Case2 dataset (traj_id) is needed")
+    if n < 1:
+        raise ConfigError("the number of trajectories must be >= 1")
+    keep = np.unique(ds.traj_id)[:n]
+    return ds.subset(np.isin(ds.traj_id, keep))
 
 
 def with_recipe(c: Candidate, **kw: Any) -> Candidate:

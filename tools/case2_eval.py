@@ -45,7 +45,9 @@ def key(s: dict, setb: str) -> str:
     return f"v{s['kmh']}-p{s['period_ms']}-k{s['history']}-f{s['horizon']}-{setb.replace('/', 'of')}"
 
 
-def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...]) -> dict:
+def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...], patience: int = 6,
+                lrs: tuple[float, ...] = (1e-3, 3e-3), train_traj: int | None = None,
+                test_traj: int | None = None) -> dict:
     from edge_sdk.server import case2 as C
 
     from edge_sdk.beam.dataset import read_beam_h5
@@ -58,8 +60,8 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
     from edge_sdk.beam.taskspec import BeamTaskSpec
 
     t0 = time.perf_counter()
-    full = read_beam_h5(data / f"v{s['kmh']}-train.h5")
-    te_ds = read_beam_h5(data / f"v{s['kmh']}-test.h5")
+    full = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-train.h5"), train_traj)
+    te_ds = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-test.h5"), test_traj)
     tr_ds, val_ds = C.split_by_trajectory(full, 0.2, seed=0)
     p = int(round(s["period_ms"] / 1000 / float(full.time_step_s or 0.02)))
     base = BeamTaskSpec(n_tx=full.n_tx, setb=setb, case="case2", history=s["history"], horizon=s["horizon"],
@@ -76,13 +78,15 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
     models = {}
     selection = {}
     for kind in ("mlp", "gru"):
-        cands = [c for c in C.default_candidates(max_epochs) if c.kind == kind]
+        cands = [c for c in C.default_candidates(max_epochs, patience, lrs) if c.kind == kind]
         best, table = C.select(cands, splits, seed=0)
         selection[kind] = table
         models[kind] = C.evaluate(best, splits, seeds=seeds)
         print(f"  {key(s, setb)} {kind}: {100 * models[kind]['mean']['top1']:.1f} "
               f"(S&H A {100 * base['sh_seta']['top1']:.1f}, S&H B {100 * base['sh_setb']['top1']:.1f})", flush=True)
-    return {"setting": {**s, "setb": setb, "period_steps": p}, "task": spec.to_dict(), "baselines": base,
+    scale = {"train_traj": len(np.unique(full.traj_id)), "test_traj": len(np.unique(te_ds.traj_id)),
+             "max_epochs": max_epochs, "patience": patience, "lrs": list(lrs), "seeds": list(seeds)}
+    return {"setting": {**s, "setb": setb, "period_steps": p}, "scale": scale, "task": spec.to_dict(), "baselines": base,
             "models": models, "selection": selection, "n_train": len(tr.y), "n_val": len(val.y),
             "n_test": len(te.y), "rs_overhead_reduction": spec.rs_overhead_reduction(),
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -129,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--group", choices=sorted(GROUPS), action="append")
     ap.add_argument("--setb", choices=SETB, action="append")
     ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--patience", type=int, default=6, help="early stopping: epochs without a better validation Top-1")
+    ap.add_argument("--lr", type=float, action="append", help="Adam learning rates searched (default 1e-3 and 3e-3)")
+    ap.add_argument("--train-traj", type=int, help="use only the first N trajectories of each training file")
+    ap.add_argument("--test-traj", type=int, help="use only the first N trajectories of each test file")
     ap.add_argument("--report", action="store_true", help="only render the tables from the cached results")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
                     path = args.out / f"{key(s, setb)}.json"
                     if path.exists():
                         continue
-                    r = run_setting(args.data, s, setb, args.max_epochs, (1, 2, 3))
+                    r = run_setting(args.data, s, setb, args.max_epochs, (1, 2, 3), patience=args.patience,
+                                    lrs=tuple(args.lr or (1e-3, 3e-3)), train_traj=args.train_traj,
+                                    test_traj=args.test_traj)
                     r["command"] = "python tools/case2_eval.py " + " ".join(sys.argv[1:])
                     atomic_write_text(path, json.dumps(r, indent=1, default=float))
     print(report(args.out))

@@ -69,3 +69,15 @@ def test_select_on_validation_and_evaluate_three_seeds(data) -> None:
     assert res["mean"]["top1"] == pytest.approx(np.mean([p["top1"] for p in res["per_seed"]]))
     assert res["n_test"] == len(splits.arrays(best.norm, "test").y)
     assert res["task"]["norm"] == best.norm
+
+
+def test_first_trajectories(data) -> None:
+    tr, _ = data
+    sub = C.first_trajectories(tr, 7)
+    assert np.array_equal(np.unique(sub.traj_id), np.unique(tr.traj_id)[:7])
+    assert sub.n == int(np.isin(tr.traj_id, np.unique(tr.traj_id)[:7]).sum())
+    assert C.first_trajectories(tr, None) is tr
+    with pytest.raises(ConfigError):
+        C.first_trajectories(tr, 0)
+    with pytest.raises(DatasetError):
+        C.first_trajectories(make_synthetic_beam_dataset(50, seed=1), 3)
