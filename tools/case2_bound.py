@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
                 tr = splits.arrays(norm, "train")
                 val = C.Arrays(splits.arrays(norm, "val").x, *_lab(task, val_inst))
                 te = C.Arrays(splits.arrays(norm, "test").x, *_lab(task, te_i))
-                cand = C.Candidate(kind, hidden, C.Recipe(lr=1e-3, max_epochs=args.epochs), norm=norm)
+                cand = C.Candidate(kind, hidden, C.Recipe(lr=3e-3, max_epochs=args.epochs, patience=4), norm=norm)
                 ms = cand.model_spec(task)
                 per = []
                 for s in (1, 2, 3):
