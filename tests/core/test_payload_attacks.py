@@ -121,7 +121,7 @@ def _attacks() -> dict[str, tuple[bytes, str, str]]:
         "truncated_data.epl": (b[:-40], "Truncated", "exact file size (R08)"),
         "unknown_flag.epl": (_assemble(pre[:10] + b"\x04\x00" + pre[12:], hb, data), "HeaderInvalid",
                              "unknown flag bits rejected (R03)"),
-        "major_version_2.epl": (pre[:8] + b"\x02\x00" + b[10:], "UnsupportedVersion",
+        "major_version_3.epl": (pre[:8] + b"\x03\x00" + b[10:], "UnsupportedVersion",
                                 "fixed set of accepted versions (R02)"),
         "crc_mismatch_labels.epl": (_assemble(pre, hb, data[:-1] + b"\x03"), "ChecksumMismatch",
                                    "section CRC32 checked before use (R10)"),

@@ -18,6 +18,7 @@ import reference_decoder as ref  # tests/core is on sys.path (pytest rootdir mod
 
 from edge_sdk import codecs
 from edge_sdk.payload import PayloadError, SampleGroup, encode_payload, generate_keypair, read_payload
+from edge_sdk.payload.format import V1_KINDS
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
@@ -73,7 +74,7 @@ def _params_for(kind, bits, x, rng, f16, per_feature):
     return None
 
 
-CASES = [(k, b) for k in codecs.QUANTIZER_KINDS for b in codecs.ALLOWED_BITS[k]]
+CASES = [(k, b) for k in V1_KINDS for b in codecs.ALLOWED_BITS[k]]
 
 
 @pytest.mark.parametrize("kind, bits", CASES)
@@ -178,7 +179,7 @@ def _mutants(seed: int, count: int):
             elif choice == 1:
                 g["m"] = {} if rng.integers(0, 2) else {"k": 1}
             elif choice == 2:
-                g["k"] = str(rng.choice(list(codecs.QUANTIZER_KINDS)))
+                g["k"] = str(rng.choice(list(V1_KINDS)))
             elif choice == 3:
                 h["c"] = int(rng.integers(1, 9))
             elif choice == 4:

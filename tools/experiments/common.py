@@ -128,14 +128,14 @@ def train(spec: ModelSpec, X: np.ndarray, y: np.ndarray, seed: int, r: Recipe,
             lr = r.lr if r.schedule == "constant" else r.lr * 0.5 * (1 + math.cos(math.pi * t / T))
             with torch.no_grad():
                 if r.optimizer == "sgd":
-                    for q, g, b in zip(p, grads, m):
+                    for q, g, b in zip(p, grads, m, strict=False):
                         g = g + r.weight_decay * q if r.weight_decay else g
                         b.mul_(r.momentum).add_(g)
                         q.sub_(lr * b)
                 else:
                     bc1 = 1 - b1 ** (t + 1)
                     bc2 = 1 - b2 ** (t + 1)
-                    for q, g, mm, vv in zip(p, grads, m, v):
+                    for q, g, mm, vv in zip(p, grads, m, v, strict=False):
                         g = g + r.weight_decay * q if r.weight_decay else g
                         mm.mul_(b1).add_(g, alpha=1 - b1)
                         vv.mul_(b2).addcmul_(g, g, value=1 - b2)

@@ -1,8 +1,9 @@
 """(a) continued: the full-data baseline keeps improving at 12k steps; longer cosine runs on the validation split."""
 import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import torch
-from common import Recipe, load, save, train, top1
+from common import Recipe, load, save, top1, train
 
 torch.set_num_threads(1)
 b = load()

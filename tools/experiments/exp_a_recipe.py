@@ -2,10 +2,11 @@
 random subsets (the sizes of a 4-bit set at 36x and a 2-bit set at 180x). Constant-lr runs give a validation
 curve (early stopping -> a step count); cosine runs are scored at their end. No test set is touched."""
 import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch
-from common import Recipe, load, save, train, top1
+from common import Recipe, load, save, top1, train
 
 torch.set_num_threads(1)
 b = load()

@@ -5,15 +5,15 @@ of the synthetic rows stay fixed (they are stored as 5-bit labels). Validation s
 Usage: exp_b_kip.py RATIO TAG"""
 import sys
 import time
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch
 import torch.nn.functional as F
 from common import Recipe, load, mlp, save, top1, train
 from compact import fit_n, select_rows
-from kernels import ntk
-
 from edge_sdk.server.torch_quant import make_quantizer, ste_round
+from kernels import ntk
 
 torch.set_num_threads(1)
 b = load()

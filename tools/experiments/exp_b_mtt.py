@@ -10,15 +10,16 @@ Usage: exp_b_mtt.py RATIO TAG  (configs chosen by TAG below)."""
 import math
 import sys
 import time
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch
 import torch.nn.functional as F
 from common import Recipe, _params, load, mlp, save, top1, train
-from compact import fit_n, prop_counts, select_rows
+from compact import fit_n, select_rows
+from edge_sdk.server.torch_quant import make_quantizer
 
 from edge_sdk.modelspec import epoch_order
-from edge_sdk.server.torch_quant import make_quantizer
 
 torch.set_num_threads(1)
 b = load()
@@ -47,7 +48,7 @@ def experts(n_exp, epochs, lr=0.05, bs=128):
                 idx = order[s:s + bs]
                 g = torch.autograd.grad(F.cross_entropy(mlp(p, Xr[idx]), yr[idx]), p)
                 with torch.no_grad():
-                    for q, gg in zip(p, g):
+                    for q, gg in zip(p, g, strict=False):
                         q.sub_(lr * gg)
             snaps.append(torch.cat([q.detach().reshape(-1) for q in p]))
         trajs.append(torch.stack(snaps))
@@ -59,7 +60,7 @@ sizes = [int(np.prod(s)) for s in shapes]
 
 
 def unflat(t):
-    return [x.view(s) for x, s in zip(torch.split(t, sizes), shapes)]
+    return [x.view(s) for x, s in zip(torch.split(t, sizes), shapes, strict=False)]
 
 
 def run(cfg):

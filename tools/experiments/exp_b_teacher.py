@@ -1,10 +1,11 @@
 """Teacher relabelling: a compact set's hard labels replaced by the argmax of a full-data teacher evaluated at
 the *decoded* (quantized) inputs. Zero extra bytes. Validation split only."""
 import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch
-from common import Recipe, load, mlp, save, train, top1
+from common import Recipe, load, mlp, save, top1, train
 from compact import quantize, select_rows
 
 torch.set_num_threads(1)

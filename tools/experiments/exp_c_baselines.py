@@ -2,6 +2,7 @@
 lean (overhead-free) data budget; every set trained with a 2-recipe mini search, scored on the validation
 split (training data only). Usage: exp_c_baselines.py RATIO [selections...]"""
 import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch

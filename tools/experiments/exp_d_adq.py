@@ -6,11 +6,12 @@ sampling across sensitivity quantiles (not the hardest) and then give the more s
 Validation split only."""
 import math
 import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import Recipe, _params, load, mlp, save, top1, train
+from common import Recipe, load, mlp, save, top1, train
 from compact import f16, prop_counts
 
 torch.set_num_threads(1)
@@ -96,7 +97,7 @@ def strat_sample(k, rng, S=None, bins=10):
         parts = np.array_split(order, bins)
         per = np.full(bins, kc // bins)
         per[: kc % bins] += 1
-        idx.append(np.concatenate([rng.permutation(p)[:m] for p, m in zip(parts, per)]))
+        idx.append(np.concatenate([rng.permutation(p)[:m] for p, m in zip(parts, per, strict=False)]))
     return np.concatenate(idx)
 
 

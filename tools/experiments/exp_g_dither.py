@@ -2,11 +2,12 @@
 followed by re-applying the per-sample-max normalisation), and class-sorted labels (labels stored as per-class
 counts: +bytes for samples). 180x lean budget, random class-proportional rows, validation split only."""
 import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
 import torch
 from common import Recipe, load, save, top1, train
-from compact import fit_n, select_rows, f16
+from compact import f16, fit_n, select_rows
 
 torch.set_num_threads(1)
 b = load()
@@ -69,7 +70,7 @@ for q in ("aff-feat", "lloyd-feat"):
                 lo_e, hi_e = torch.from_numpy(lo_a.astype(np.float32)), torch.from_numpy(hi_a.astype(np.float32))
             gen = torch.Generator().manual_seed(0)
 
-            def dither(xb, idx, t, renorm=False):
+            def dither(xb, idx, t, renorm=False, gen=gen, lo_e=lo_e, hi_e=hi_e):
                 u = torch.rand(xb.shape, generator=gen)
                 x = lo_e[idx] + u * (hi_e[idx] - lo_e[idx])
                 return x - x.amax(1, keepdim=True) if renorm else x

@@ -2,13 +2,13 @@
 import json
 import sys
 import zlib
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import numpy as np
+from common import save
 
-from edge_sdk.payload import encode_payload, generate_keypair, make_provenance
 from edge_sdk.payload.format import canonical_json
 from edge_sdk.payload.writer import SampleGroup, payload_size
-from common import save
 
 task = json.load(open("/work/scratch/acc/task.json"))
 task["train"] = {"optimizer": "adam", "lr": 0.003, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 128,
@@ -19,7 +19,8 @@ rng = np.random.default_rng(0)
 g = SampleGroup(name="samples", kind="codebook", bits=bits, data=rng.integers(0, 16, (n, d)).astype(np.uint8),
                 params={"levels": np.linspace(-6, 0, 16).astype(np.float32)}, labels=rng.integers(0, 32, n))
 graph = ("ab" * 32, 7464)
-import inspect
+import inspect  # noqa: E402
+
 print(inspect.signature(payload_size))
 gd = {"sha256": graph[0], "size": graph[1]}
 codes_b = n * ((d * bits + 7) // 8)

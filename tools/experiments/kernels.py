@@ -23,7 +23,6 @@ def ntk(X1: torch.Tensor, X2: torch.Tensor, hidden=(128, 128), nngp: bool = Fals
     s11 = ((X1 * X1).sum(1) + 1.0) / (3 * d)
     s22 = ((X2 * X2).sum(1) + 1.0) / (3 * d)
     th = s12
-    fan = d
     for h in list(hidden):
         e, ed = _relu_moments(s12, s11, s22)
         # next pre-activations (fan_in = h): weight var 1/(3h) summed over h units, bias var 1/(3h)
@@ -32,5 +31,4 @@ def ntk(X1: torch.Tensor, X2: torch.Tensor, hidden=(128, 128), nngp: bool = Fals
         n22 = s22 / (2 * 3) + 1.0 / (3 * h)
         th = n12 + th * ed / 3
         s12, s11, s22 = n12, n11, n22
-        fan = h
     return s12 if nngp else th

@@ -1,5 +1,8 @@
-import json, sys
+import json
+import sys
+
 import numpy as np
+
 d = json.load(open(sys.argv[1]))
 best = {}
 for r in d["rows"]:
@@ -8,4 +11,4 @@ for r in d["rows"]:
     if k not in best or m > best[k][0]:
         best[k] = (m, r["bits"], r["n"])
 for k, v in sorted(best.items(), key=lambda kv: -kv[1][0]):
-    print(k, "val %.4f bits %d n %d" % v)
+    print(k, f"val {v[0]:.4f} bits {v[1]} n {v[2]}")
