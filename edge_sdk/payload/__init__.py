@@ -28,6 +28,7 @@ from edge_sdk.payload.errors import (
 from edge_sdk.payload.format import FORMAT_MAJOR, FORMAT_MINOR, MAGIC, GroupLayout
 from edge_sdk.payload.reader import GroupView, Payload, read_payload
 from edge_sdk.payload.signing import (
+    KeyFileExists,
     generate_keypair,
     key_id,
     load_private_key,
@@ -55,6 +56,7 @@ __all__ = [
     "Q8Param", "write_payload_v2", "encode_payload_v2", "payload_size_v2",
     "read_payload", "Payload", "GroupView",
     "generate_keypair", "key_id", "save_private_key", "save_public_key", "load_private_key", "load_public_key",
+    "KeyFileExists",
     "PayloadError", "BadMagic", "UnsupportedVersion", "HeaderTooLarge", "HeaderInvalid", "BadOffsets", "Truncated",
     "TrailingBytes", "ChecksumMismatch", "DigestMismatch", "BadSignature", "UntrustedKey", "SignatureRequired",
     "LimitExceeded", "InvalidValue", "TaskBlobMissing", "TaskMismatch",
