@@ -133,6 +133,18 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------- plots
+def _save(fig: Any, path: Path) -> None:
+    """PNG bytes rendered in memory, then written atomically (no half-written plot is ever visible)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue(), make_parents=True)
+
+
 def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     try:
         import matplotlib
@@ -164,8 +176,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title(f"{title}: time to model per tier" if title else "time to model per tier", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "ttm_cdf.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(fig, paths[-1])
 
     # 2. fleet accuracy vs cumulative bytes on the air: devices in order of their round's end (model ready, or
     # the deadline for a failure); a device counts with the Top-1 of the model it holds now, 0 without one
@@ -199,8 +210,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title("fleet accuracy vs bytes on the air", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "accuracy_vs_bytes.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(fig, paths[-1])
 
     # 3. tier mix per device class (and failures)
     classes = sorted({r["device_class"] for r in rows})
@@ -219,8 +229,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title("tier mix per device class", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "tier_mix.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(fig, paths[-1])
     return paths
 
 
