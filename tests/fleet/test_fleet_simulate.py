@@ -77,11 +77,14 @@ def test_persistent_memo_is_reused(release_dir: Path, tmp_path: Path) -> None:
     assert comparable(a.table) == comparable(b.table)
 
 
-def test_process_backend_gives_the_same_table_as_inline(release_dir: Path) -> None:
+def test_process_backend_writes_the_same_parquet_as_inline(release_dir: Path, tmp_path: Path) -> None:
     sc = scenario(release_dir, devices=30)
-    a = simulate(sc, None, RunOptions(backend="inline", progress=False))
-    b = simulate(sc, None, RunOptions(backend="process", workers=2, progress=False, batch_size=7))
+    a = simulate(sc, tmp_path / "inline", RunOptions(backend="inline", progress=False, plots=False))
+    b = simulate(sc, tmp_path / "process", RunOptions(backend="process", workers=2, progress=False, batch_size=7,
+                                                      plots=False))
     assert comparable(a.table) == comparable(b.table)
+    pa, pb = (read_parquet(tmp_path / d / "devices.parquet") for d in ("inline", "process"))
+    assert comparable(pa) == comparable(pb) and list(pa) == list(pb)  # same columns, same values, same order
     assert len({w for w in b.table["worker"] if w is not None}) >= 1
 
 
