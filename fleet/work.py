@@ -8,8 +8,9 @@ model (onnxruntime with ``intra_op_num_threads = inter_op_num_threads = 1``, set
 exactly as a device does (:func:`edge_sdk.fleet.release.device_trainer`), so identical (payload, graph, config)
 give bit-identical models on every backend.
 
-Shared values (put once per run by the driver): ``blobs`` {"sha256:<hex>": bytes}, ``trusted_keys`` [PEM bytes], ``pool`` {task id: (X float32 [M, D], R float32 [M, n_tx])}, and with the
-memo ``models`` {train_key: inference ONNX bytes}.
+Shared values (put once per run by the driver): ``blobs`` {"sha256:<hex>": bytes}, ``trusted_keys`` [PEM bytes],
+``pool`` {task id: (X float32 [M, D], R float32 [M, n_tx])}, and with the memo ``models`` {train_key: inference ONNX
+bytes}.
 """
 
 from __future__ import annotations
