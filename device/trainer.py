@@ -1,14 +1,15 @@
 """On-device training: payload + training graph -> trained MLP, with checkpoint/resume and beam KPIs.
 
 Flow (docs/device.md): verify the payload (content digest; Ed25519 signature when trusted keys are given) ->
-check the graph bytes against the payload's graph digest -> initial parameters from
-``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) -> for each epoch, batches
-in ``epoch_order(N, seed, epoch)`` order (last batch may be smaller) -> one graph run per batch -> atomic
-checkpoint after every epoch -> standalone inference ONNX with the weights as initializers.
+check the graph bytes against the payload's graph digest -> the training recipe from the payload
+(``task["train"]``, an :class:`edge_sdk.recipe.TrainRecipe`; overrides only when the caller gives them) ->
+initial parameters from ``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) ->
+exactly ``recipe.steps`` updates, batches and learning rates from :mod:`edge_sdk.recipe` (``iter_batches``,
+``TrainRecipe.lr_at``) -> one graph run per update -> atomic checkpoint after every epoch and at the end ->
+standalone inference ONNX with the weights as initializers.
 
-Learning-rate schedule (per optimizer step ``t = 0..T-1``, ``T`` = epochs x batches per epoch):
-``cosine``: ``lr_t = lr * 0.5 * (1 + cos(pi * t / T))``; ``step``: ``lr * gamma ** (epoch // step_epochs)``;
-``constant``: ``lr``. Adam's bias-correction step count is ``t + 1``.
+With no overrides the device repeats the server's evaluation run of the same seed update for update (the
+server trains with the same recipe, init, batch order and optimizer in torch; edge_sdk.server.train_eval).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,57 +32,61 @@ from edge_sdk.device.onnx_mlp import mlp_inference_model
 
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError, DeviceError
-from edge_sdk.modelspec import epoch_order, init_params
+from edge_sdk.modelspec import init_params
+from edge_sdk.recipe import TrainRecipe, iter_batches
 
-SCHEDULES = ("cosine", "step", "constant")
 CHECKPOINT = "checkpoint.npz"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters. Defaults are overridden by the payload task's ``train`` dict, then by the
-    caller. ``lr`` etc. are fed to the graph as inputs (nothing is baked into the graph)."""
+    """What the device runs: a training ``recipe`` plus the run's ``seed`` (init and batch order) and
+    onnxruntime ``threads``. Build it with :func:`resolve_config` (payload recipe <- overrides)."""
 
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    step_epochs: int = 10
-    gamma: float = 0.1
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    soft_weight: float = 1.0
+    recipe: TrainRecipe = TrainRecipe()
     seed: int = 0
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be >= 1")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
-        if not 0.0 <= self.soft_weight <= 1.0:
-            raise ConfigError("soft_weight must be in [0, 1]")
+        if not isinstance(self.recipe, TrainRecipe):
+            raise ConfigError(f"TrainConfig.recipe must be a TrainRecipe, got {type(self.recipe).__name__}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 1024:
+            raise ConfigError(f"threads must be an integer in [1, 1024], got {self.threads!r}")
 
-    @classmethod
-    def from_task(cls, task: dict[str, Any], **overrides: Any) -> TrainConfig:
-        """Defaults <- ``task["train"]`` (unknown keys ignored) <- non-None ``overrides``."""
-        names = {f.name for f in fields(cls)}
-        base = {k: v for k, v in dict(task.get("train") or {}).items() if k in names}
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.to_dict(), "seed": self.seed, "threads": self.threads}
 
-    def lr_at(self, t: int, total: int, epoch: int) -> float:
-        """Learning rate of optimizer step ``t`` (0-based) of ``total``, in epoch ``epoch``."""
-        if self.schedule == "cosine":
-            return self.lr * 0.5 * (1.0 + math.cos(math.pi * t / max(total, 1)))
-        if self.schedule == "step":
-            return self.lr * self.gamma ** (epoch // max(self.step_epochs, 1))
-        return self.lr
+
+def payload_recipe(task: dict[str, Any], optimizer: str) -> TrainRecipe:
+    """The payload's recipe (``task["train"]``), or ``TrainRecipe.defaults(optimizer)`` when it carries none.
+    A malformed recipe is a :class:`DeviceError` (the payload, not the caller, is wrong)."""
+    if task.get("train") is None:
+        return TrainRecipe.defaults(optimizer)
+    try:
+        return TrainRecipe.from_dict(task["train"])
+    except ConfigError as exc:
+        raise DeviceError(f"the payload's training recipe (task.train) is invalid: {exc}") from None
+
+
+def resolve_config(task: dict[str, Any], n: int, graph_optimizer: str, base: TrainConfig | None = None, *,
+                   epochs: int | None = None, steps: int | None = None, seed: int | None = None,
+                   threads: int | None = None, **recipe_overrides: Any) -> TrainConfig:
+    """The run's config: ``base`` (default: the payload's recipe, seed 0, 1 thread) <- non-None overrides.
+
+    ``epochs`` sets ``steps = epochs * ceil(n / batch_size)`` (after a ``batch_size`` override); ``steps`` and
+    ``epochs`` exclude each other. The recipe's optimizer must be the graph's (``graph_optimizer``)."""
+    if epochs is not None and steps is not None:
+        raise ConfigError("give --steps or --epochs, not both")
+    base = base if base is not None else TrainConfig(payload_recipe(task, graph_optimizer))
+    recipe = base.recipe.with_overrides(steps=steps, **recipe_overrides)
+    if epochs is not None:
+        recipe = recipe.for_epochs(epochs, n)
+    if recipe.optimizer != graph_optimizer:
+        raise DeviceError(f"the recipe trains with {recipe.optimizer!r} but the graph implements {graph_optimizer!r}; "
+                          "use the graph exported together with this payload")
+    return TrainConfig(recipe, base.seed if seed is None else seed, base.threads if threads is None else threads)
 
 
 def peak_rss_mb() -> float:
@@ -101,22 +106,23 @@ def peak_rss_mb() -> float:
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data, make_parents=True)
-
-
 @dataclass
 class TrainState:
+    """Parameters and optimizer state after ``step`` updates (``epoch`` = epochs started, the last one may be
+    partial); ``history`` holds one ``{"epoch", "step", "loss"}`` row per finished or final epoch."""
+
     params: dict[str, np.ndarray]
     state: dict[str, np.ndarray]
-    epoch: int = 0  # epochs finished
-    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    step: int = 0
     history: list[dict[str, float]] | None = None
 
 
 class Trainer:
     """Train the payload's model with its graph. ``trusted_keys``: Ed25519 public keys (paths, PEM bytes or key
-    objects) the payload signature must verify against; ``require_signature`` refuses unsigned payloads."""
+    objects) the payload signature must verify against; ``require_signature`` refuses unsigned payloads.
+    ``config`` / ``overrides`` (``epochs``, ``steps``, ``seed``, ``threads`` and any :class:`TrainRecipe` field):
+    see :func:`resolve_config`; with neither, the payload's recipe is followed exactly."""
 
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
@@ -131,19 +137,18 @@ class Trainer:
             raise DeviceError("payload names no training graph (export it with a graph digest)")
         gbytes = self.graph_path.read_bytes()
         self.task = dict(self.payload.task or {})
-        self.config = config if config is not None else TrainConfig.from_task(self.task, **overrides)
-        if config is not None and overrides:
-            self.config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        self.graph: TrainGraph = load_train_graph(gbytes, self.payload.graph, threads=self.config.threads)
+        threads = overrides.get("threads") or (config.threads if config is not None else 1)
+        self.graph: TrainGraph = load_train_graph(gbytes, self.payload.graph, threads=threads)
         if "model" in self.task and self.task["model"] != self.graph.meta["model"]:
             raise DeviceError("the payload's task model differs from the graph's model")
         check_groups(self.graph, self.payload.groups, self.payload.num_classes)
         self.data = PayloadData(self.payload)
         if self.data.has_soft != self.graph.has_soft:
             raise DeviceError("soft-label groups of payload and graph disagree")
+        self.config = resolve_config(self.task, self.data.n, self.graph.optimizer, config, **overrides)
         self.bytes_received = int(self.payload.size) + int(self.graph.size)
-        self.steps_per_epoch = -(-self.data.n // self.config.batch_size)
-        self.total_steps = self.steps_per_epoch * self.config.epochs
+        self.steps_per_epoch = self.config.recipe.steps_per_epoch(self.data.n)
+        self.total_steps = self.config.recipe.steps
 
     # ------------------------------------------------------------------------------------ state
     def initial_state(self) -> TrainState:
@@ -152,11 +157,12 @@ class Trainer:
         return TrainState(params=params, state=state, history=[])
 
     def _ckpt_meta(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
-        cfg.pop("epochs")
-        cfg.pop("threads")
-        return {"payload_sha256": self.payload.sha256, "graph_sha256": self.graph.sha256, "config": cfg,
-                "epochs_total": self.config.epochs}
+        """What a checkpoint must agree on to be resumed: payload, graph, recipe (except ``steps``, so a run
+        can be extended) and seed."""
+        recipe = self.config.recipe.to_dict()
+        recipe.pop("steps")
+        return {"payload_sha256": self.payload.sha256, "graph_sha256": self.graph.sha256,
+                "config": {"recipe": recipe, "seed": self.config.seed}, "steps_total": self.total_steps}
 
     def save_checkpoint(self, path: Path, st: TrainState) -> None:
         """Atomic: temp file + fsync + os.replace; a kill leaves the previous checkpoint intact."""
@@ -167,7 +173,7 @@ class Trainer:
         buf = io.BytesIO()
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         np.savez(buf, **arrays)  # type: ignore[arg-type]
-        _atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue(), make_parents=True)
 
     def load_checkpoint(self, path: Path) -> TrainState:
         try:
@@ -187,61 +193,81 @@ class Trainer:
         return TrainState(params, state, int(meta["epoch"]), int(meta["step"]), list(meta.get("history", [])))
 
     # --------------------------------------------------------------------------------- training
-    def _hyper(self, t: int, epoch: int) -> dict[str, np.ndarray]:
-        c = self.config
-        vals = {"lr": c.lr_at(t, self.total_steps, epoch), "momentum": c.momentum, "weight_decay": c.weight_decay,
-                "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps, "step": float(t + 1)}
+    def _hyper(self, t: int) -> dict[str, np.ndarray]:
+        r = self.config.recipe
+        vals = {"lr": r.lr_at(t), "momentum": r.momentum, "weight_decay": r.weight_decay,
+                "beta1": r.beta1, "beta2": r.beta2, "eps": r.eps, "step": float(t + 1)}
         out = {h: np.asarray(vals[h], np.float32) for h in self.graph.hyper}
         if self.graph.has_soft:
-            out["soft_weight"] = np.asarray(c.soft_weight if self.data.has_hard_labels else 1.0, np.float32)
+            out["soft_weight"] = np.asarray(r.soft_weight if self.data.has_hard_labels else 1.0, np.float32)
         return out
 
-    def train_epoch(self, st: TrainState, progress: Callable[[int], Any] | None = None) -> float:
-        """One epoch in ``epoch_order``; updates ``st`` in place; returns the mean loss."""
-        order = epoch_order(self.data.n, self.config.seed, st.epoch)
-        bs = self.config.batch_size
-        losses = []
-        for s in range(0, self.data.n, bs):
-            feed = self.data.batch_feed(order[s: s + bs])
-            feed.update(self._hyper(st.step, st.epoch))
+    def run_steps(self, st: TrainState, stop: int, progress: Callable[[int], Any] | None = None,
+                  on_epoch_end: Callable[[TrainState], Any] | None = None) -> None:
+        """Updates ``st.step .. stop-1`` (edge_sdk.recipe batch rule); updates ``st`` in place. After the last
+        update of every epoch, and after update ``stop - 1``, a history row is added and ``on_epoch_end(st)``
+        is called."""
+        spe = self.steps_per_epoch
+        losses: list[float] = []
+        for t, epoch, idx in iter_batches(self.data.n, self.config.recipe.batch_size, self.config.seed, st.step, stop):
+            feed = self.data.batch_feed(idx)
+            feed.update(self._hyper(t))
             feed.update(st.params)
             feed.update(st.state)
             out = self.graph.run(feed)
             loss = float(out["loss"])
             if not math.isfinite(loss):
-                raise DeviceError(f"loss became {loss} at step {st.step}; lower the learning rate")
+                raise DeviceError(f"loss became {loss} at step {t}; lower the learning rate")
             losses.append(loss)
             st.params = {n: out[f"new.{n}"] for n in self.graph.param_names}
             st.state = {n: out[f"new.{n}"] for n in self.graph.state_names}
-            st.step += 1
+            st.step = t + 1
+            st.epoch = epoch + 1
             if progress is not None:
                 progress(1)
-        st.epoch += 1
-        mean = float(np.mean(losses))
-        (st.history if st.history is not None else []).append({"epoch": st.epoch, "loss": mean})
-        return mean
+            if st.step % spe == 0 or st.step == stop:
+                if st.history is None:
+                    st.history = []
+                st.history.append({"epoch": st.epoch, "step": st.step, "loss": float(np.mean(losses))})
+                losses = []
+                if on_epoch_end is not None:
+                    on_epoch_end(st)
+
+    def train_epoch(self, st: TrainState, progress: Callable[[int], Any] | None = None) -> float:
+        """The rest of the current epoch (at most up to ``recipe.steps``); returns its mean loss."""
+        stop = min(self.total_steps, (st.step // self.steps_per_epoch + 1) * self.steps_per_epoch)
+        if stop <= st.step:
+            raise DeviceError(f"the recipe's {self.total_steps} steps are done")
+        self.run_steps(st, stop, progress)
+        return float(st.history[-1]["loss"])  # type: ignore[index]
 
     def train(self, out_dir: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = False,
               stop_after_epochs: int | None = None) -> TrainState:
-        """Train ``config.epochs`` epochs; checkpoint to ``out_dir/checkpoint.npz`` after each; with ``resume``
-        continue from it. ``stop_after_epochs`` ends early (for tests / budgets) after that many epochs total."""
+        """Run the recipe (``recipe.steps`` updates); checkpoint to ``out_dir/checkpoint.npz`` after each epoch
+        and at the end; with ``resume`` continue from it (at any step). ``stop_after_epochs`` ends early (for
+        tests / budgets) after that many epochs' worth of updates in total."""
         ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
         st = self.load_checkpoint(ckpt) if (resume and ckpt is not None and ckpt.exists()) else self.initial_state()
-        end = self.config.epochs if stop_after_epochs is None else min(self.config.epochs, stop_after_epochs)
+        end = self.total_steps
+        if stop_after_epochs is not None:
+            end = min(end, stop_after_epochs * self.steps_per_epoch)
         bar = None
         if progress:
-            from tqdm import tqdm
+            from edge_sdk.progress import progress_bar
 
-            bar = tqdm(total=self.total_steps, initial=st.step, unit="step", desc="device train")
+            bar = progress_bar(total=self.total_steps, initial=st.step, unit="step", desc="device train")
         t0 = time.perf_counter()
         step0 = st.step
+
+        def epoch_end(s: TrainState) -> None:
+            if bar is not None:
+                bar.set_postfix(epoch=s.epoch, loss=f"{s.history[-1]['loss']:.4f}")  # type: ignore[index]
+            if ckpt is not None:
+                self.save_checkpoint(ckpt, s)
+
         try:
-            while st.epoch < end:
-                loss = self.train_epoch(st, bar.update if bar is not None else None)
-                if bar is not None:
-                    bar.set_postfix(epoch=st.epoch, loss=f"{loss:.4f}")
-                if ckpt is not None:
-                    self.save_checkpoint(ckpt, st)
+            if st.step < end:
+                self.run_steps(st, end, bar.update if bar is not None else None, epoch_end)
         finally:
             if bar is not None:
                 bar.close()
@@ -257,5 +283,5 @@ class Trainer:
 
     def export_model(self, path: str | os.PathLike[str], params: dict[str, np.ndarray]) -> int:
         data = self.model_bytes(params)
-        _atomic_write_bytes(Path(path), data)
+        atomic_write_bytes(path, data, make_parents=True)
         return len(data)

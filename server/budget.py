@@ -198,10 +198,8 @@ def write_rd_curve(rows: Sequence[dict[str, Any]], parquet_path: str | os.PathLi
     """Rate-distortion curve: ``rows`` of ``{method, bits, payload_bytes, <kpi>_mean, <kpi>_std, ...}``.
 
     Writes a Parquet table (all columns) and a PNG (KPI vs payload bytes, log x, one line per
-    method/bit width). Both atomically (temp file + os.replace).
+    method/bit width). Both atomically (``edge_sdk.atomic.atomic_path``).
     """
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,39 +207,31 @@ def write_rd_curve(rows: Sequence[dict[str, Any]], parquet_path: str | os.PathLi
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from edge_sdk.atomic import atomic_path
+
     if not rows:
         raise ConfigError("no rows for the rate-distortion curve")
     cols = sorted({k for r in rows for k in r})
     table = pa.table({c: [r.get(c) for r in rows] for c in cols})
-    for path, writer in ((parquet_path, "pq"), (png_path, "png")):
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=os.path.splitext(path)[1])
-        os.close(fd)
-        try:
-            if writer == "pq":
-                pq.write_table(table, tmp)
-            else:
-                fig, ax = plt.subplots(figsize=(7, 4.5))
-                series: dict[str, list] = {}
-                for r in rows:
-                    q = f" {r['quantizer']}" if r.get("quantizer") else ""
-                    series.setdefault(f"{r['method']}{q} b={r['bits']}", []).append(r)
-                for name, rs in sorted(series.items()):
-                    rs = sorted(rs, key=lambda r: r["payload_bytes"])
-                    ax.errorbar([r["payload_bytes"] for r in rs], [r[f"{kpi}_mean"] for r in rs],
-                                yerr=[r[f"{kpi}_std"] for r in rs], marker="o", capsize=2, label=name)
-                ax.set_xscale("log")
-                ax.set_xlabel("payload bytes (file size)")
-                ax.set_ylabel(f"{kpi} (mean ± std over seeds)")
-                ax.grid(True, alpha=0.3)
-                ax.legend(fontsize=6, ncol=2)
-                fig.tight_layout()
-                fig.savefig(tmp, dpi=120, format="png")
-                plt.close(fig)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    with atomic_path(parquet_path, make_parents=True) as tmp:
+        pq.write_table(table, tmp)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series: dict[str, list] = {}
+    for r in rows:
+        q = f" {r['quantizer']}" if r.get("quantizer") else ""
+        series.setdefault(f"{r['method']}{q} b={r['bits']}", []).append(r)
+    for name, rs in sorted(series.items()):
+        rs = sorted(rs, key=lambda r: r["payload_bytes"])
+        ax.errorbar([r["payload_bytes"] for r in rs], [r[f"{kpi}_mean"] for r in rs],
+                    yerr=[r[f"{kpi}_std"] for r in rs], marker="o", capsize=2, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("payload bytes (file size)")
+    ax.set_ylabel(f"{kpi} (mean ± std over seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    try:
+        with atomic_path(png_path, make_parents=True) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)

@@ -101,7 +101,7 @@ def load_beam(train_path: str | os.PathLike, test_path: str | os.PathLike, task_
     the model is an MLP ``input_dim -> hidden -> n_tx``.
     """
     try:
-        from edge_sdk.beam.dataset import read_beam_h5
+        from edge_sdk.beam.h5reader import read_beam_h5
         from edge_sdk.beam.taskspec import BeamTaskSpec
     except ImportError as exc:  # pragma: no cover - only while edge_sdk.beam is incomplete
         raise ConfigError(f"beam data support is not available in this install: {exc}") from exc

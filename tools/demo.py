@@ -7,10 +7,10 @@
 3. server: the full-data float32 baseline under the same evaluation protocol;
 4. sign the payload with a fresh Ed25519 key and verify it;
 5. device: train on the payload in a subprocess where importing torch is impossible (numpy + onnxruntime
-   only), with the signature required, and evaluate on the device's local measurements (test.h5);
-6. the server's torch training of the same payload with the same seed, recipe and number of steps, so the
-   device result can be compared one to one;
-7. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times.
+   only), with the signature required, and evaluate on the device's local measurements (test.h5). No training
+   flags: the device follows the recipe the payload carries (edge_sdk.recipe.TrainRecipe), so its run is the
+   server's seed-0 evaluation run, update for update, and the two Top-1 figures can be compared one to one;
+6. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times.
 
 Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -67,31 +66,6 @@ def fmt_db(kpi: dict | float | None) -> str:
     return f"{kpi:.2f}"
 
 
-def server_same_recipe(payload: Path, test: Path, epochs: int, seed: int) -> tuple[dict, float]:
-    """Torch training of the decoded payload with the device's exact recipe (seed, batch order, steps)."""
-    import numpy as np
-    from edge_sdk.server.datasets import load_beam
-    from edge_sdk.server.payload_io import read_compact
-    from edge_sdk.server.train_eval import EvalConfig, predict, score_metrics, train_model
-
-    from edge_sdk.modelspec import ModelSpec
-
-    t0 = time.perf_counter()
-    X, y, _soft, p = read_compact(payload)
-    train = p.task["train"]
-    spec = ModelSpec.from_dict(p.task["model"])
-    per_epoch = math.ceil(len(y) / int(train["batch_size"]))
-    cfg = EvalConfig(
-        steps=epochs * per_epoch, batch_size=int(train["batch_size"]), lr=float(train["lr"]),
-        momentum=float(train["momentum"]), weight_decay=float(train["weight_decay"]), seeds=(seed,),
-    )
-    params = train_model(spec, X, y, seed, cfg)
-    data = load_beam(REF / "train.h5", test, task_spec=p.task["beam"], hidden=spec.hidden)
-    scores = predict(spec, params, data.X_test)
-    kpis = score_metrics(scores, data.y_test, data.rsrp_test)
-    return {k: float(v) for k, v in kpis.items() if isinstance(v, (int, float, np.floating))}, time.perf_counter() - t0
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
@@ -131,19 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads((server_dir / "report.json").read_text())
     full = json.loads((full_dir / "report.json").read_text())
     from edge_sdk.payload import read_payload
+    from edge_sdk.recipe import TrainRecipe
 
     p = read_payload(payload)
-    recipe = p.task["train"]
+    recipe = TrainRecipe.from_dict(p.task["train"])
     n_samples = sum(g.n for g in p.groups if g.role == "samples")
-    epochs = max(1, math.ceil(int(recipe["steps"]) / math.ceil(n_samples / int(recipe["batch_size"]))))
     device_dir = out / "device"
     times["device: train + eval (onnxruntime, no torch)"] = run(
         [sys.executable, "-c", DEVICE_RUNNER, "device", "train", "--payload", payload, "--graph", graph,
-         "--eval", test, "--trusted-key", keys / "server.pub", "--epochs", str(epochs), "--seed", "0",
-         "--quiet", "--out", device_dir], "device train")
+         "--eval", test, "--trusted-key", keys / "server.pub", "--quiet", "--out", device_dir], "device train")
     dev = json.loads((device_dir / "report.json").read_text())
-    same, t_same = server_same_recipe(payload, test, epochs, seed=0)
-    times["server: same recipe, seed 0 (torch)"] = t_same
+    # the server's seed-0 evaluation run is the run the device repeated (same recipe, init, batch order)
+    same = {name: v["per_seed"][report["seeds"].index(0)] for name, v in report["kpis"].items()}
 
     k, dk, fk = report["kpis"], dev["kpis"], full["kpis"]
     graph_bytes = graph.stat().st_size
@@ -166,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
           f" {'device ORT, seed 0*':>20s} {'full data, 3 seeds':>20s}")
     for label, key, f in kpi_rows:
         print(f"{label:32s} {f(k.get(key)):>22s} {f(same.get(key)):>22s} {f(dk.get(key)):>20s} {f(fk.get(key)):>20s}")
-    print(f"* same payload, seed, recipe and {epochs} epochs; device - server Top-1 = "
-          f"{100 * (dk['top1'] - same['top1']):+.2f} points")
+    print(f"* same payload, seed 0 and recipe ({recipe.steps} {recipe.optimizer} updates of {recipe.batch_size}, "
+          f"lr {recipe.lr:g} {recipe.schedule}); device - server Top-1 = {100 * (dk['top1'] - same['top1']):+.2f} points")
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
     print("\ntimes:")
@@ -175,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:48s} {t:7.1f} s")
     total = time.perf_counter() - t_start
     print(f"  {'total':48s} {total:7.1f} s")
-    summary = {"server": report, "full": full, "device": dev, "server_same_recipe": same, "epochs": epochs,
+    summary = {"server": report, "full": full, "device": dev, "server_seed0": same, "recipe": recipe.to_dict(),
                "times_s": times, "total_s": total}
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {out / 'demo-summary.json'}")

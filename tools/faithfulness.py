@@ -41,7 +41,7 @@ def _generate(out: Path, preset: str, n: int, seed: int, tag: str) -> Path:
     path = out / f"{preset}-{tag}.h5"
     steps = 100 if preset.endswith("case2") else 1
     if path.exists():
-        from edge_sdk.beam.h5schema import open_beam_h5
+        from edge_sdk.beam.h5reader import open_beam_h5
 
         with open_beam_h5(path) as f:
             if f.n == n * steps and int(f.attrs["seed"]) == seed:
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from edge_sdk.server.datagen.reference import atomic_write_text
 
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
 
     if args.stats is not None:
         st = dataset_stats(read_beam_h5(args.stats))

@@ -1,6 +1,6 @@
 """Summary statistics of a beam dataset file (for ``edge-sdk data info``).
 
-:func:`dataset_info` reads and validates the whole file (:func:`~edge_sdk.beam.h5schema.read_beam_h5`) and
+:func:`dataset_info` reads and validates the whole file (:func:`~edge_sdk.beam.h5reader.read_beam_h5`) and
 returns a JSON-able dict: schema attributes, sizes, Top-1 label histogram, LOS / indoor shares, RSRP
 percentiles (dBm) of the best beam pair per sample and of all beam pairs, 2D distance range, and for
 BM-Case2 the trajectory count and steps per trajectory.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.beam.dataset import BeamDataset
-from edge_sdk.beam.h5schema import read_beam_h5
+from edge_sdk.beam.h5reader import read_beam_h5
 
 PERCENTILES = (1, 5, 50, 95, 99)
 

@@ -16,7 +16,7 @@ Usually round 2 confirms round 1's layout (a one-digit header change moves the b
 layouts keep changing for ``max_rounds`` rounds (a budget on the edge between two layouts), a
 :class:`edge_sdk.errors.ConfigError` says so; the caller may change the budget by a few bytes or drop the graph.
 Candidate graphs are written next to the final path as hidden temp files; the chosen one is moved into place
-with ``os.replace`` (atomic; the exporter already fsynced it) and the others are removed.
+with ``edge_sdk.atomic.commit_file`` (fsync + rename + directory fsync) and the others are removed.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk.atomic import commit_file
 from edge_sdk.errors import ConfigError, EdgeSdkError
 
 #: graph size assumed by the first allocation round (4 digits: the beam MLP graphs measure ~6-9 kB)
 PLACEHOLDER_SIZE = 8192
 PLACEHOLDER_SHA = "0" * 64
 MAX_ROUNDS = 4
-#: the optimizer baked into the graph; the payload's ``task["train"]`` recipe is SGD with momentum
-OPTIMIZER = "sgd"
 
 
 class GraphExportError(ConfigError):
@@ -83,7 +82,7 @@ def plan_with_graph(data: Any, cfg: Any, recipe: Any, out_path: str | os.PathLik
     """Allocate under the budget with the graph's digest counted, and write the graph to ``out_path``.
 
     ``data``: ``TaskData`` (``spec`` is the model the graph trains); ``cfg``: ``QuantizeConfig``; ``recipe``:
-    ``EvalConfig`` (for the scores). ``exporter`` defaults to
+    ``EvalConfig`` (for the scores; the graph is exported for ``recipe.recipe.optimizer``). ``exporter`` defaults to
     ``edge_sdk.server.onnx_export.export.write_graph_for_payload`` (same signature; injectable for tests).
     Raises :class:`GraphExportError` if the exporter rejects the model/layout, ``ConfigError`` if the
     allocation stores nothing or the layout does not settle in ``max_rounds``."""
@@ -116,7 +115,7 @@ def plan_with_graph(data: Any, cfg: Any, recipe: Any, out_path: str | os.PathLik
             if key not in exported:
                 tmp = out_path.with_name(f".{out_path.name}.{len(exported)}.candidate")
                 try:
-                    exported[key] = exporter(lays, data.spec, optimizer=OPTIMIZER, out_path=tmp)
+                    exported[key] = exporter(lays, data.spec, optimizer=recipe.recipe.optimizer, out_path=tmp)
                 except EdgeSdkError as exc:
                     raise GraphExportError(f"graph export not supported for this payload/model: {exc}") from exc
             g = exported[key]
@@ -131,7 +130,7 @@ def plan_with_graph(data: Any, cfg: Any, recipe: Any, out_path: str | os.PathLik
                 f"payload and graph planning did not settle in {max_rounds} rounds (the stored widths change "
                 f"with the graph digest: {[r['widths'] for r in log]}); change the budget by a few bytes or "
                 "pass --no-graph")
-        os.replace(chosen.path, out_path)
+        commit_file(chosen.path, out_path)
         final = replace(chosen, path=out_path)
     finally:
         for g in exported.values():

@@ -124,16 +124,12 @@ def _memo(key: tuple, fn) -> np.ndarray:
     return _MEMO[key]
 
 
-def _recipe_key(recipe: EvalConfig) -> tuple:
-    return (recipe.batch_size, recipe.lr, recipe.momentum, recipe.weight_decay)
-
-
 def _difficulty(data, cfg: QuantizeConfig, recipe: EvalConfig) -> np.ndarray | None:
     method = get_method(cfg.prune or "random")
     if not method.needs_scores:
         return None
-    key = ("el2n", id(data.X_train), data.X_train.shape, cfg.el2n_epochs, cfg.seed, _recipe_key(recipe))
-    return _memo(key, lambda: el2n_scores(data.spec, data.X_train, data.y_train, recipe, epochs=cfg.el2n_epochs,
+    key = ("el2n", id(data.X_train), data.X_train.shape, cfg.el2n_epochs, cfg.seed, recipe.recipe)
+    return _memo(key, lambda: el2n_scores(data.spec, data.X_train, data.y_train, recipe.recipe, epochs=cfg.el2n_epochs,
                                           seed=cfg.seed))
 
 
@@ -181,9 +177,9 @@ def select_and_allocate(data, cfg: QuantizeConfig, recipe: EvalConfig, progress:
                                         labels=labels)
     else:
         t1 = time.perf_counter()
-        key = ("sens", id(data.X_train), data.X_train.shape, cfg.sensitivity, _recipe_key(recipe))
+        key = ("sens", id(data.X_train), data.X_train.shape, cfg.sensitivity, recipe.recipe)
         s_all = _memo(key, lambda: compute_sensitivity(data.spec, data.X_train, data.y_train, cfg.sensitivity,
-                                                       recipe, progress=progress))
+                                                       recipe.recipe, progress=progress))
         s = s_all[cand]  # reference model trained on the full set; scores of the kept samples
         info["sensitivity_seconds"] = time.perf_counter() - t1
         info["sensitivity_mean"] = float(np.mean(s))
@@ -222,7 +218,7 @@ def materialize(data, cand: np.ndarray, alloc: A.Allocation, cfg: QuantizeConfig
 
 
 def run(data, cfg: QuantizeConfig, recipe: EvalConfig, progress: bool = False,
-        graph_path=None) -> tuple[CompactSet, Any]:
+        graph_path=None, evaluate: bool = True) -> tuple[CompactSet, Any]:
     """Build the compact set and evaluate it with the shared protocol; returns (CompactSet, EvalResult).
 
     With ``graph_path`` the ONNX training graph of the stored groups is written there and its digest is
@@ -255,6 +251,8 @@ def run(data, cfg: QuantizeConfig, recipe: EvalConfig, progress: bool = False,
         raise ConfigError(
             f"the budget {cs.budget} B stores no sample with these settings; raise the budget or use smaller widths"
         )
+    if not evaluate:  # the caller evaluates the written payload
+        return cs, None
     res = evaluate_compact(data.spec, cs.X, cs.y, data, recipe, progress=progress)
     return cs, res
 

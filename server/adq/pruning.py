@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from edge_sdk.server.train_eval import EvalConfig
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe
 
 from .training import logits, train_params
 
@@ -35,7 +35,7 @@ def keep_count(n: int, keep: float) -> int:
     return max(1, int(round(keep * n)))
 
 
-def el2n_scores(spec: ModelSpec, x: np.ndarray, y: np.ndarray, recipe: EvalConfig, epochs: int = 3,
+def el2n_scores(spec: ModelSpec, x: np.ndarray, y: np.ndarray, recipe: TrainRecipe, epochs: int = 3,
                 n_models: int = 2, seed: int = 0) -> np.ndarray:
     """EL2N difficulty float64 [N] (higher = harder), models trained ``epochs`` passes of ``recipe``."""
     onehot = np.eye(spec.num_classes, dtype=np.float64)[np.asarray(y, np.int64)]

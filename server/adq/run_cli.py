@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -27,8 +28,11 @@ def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str 
                  scale_dtype: str, ref_epochs: int, sens_bits: int, seeds: int, steps: int, seed: int,
                  out_dir: Path, progress: bool = True, graph: bool = True) -> dict:
     import torch
+    from edge_sdk.server.payload_io import read_compact
     from edge_sdk.server.report import build_report, write_report
-    from edge_sdk.server.train_eval import EvalConfig
+    from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, evaluate_with_graph
+
+    from edge_sdk.recipe import TrainRecipe
 
     from .pipeline import QuantizeConfig, run, write_compact_payload
     from .sensitivity import SensitivityConfig
@@ -44,17 +48,23 @@ def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str 
                          allow_drop=allow_drop, class_balanced=class_balanced, scale_dtype=scale_dtype, prune=prune,
                          keep=keep, seed=seed, sensitivity=SensitivityConfig(ref_epochs=ref_epochs, bits=sens_bits,
                                                                              scale_dtype=scale_dtype))
-    recipe = EvalConfig(steps=steps, seeds=tuple(range(seeds)))
+    recipe = EvalConfig(recipe=TrainRecipe(steps=steps), seeds=tuple(range(seeds)))
     # the device trains with the server's recipe; stored in the payload (and counted in the budget)
-    data.task["train"] = recipe.device_recipe()
+    data = replace(data, task={**data.task, "train": recipe.recipe.to_dict()})
     load_s = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = out_dir / GRAPH_NAME
-    cs, res = run(data, cfg, recipe, progress=progress, graph_path=gpath if graph else None)
+    cs, _ = run(data, cfg, recipe, progress=progress, graph_path=gpath if graph else None, evaluate=False)
     if cs.graph is None and gpath.exists():
         gpath.unlink()  # a graph from an earlier run would not match this payload
     ppath = out_dir / PAYLOAD_NAME
     info = write_compact_payload(ppath, cs, data, cfg)
+    # evaluate what was written: the device's runtime when there is a graph, else torch on the decoded payload
+    if cs.graph is not None:
+        res = evaluate_with_graph(ppath, gpath, data, recipe, progress=progress)
+    else:
+        X, y, soft, _ = read_compact(ppath)
+        res = evaluate_compact(data.spec, X, y, data, recipe, progress=progress, soft=soft)
     g = cs.graph
     graph_rep = {"path": str(g.path), "sha256": g.sha256, "size": int(g.size)} if g is not None else None
     graph_note = "disabled with --no-graph" if not graph else cs.info.get("graph_note")

@@ -2,7 +2,7 @@
 
 The run is cut into chunks of ``batch`` rows. Chunk ``k`` is generated from its own seed
 ``chunk_seed(seed, k)`` (numpy ``SeedSequence([seed, k])``) that re-seeds Sionna's RNGs and our own
-``torch.Generator``; each finished chunk is appended and flushed by :class:`edge_sdk.beam.h5schema.BeamH5Writer`.
+``torch.Generator``; each finished chunk is appended and flushed by :class:`edge_sdk.beam.h5writer.BeamH5Writer`.
 A resumed run therefore continues at chunk ``n_done // batch`` and produces exactly the rows an uninterrupted run
 would have produced (same seed, batch, preset and device type). Results are bit-identical for a seed on one
 device type; CPU and CUDA give different (equally valid) samples. Side effect: seeding a chunk sets
@@ -193,7 +193,7 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
             )
         batch = max(steps, batch - batch % steps)
     dev = resolve_device(device)
-    from edge_sdk.beam.h5schema import BeamH5Writer
+    from edge_sdk.beam.h5writer import BeamH5Writer
 
     out = Path(out)
     attrs = _attrs(p, seed, batch, dev)
@@ -221,10 +221,10 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
     if n0 % batch and n0 != samples:
         w.close()
         raise DatasetError(f"cannot resume {out}: {n0} rows is not a whole number of chunks of {batch}")
-    from tqdm import tqdm
+    from edge_sdk.progress import progress_bar
 
     try:
-        with tqdm(total=samples, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
+        with progress_bar(total=samples, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
             while w.n_done < samples:
                 k = w.n_done // batch
                 n = min(batch, samples - w.n_done)

@@ -1,6 +1,6 @@
 """Reference-data helpers: the content digest recorded in ``datasets/3gpp/reference/SHA256SUMS``.
 
-HDF5 files written by :class:`edge_sdk.beam.h5schema.BeamH5Writer` carry a ``created`` timestamp attribute, so
+HDF5 files written by :class:`edge_sdk.beam.h5writer.BeamH5Writer` carry a ``created`` timestamp attribute, so
 their bytes differ between two otherwise identical runs. The recorded digest is therefore over the *decoded*
 arrays: for every stored field in schema order, ``name``, dtype string and shape (UTF-8, newline separated)
 followed by the C-order array bytes, plus the ``seed`` and ``preset`` attributes. Two files with the same digest
@@ -25,7 +25,7 @@ SUMS_HEADER = (
 
 def array_digest(path: str | Path) -> str:
     """Hex SHA-256 of the decoded content of a beam HDF5 file (see module docstring)."""
-    from edge_sdk.beam.h5schema import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
 
     ds = read_beam_h5(path)
     h = hashlib.sha256()

@@ -67,17 +67,19 @@ def constrain(ctx: Context, S: torch.Tensor) -> torch.Tensor:
     return S
 
 
-def val_top1(ctx: Context, X: torch.Tensor, targets: torch.Tensor) -> float:
-    """Held-out Top-1 of a model trained on (``X`` [N, D], ``targets`` [N] or logits [N, C]) with the device
-    recipe (:func:`edge_sdk.server.train_eval.train_model`), mean over seeds ``cfg.seed + i``,
+def val_top1(ctx: Context, X: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None) -> float:
+    """Held-out Top-1 of a model trained on (``X`` [N, D], labels ``y`` [N], soft logits [N, C] or None) with the
+    default evaluation recipe (:func:`edge_sdk.server.train_eval.train_model`), mean over seeds ``cfg.seed + i``,
     ``i < cfg.val_seeds`` -- ``select="val"``."""
-    from edge_sdk.server.train_eval import EvalConfig, predict, train_model
+    from edge_sdk.server.train_eval import predict, train_model
+
+    from edge_sdk.recipe import TrainRecipe
 
     Xv, yv = ctx.val  # type: ignore[misc]
-    ev = EvalConfig(device=str(ctx.device))
     acc = []
     for i in range(max(1, ctx.cfg.val_seeds)):
-        params = train_model(ctx.data.spec, X.detach(), targets.detach(), ctx.cfg.seed + i, ev)
+        params = train_model(ctx.data.spec, X.detach(), y.detach(), ctx.cfg.seed + i, TrainRecipe(),
+                             soft=soft.detach() if soft is not None else None, device=str(ctx.device))
         acc.append(float((predict(ctx.data.spec, params, Xv).argmax(1) == yv).mean()))
     return sum(acc) / len(acc)
 
@@ -100,9 +102,9 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
     probe_init = probe_loss(ctx, matcher, q(constrain(ctx, S)) if q is not None else constrain(ctx, S))
     it_range = range(cfg.iterations)
     if getattr(ctx, "progress", False):
-        from tqdm import tqdm
+        from edge_sdk.progress import progress_bar
 
-        it_range = tqdm(it_range, desc=f"{cfg.method}", leave=False)
+        it_range = progress_bar(it_range, desc=f"{cfg.method}", leave=False)
     best: tuple[float, int, dict] | None = None  # (val top1, iteration, state) -- select="val"
     val_log: list[tuple[int, float]] = []
 
@@ -114,7 +116,7 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
                                           if mode == "ptq" and ctx.point.quantizer not in RAW else None)
             Xd = qq(Sc) if qq is not None else Sc
             soft = matcher.soft()
-        score = val_top1(ctx, Xd, soft if soft is not None else y_syn)
+        score = val_top1(ctx, Xd, y_syn, soft)
         val_log.append((it, score))
         if best is None or score > best[0]:
             state = {"S": S.detach().clone(), "q": {k: v.clone() for k, v in q.state_dict().items()} if q is not None else None,

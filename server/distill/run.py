@@ -20,9 +20,10 @@ from edge_sdk.server.datasets import TaskData, load_beam, load_task
 from edge_sdk.server.distill.base import RAW, DistillConfig, choose_point, provenance_for, resolve_method
 from edge_sdk.server.payload_io import layouts_for, read_compact, write_compact
 from edge_sdk.server.report import build_report, write_report
-from edge_sdk.server.train_eval import EvalConfig, evaluate_compact
+from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, evaluate_with_graph
 
 from edge_sdk.errors import ConfigError, EdgeSdkError
+from edge_sdk.recipe import TrainRecipe
 
 PAYLOAD_NAME = "payload.epl"
 GRAPH_NAME = "graph.onnx"
@@ -46,7 +47,7 @@ def resolve_budget(data: TaskData, budget: str | int | None, compression: str | 
     return None, {"bytes": None, "spec": None, "compression_target": None}
 
 
-def export_graph(data: TaskData, cfg: DistillConfig, out_dir: Path) -> tuple[dict | None, str | None]:
+def export_graph(data: TaskData, cfg: DistillConfig, out_dir: Path, optimizer: str) -> tuple[dict | None, str | None]:
     """Write OUT/graph.onnx for the payload's group layout (independent of the sample count, so it can be
     exported before planning and its digest counted). Returns (digest, reason-if-skipped)."""
     try:
@@ -60,7 +61,7 @@ def export_graph(data: TaskData, cfg: DistillConfig, out_dir: Path) -> tuple[dic
     lay = layouts_for(kind, cfg.resolved_bits(), 1, data.dim, data.num_classes,
                       per_feature=cfg.per_feature and kind == "uniform_clip", soft=soft, soft_bits=cfg.soft_bits)
     try:
-        info = write_graph_for_payload(lay, data.spec, optimizer="sgd", out_path=out_dir / GRAPH_NAME)
+        info = write_graph_for_payload(lay, data.spec, optimizer=optimizer, out_path=out_dir / GRAPH_NAME)
     except EdgeSdkError as exc:
         return None, f"graph export not supported for this payload/model: {exc}"
     return info.digest(), None
@@ -77,12 +78,12 @@ def _auto_bits(data: TaskData, cfg: DistillConfig, budget: int, ev: EvalConfig) 
             cands.append(choose_point(data, replace(cfg, bits=b), budget, prov))
         except ConfigError:
             continue
-    proxy_ev = replace(ev, seeds=(ev.seeds[0],), steps=max(50, ev.steps // 3))
+    proxy_ev = replace(ev, seeds=(ev.seeds[0],), recipe=replace(ev.recipe, steps=max(50, ev.recipe.steps // 3)))
     log: list[dict] = []
 
     def proxy(pt) -> float:
         r = distill(data, replace(cfg, bits=pt.bits, iterations=max(10, cfg.iterations // 5)), budget)
-        m = evaluate_compact(data.spec, r.compact.X, r.compact.targets(), data, proxy_ev).mean["top1"]
+        m = evaluate_compact(data.spec, r.compact.X, r.compact.y, data, proxy_ev, soft=r.compact.soft).mean["top1"]
         log.append({"bits": pt.bits, "ipc": pt.ipc, "proxy_top1": m})
         return m
 
@@ -112,9 +113,9 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
     cfg = DistillConfig(method=method, quantizer=quantizer, bits=None if bits == "auto" else bits,
                         per_feature=per_feature, ipc=ipc, iterations=iterations, soft_labels=soft_labels,
                         seed=seed, device=dev, **(extra_cfg or {}))
-    ev = EvalConfig(steps=steps, seeds=tuple(range(seeds)), device=dev)
+    ev = EvalConfig(recipe=TrainRecipe(steps=steps), seeds=tuple(range(seeds)), device=dev)
     # the device trains with the server's recipe; stored in the payload (and counted in the budget)
-    data.task["train"] = ev.device_recipe()
+    data = replace(data, task={**data.task, "train": ev.recipe.to_dict()})
     search_log: list[dict] = []
     t0 = time.perf_counter()
     if bits == "auto":
@@ -127,7 +128,7 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
     digest, graph_note = (None, "disabled with --no-graph")
     t0 = time.perf_counter()
     if graph:
-        digest, graph_note = export_graph(data, cfg, out_dir)
+        digest, graph_note = export_graph(data, cfg, out_dir, ev.recipe.optimizer)
         if graph_note:
             warnings.warn(graph_note, stacklevel=1)
     t_graph = time.perf_counter() - t0
@@ -135,8 +136,11 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
     path = out_dir / PAYLOAD_NAME
     write_compact(path, res.compact, num_classes=data.num_classes, task=res.task, provenance=res.provenance,
                   graph=digest, budget_bytes=b_bytes)
-    X, y, soft, _ = read_compact(path)
-    ev_res = evaluate_compact(data.spec, X, soft if soft is not None else y, data, ev, progress=progress)
+    if digest is not None:  # the device's runtime on the written files: the report is what a device gets
+        ev_res = evaluate_with_graph(path, out_dir / GRAPH_NAME, data, ev, progress=progress)
+    else:
+        X, y, soft, _ = read_compact(path)
+        ev_res = evaluate_compact(data.spec, X, y, data, ev, progress=progress, soft=soft)
     rep = build_report(
         command="distill", method=method, config=res.config, budget=bdesc, payload_path=path,
         full_float32_bytes=data.full_float32_bytes, eval_result=ev_res,

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from edge_sdk.beam.h5schema import write_beam_h5
+from edge_sdk.beam.h5writer import write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 
 EXE = Path(sys.executable).parent / "edge-sdk"

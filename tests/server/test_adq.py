@@ -256,7 +256,8 @@ def test_sensitivity_vmap_matches_loop():
 
 @pytest.fixture(scope="module")
 def beam_files(tmp_path_factory):
-    from edge_sdk.beam.synthetic import make_synthetic_beam_dataset, write_beam_h5
+    from edge_sdk.beam.h5writer import write_beam_h5
+    from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 
     d = tmp_path_factory.mktemp("beam")
     write_beam_h5(d / "train.h5", make_synthetic_beam_dataset(n=300, seed=0))
@@ -308,7 +309,8 @@ def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path):
     assert X.shape[0] == rep["extra"]["stored_samples"] and X.shape[1] == 8
     tr = Trainer(out / "payload.epl", out / "graph.onnx", epochs=1, batch_size=64)
     ev = rep["eval"]["config"]
-    assert tr.graph.optimizer == "sgd" and (tr.config.lr, tr.config.momentum) == (ev["lr"], ev["momentum"])
+    assert tr.graph.optimizer == "sgd" and tr.config.recipe.with_overrides(steps=ev["recipe"]["steps"]).to_dict() == {
+        **ev["recipe"], "batch_size": 64}
     st = tr.initial_state()
     p0 = {k: v.copy() for k, v in st.params.items()}
     loss = tr.train_epoch(st)  # shuffled batches mix rows of both width groups

@@ -80,6 +80,7 @@ def test_adq_layout_end_to_end(tmp_path):
 
     from edge_sdk import codecs
     from edge_sdk.payload import SampleGroup, write_payload
+    from edge_sdk.recipe import TrainRecipe
 
     rng = np.random.default_rng(0)
     model = ModelSpec(input_dim=6, num_classes=4, hidden=(8,))
@@ -91,7 +92,8 @@ def test_adq_layout_end_to_end(tmp_path):
               SampleGroup("lo", "symmetric_per_sample", 2, data=c_lo, params=p_lo, labels=y[40:80]),
               SampleGroup("drop", "none", 0, n=10, d=6)]
     info = write_graph_for_payload([g.layout() for g in groups], model, "adam", tmp_path / "g.onnx")
-    task = {"kind": "beam", "model": model.to_dict(), "train": {"epochs": 30, "batch_size": 16, "lr": 0.02}}
+    recipe = TrainRecipe(optimizer="adam", lr=0.02, batch_size=16).for_epochs(30, 80)
+    task = {"kind": "beam", "model": model.to_dict(), "train": recipe.to_dict()}
     write_payload(tmp_path / "p.bin", groups, num_classes=4, task=task, graph=info.digest())
     tr = Trainer(tmp_path / "p.bin", tmp_path / "g.onnx")
     assert tr.data.n == 80

@@ -1,0 +1,195 @@
+"""The training recipe: how a model is trained on a payload, on the server and on the device alike.
+
+One definition for both sides. The server evaluates every compact set with a :class:`TrainRecipe`
+(``edge_sdk.server.train_eval``), writes ``recipe.to_dict()`` into the payload's ``task["train"]``, and
+exports the ONNX training graph for ``recipe.optimizer``; the device reads it back with
+:meth:`TrainRecipe.from_dict` and follows it exactly by default (``edge_sdk.device.trainer``), so ``edge-sdk
+device train`` with no flags repeats the server's seed-0 run.
+
+A run of a recipe with seed ``s`` on ``N`` samples (both sides, :func:`iter_batches`):
+
+* parameters start from ``edge_sdk.modelspec.init_params(model, s)``;
+* update ``t = 0 .. steps-1`` is in epoch ``e = t // B`` with ``B = ceil(N / batch_size)`` batches per epoch,
+  and uses the samples ``epoch_order(N, s, e)[(t mod B) * batch_size : ... + batch_size]`` (the last batch of an
+  epoch may be smaller); the run stops after exactly ``steps`` updates, possibly inside an epoch;
+* learning rate of update ``t`` (:meth:`TrainRecipe.lr_at`): ``constant``: ``lr``; ``cosine``:
+  ``lr * 0.5 * (1 + cos(pi * t / steps))``; ``step``: ``lr * gamma ** (t // decay_every)``;
+* loss: mean over the batch of ``(1 - soft_weight) * CE(z, y) + soft_weight * CE(z, softmax(s))`` when the
+  payload carries soft-label rows ``s`` (logits), plain ``CE(z, y)`` otherwise;
+* ``sgd``: ``torch.optim.SGD`` semantics (dampening 0, no Nesterov, L2 weight decay added to the gradient):
+  ``g = grad + wd * p; buf = momentum * buf + g`` (``buf`` starts at 0, so the first step has ``buf = g``);
+  ``p -= lr_t * buf``;
+* ``adam``: ``torch.optim.Adam`` semantics (Kingma & Ba 2015, Alg. 1; L2 weight decay added to the gradient,
+  no AMSGrad): ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``; ``p -= lr_t / (1 - b1^k) * m /
+  (sqrt(v) / sqrt(1 - b2^k) + eps)`` with ``k = t + 1``.
+
+Stored form (``task["train"]`` of the payload header; ``RECIPE_VERSION`` 1)::
+
+    {"version": 1, "optimizer": "sgd", "lr": 0.05, "schedule": "constant", "steps": 2000, "batch_size": 128,
+     "momentum": 0.9, "weight_decay": 0.0005, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08,
+     "decay_every": 1000, "gamma": 0.1, "soft_weight": 1.0}
+
+:meth:`TrainRecipe.from_dict` accepts exactly this (every key optional except ``version``; unknown keys,
+wrong types and out-of-range values are :class:`~edge_sdk.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import epoch_order
+
+RECIPE_VERSION = 1
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+#: bounds checked before anything is allocated or trained (a device reads these from the network)
+MAX_STEPS = 100_000_000
+MAX_BATCH = 1 << 20
+
+_INT_FIELDS = ("steps", "batch_size", "decay_every")
+_STR_FIELDS = ("optimizer", "schedule")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How to train (every field is documented in the module docstring; units: ``lr`` per update,
+    ``steps``/``decay_every`` in optimizer updates, ``batch_size`` in samples).
+
+    The defaults are the server's evaluation recipe (SGD + momentum, constant lr, 2,000 updates of 128)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    schedule: str = "constant"
+    steps: int = 2000
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    decay_every: int = 1000
+    gamma: float = 0.1
+    soft_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in _STR_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"recipe field {name!r} must be a string, got {getattr(self, name)!r}")
+        for name in _INT_FIELDS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ConfigError(f"recipe field {name!r} must be an integer, got {v!r}")
+        for f in fields(self):
+            if f.name in _INT_FIELDS or f.name in _STR_FIELDS:
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+                raise ConfigError(f"recipe field {f.name!r} must be a finite number, got {v!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"recipe optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"recipe schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"recipe steps must be in [1, {MAX_STEPS}], got {self.steps}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ConfigError(f"recipe batch_size must be in [1, {MAX_BATCH}], got {self.batch_size}")
+        if not self.decay_every >= 1:
+            raise ConfigError(f"recipe decay_every must be >= 1, got {self.decay_every}")
+        if not self.lr > 0:
+            raise ConfigError(f"recipe lr must be > 0, got {self.lr}")
+        checks = (("momentum", 0.0, 1.0, True), ("beta1", 0.0, 1.0, False), ("beta2", 0.0, 1.0, False),
+                  ("gamma", 0.0, 1.0, True), ("soft_weight", 0.0, 1.0, True))
+        for name, lo, hi, hi_ok in checks:
+            v = getattr(self, name)
+            if not (lo <= v <= hi if hi_ok else lo <= v < hi):
+                raise ConfigError(f"recipe {name} must be in [{lo}, {hi}{']' if hi_ok else ')'}, got {v}")
+        if self.weight_decay < 0 or self.eps <= 0:
+            raise ConfigError("recipe weight_decay must be >= 0 and eps > 0")
+
+    @classmethod
+    def defaults(cls, optimizer: str = "sgd") -> TrainRecipe:
+        """The default recipe of an optimizer: ``sgd`` = the server's evaluation recipe; ``adam``: lr 1e-3,
+        no weight decay, otherwise the same."""
+        if optimizer == "adam":
+            return cls(optimizer="adam", lr=1e-3, weight_decay=0.0)
+        return cls(optimizer=optimizer)
+
+    # ------------------------------------------------------------------------------- stored form
+    def to_dict(self) -> dict[str, Any]:
+        """``task["train"]`` form: ``{"version": 1, <every field>}`` (plain JSON types)."""
+        d: dict[str, Any] = {"version": RECIPE_VERSION}
+        for k, v in asdict(self).items():
+            d[k] = v if isinstance(v, str) else (int(v) if k in _INT_FIELDS else float(v))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TrainRecipe:
+        """Parse the stored form (module docstring); a typed :class:`ConfigError` for anything else."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"training recipe must be a JSON object, got {type(d).__name__}")
+        if "version" not in d:
+            raise ConfigError("training recipe has no 'version' (written by an edge-sdk before recipes were "
+                              "versioned); re-export the payload with this edge-sdk")
+        if d["version"] != RECIPE_VERSION or isinstance(d["version"], bool):
+            raise ConfigError(f"training recipe version {d['version']!r} is not supported; this edge-sdk reads "
+                              f"version {RECIPE_VERSION}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names - {"version"})
+        if unknown:
+            raise ConfigError(f"training recipe has unknown keys {unknown}; known: {sorted(names)}")
+        return cls(**{k: v for k, v in d.items() if k != "version"})
+
+    def with_overrides(self, **overrides: Any) -> TrainRecipe:
+        """A copy with the non-None ``overrides`` applied (validated); unknown names are a ConfigError."""
+        names = {f.name for f in fields(self)}
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise ConfigError(f"unknown recipe fields {bad}; known: {sorted(names)}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    # ---------------------------------------------------------------------------------- schedule
+    def steps_per_epoch(self, n: int) -> int:
+        """Updates per epoch on ``n`` samples: ``ceil(n / batch_size)``."""
+        if n < 1:
+            raise ConfigError("cannot train on an empty set")
+        return -(-int(n) // self.batch_size)
+
+    def for_epochs(self, epochs: int, n: int) -> TrainRecipe:
+        """The same recipe run for ``epochs`` whole epochs over ``n`` samples."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+        return replace(self, steps=epochs * self.steps_per_epoch(n))
+
+    def epochs(self, n: int) -> int:
+        """Epochs started by a full run on ``n`` samples (the last one may be partial)."""
+        return -(-self.steps // self.steps_per_epoch(n))
+
+    def lr_at(self, t: int) -> float:
+        """Learning rate of update ``t`` (0-based) of ``steps``."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * t / self.steps))
+        if self.schedule == "step":
+            return self.lr * self.gamma ** (t // self.decay_every)
+        return self.lr
+
+
+def iter_batches(n: int, batch_size: int, seed: int, start: int, stop: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(t, epoch, indices int64 [<= batch_size])`` of updates ``start <= t < stop`` of a run with ``seed`` on
+    ``n`` samples (batch rule in the module docstring). Any ``start`` works, so a run resumes mid-epoch."""
+    if n < 1:
+        raise ConfigError("cannot train on an empty set")
+    per_epoch = -(-n // batch_size)
+    order: np.ndarray | None = None
+    order_epoch = -1
+    for t in range(start, stop):
+        epoch, b = divmod(t, per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = epoch_order(n, seed, epoch), epoch
+        assert order is not None
+        yield t, epoch, order[b * batch_size : (b + 1) * batch_size]
