@@ -270,9 +270,11 @@ def test_pruning_then_quantization(beam_files):
     from edge_sdk.server.datasets import load_beam
     from edge_sdk.server.train_eval import EvalConfig
 
+    from edge_sdk.recipe import TrainRecipe
+
     data = load_beam(*beam_files)
     cfg = QuantizeConfig(method="adq", budget="2x", prune="ccs", keep=0.5, el2n_epochs=1)
-    cs, res = run(data, cfg, EvalConfig(steps=5, seeds=(0,)))
+    cs, res = run(data, cfg, EvalConfig(TrainRecipe(steps=5), seeds=(0,)))
     assert cs.indices.size <= 150 and cs.nbytes <= cs.budget
     assert set(np.unique(cs.bits)) <= {*range(2, 9), 16} and 0 < res.mean["top1"] <= 1
 
@@ -373,13 +375,14 @@ def test_plan_with_graph_counts_real_digest(tmp_path):
     from edge_sdk.server.train_eval import EvalConfig
 
     from edge_sdk.payload import payload_size, read_payload
+    from edge_sdk.recipe import TrainRecipe
 
     data = _plan_data()
     cfg = QuantizeConfig(method="uniform", budget="8x")
     calls: list = []
     size = 123_456  # 6 digits vs the 4-digit placeholder: 2 header bytes more
     assert len(str(size)) != len(str(PLACEHOLDER_SIZE))
-    gp = plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx",
+    gp = plan_with_graph(data, cfg, EvalConfig(TrainRecipe(steps=1), seeds=(0,)), tmp_path / "graph.onnx",
                          exporter=_fake_exporter(lambda w: size, calls))
     assert gp.rounds == 2 and len(calls) == 1 and gp.graph.size == size
     assert (tmp_path / "graph.onnx").stat().st_size == size and not list(tmp_path.glob(".graph.onnx.*"))
@@ -407,6 +410,8 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
     from edge_sdk.server.onnx_export.export import GraphInfo
     from edge_sdk.server.train_eval import EvalConfig
 
+    from edge_sdk.recipe import TrainRecipe
+
     data = _plan_data()
     n = data.X_train.shape[0]
     cfg = QuantizeConfig(method="uniform")
@@ -422,7 +427,7 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
         return GraphInfo(path=out_path, sha256=f"{len(calls):064x}", size=10**40 if widths == (4,) else 1)
 
     with pytest.raises(ConfigError, match="did not settle"):
-        plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx", exporter=exporter)
+        plan_with_graph(data, cfg, EvalConfig(TrainRecipe(steps=1), seeds=(0,)), tmp_path / "graph.onnx", exporter=exporter)
     assert sorted(set(calls)) == [(3,), (4,)] and len(calls) == 2  # each layout exported once (cached)
     assert not list(tmp_path.iterdir())
 
@@ -435,10 +440,11 @@ def test_plan_with_graph_unsupported_model_is_typed(tmp_path):
     from edge_sdk.server.train_eval import EvalConfig
 
     from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.recipe import TrainRecipe
 
     data = _plan_data(n=100, d=16)
     data.spec = ModelSpec(kind="convnet", input_dim=16, num_classes=16, in_shape=(1, 4, 4), width=4, depth=1)
     with pytest.raises(GraphExportError, match="mlp"):
-        plan_with_graph(data, QuantizeConfig(method="uniform", budget="4x"), EvalConfig(steps=1, seeds=(0,)),
+        plan_with_graph(data, QuantizeConfig(method="uniform", budget="4x"), EvalConfig(TrainRecipe(steps=1), seeds=(0,)),
                         tmp_path / "graph.onnx")
     assert not list(tmp_path.iterdir())
