@@ -56,7 +56,15 @@ class TrainConfig:
             raise ConfigError(f"threads must be an integer in [1, 1024], got {self.threads!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form (``recipe`` in its stored form); :meth:`from_dict` reads it back."""
         return {"recipe": self.recipe.to_dict(), "seed": self.seed, "threads": self.threads}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        try:
+            return cls(TrainRecipe.from_dict(d["recipe"]), int(d.get("seed", 0)), int(d.get("threads", 1)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid device training config {d!r}: {exc}") from None
 
 
 def payload_recipe(task: dict[str, Any], optimizer: str) -> TrainRecipe:
@@ -126,7 +134,9 @@ class Trainer:
 
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
-                 **overrides: Any) -> None:
+                 train_graph: TrainGraph | None = None, **overrides: Any) -> None:
+        """``train_graph``: an already loaded graph session to reuse (e.g. one per worker in a fleet simulation);
+        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read."""
         from edge_sdk.payload import read_payload
 
         self.payload_path = Path(payload_path)
@@ -135,10 +145,15 @@ class Trainer:
                                     require_signature=require_signature)
         if self.payload.graph is None:
             raise DeviceError("payload names no training graph (export it with a graph digest)")
-        gbytes = self.graph_path.read_bytes()
         self.task = dict(self.payload.task or {})
         threads = overrides.get("threads") or (config.threads if config is not None else 1)
-        self.graph: TrainGraph = load_train_graph(gbytes, self.payload.graph, threads=threads)
+        if train_graph is not None:
+            want = self.payload.graph
+            if (str(want.get("sha256", "")).lower(), int(want.get("size", -1))) != (train_graph.sha256, train_graph.size):
+                raise DeviceError("the given training graph is not the one the payload names (sha256/size differ)")
+            self.graph: TrainGraph = train_graph
+        else:
+            self.graph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph, threads=threads)
         if "model" in self.task and self.task["model"] != self.graph.meta["model"]:
             raise DeviceError("the payload's task model differs from the graph's model")
         check_groups(self.graph, self.payload.groups, self.payload.num_classes)
