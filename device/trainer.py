@@ -249,10 +249,9 @@ class Trainer:
                     on_epoch_end(st)
 
     def train_epoch(self, st: TrainState, progress: Callable[[int], Any] | None = None) -> float:
-        """The rest of the current epoch (at most up to ``recipe.steps``); returns its mean loss."""
-        stop = min(self.total_steps, (st.step // self.steps_per_epoch + 1) * self.steps_per_epoch)
-        if stop <= st.step:
-            raise DeviceError(f"the recipe's {self.total_steps} steps are done")
+        """The rest of the current epoch (not capped by ``recipe.steps``: for measurements and step-wise use;
+        :meth:`train` runs the recipe); returns its mean loss."""
+        stop = (st.step // self.steps_per_epoch + 1) * self.steps_per_epoch
         self.run_steps(st, stop, progress)
         return float(st.history[-1]["loss"])  # type: ignore[index]
 

@@ -30,7 +30,8 @@ Stored form (``task["train"]`` of the payload header; ``RECIPE_VERSION`` 1)::
      "decay_every": 1000, "gamma": 0.1, "soft_weight": 1.0}
 
 :meth:`TrainRecipe.from_dict` accepts exactly this (every key optional except ``version``; unknown keys,
-wrong types and out-of-range values are :class:`~edge_sdk.errors.ConfigError`).
+wrong types and out-of-range values are :class:`~edge_sdk.errors.ConfigError`), and the unversioned form that
+edge-sdk 0.1.0 servers wrote (keys ``LEGACY_V0_KEYS`` only, same meaning), so their payloads still train.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ MAX_STEPS = 100_000_000
 MAX_BATCH = 1 << 20
 
 _INT_FIELDS = ("steps", "batch_size", "decay_every")
+#: keys of the unversioned recipe written by edge-sdk 0.1.0 servers (read as version 1 with these fields)
+LEGACY_V0_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "schedule", "steps")
 _STR_FIELDS = ("optimizer", "schedule")
 
 
@@ -134,8 +137,7 @@ class TrainRecipe:
         if not isinstance(d, Mapping):
             raise ConfigError(f"training recipe must be a JSON object, got {type(d).__name__}")
         if "version" not in d:
-            raise ConfigError("training recipe has no 'version' (written by an edge-sdk before recipes were "
-                              "versioned); re-export the payload with this edge-sdk")
+            return cls._from_v0(d)
         if d["version"] != RECIPE_VERSION or isinstance(d["version"], bool):
             raise ConfigError(f"training recipe version {d['version']!r} is not supported; this edge-sdk reads "
                               f"version {RECIPE_VERSION}")
@@ -144,6 +146,16 @@ class TrainRecipe:
         if unknown:
             raise ConfigError(f"training recipe has unknown keys {unknown}; known: {sorted(names)}")
         return cls(**{k: v for k, v in d.items() if k != "version"})
+
+    @classmethod
+    def _from_v0(cls, d: Mapping[str, Any]) -> TrainRecipe:
+        """The unversioned recipe of edge-sdk 0.1.0 servers (``EvalConfig.device_recipe()``: optimizer, lr,
+        momentum, weight_decay, batch_size, schedule, steps — the same meaning as version 1)."""
+        unknown = sorted(set(d) - set(LEGACY_V0_KEYS))
+        if unknown:
+            raise ConfigError(f"training recipe has no 'version' and keys {unknown} that the unversioned (0.1.0) "
+                              f"form never had (it has {list(LEGACY_V0_KEYS)}); re-export the payload")
+        return cls(**d)
 
     def with_overrides(self, **overrides: Any) -> TrainRecipe:
         """A copy with the non-None ``overrides`` applied (validated); unknown names are a ConfigError."""

@@ -79,7 +79,7 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 def pool_features(path: Path, tiers: list[Tier]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Model inputs and ideal per-beam RSRP of every pool drop, per distinct task spec:
     {task id: (X float32 [M, D], R float32 [M, n_tx])}."""
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.taskspec import BeamTaskSpec
 
     ds = read_beam_h5(path)

@@ -72,7 +72,7 @@ def test_invalid_values_are_config_errors(kw, msg):
 
 
 @pytest.mark.parametrize("d,msg", [
-    ({}, "no 'version'"),
+    ({"epochs": 3}, "no 'version' and keys"),
     ({"version": 2}, "version 2"),
     ({"version": True}, "version True"),
     ({"version": 1, "epochs": 3}, "unknown keys"),
@@ -119,3 +119,10 @@ def test_iter_batches_is_the_epoch_order_cut_into_batches(n, bs, seed, a, b):
         np.testing.assert_array_equal(idx, full[t])
         k = t % per_epoch
         np.testing.assert_array_equal(idx, epoch_order(n, seed, e)[k * bs:(k + 1) * bs])
+
+
+def test_unversioned_recipe_of_0_1_0_servers_still_reads():
+    legacy = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "batch_size": 128,
+              "schedule": "constant", "steps": 2000}
+    assert TrainRecipe.from_dict(legacy) == TrainRecipe()
+    assert TrainRecipe.from_dict({}) == TrainRecipe()

@@ -178,7 +178,7 @@ def test_resume_at_any_step_matches_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize("train,msg", [
-    ({"optimizer": "adam"}, "no 'version'"),
+    ({"optimizer": "adam", "epochs": 3}, "no 'version' and keys"),
     ({"version": 2}, "version 2"),
     ({"version": 1, "batch_size": "64"}, "integer"),
     ({"version": 1, "lr": "fast"}, "finite number"),
