@@ -1,7 +1,7 @@
 """The training recipe: how a model is trained on a payload, on the server and on the device alike.
 
 One definition for both sides. The server evaluates every compact set with a :class:`TrainRecipe`
-(``edge_sdk.server.train_eval``), writes ``recipe.to_dict()`` into the payload's ``task["train"]``, and
+(``edge_sdk.server.train_eval``), writes ``recipe.to_payload()`` into the payload's ``task["train"]``, and
 exports the ONNX training graph for ``recipe.optimizer``; the device reads it back with
 :meth:`TrainRecipe.from_dict` and follows it exactly by default (``edge_sdk.device.trainer``), so ``edge-sdk
 device train`` with no flags repeats the server's seed-0 run.
@@ -23,15 +23,21 @@ A run of a recipe with seed ``s`` on ``N`` samples (both sides, :func:`iter_batc
   no AMSGrad): ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``; ``p -= lr_t / (1 - b1^k) * m /
   (sqrt(v) / sqrt(1 - b2^k) + eps)`` with ``k = t + 1``.
 
-Stored form (``task["train"]`` of the payload header; ``RECIPE_VERSION`` 1)::
+Forms (``RECIPE_VERSION`` 1):
+
+* full (:meth:`TrainRecipe.to_dict`, reports)::
 
     {"version": 1, "optimizer": "sgd", "lr": 0.05, "schedule": "constant", "steps": 2000, "batch_size": 128,
      "momentum": 0.9, "weight_decay": 0.0005, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08,
      "decay_every": 1000, "gamma": 0.1, "soft_weight": 1.0}
 
-:meth:`TrainRecipe.from_dict` accepts exactly this (every key optional except ``version``; unknown keys,
-wrong types and out-of-range values are :class:`~edge_sdk.errors.ConfigError`), and the unversioned form that
-edge-sdk 0.1.0 servers wrote (keys ``LEGACY_V0_KEYS`` only, same meaning), so their payloads still train.
+* stored (:meth:`TrainRecipe.to_payload`, the payload header's ``task["train"]``, where every byte counts against
+  the budget): ``version`` plus only the fields that differ from the version-1 defaults above, e.g.
+  ``{"version": 1, "steps": 3000}``; the defaults of a version never change.
+
+:meth:`TrainRecipe.from_dict` reads both (a missing key is its version-1 default; unknown keys, wrong types and
+out-of-range values are :class:`~edge_sdk.errors.ConfigError`), and the unversioned form that edge-sdk 0.1.0
+servers wrote (keys ``LEGACY_V0_KEYS`` only, same meaning), so their payloads still train.
 """
 
 from __future__ import annotations
@@ -130,6 +136,11 @@ class TrainRecipe:
         for k, v in asdict(self).items():
             d[k] = v if isinstance(v, str) else (int(v) if k in _INT_FIELDS else float(v))
         return d
+
+    def to_payload(self) -> dict[str, Any]:
+        """The stored form: ``version`` + the fields that differ from the version-1 defaults (module docstring)."""
+        default = TrainRecipe().to_dict()
+        return {k: v for k, v in self.to_dict().items() if k == "version" or v != default[k]}
 
     @classmethod
     def from_dict(cls, d: Any) -> TrainRecipe:

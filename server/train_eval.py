@@ -20,7 +20,7 @@ Protocol (identical for every method, reproduced by the device): one run of the
 :mod:`edge_sdk.recipe`; the optimizers are written out by hand so the device graph's update can be checked
 against them line by line). A fixed number of *updates* (not epochs) is used so that a 32-sample and a
 20,000-sample set get the same optimisation effort. The model of the **last** update is evaluated once on the
-test set (no best-epoch-on-test selection). The payload carries ``recipe.to_dict()`` as ``task["train"]``.
+test set (no best-epoch-on-test selection). The payload carries ``recipe.to_payload()`` as ``task["train"]``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str 
                                                                              scale_dtype=scale_dtype))
     recipe = EvalConfig(recipe=TrainRecipe(steps=steps), seeds=tuple(range(seeds)))
     # the device trains with the server's recipe; stored in the payload (and counted in the budget)
-    data = replace(data, task={**data.task, "train": recipe.recipe.to_dict()})
+    data = replace(data, task={**data.task, "train": recipe.recipe.to_payload()})
     load_s = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     gpath = out_dir / GRAPH_NAME

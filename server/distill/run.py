@@ -115,7 +115,7 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
                         seed=seed, device=dev, **(extra_cfg or {}))
     ev = EvalConfig(recipe=TrainRecipe(steps=steps), seeds=tuple(range(seeds)), device=dev)
     # the device trains with the server's recipe; stored in the payload (and counted in the budget)
-    data = replace(data, task={**data.task, "train": ev.recipe.to_dict()})
+    data = replace(data, task={**data.task, "train": ev.recipe.to_payload()})
     search_log: list[dict] = []
     t0 = time.perf_counter()
     if bits == "auto":

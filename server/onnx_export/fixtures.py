@@ -83,7 +83,7 @@ def make_bundle(out_dir: str | Path, spec: BundleSpec = BundleSpec()) -> dict[st
     epochs = int(train.pop("epochs", 1))
     recipe = TrainRecipe.defaults(spec.optimizer).with_overrides(**train)
     recipe = recipe.for_epochs(epochs, sum(g.layout().n for g in groups if g.role == "samples"))
-    task = {"kind": "beam", "beam": task_spec.to_dict(), "model": model.to_dict(), "train": recipe.to_dict()}
+    task = {"kind": "beam", "beam": task_spec.to_dict(), "model": model.to_dict(), "train": recipe.to_payload()}
     pinfo = write_payload(out / "payload.bin", groups, num_classes=model.num_classes, task=task,
                           provenance={"generator": "edge_sdk.server.onnx_export.fixtures", "layout": spec.layout},
                           graph=info.digest())

@@ -38,6 +38,14 @@ def test_stored_form_round_trips_through_json(r):
     d = r.to_dict()
     assert d["version"] == RECIPE_VERSION
     assert TrainRecipe.from_dict(json.loads(json.dumps(d))) == r
+    stored = r.to_payload()
+    assert TrainRecipe.from_dict(json.loads(json.dumps(stored))) == r
+    assert set(stored) <= set(d) and stored["version"] == RECIPE_VERSION
+
+
+def test_stored_form_keeps_only_what_differs():
+    assert TrainRecipe().to_payload() == {"version": 1}
+    assert TrainRecipe(steps=3000, optimizer="adam").to_payload() == {"version": 1, "steps": 3000, "optimizer": "adam"}
 
 
 def test_defaults_are_the_server_evaluation_recipe():

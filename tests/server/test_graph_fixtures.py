@@ -93,7 +93,7 @@ def test_adq_layout_end_to_end(tmp_path):
               SampleGroup("drop", "none", 0, n=10, d=6)]
     info = write_graph_for_payload([g.layout() for g in groups], model, "adam", tmp_path / "g.onnx")
     recipe = TrainRecipe(optimizer="adam", lr=0.02, batch_size=16).for_epochs(30, 80)
-    task = {"kind": "beam", "model": model.to_dict(), "train": recipe.to_dict()}
+    task = {"kind": "beam", "model": model.to_dict(), "train": recipe.to_payload()}
     write_payload(tmp_path / "p.bin", groups, num_classes=4, task=task, graph=info.digest())
     tr = Trainer(tmp_path / "p.bin", tmp_path / "g.onnx")
     assert tr.data.n == 80
