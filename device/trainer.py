@@ -5,8 +5,12 @@ check the graph bytes against the payload's graph digest -> the training recipe 
 (``task["train"]``, an :class:`edge_sdk.recipe.TrainRecipe`; overrides only when the caller gives them) ->
 initial parameters from ``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) ->
 exactly ``recipe.steps`` updates, batches and learning rates from :mod:`edge_sdk.recipe` (``iter_batches``,
-``TrainRecipe.lr_at``) -> one graph run per update -> atomic checkpoint after every epoch and at the end ->
-standalone inference ONNX with the weights as initializers.
+``TrainRecipe.lr_at``) -> one graph run per update -> atomic checkpoint after every epoch and at the end
+(format v1, ``edge_sdk.device.checkpoint``) -> standalone inference ONNX with the weights as initializers.
+Everything the device reads is validated before anything is allocated: the payload, the task spec
+(``edge_sdk.schema.TaskSpec``, the beam task, the model spec, the recipe with ``edge_sdk.recipe.RECIPE_BOUNDS``),
+the graph's self-description against the graph itself, the estimated training memory against ``TrainLimits``
+(docs/device.md, "What the device validates").
 
 With no overrides the device repeats the server's evaluation run of the same seed update for update (the
 server trains with the same recipe, init, batch order and optimizer in torch; edge_sdk.server.train_eval).
@@ -26,16 +30,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from edge_sdk.device.data import PayloadData
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 
 from edge_sdk.atomic import atomic_write_bytes
-from edge_sdk.errors import ConfigError, DeviceError
-from edge_sdk.modelspec import init_params
+from edge_sdk.errors import CheckpointError, ConfigError, DeviceError
+from edge_sdk.modelspec import ModelSpec, init_params
 from edge_sdk.recipe import TrainRecipe, iter_batches
+from edge_sdk.schema import TaskSpec, TrainLimits, as_int
 
-CHECKPOINT = "checkpoint.npz"
+CHECKPOINT = CHECKPOINT_NAME
+OLD_CHECKPOINTS = ("checkpoint.npz",)  # before checkpoint format v1: refused with a message
+MAX_HISTORY = 100_000
+MAX_SEED = 2**63 - 1
+MAX_THREADS = 1024
 
 
 @dataclass(frozen=True)
@@ -50,32 +60,29 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, TrainRecipe):
             raise ConfigError(f"TrainConfig.recipe must be a TrainRecipe, got {type(self.recipe).__name__}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 1024:
-            raise ConfigError(f"threads must be an integer in [1, 1024], got {self.threads!r}")
+        as_int(self.seed, "seed", 0, MAX_SEED)
+        as_int(self.threads, "threads", 1, MAX_THREADS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (``recipe`` in its stored form); :meth:`from_dict` reads it back."""
         return {"recipe": self.recipe.to_dict(), "seed": self.seed, "threads": self.threads}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        try:
-            return cls(TrainRecipe.from_dict(d["recipe"]), int(d.get("seed", 0)), int(d.get("threads", 1)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid device training config {d!r}: {exc}") from None
+    def from_dict(cls, d: Any, where: str = "config") -> TrainConfig:
+        """Strict inverse of :meth:`to_dict` (SchemaError naming the field otherwise)."""
+        from edge_sdk.schema import check_keys, expect_dict
+
+        d = expect_dict(d, where)
+        check_keys(d, where, ("recipe",), ("seed", "threads"))
+        return cls(TrainRecipe.from_dict(d["recipe"], f"{where}.recipe"), d.get("seed", 0), d.get("threads", 1))
 
 
 def payload_recipe(task: dict[str, Any], optimizer: str) -> TrainRecipe:
     """The payload's recipe (``task["train"]``), or ``TrainRecipe.defaults(optimizer)`` when it carries none.
-    A malformed recipe is a :class:`DeviceError` (the payload, not the caller, is wrong)."""
+    A malformed recipe is a :class:`~edge_sdk.errors.SchemaError` naming the field (``task.train.<key>``)."""
     if task.get("train") is None:
         return TrainRecipe.defaults(optimizer)
-    try:
-        return TrainRecipe.from_dict(task["train"])
-    except ConfigError as exc:
-        raise DeviceError(f"the payload's training recipe (task.train) is invalid: {exc}") from None
+    return TrainRecipe.from_dict(task["train"], "task.train")
 
 
 def resolve_config(task: dict[str, Any], n: int, graph_optimizer: str, base: TrainConfig | None = None, *,
@@ -126,6 +133,13 @@ class TrainState:
     history: list[dict[str, float]] | None = None
 
 
+def _valid_history(history: Any) -> bool:
+    return (isinstance(history, list) and len(history) <= MAX_HISTORY
+            and all(isinstance(h, dict) and set(h) == {"epoch", "step", "loss"}
+                    and all(isinstance(h[k], int) and not isinstance(h[k], bool) for k in ("epoch", "step"))
+                    and isinstance(h["loss"], (int, float)) and not isinstance(h["loss"], bool) for h in history))
+
+
 class Trainer:
     """Train the payload's model with its graph. ``trusted_keys``: Ed25519 public keys (paths, PEM bytes or key
     objects) the payload signature must verify against; ``require_signature`` refuses unsigned payloads.
@@ -134,33 +148,50 @@ class Trainer:
 
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
-                 train_graph: TrainGraph | None = None, **overrides: Any) -> None:
+                 limits: TrainLimits | None = None, train_graph: TrainGraph | None = None,
+                 **overrides: Any) -> None:
         """``train_graph``: an already loaded graph session to reuse (e.g. one per worker in a fleet simulation);
-        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read."""
+        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read.
+        ``limits``: the device's memory bound (default :class:`~edge_sdk.schema.TrainLimits`)."""
+        from edge_sdk.beam.taskspec import BeamTaskSpec
         from edge_sdk.payload import read_payload
 
         self.payload_path = Path(payload_path)
         self.graph_path = Path(graph_path)
+        self.limits = limits or TrainLimits()
         self.payload = read_payload(self.payload_path, trusted_keys=trusted_keys or None,
                                     require_signature=require_signature)
         if self.payload.graph is None:
             raise DeviceError("payload names no training graph (export it with a graph digest)")
         self.task = dict(self.payload.task or {})
+        spec = TaskSpec.from_dict(self.task)  # the envelope, then each part with its own schema
+        if spec.beam is not None:
+            BeamTaskSpec.from_dict(spec.beam, "task.beam")
+        task_model = ModelSpec.from_dict(spec.model, "task.model") if spec.model is not None else None
+        if spec.train is not None:  # the recipe's schema before anything is loaded (the optimizer check follows)
+            TrainRecipe.from_dict(spec.train, "task.train")
         threads = overrides.get("threads") or (config.threads if config is not None else 1)
+        as_int(threads, "threads", 1, MAX_THREADS)
         if train_graph is not None:
             want = self.payload.graph
             if (str(want.get("sha256", "")).lower(), int(want.get("size", -1))) != (train_graph.sha256, train_graph.size):
                 raise DeviceError("the given training graph is not the one the payload names (sha256/size differ)")
             self.graph: TrainGraph = train_graph
         else:
+            gsize = self.graph_path.stat().st_size
+            if gsize != self.payload.graph["size"]:
+                raise DeviceError(f"graph does not match the payload: {self.graph_path} is {gsize} bytes, the "
+                                  f"payload names a graph of {self.payload.graph['size']} bytes (sha256 "
+                                  f"{self.payload.graph['sha256']}); use the graph exported together with this payload")
             self.graph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph, threads=threads)
-        if "model" in self.task and self.task["model"] != self.graph.meta["model"]:
+        if task_model is not None and task_model != self.graph.model:
             raise DeviceError("the payload's task model differs from the graph's model")
         check_groups(self.graph, self.payload.groups, self.payload.num_classes)
         self.data = PayloadData(self.payload)
         if self.data.has_soft != self.graph.has_soft:
             raise DeviceError("soft-label groups of payload and graph disagree")
         self.config = resolve_config(self.task, self.data.n, self.graph.optimizer, config, **overrides)
+        self.memory = self.limits.check(self.graph.model, self.config.recipe.batch_size, self.graph.optimizer)
         self.bytes_received = int(self.payload.size) + int(self.graph.size)
         self.steps_per_epoch = self.config.recipe.steps_per_epoch(self.data.n)
         self.total_steps = self.config.recipe.steps
@@ -179,33 +210,41 @@ class Trainer:
         return {"payload_sha256": self.payload.sha256, "graph_sha256": self.graph.sha256,
                 "config": {"recipe": recipe, "seed": self.config.seed}, "steps_total": self.total_steps}
 
+    def _ckpt_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = dict(self.graph.model.param_shapes())
+        out = {f"p:{n}": tuple(shapes[n]) for n in self.graph.param_names}
+        out.update({f"s:{n}": tuple(shapes[n.rsplit(".", 1)[0]]) for n in self.graph.state_names})
+        return out
+
     def save_checkpoint(self, path: Path, st: TrainState) -> None:
-        """Atomic: temp file + fsync + os.replace; a kill leaves the previous checkpoint intact."""
+        """Checkpoint format v1 (``edge_sdk.device.checkpoint``), written atomically: a kill leaves the previous
+        checkpoint intact."""
         arrays = {f"p:{k}": v for k, v in st.params.items()} | {f"s:{k}": v for k, v in st.state.items()}
         meta = self._ckpt_meta() | {"epoch": st.epoch, "step": st.step, "history": st.history or []}
-        import io
-
-        buf = io.BytesIO()
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        atomic_write_bytes(path, buf.getvalue(), make_parents=True)
+        write_checkpoint(path, meta, arrays)
 
     def load_checkpoint(self, path: Path) -> TrainState:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["__meta__"]).decode())
-                params = {k[2:]: z[k] for k in z.files if k.startswith("p:")}
-                state = {k[2:]: z[k] for k in z.files if k.startswith("s:")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise DeviceError(f"checkpoint {path} is unreadable: {exc}; delete it to start over") from exc
+        """Read and check a checkpoint against this payload, graph and config (CheckpointError otherwise). A run
+        can be resumed at any step, and extended (``steps`` may grow; everything else must match)."""
+        meta, arrays = read_checkpoint(path, self._ckpt_shapes())
         want = self._ckpt_meta()
+        if set(meta) != set(want) | {"epoch", "step", "history"}:
+            raise CheckpointError(f"checkpoint {path} header has keys {sorted(meta)}; delete it to start over")
         for key in ("payload_sha256", "graph_sha256", "config"):
-            if meta.get(key) != want[key]:
-                raise DeviceError(f"checkpoint {path} was made with a different {key.split('_')[0]}; "
-                                  "delete it or drop --resume")
-        if set(params) != set(self.graph.param_names) or set(state) != set(self.graph.state_names):
-            raise DeviceError(f"checkpoint {path} holds other parameters than the graph")
-        return TrainState(params, state, int(meta["epoch"]), int(meta["step"]), list(meta.get("history", [])))
+            if meta[key] != want[key]:
+                raise CheckpointError(f"checkpoint {path} was made with a different {key.split('_')[0]}; "
+                                      "delete it or drop --resume")
+        epoch, step, history = meta["epoch"], meta["step"], meta["history"]
+        max_epochs = self.config.recipe.epochs(self.data.n)
+        ok = (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= max_epochs
+              and isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= self.total_steps
+              and _valid_history(history))
+        if not ok:
+            raise CheckpointError(f"checkpoint {path} has an invalid epoch/step/history for this run "
+                                  f"({max_epochs} epochs, {self.total_steps} steps); delete it to start over")
+        params = {k[2:]: v for k, v in arrays.items() if k.startswith("p:")}
+        state = {k[2:]: v for k, v in arrays.items() if k.startswith("s:")}
+        return TrainState(params, state, epoch, step, list(history))
 
     # --------------------------------------------------------------------------------- training
     def _hyper(self, t: int) -> dict[str, np.ndarray]:
@@ -257,10 +296,15 @@ class Trainer:
 
     def train(self, out_dir: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = False,
               stop_after_epochs: int | None = None) -> TrainState:
-        """Run the recipe (``recipe.steps`` updates); checkpoint to ``out_dir/checkpoint.npz`` after each epoch
+        """Run the recipe (``recipe.steps`` updates); checkpoint to ``out_dir/checkpoint.safetensors`` after each epoch
         and at the end; with ``resume`` continue from it (at any step). ``stop_after_epochs`` ends early (for
         tests / budgets) after that many epochs' worth of updates in total."""
         ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+        if resume and ckpt is not None and not ckpt.exists():
+            old = [Path(out_dir or ".") / n for n in OLD_CHECKPOINTS if (Path(out_dir or ".") / n).exists()]
+            if old:
+                raise CheckpointError(f"{old[0]} is a checkpoint of an older format this edge-sdk does not read; "
+                                      "delete it (or drop --resume) to start over")
         st = self.load_checkpoint(ckpt) if (resume and ckpt is not None and ckpt.exists()) else self.initial_state()
         end = self.total_steps
         if stop_after_epochs is not None:

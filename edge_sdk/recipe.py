@@ -36,8 +36,9 @@ Forms (``RECIPE_VERSION`` 1):
   ``{"version": 1, "steps": 3000}``; the defaults of a version never change.
 
 :meth:`TrainRecipe.from_dict` reads both (a missing key is its version-1 default; unknown keys, wrong types and
-out-of-range values are :class:`~edge_sdk.errors.ConfigError`), and the unversioned form that edge-sdk 0.1.0
-servers wrote (keys ``LEGACY_V0_KEYS`` only, same meaning), so their payloads still train.
+out-of-range values (:data:`RECIPE_BOUNDS`) are a :class:`~edge_sdk.errors.SchemaError` naming the field, e.g.
+``task.train.batch_size``), and the unversioned form that edge-sdk 0.1.0 servers wrote (keys ``LEGACY_V0_KEYS``
+only, same meaning), so their payloads still train.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SchemaError
 from edge_sdk.modelspec import epoch_order
+from edge_sdk.schema import as_float, as_int, as_str, check_keys, expect_dict
 
 RECIPE_VERSION = 1
 OPTIMIZERS = ("sgd", "adam")
@@ -59,16 +61,48 @@ SCHEDULES = ("constant", "cosine", "step")
 MAX_STEPS = 100_000_000
 MAX_BATCH = 1 << 20
 
+#: The one table of the recipe's value rules (the device, the payload readers of every version and the server all
+#: check a recipe through :class:`TrainRecipe`): ints ``(lo, hi)``; floats ``(lo, hi, lo_open, hi_open)`` with
+#: ``None`` = unbounded (still finite); strings: the allowed values. Generous for real recipes; they stop a crafted
+#: payload from training forever or allocating a batch the device cannot hold (the memory bound itself is
+#: ``edge_sdk.schema.TrainLimits``). A learning rate or ``gamma`` that makes training diverge is a run-time
+#: ``DeviceError`` ("loss became ..."), not a schema error.
+RECIPE_BOUNDS: dict[str, tuple[Any, ...]] = {
+    "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+    "steps": (1, MAX_STEPS), "batch_size": (1, MAX_BATCH), "decay_every": (1, MAX_STEPS),
+    "lr": (0.0, None, True, False), "gamma": (0.0, None, True, False), "momentum": (0.0, 1.0, False, True),
+    "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True), "eps": (0.0, 1.0, True, False),
+    "weight_decay": (0.0, None, False, False), "soft_weight": (0.0, 1.0, False, False),
+}
+
 _INT_FIELDS = ("steps", "batch_size", "decay_every")
 #: keys of the unversioned recipe written by edge-sdk 0.1.0 servers (read as version 1 with these fields)
 LEGACY_V0_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "schedule", "steps")
 _STR_FIELDS = ("optimizer", "schedule")
 
 
+def check_field(name: str, value: Any, where: str) -> Any:
+    """``value`` of recipe field ``name`` checked against :data:`RECIPE_BOUNDS` with the strict
+    :mod:`edge_sdk.schema` helpers (``True`` is not an int, ``"32"`` not a number); returns it as a plain
+    Python value. :class:`~edge_sdk.errors.SchemaError` (a ConfigError) naming ``where`` otherwise."""
+    bounds = RECIPE_BOUNDS[name]
+    if name in _STR_FIELDS:
+        return as_str(value, where, bounds)
+    if isinstance(value, np.integer):
+        value = int(value)
+    elif isinstance(value, np.floating):
+        value = float(value)
+    if name in _INT_FIELDS:
+        return as_int(value, where, *bounds)
+    lo, hi, lo_open, hi_open = bounds
+    return as_float(value, where, lo, hi, lo_open=lo_open, hi_open=hi_open)
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
     """How to train (every field is documented in the module docstring; units: ``lr`` per update,
-    ``steps``/``decay_every`` in optimizer updates, ``batch_size`` in samples).
+    ``steps``/``decay_every`` in optimizer updates, ``batch_size`` in samples; value rules:
+    :data:`RECIPE_BOUNDS`).
 
     The defaults are the server's evaluation recipe (SGD + momentum, constant lr, 2,000 updates of 128)."""
 
@@ -87,39 +121,8 @@ class TrainRecipe:
     soft_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in _STR_FIELDS:
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"recipe field {name!r} must be a string, got {getattr(self, name)!r}")
-        for name in _INT_FIELDS:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ConfigError(f"recipe field {name!r} must be an integer, got {v!r}")
         for f in fields(self):
-            if f.name in _INT_FIELDS or f.name in _STR_FIELDS:
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
-                raise ConfigError(f"recipe field {f.name!r} must be a finite number, got {v!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"recipe optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"recipe schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ConfigError(f"recipe steps must be in [1, {MAX_STEPS}], got {self.steps}")
-        if not 1 <= self.batch_size <= MAX_BATCH:
-            raise ConfigError(f"recipe batch_size must be in [1, {MAX_BATCH}], got {self.batch_size}")
-        if not self.decay_every >= 1:
-            raise ConfigError(f"recipe decay_every must be >= 1, got {self.decay_every}")
-        if not self.lr > 0:
-            raise ConfigError(f"recipe lr must be > 0, got {self.lr}")
-        checks = (("momentum", 0.0, 1.0, True), ("beta1", 0.0, 1.0, False), ("beta2", 0.0, 1.0, False),
-                  ("gamma", 0.0, 1.0, True), ("soft_weight", 0.0, 1.0, True))
-        for name, lo, hi, hi_ok in checks:
-            v = getattr(self, name)
-            if not (lo <= v <= hi if hi_ok else lo <= v < hi):
-                raise ConfigError(f"recipe {name} must be in [{lo}, {hi}{']' if hi_ok else ')'}, got {v}")
-        if self.weight_decay < 0 or self.eps <= 0:
-            raise ConfigError("recipe weight_decay must be >= 0 and eps > 0")
+            check_field(f.name, getattr(self, f.name), f"recipe.{f.name}")
 
     @classmethod
     def defaults(cls, optimizer: str = "sgd") -> TrainRecipe:
@@ -143,30 +146,27 @@ class TrainRecipe:
         return {k: v for k, v in self.to_dict().items() if k == "version" or v != default[k]}
 
     @classmethod
-    def from_dict(cls, d: Any) -> TrainRecipe:
-        """Parse the stored form (module docstring); a typed :class:`ConfigError` for anything else."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"training recipe must be a JSON object, got {type(d).__name__}")
+    def from_dict(cls, d: Any, where: str = "task.train") -> TrainRecipe:
+        """Parse the stored form (module docstring); a typed :class:`~edge_sdk.errors.SchemaError` naming the
+        field (``where.<key>``, e.g. ``task.train.batch_size``) for anything else."""
+        d = expect_dict(d, where)
         if "version" not in d:
-            return cls._from_v0(d)
+            return cls._from_v0(d, where)
         if d["version"] != RECIPE_VERSION or isinstance(d["version"], bool):
-            raise ConfigError(f"training recipe version {d['version']!r} is not supported; this edge-sdk reads "
-                              f"version {RECIPE_VERSION}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names - {"version"})
-        if unknown:
-            raise ConfigError(f"training recipe has unknown keys {unknown}; known: {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k != "version"})
+            raise SchemaError(f"{where}.version {d['version']!r} is not supported; this edge-sdk reads training "
+                              f"recipe version {RECIPE_VERSION}")
+        check_keys(d, where, ("version",), [f.name for f in fields(cls)])
+        return cls(**{k: check_field(k, v, f"{where}.{k}") for k, v in d.items() if k != "version"})
 
     @classmethod
-    def _from_v0(cls, d: Mapping[str, Any]) -> TrainRecipe:
+    def _from_v0(cls, d: Mapping[str, Any], where: str) -> TrainRecipe:
         """The unversioned recipe of edge-sdk 0.1.0 servers (``EvalConfig.device_recipe()``: optimizer, lr,
         momentum, weight_decay, batch_size, schedule, steps — the same meaning as version 1)."""
         unknown = sorted(set(d) - set(LEGACY_V0_KEYS))
         if unknown:
-            raise ConfigError(f"training recipe has no 'version' and keys {unknown} that the unversioned (0.1.0) "
-                              f"form never had (it has {list(LEGACY_V0_KEYS)}); re-export the payload")
-        return cls(**d)
+            raise SchemaError(f"{where} has no 'version' and key(s) {unknown} that the unversioned (0.1.0) form "
+                              f"never had (it has {list(LEGACY_V0_KEYS)}); re-export the payload")
+        return cls(**{k: check_field(k, v, f"{where}.{k}") for k, v in d.items()})
 
     def with_overrides(self, **overrides: Any) -> TrainRecipe:
         """A copy with the non-None ``overrides`` applied (validated); unknown names are a ConfigError."""

@@ -14,9 +14,13 @@
 7. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
    (`edge-sdk store add`), then `edge-sdk fleet simulate`: 200 devices on two link presets (LTE driving, 3G
    driving) with byte budgets that select 36x or 180x, every device trained for real (onnxruntime) and scored on its
-   own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier.
+   own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier;
+8. transfer (tools/demo_transfer.py): `edge-sdk serve` serves that store on loopback with token auth; a torch-free
+   device fetches the channel with a byte budget that selects the 180x tier — killed once part-way (SIGKILL) and
+   resumed from the bytes on disk — verifies every blob, trains from its cache (`device train --release`) and
+   polls again with the same budget (only what is not cached yet crosses the link).
 
-Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
+Usage: .venv/bin/python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # demo_transfer
 REF = ROOT / "datasets" / "3gpp" / "reference"
 EDGE_SDK = [sys.executable, "-m", "edge_sdk.cli"]
 
@@ -188,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
 
     payload, graph = server_dir / "payload.epl", server_dir / "graph.onnx"
     keys = out / "keys"
-    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server"], "keygen")
+    # a fresh demo key every run (--force: keygen never replaces a key file otherwise)
+    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server", "--force"],
+                                 "keygen")
     times["sign + verify"] += run([*EDGE_SDK, "payload", "sign", payload, "--key", keys / "server.key"], "sign")
     times["sign + verify"] += run(
         [*EDGE_SDK, "payload", "verify", payload, "--public-key", keys / "server.pub"], "verify")
@@ -235,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
     fleet = fleet_section(out, test, keys, steps, iters, args.fleet_devices, times)
+    from demo_transfer import print_transfer, transfer_demo
+
+    transfer = transfer_demo(out, out / "store", "beam-uma/demo", keys / "server.pub", test, DEVICE_RUNNER)
+    times["transfer: serve, fetch (budget, resume), train"] = transfer["seconds"]
+    print_transfer(transfer)
 
     print("\ntimes:")
     for name, t in times.items():
@@ -242,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_start
     print(f"  {'total':48s} {total:7.1f} s")
     summary = {"server": report, "full": full, "device": dev, "server_seed0": same, "recipe": recipe.to_dict(),
-               "fleet": fleet, "times_s": times, "total_s": total}
+               "fleet": fleet, "transfer": transfer, "times_s": times, "total_s": total}
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {out / 'demo-summary.json'}")
     return 0

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SchemaError
 from edge_sdk.modelspec import epoch_order
 from edge_sdk.recipe import RECIPE_VERSION, TrainRecipe, iter_batches
 
@@ -21,13 +21,13 @@ recipes = st.builds(
     schedule=st.sampled_from(["constant", "cosine", "step"]),
     steps=st.integers(1, 10**6),
     batch_size=st.integers(1, 4096),
-    momentum=st.floats(0.0, 1.0),
+    momentum=st.floats(0.0, 1.0, exclude_max=True),
     weight_decay=st.floats(0.0, 1.0),
     beta1=st.floats(0.0, 0.999),
     beta2=st.floats(0.0, 0.9999),
     eps=st.floats(1e-12, 1.0),
     decay_every=st.integers(1, 10**6),
-    gamma=st.floats(0.0, 1.0),
+    gamma=st.floats(0.0, 10.0, exclude_min=True),
     soft_weight=st.floats(0.0, 1.0),
 )
 
@@ -65,7 +65,9 @@ def test_defaults_are_the_server_evaluation_recipe():
     ({"batch_size": 1 << 21}, "batch_size"),
     ({"lr": 0.0}, "lr"),
     ({"lr": math.inf}, "finite"),
-    ({"lr": "0.1"}, "finite number"),
+    ({"lr": "0.1"}, "recipe.lr must be a number"),
+    ({"gamma": 0.0}, "recipe.gamma must be > 0"),
+    ({"momentum": 1.0}, "recipe.momentum must be < 1"),
     ({"momentum": 1.5}, "momentum"),
     ({"beta2": 1.0}, "beta2"),
     ({"eps": 0.0}, "eps"),
@@ -80,16 +82,18 @@ def test_invalid_values_are_config_errors(kw, msg):
 
 
 @pytest.mark.parametrize("d,msg", [
-    ({"epochs": 3}, "no 'version' and keys"),
-    ({"version": 2}, "version 2"),
+    ({"epochs": 3}, "task.train has no 'version' and key"),
+    ({"version": 2}, "task.train.version 2"),
     ({"version": True}, "version True"),
-    ({"version": 1, "epochs": 3}, "unknown keys"),
-    ({"version": 1, "batch_size": "64"}, "integer"),
+    ({"version": 1, "epochs": 3}, "task.train has unknown key"),
+    ({"version": 1, "batch_size": "64"}, "task.train.batch_size must be an integer"),
+    ({"version": 1, "batch_size": True}, "task.train.batch_size must be an integer"),
     ("sgd", "JSON object"),
     (None, "JSON object"),
 ])
 def test_from_dict_rejects(d, msg):
-    with pytest.raises(ConfigError, match=msg):
+    """Every rejection is a SchemaError (a ConfigError) naming the field by its path."""
+    with pytest.raises(SchemaError, match=msg):
         TrainRecipe.from_dict(d)
 
 

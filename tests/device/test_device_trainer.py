@@ -20,7 +20,7 @@ from edge_sdk.device.evaluate import evaluate_beam, predict
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 from edge_sdk.device.trainer import TrainConfig, Trainer
 
-from edge_sdk.errors import DeviceError, EdgeSdkError
+from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, SchemaError
 from edge_sdk.modelspec import ModelSpec, init_params
 from edge_sdk.recipe import TrainRecipe
 
@@ -169,8 +169,8 @@ def test_resume_at_any_step_matches_uninterrupted(tmp_path):
     t.run_steps(full, 17)
     part = t.initial_state()
     t.run_steps(part, 5)  # mid-epoch
-    t.save_checkpoint(tmp_path / "c.npz", part)
-    back = t.load_checkpoint(tmp_path / "c.npz")
+    t.save_checkpoint(tmp_path / "c.safetensors", part)
+    back = t.load_checkpoint(tmp_path / "c.safetensors")
     assert back.step == 5
     t.run_steps(back, 17)
     for k in full.params:
@@ -178,17 +178,17 @@ def test_resume_at_any_step_matches_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize("train,msg", [
-    ({"optimizer": "adam", "epochs": 3}, "no 'version' and keys"),
-    ({"version": 2}, "version 2"),
-    ({"version": 1, "batch_size": "64"}, "integer"),
-    ({"version": 1, "lr": "fast"}, "finite number"),
-    ({"version": 1, "lr": -1.0}, "lr must be > 0"),
-    ({"version": 1, "epochs": 3}, "unknown keys"),
-    ({"version": 1, "steps": 10**12}, "steps must be in"),
-    ([1, 2], "JSON object"),
+    ({"optimizer": "adam", "epochs": 3}, "task.train has no 'version' and key"),
+    ({"version": 2}, "task.train.version 2"),
+    ({"version": 1, "batch_size": "64"}, "task.train.batch_size must be an integer"),
+    ({"version": 1, "lr": "fast"}, "task.train.lr must be a number"),
+    ({"version": 1, "lr": -1.0}, "task.train.lr must be > 0"),
+    ({"version": 1, "epochs": 3}, "task.train has unknown key"),
+    ({"version": 1, "steps": 10**12}, "task.train.steps must be in"),
+    ([1, 2], "task.train must be a JSON object"),
 ])
 def test_bad_payload_recipe_is_a_typed_error(tmp_path, train, msg):
-    """A payload whose task.train is malformed fails before training with a DeviceError naming the problem."""
+    """A payload whose task.train is malformed fails before training with a SchemaError naming the field."""
     from edge_sdk.payload import SampleGroup, read_payload, write_payload
 
     with read_payload(ADAM / "payload.bin") as p:
@@ -196,13 +196,13 @@ def test_bad_payload_recipe_is_a_typed_error(tmp_path, train, msg):
                               labels=np.array(g.labels())) for g in p.groups]
         task = {**p.task, "train": train}
         write_payload(tmp_path / "p.bin", groups, num_classes=p.num_classes, task=task, graph=p.graph)
-    with pytest.raises(DeviceError, match=msg):
+    with pytest.raises(SchemaError, match=msg):
         Trainer(tmp_path / "p.bin", ADAM / "graph.onnx")
 
 
 def test_resume_refuses_other_config(tmp_path):
     Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2).train(tmp_path, stop_after_epochs=1)
-    with pytest.raises(DeviceError, match="different config"):
+    with pytest.raises(CheckpointError, match="different config"):
         Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2, lr=0.5).train(tmp_path, resume=True)
 
 
@@ -216,26 +216,28 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
               "--epochs", "40", "--batch-size", "8", "--quiet"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = killed / "checkpoint.npz"
+    ckpt = killed / "checkpoint.safetensors"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
-    with np.load(ckpt) as z:
-        done = json.loads(bytes(z["__meta__"]).decode())["epoch"]
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt), framework="np") as z:
+        done = json.loads(z.metadata()["meta"])["epoch"]
     assert 1 <= done < 40
     r = subprocess.run(_cli(*common, "--resume", "--out", str(killed)), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     full = tmp_path / "full"
     r = subprocess.run(_cli(*common, "--out", str(full)), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    with np.load(killed / "checkpoint.npz") as a, np.load(full / "checkpoint.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        for k in a.files:
-            if k != "__meta__":
-                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with safe_open(str(killed / "checkpoint.safetensors"), framework="np") as a, \
+            safe_open(str(full / "checkpoint.safetensors"), framework="np") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        for k in a.keys():
+            np.testing.assert_array_equal(a.get_tensor(k), b.get_tensor(k), err_msg=k)
     assert (killed / "model.onnx").read_bytes() == (full / "model.onnx").read_bytes()
 
 
