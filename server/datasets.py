@@ -27,9 +27,10 @@ from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskData:
-    """A classification task as flat arrays (shapes in the module docstring)."""
+    """A classification task as flat arrays (shapes in the module docstring). Immutable: derive a changed copy
+    with ``dataclasses.replace`` (e.g. another ``task`` dict), never assign to a field."""
 
     name: str
     X_train: np.ndarray

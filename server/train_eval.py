@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.models import forward, init_torch_params
 from torch import Tensor
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
 from edge_sdk.recipe import TrainRecipe, iter_batches
+from edge_sdk.server.models import forward, init_torch_params
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         from edge_sdk.server.datagen.generate import generate_dataset
     except ImportError as exc:
         raise ConfigError(
-            f"'data generate' needs the server extra (pip install 'edge-sdk[server]'): {exc}"
+            f"'data generate' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
         ) from None
     res = generate_dataset(
         preset=preset, samples=samples, seed=seed, out=out, device=device, batch=batch, resume=resume,

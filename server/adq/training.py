@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from edge_sdk.server.models import SpecModel
-from edge_sdk.server.train_eval import predict, train_model
 from torch import nn
 
 from edge_sdk.modelspec import ModelSpec
 from edge_sdk.recipe import TrainRecipe
+from edge_sdk.server.models import SpecModel
+from edge_sdk.server.train_eval import predict, train_model
 
 
 def train_params(spec: ModelSpec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,

@@ -34,9 +34,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from edge_sdk.server.datagen.presets import Preset
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.server.datagen.presets import Preset
 
 SPEED_OF_LIGHT = 299_792_458.0
 
@@ -85,7 +85,7 @@ def _sionna():
         from sionna.phy.channel.tr38901.channel_coefficients import Topology
     except ImportError as exc:  # pragma: no cover - server extra missing
         raise ConfigError(
-            f"the data generator needs the server extra (sionna-no-rt>=2.1): {exc}; run pip install 'edge-sdk[server]'"
+            f"the data generator needs the server extra (sionna-no-rt>=2.1): {exc}; run pip install -e '.[server]' in a checkout (docs/install.md)"
         ) from None
     import sionna
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from edge_sdk.beam.dataset import top1_label
+from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.server.datagen.channel import BeamChannel, Drops, LinkState
 from edge_sdk.server.datagen.codebook import gnb_codebook, ue_codebook
 from edge_sdk.server.datagen.presets import Preset, load_preset
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
 from edge_sdk.server.datagen.trajectory import sample_trajectories
-
-from edge_sdk.beam.dataset import top1_label
-from edge_sdk.errors import ConfigError, DatasetError
 
 GENERATOR_VERSION = "edge-sdk-datagen/1"
 

@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_sdk.atomic import atomic_write_bytes
+from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import ModelSpec
 from edge_sdk.server.onnx_export.layout import (
     HYPER_NAMES,
     META_KEY,
@@ -28,10 +32,6 @@ from edge_sdk.server.onnx_export.layout import (
     TrainGraphSpec,
     graph_groups_from,
 )
-
-from edge_sdk.atomic import atomic_write_bytes
-from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
 
 OPSET = 18
 IR_VERSION = 8  # opset 18 needs IR >= 8; onnxruntime 1.17 reads IR <= 9
@@ -288,6 +288,7 @@ def export_inference_graph(
     """MLP inference graph ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the weights are
     initializers; without, they are graph inputs named like the ModelSpec parameters."""
     import torch
+
     from edge_sdk.server.onnx_export.step import mlp_forward
 
     if model_spec.kind != "mlp":

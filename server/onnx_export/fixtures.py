@@ -41,12 +41,11 @@ def _levels(x: np.ndarray, bits: int) -> np.ndarray:
 
 def make_bundle(out_dir: str | Path, spec: BundleSpec = BundleSpec()) -> dict[str, Any]:
     """Write ``payload.bin``, ``graph.onnx``, ``local.h5`` into ``out_dir``; returns sizes and digests."""
-    from edge_sdk.server.onnx_export.export import write_graph_for_payload
-
     from edge_sdk.beam.h5writer import write_beam_h5
     from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
     from edge_sdk.beam.taskspec import BeamTaskSpec
     from edge_sdk.payload import SampleGroup, write_payload
+    from edge_sdk.server.onnx_export.export import write_graph_for_payload
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

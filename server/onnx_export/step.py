@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
 from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
 
 from edge_sdk.codecs import AFFINE_KINDS

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from edge_sdk.server.onnx_export.layout import STATE_SUFFIXES, GraphGroup, TrainGraphSpec
 
 from edge_sdk import codecs
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.server.onnx_export.layout import STATE_SUFFIXES, GraphGroup, TrainGraphSpec
 
 
 def pack_rows_reference(codes: np.ndarray, bits: int) -> np.ndarray:

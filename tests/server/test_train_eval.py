@@ -92,13 +92,13 @@ def _report(tmp_path):
     p.write_bytes(b"x" * 100)
     res = evaluate_compact(d.spec, d.X_train[:20], d.y_train[:20], d, EvalConfig(TrainRecipe(steps=5), seeds=(0, 1, 2)))
     return build_report(command="distill", method="quadd-dm", config={"bits": 2}, budget={"bytes": 128, "spec": "128"},
-                        payload_path=p, full_float32_bytes=d.full_float32_bytes, eval_result=res,
-                        timings={"distill_s": 1.0}, dataset={"name": "blobs"})
+                        payload_path=p, data=d, eval_result=res, timings={"build_s": 1.0})
 
 
 def test_report_schema_roundtrip(tmp_path):
     rep = _report(tmp_path)
     assert rep["schema"] == SCHEMA_ID and rep["payload_bytes"] == 100
+    assert rep["dataset"]["n_test"] == 240 and rep["dataset"]["model"]["kind"] == "mlp"
     assert rep["compression"] == pytest.approx(240 * 6 * 4 / 100)
     assert set(rep["kpis"]["top1"]) == {"mean", "std", "per_seed"} and rep["seeds"] == [0, 1, 2]
     assert "torch" in rep["versions"] and "python" in rep["versions"]
@@ -116,6 +116,8 @@ def test_report_schema_roundtrip(tmp_path):
     (lambda r: r["kpis"]["top1"].__setitem__("mean", float("nan")), "non-finite"),
     (lambda r: r["timings"].__setitem__("distill", 1.0), "seconds named"),
     (lambda r: r.__setitem__("seeds", "0,1"), "field 'seeds' must be list"),
+    (lambda r: r["dataset"].pop("n_test"), "dataset.n_test is missing"),
+    (lambda r: r["dataset"].pop("model"), "dataset.model is missing"),
 ])
 def test_report_validation_catches(tmp_path, mutate, msg):
     rep = _report(tmp_path)
