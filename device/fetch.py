@@ -36,8 +36,8 @@ from typing import Any
 from urllib.parse import quote
 
 import urllib3
-from edge_sdk.device.cache import ReleaseCache
 
+from edge_sdk.device.cache import ReleaseCache
 from edge_sdk.release.channel import MAX_RECORD_BYTES, check_channel_name, parse_channel_record
 from edge_sdk.release.digest import BlobRef, parse_digest
 from edge_sdk.release.errors import (

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edge_sdk.fleet.scenario import Scenario
-from edge_sdk.fleet.seeds import rng
 
 from edge_sdk.errors import ConfigError, EdgeSdkError
+from edge_sdk.fleet.scenario import Scenario
+from edge_sdk.fleet.seeds import rng
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.fleet.scenario import ReleaseSpec
-
 from edge_sdk.errors import ConfigError, EdgeSdkError
+from edge_sdk.fleet.scenario import ReleaseSpec
 from edge_sdk.release import BlobRef, ChannelRecord, Manifest, ReleaseError, Store, publish
 from edge_sdk.release.channel import CHANNEL_HISTORY
 

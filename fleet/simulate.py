@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_sdk._version import __version__
+from edge_sdk.atomic import atomic_write_text
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.backends import make_backend
 from edge_sdk.fleet.engine import DeviceRound, Engine, Timing
 from edge_sdk.fleet.memo import Memo
@@ -40,10 +44,6 @@ from edge_sdk.fleet.population import Population, build_population, read_pool_po
 from edge_sdk.fleet.release import FleetRelease, Tier, resolve_release
 from edge_sdk.fleet.scenario import Scenario
 from edge_sdk.fleet.work import KPI_COLUMNS, DeviceResult, DeviceTask, TrainResult, device_task, train_task
-
-from edge_sdk._version import __version__
-from edge_sdk.atomic import atomic_write_text
-from edge_sdk.errors import ConfigError
 
 #: devices per backend task, by backend (Ray: 50-200 per task amortises its ~1.5 ms per-task cost)
 DEFAULT_BATCH = {"inline": 256, "process": 64, "ray": 100}

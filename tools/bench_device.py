@@ -60,6 +60,8 @@ def bench_step(batch: int, hidden: tuple[int, ...], n: int) -> dict:
     eager torch (nn.Linear + F.cross_entropy + torch.optim.Adam on already-dequantized float input)."""
     import onnxruntime as ort
     import torch
+
+    from edge_sdk.modelspec import ModelSpec, init_params
     from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.server.onnx_export.testing import (
         EagerReference,
@@ -67,8 +69,6 @@ def bench_step(batch: int, hidden: tuple[int, ...], n: int) -> dict:
         init_state,
         random_group_batch,
     )
-
-    from edge_sdk.modelspec import ModelSpec, init_params
 
     torch.set_num_threads(1)
     model = ModelSpec(input_dim=8, num_classes=32, hidden=hidden)

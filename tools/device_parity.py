@@ -35,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
+
+    from edge_sdk.atomic import atomic_write_text
     from edge_sdk.device.trainer import Trainer
+    from edge_sdk.modelspec import ModelSpec
     from edge_sdk.server.datasets import load_beam
     from edge_sdk.server.payload_io import read_compact
     from edge_sdk.server.train_eval import predict, score_metrics, train_model
-
-    from edge_sdk.atomic import atomic_write_text
-    from edge_sdk.modelspec import ModelSpec
 
     torch.set_num_threads(1)
     rows = []

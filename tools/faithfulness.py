@@ -226,9 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stats", type=Path, help="only print the statistics (JSON) of this Case1 HDF5 file")
     args = ap.parse_args(argv)
     import torch
-    from edge_sdk.server.datagen.reference import atomic_write_text
 
     from edge_sdk.beam.h5reader import read_beam_h5
+    from edge_sdk.server.datagen.reference import atomic_write_text
 
     if args.stats is not None:
         st = dataset_stats(read_beam_h5(args.stats))

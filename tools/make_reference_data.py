@@ -39,6 +39,7 @@ def sync_presets() -> list[Path]:
 
 def make(ref_dir: Path = REF_DIR, progress: bool = True) -> dict[str, str]:
     import torch
+
     from edge_sdk.server.datagen.generate import generate_dataset
     from edge_sdk.server.datagen.reference import SUMS_NAME, array_digest, write_sums
 

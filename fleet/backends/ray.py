@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.backends.base import Backend, register
 from edge_sdk.fleet.work import WorkerContext
-
-from edge_sdk.errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from edge_sdk.server.distill.base import Context, Matcher
 from edge_sdk.server.models import forward
 

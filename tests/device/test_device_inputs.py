@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_sdk.device.checkpoint import CHECKPOINT_NAME, encode_checkpoint, read_checkpoint
-from edge_sdk.device.trainer import Trainer
 from inputs import ADAM, SOFT, graph_with_meta, split_payload, with_graph, with_header
 
+from edge_sdk.device.checkpoint import CHECKPOINT_NAME, encode_checkpoint, read_checkpoint
+from edge_sdk.device.trainer import Trainer
 from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, ResourceLimitError, SchemaError
 from edge_sdk.modelspec import ModelSpec
 from edge_sdk.schema import TaskSpec, TrainLimits, train_memory

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from edge_sdk.device.evaluate import evaluate_beam, predict
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 from edge_sdk.device.trainer import TrainConfig, Trainer
-
 from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, SchemaError
 from edge_sdk.modelspec import ModelSpec, init_params
 from edge_sdk.recipe import TrainRecipe
@@ -279,7 +279,6 @@ def test_graph_groups_must_match_payload_groups():
     from types import SimpleNamespace
 
     from edge_sdk.device.graph import check_groups, load_train_graph
-
     from edge_sdk.payload import read_payload
 
     g = load_train_graph((ADAM / "graph.onnx").read_bytes())

@@ -10,15 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edge_sdk import codecs  # noqa: E402
+from edge_sdk.budget import Budget  # noqa: E402
+from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.adq import allocation as A  # noqa: E402
 from edge_sdk.server.adq import quantize as Q  # noqa: E402
-from edge_sdk.budget import Budget  # noqa: E402
 from edge_sdk.server.adq.cost import ByteCost, WidthCost  # noqa: E402
-from edge_sdk.server.payload_io import PayloadCost, write_compact  # noqa: E402
 from edge_sdk.server.adq.pruning import PRUNERS, CCSPrune, get_method  # noqa: E402
-
-from edge_sdk import codecs  # noqa: E402
-from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.server.payload_io import PayloadCost, write_compact  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -244,11 +243,10 @@ def test_pruning_methods():
 
 
 def test_sensitivity_vmap_matches_loop():
+    from edge_sdk.modelspec import ModelSpec
     from edge_sdk.server.adq.sensitivity import sensitivity_loop, sensitivity_scores
     from edge_sdk.server.adq.training import as_module
     from edge_sdk.server.models import init_torch_params
-
-    from edge_sdk.modelspec import ModelSpec
 
     spec = ModelSpec(kind="mlp", input_dim=8, num_classes=5, hidden=(16,))
     m = as_module(spec, init_torch_params(spec, 1))
@@ -290,11 +288,10 @@ def test_pruning_then_quantization(beam_files):
 
 def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path):
     """Default CLI run writes graph.onnx + a 2-group payload naming it; the device trainer trains 1 epoch on it."""
-    from edge_sdk.device.trainer import Trainer
-    from edge_sdk.server.report import validate_report
-
     from edge_sdk.cli.main import main
+    from edge_sdk.device.trainer import Trainer
     from edge_sdk.payload import read_payload
+    from edge_sdk.server.report import validate_report
 
     out = tmp_path / "run"
     rc = main(["quantize", "--method", "adq", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
@@ -442,14 +439,13 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
 def test_unsupported_model_plans_without_graph(tmp_path):
     """A convnet has no exportable training step: GraphExportError inside the planner; the pipeline then warns,
     plans without graph and says why in the report; no file is left behind."""
+    from edge_sdk.modelspec import ModelSpec
     from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.adq.family import QuantizeConfig
     from edge_sdk.server.datasets import TaskData
     from edge_sdk.server.graph_plan import GraphExportError, plan_with_graph
     from edge_sdk.server.pipeline import RunConfig, export_graph_fn, run
     from edge_sdk.server.train_eval import EvalConfig
-
-    from edge_sdk.modelspec import ModelSpec
 
     rng = np.random.default_rng(0)
     spec = ModelSpec(kind="convnet", input_dim=16, num_classes=4, in_shape=(1, 4, 4), width=4, depth=1)

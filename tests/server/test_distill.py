@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from click.testing import CliRunner  # noqa: E402
+
+from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.modelspec import ModelSpec  # noqa: E402
 from edge_sdk.server.datasets import TaskData  # noqa: E402
 from edge_sdk.server.distill import DistillConfig, distill, method_names  # noqa: E402
 from edge_sdk.server.distill.base import Context, _greedy_pick, default_cost, init_synthetic  # noqa: E402
 from edge_sdk.server.payload_io import read_compact, write_compact  # noqa: E402
-
-from edge_sdk.errors import ConfigError  # noqa: E402
-from edge_sdk.modelspec import ModelSpec  # noqa: E402
 
 
 def blobs(n, d, c, seed, centers_seed=0):

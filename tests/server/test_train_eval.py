@@ -8,13 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from edge_sdk.server.datasets import TaskData  # noqa: E402
-from edge_sdk.server.report import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
-from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, score_metrics, train_model  # noqa: E402
-
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.modelspec import ModelSpec  # noqa: E402
 from edge_sdk.recipe import TrainRecipe, iter_batches  # noqa: E402
+from edge_sdk.server.datasets import TaskData  # noqa: E402
+from edge_sdk.server.report import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
+from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, score_metrics, train_model  # noqa: E402
 
 
 def blobs(n=240, d=6, c=4, seed=0):
