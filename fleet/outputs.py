@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.atomic import atomic_write_bytes, atomic_write_text
+from edge_sdk.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from edge_sdk.errors import ConfigError
 from edge_sdk.units import format_size
 
@@ -164,7 +164,8 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title(f"{title}: time to model per tier" if title else "time to model per tier", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "ttm_cdf.png")
-    fig.savefig(paths[-1], dpi=110)
+    with atomic_path(paths[-1], make_parents=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
     # 2. fleet accuracy vs cumulative bytes on the air: devices in order of their round's end (model ready, or
@@ -199,7 +200,8 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title("fleet accuracy vs bytes on the air", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "accuracy_vs_bytes.png")
-    fig.savefig(paths[-1], dpi=110)
+    with atomic_path(paths[-1], make_parents=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
     # 3. tier mix per device class (and failures)
@@ -219,7 +221,8 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title("tier mix per device class", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "tier_mix.png")
-    fig.savefig(paths[-1], dpi=110)
+    with atomic_path(paths[-1], make_parents=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return paths
 
