@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         from edge_sdk.server import datasets
         from edge_sdk.server.train_eval import EvalConfig
 
+        from edge_sdk.recipe import TrainRecipe
+
         torch.set_num_threads(1)
         t0 = time.perf_counter()
         if a.dataset == "beam":
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write(MD_PATH, render(results))
             print(json.dumps(results[key]["stats"], indent=1))
             return 0
-        recipe = EvalConfig(steps=a.steps, seeds=tuple(range(a.seeds)))
+        recipe = EvalConfig(TrainRecipe(steps=a.steps), seeds=tuple(range(a.seeds)))
         rows = run_grid(data, grid(a.quick), recipe)
         cmd = ".venv/bin/python tools/adq_table.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
         results[key] = {
