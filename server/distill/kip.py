@@ -59,8 +59,9 @@ def mlp_ntk(X1: torch.Tensor, X2: torch.Tensor, hidden: tuple[int, ...]) -> torc
 
 def train_teacher(ctx: Context) -> dict[str, torch.Tensor]:
     """A teacher MLP on the fit part (the task's model, the tuned full-data recipe of ``cfg.kip_teacher``)."""
-    from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.train_eval import train_model
+
+    from edge_sdk.recipe import TrainRecipe
 
     recipe = TrainRecipe(optimizer="adam", lr=ctx.cfg.kip_teacher_lr, schedule="cosine",
                          steps=ctx.cfg.kip_teacher_steps, batch_size=128, weight_decay=0.0)
