@@ -52,6 +52,12 @@ QUANTIZER_KINDS = ("none", "float16", "float32", "symmetric_per_sample", "unifor
 #: the affine (min/max) kinds and the axis their ``lo``/``hi`` run over
 AFFINE_KINDS = {"affine_set": "set", "affine_feature": "feature", "affine_sample": "sample"}
 RAW_KINDS = {"float16": 16, "float32": 32}
+#: the quantizer parameters each kind carries, in the order the training graph takes them as inputs
+#: (``g{k}.<name>``, docs/onnx-graph.md); kinds not listed carry none
+PARAM_NAMES: dict[str, tuple[str, ...]] = {
+    "symmetric_per_sample": ("scale",), "uniform_clip": ("alpha",), "codebook": ("levels",),
+    **{kind: ("hi", "lo") for kind in AFFINE_KINDS},
+}
 #: allowed bit widths per kind
 ALLOWED_BITS: dict[str, tuple[int, ...]] = {
     "none": (0,),

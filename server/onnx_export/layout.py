@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edge_sdk.codecs import AFFINE_KINDS, ALLOWED_BITS, RAW_KINDS, q_max
+from edge_sdk.codecs import ALLOWED_BITS, PARAM_NAMES, RAW_KINDS, q_max
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
 
@@ -86,11 +86,7 @@ class GraphGroup:
         return q_max(self.bits) if self.kind in ("symmetric_per_sample", "uniform_clip") else 0
 
     def param_names(self) -> tuple[str, ...]:
-        if self.kind in AFFINE_KINDS:
-            return ("hi", "lo")
-        return {"symmetric_per_sample": ("scale",), "uniform_clip": ("alpha",), "codebook": ("levels",)}.get(
-            self.kind, ()
-        )
+        return PARAM_NAMES.get(self.kind, ())
 
     @property
     def per_row_params(self) -> bool:
