@@ -247,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
         from edge_sdk.server import datasets
         from edge_sdk.server.train_eval import EvalConfig
 
-        from edge_sdk.recipe import TrainRecipe
 
         torch.set_num_threads(1)
         t0 = time.perf_counter()
