@@ -224,8 +224,8 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         batches = [(memo is not None, tasks[i: i + bs]) for i in range(0, len(tasks), bs)]
         bar = _bar(len(tasks), "fleet devices", opt.progress)
         for _, out in backend.map(device_task, batches):
-            for res in out:
-                results[res.row] = res
+            for dres in out:
+                results[dres.row] = dres
             bar.update(len(out))
         bar.close()
         wall["devices"] = time.perf_counter() - t0

@@ -242,4 +242,6 @@ def read_compact(path: str | os.PathLike[str], **kw: Any) -> tuple[np.ndarray, n
     """``(X float32 [N, D], y int64 [N], soft logits [N, C] or None, Payload)`` decoded from a payload."""
     p = read_payload(path, **kw)
     X, y = p.samples()
+    if y is None:
+        raise ConfigError(f"{path} holds no labels; a compact set for training needs them")
     return X, y, p.soft_labels(), p

@@ -109,8 +109,13 @@ class RunResult:
 
 
 class Plan(Protocol):
-    layouts: list[Any]
-    nbytes: int
+    """What a family's plan gives the pipeline: the stored groups' layouts and the exact payload size (bytes)."""
+
+    @property
+    def layouts(self) -> list[Any]: ...
+
+    @property
+    def nbytes(self) -> int: ...
 
 
 class Family(Protocol):
@@ -227,7 +232,9 @@ def run(data: TaskData, cfg: RunConfig, out_dir: str | Path, progress: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     gpath = out / GRAPH_NAME
     gpath.unlink(missing_ok=True)  # a graph from an earlier run would not match this payload
-    graph_info, graph_note, graph_log = None, "disabled with --no-graph", []
+    graph_info: Any = None
+    graph_note: str | None = "disabled with --no-graph"
+    graph_log: list[Any] = []
     t0 = time.perf_counter()
     if cfg.graph:
         try:

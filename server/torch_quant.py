@@ -279,6 +279,8 @@ def apot_magnitudes(bits: int, k: int = APOT_GROUP) -> np.ndarray:
 class APoTQuantizer(_LevelsQuantizer):
     """APoT levels with one learned clipping threshold ``alpha``; exported as a materialised codebook."""
 
+    base: Tensor  # the normalised signed level set (a buffer)
+
     @classmethod
     def supported_bits(cls) -> tuple[int, ...]:
         return tuple(b for b in range(2, 9) if (b - 1) % APOT_GROUP == 0 and b - 1 >= APOT_GROUP)

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     times: dict[str, float] = {}
 
-    times["check reference data"] = run([sys.executable, "tools/make_reference_data.py", "--check"], "check data")
+    times["check reference data"] = run([*EDGE_SDK, "data", "verify", REF], "check data (edge-sdk data verify)")
 
     steps = ["--steps", "300"] if args.quick else []
     iters = ["--iterations", "60"] if args.quick else []

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edge_sdk.beam.h5reader import read_beam_h5
-    from edge_sdk.server.datagen.reference import atomic_write_text
+    from edge_sdk.atomic import atomic_write_text
 
     if args.stats is not None:
         st = dataset_stats(read_beam_h5(args.stats))

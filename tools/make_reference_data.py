@@ -1,7 +1,7 @@
 """Make the shipped reference data: datasets/3gpp/reference/{train,test}.h5 and SHA256SUMS.
 
     .venv/bin/python tools/make_reference_data.py            # regenerate both files (CPU, 1-2 min on one core)
-    .venv/bin/python tools/make_reference_data.py --check    # verify the files against SHA256SUMS
+    edge-sdk data verify [DIR]                               # verify the files against SHA256SUMS
     .venv/bin/python tools/make_reference_data.py --dir /tmp/ref   # regenerate elsewhere (compare the printed digests)
     .venv/bin/python tools/make_reference_data.py --sync-presets   # copy datasets/3gpp/presets/*.toml into the package
 
@@ -41,7 +41,7 @@ def make(ref_dir: Path = REF_DIR, progress: bool = True) -> dict[str, str]:
     import torch
 
     from edge_sdk.server.datagen.generate import generate_dataset
-    from edge_sdk.server.datagen.reference import SUMS_NAME, array_digest, write_sums
+    from edge_sdk.beam.reference import SUMS_NAME, array_digest, write_sums
 
     torch.set_num_threads(1)
     sums = {}
@@ -55,14 +55,13 @@ def make(ref_dir: Path = REF_DIR, progress: bool = True) -> dict[str, str]:
 
 
 def check(ref_dir: Path = REF_DIR) -> bool:
-    from edge_sdk.server.datagen.reference import SUMS_NAME, array_digest, read_sums
+    """The same check as ``edge-sdk data verify DIR``."""
+    from edge_sdk.beam.reference import verify_dir
 
-    ok = True
-    for name, digest in read_sums(ref_dir / SUMS_NAME).items():
-        got = array_digest(ref_dir / name)
-        print(f"{name}: {'OK' if got == digest else 'MISMATCH'}")
-        ok &= got == digest
-    return ok
+    res = verify_dir(ref_dir)
+    for name, ok in res.items():
+        print(f"{name}: {'OK' if ok else 'MISMATCH'}")
+    return all(res.values())
 
 
 def main(argv: list[str] | None = None) -> int:

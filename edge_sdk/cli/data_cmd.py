@@ -1,6 +1,6 @@
 """``edge-sdk data``: generate (server, Sionna), inspect and export 3GPP beam datasets (HDF5 schema v1).
 
-``info`` and ``export`` need only numpy + h5py (+ pyarrow for Parquet); ``generate`` imports
+``info``, ``verify`` and ``export`` need only numpy + h5py (+ pyarrow for Parquet); ``generate`` imports
 ``edge_sdk.server.datagen`` (torch, Sionna) inside the command. Typed errors become one line + exit code in
 :func:`edge_sdk.cli.main.main`.
 """
@@ -13,6 +13,9 @@ from pathlib import Path
 import click
 
 from edge_sdk.errors import ConfigError
+
+#: the shipped reference data of a source checkout (``data verify``'s default)
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
 
 
 @click.group("data")
@@ -47,6 +50,23 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         progress=True, overwrite=overwrite,
     )  # fmt: skip
     click.echo(f"wrote {res.path}: {res.n} rows ({res.n_new} new) in {res.seconds:.1f} s on {res.device}")
+
+
+@cli.command("verify")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False), default=None, required=False)
+def verify(folder: str | None) -> None:
+    """Check the beam files of FOLDER against its SHA256SUMS (digests of the decoded arrays). Default: the
+    shipped reference data, datasets/3gpp/reference. Exit 0 when every file matches, else a DatasetError."""
+    from edge_sdk.beam.reference import verify_dir
+    from edge_sdk.errors import DatasetError
+
+    d = Path(folder) if folder is not None else REFERENCE_DIR
+    results = verify_dir(d)
+    for name, ok in results.items():
+        click.echo(f"{d / name}: {'OK' if ok else 'MISMATCH'}")
+    bad = sorted(n for n, ok in results.items() if not ok)
+    if bad:
+        raise DatasetError(f"{bad} in {d} differ from {d / 'SHA256SUMS'} (regenerate them, or fetch the shipped files)")
 
 
 @cli.command("info")

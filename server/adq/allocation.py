@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -194,7 +194,7 @@ def allocate_k_groups(
         order, sizes = _class_balanced_groups(s, labels, k)
         sizes = [z for z in sizes]
     combo = _search(sizes, budget, cost, tuple(widths), allow_drop)
-    info = {"k": k, "class_balanced": labels is not None}
+    info: dict[str, Any] = {"k": k, "class_balanced": labels is not None}
     if combo is None:
         return _drop_fallback(order, budget, cost, fallback_bits or min(widths), info)
     bits = _assign(order, sizes, combo)
@@ -232,7 +232,7 @@ def allocate_threshold(
     tau = float(s.mean()) if threshold is None else float(threshold)
     order = _order(s)
     n_high = int((s > tau).sum())
-    info = {"threshold": tau, "n_high": n_high}
+    info: dict[str, Any] = {"threshold": tau, "n_high": n_high}
     if n_high in (0, s.size):
         sizes = [s.size]
     else:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,7 +62,7 @@ class LinkState:
     ``indoor`` bool [B]; ``ut_loc`` [B, 3] m.
     """
 
-    rays: object
+    rays: Any  # sionna Rays
     k_factor: torch.Tensor
     c_ds: torch.Tensor
     los_angles: dict

@@ -200,11 +200,11 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
     if resume and BeamH5Writer.can_resume(out):
         w = BeamH5Writer.open_resume(out)
         old = w.attrs
-        for k in ("preset", "seed", "chunk_size", "device_type", "generator_version"):
-            if old.get(k) != attrs[k]:
+        for key in ("preset", "seed", "chunk_size", "device_type", "generator_version"):
+            if old.get(key) != attrs[key]:
                 w.close()
                 raise ConfigError(
-                    f"cannot resume {out}: its {k} ({old.get(k)!r}) differs from this run's ({attrs[k]!r}); "
+                    f"cannot resume {out}: its {key} ({old.get(key)!r}) differs from this run's ({attrs[key]!r}); "
                     "rerun with the same preset/seed/batch/device or without --resume"
                 )
         if old.get("n_target") not in (-1, samples):

@@ -138,8 +138,9 @@ def run_dd(ctx: Context, host: type[Matcher], mode: str) -> tuple[CompactSet, li
             S.copy_(st["S"])
             if q is not None:
                 q.load_state_dict(st["q"])
-            if st["soft"] is not None:
-                matcher.soft().copy_(st["soft"])
+            learned = matcher.soft()
+            if st["soft"] is not None and learned is not None:
+                learned.copy_(st["soft"])
     soft = matcher.soft()
     soft_np = soft.detach().cpu().numpy() if soft is not None else None
     Sf = constrain(ctx, S.detach())
