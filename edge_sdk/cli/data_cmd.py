@@ -69,6 +69,40 @@ def verify(folder: str | None) -> None:
         raise DatasetError(f"{bad} in {d} differ from {d / 'SHA256SUMS'} (regenerate them, or fetch the shipped files)")
 
 
+@cli.command("faithfulness")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="runs/faithfulness", show_default=True,
+              help="folder for the generated files, faithfulness.json and faithfulness.md (reused when rerun)")
+@click.option("--train", type=click.IntRange(1), default=100_000, show_default=True, help="BM-Case1 training drops")
+@click.option("--test", type=click.IntRange(1), default=20_000, show_default=True, help="BM-Case1 test drops")
+@click.option("--c2-train", type=click.IntRange(0), default=400, show_default=True,
+              help="BM-Case2 training trajectories (100 steps each; 0 skips Case2)")
+@click.option("--c2-test", type=click.IntRange(0), default=200, show_default=True, help="BM-Case2 test trajectories")
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True, help="reference MLP epochs")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="torch threads")
+@click.option("--stats", "stats_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="only print the statistics (JSON) of this BM-Case1 file (numpy + h5py only)")
+def faithfulness(out: str, train: int, test: int, c2_train: int, c2_test: int, epochs: int, threads: int,
+                 stats_file: str | None) -> None:
+    """Generate BM-Case1/Case2 data, train the reference MLP and compare its KPIs with the TR 38.843 headline
+    numbers (the dataset card's faithfulness table; needs the server extra), or print a file's statistics."""
+    import sys
+
+    if stats_file is not None:
+        from edge_sdk.beam.h5reader import read_beam_h5
+        from edge_sdk.beam.stats import card_stats
+
+        click.echo(json.dumps(card_stats(read_beam_h5(stats_file))))
+        return
+    try:
+        from edge_sdk.server.datagen.faithfulness import FaithfulnessConfig, run
+    except ImportError as exc:
+        raise ConfigError(
+            f"'data faithfulness' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
+        ) from None
+    run(FaithfulnessConfig(Path(out), train, test, c2_train, c2_test, epochs, threads),
+        command="edge-sdk " + " ".join(sys.argv[1:]))
+
+
 @cli.command("info")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
