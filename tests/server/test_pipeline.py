@@ -38,7 +38,8 @@ def blobs_task(n=320, d=8, c=4, seed=0) -> TaskData:
     Xt = (centers[yt] + rng.standard_normal((n // 2, d))).astype(np.float32)
     spec = ModelSpec(kind="mlp", input_dim=d, num_classes=c, hidden=(16,))
     return TaskData("blobs", X, y.astype(np.int64), Xt, yt.astype(np.int64), c, spec,
-                    {"kind": "image", "model": spec.to_dict()})
+                    {"kind": "image", "dataset": "blobs", "shape": [1, 1, d],
+                     "normalization": {"mean": 0.0, "std": 1.0}, "model": spec.to_dict()})
 
 
 @pytest.mark.parametrize("method", [
