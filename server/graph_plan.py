@@ -43,7 +43,8 @@ class GraphExportError(ConfigError):
 
 
 class HasLayouts(Protocol):
-    layouts: list[Any]
+    @property
+    def layouts(self) -> list[Any]: ...
 
 
 P = TypeVar("P", bound=HasLayouts)

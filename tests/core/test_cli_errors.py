@@ -34,6 +34,7 @@ MISSING_INPUT: dict[str, list[list[str]]] = {
     "data generate": [["--preset", M + ".toml", "--out", OUT + ".h5"]],
     "data info": [[M]],
     "data verify": [[M]],
+    "data faithfulness": [["--stats", M]],
     "data export": [[M, "--parquet", OUT + ".parquet"]],
     "distill": [["--data", M, "--test", M, "--compression", "36x", "--out", OUT]],
     "quantize": [["--data", M, "--test", M, "--compression", "16x", "--out", OUT]],
