@@ -33,21 +33,18 @@ Nothing passed in is modified (``TaskData`` and every config are frozen).
 
 from __future__ import annotations
 
+import importlib
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_sdk.budget import Budget
 from edge_sdk.errors import ConfigError
 from edge_sdk.payload import make_provenance
 from edge_sdk.server import report as reports
-from edge_sdk.server.adq import family as adq_family
-from edge_sdk.server.adq.family import QuantizeConfig
 from edge_sdk.server.datasets import TaskData, load_beam, load_task
-from edge_sdk.server.distill import family as distill_family
-from edge_sdk.server.distill.base import DistillConfig, resolve_method
 from edge_sdk.server.graph_plan import GraphExportError, plan_with_graph
 from edge_sdk.server.payload_io import CompactSet, PayloadCost, read_compact, write_compact
 from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, evaluate_with_graph
@@ -86,7 +83,17 @@ class DataSource:
         return str(self.train) if self.train is not None else str(self.dataset)
 
 
-MethodConfig = DistillConfig | QuantizeConfig
+if TYPE_CHECKING:
+    from edge_sdk.server.adq.family import QuantizeConfig
+    from edge_sdk.server.distill.base import DistillConfig
+
+    MethodConfig = DistillConfig | QuantizeConfig
+else:
+    MethodConfig = Any
+
+#: method family name (a config's ``family``) -> the module that implements it as ``FAMILY`` (a :class:`Family`);
+#: imported when a run needs it, so a distillation never loads the quantize family and the reverse
+FAMILY_MODULES = {"distill": "edge_sdk.server.distill.family", "quantize": "edge_sdk.server.adq.family"}
 
 
 @dataclass(frozen=True)
@@ -132,48 +139,6 @@ class Family(Protocol):
     def build(self, data: TaskData, cfg: Any, plan: Any, progress: bool) -> CompactSet: ...
 
 
-class _Distill:
-    command = "distill"
-
-    def method_name(self, cfg: DistillConfig) -> str:
-        return resolve_method(cfg.method)
-
-    def ignores_budget(self, cfg: DistillConfig) -> bool:
-        return resolve_method(cfg.method) == "full"
-
-    def prepare(self, data: TaskData, cfg: DistillConfig, budget: int | None, cost: PayloadCost, ev: EvalConfig,
-                progress: bool) -> tuple[DistillConfig, dict[str, Any]]:
-        return distill_family.prepare(data, replace(cfg, method=resolve_method(cfg.method)), budget, cost, ev, progress)
-
-    def plan(self, data: TaskData, cfg: DistillConfig, budget: int | None, cost: PayloadCost, ev: EvalConfig,
-             progress: bool) -> distill_family.DistillPlan:
-        return distill_family.plan(data, cfg, budget, cost)
-
-    def build(self, data: TaskData, cfg: DistillConfig, plan: distill_family.DistillPlan, progress: bool) -> CompactSet:
-        return distill_family.build(data, cfg, plan, progress)
-
-
-class _Quantize:
-    command = "quantize"
-
-    def method_name(self, cfg: QuantizeConfig) -> str:
-        return cfg.method
-
-    def ignores_budget(self, cfg: QuantizeConfig) -> bool:
-        return cfg.ignores_budget()
-
-    def prepare(self, data: TaskData, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, ev: EvalConfig,
-                progress: bool) -> tuple[QuantizeConfig, dict[str, Any]]:
-        return cfg, {}
-
-    def plan(self, data: TaskData, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, ev: EvalConfig,
-             progress: bool) -> adq_family.Selection:
-        return adq_family.plan(data, cfg, budget, cost, ev.recipe, progress)
-
-    def build(self, data: TaskData, cfg: QuantizeConfig, plan: adq_family.Selection, progress: bool) -> CompactSet:
-        return adq_family.build(data, cfg, plan)
-
-
 def default_device() -> str:
     """The torch device used when none is given: ``cuda`` when available, else ``cpu``."""
     import torch
@@ -182,12 +147,12 @@ def default_device() -> str:
 
 
 def family_of(cfg: MethodConfig) -> Family:
-    """The family that runs ``cfg`` (by config type)."""
-    if isinstance(cfg, DistillConfig):
-        return _Distill()
-    if isinstance(cfg, QuantizeConfig):
-        return _Quantize()
-    raise ConfigError(f"no method family takes a {type(cfg).__name__}")
+    """The family that runs ``cfg`` (its ``family`` name, :data:`FAMILY_MODULES`)."""
+    name = getattr(type(cfg), "family", None)
+    if name not in FAMILY_MODULES:
+        raise ConfigError(f"no method family takes a {type(cfg).__name__}; families: {sorted(FAMILY_MODULES)}")
+    fam: Family = importlib.import_module(FAMILY_MODULES[name]).FAMILY
+    return fam
 
 
 def payload_cost(data: TaskData, cfg: RunConfig, family: Family) -> PayloadCost:

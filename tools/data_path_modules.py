@@ -3,10 +3,11 @@
 
 Runs, in this process, ``edge-sdk distill`` (QuADD, 36x by default, small iteration/step counts: the path, not
 the result, is measured) and then ``edge-sdk device train`` with no flags on its output, with a profiler hook that
-records the module of every Python function called. Prints the ``edge_sdk.*`` modules whose code ran (module-level
-import code is not counted, only functions), grouped by layer, and their count; ``--json`` writes the list.
+records the module of every Python function called. Prints the ``edge_sdk.*`` modules whose functions ran (code
+that runs at import — module and class bodies — is not counted), grouped by layer, and their count; ``--json``
+writes the list.
 
-    python tools/data_path_modules.py [--data TRAIN.h5 --test TEST.h5] [--json out.json]
+    .venv/bin/python tools/data_path_modules.py [--data TRAIN.h5 --test TEST.h5] [--json out.json]
 
 Run it on two checkouts to compare (docs/architecture.md gives the figures and the command for each).
 """
@@ -14,6 +15,7 @@ Run it on two checkouts to compare (docs/architecture.md gives the figures and t
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import tempfile
@@ -32,7 +34,8 @@ def trace(argv_list: list[list[str]]) -> set[str]:
     def prof(frame, event, arg):  # noqa: ANN001 - sys.setprofile signature
         if event == "call":
             name = frame.f_globals.get("__name__", "")
-            if name.startswith("edge_sdk") and frame.f_code.co_name != "<module>":
+            # functions only (CO_OPTIMIZED): module bodies and class bodies that run at import are not counted
+            if name.startswith("edge_sdk") and frame.f_code.co_flags & inspect.CO_OPTIMIZED:
                 seen.add(name)
 
     for argv in argv_list:

@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -48,7 +48,10 @@ from .sensitivity import SensitivityConfig, compute_sensitivity
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """Everything that determines an ADQ-family run (recorded in report.json; the budget is separate)."""
+    """Everything that determines an ADQ-family run (recorded in report.json; the budget is separate).
+    ``family``: the pipeline family that runs it (``edge_sdk.server.pipeline.FAMILY_MODULES``)."""
+
+    family: ClassVar[str] = "quantize"
 
     method: str = "adq"
     allocation: str = "two"
@@ -281,3 +284,30 @@ def build(data: Any, cfg: QuantizeConfig, sel: Selection) -> CompactSet:
     return CompactSet.from_groups(groups, {**sel.info, "allocation": sel.alloc.summary(),
                                            "stored_samples": int(idx.size),
                                            "stored_fraction_of_train": float(idx.size / n_all)})
+
+
+class QuantizeFamily:
+    """ADQ and its baselines as the pipeline runs them (``edge_sdk.server.pipeline.Family``)."""
+
+    command = "quantize"
+
+    def method_name(self, cfg: QuantizeConfig) -> str:
+        return cfg.method
+
+    def ignores_budget(self, cfg: QuantizeConfig) -> bool:
+        return cfg.ignores_budget()
+
+    def prepare(self, data: Any, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, ev: Any,
+                progress: bool) -> tuple[QuantizeConfig, dict[str, Any]]:
+        return cfg, {}
+
+    def plan(self, data: Any, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, ev: Any,
+             progress: bool) -> Selection:
+        return plan(data, cfg, budget, cost, ev.recipe, progress)
+
+    def build(self, data: Any, cfg: QuantizeConfig, sel: Selection, progress: bool) -> CompactSet:
+        return build(data, cfg, sel)
+
+
+#: what ``edge_sdk.server.pipeline.family_of`` returns for a QuantizeConfig
+FAMILY = QuantizeFamily()

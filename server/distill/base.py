@@ -36,7 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,7 +60,10 @@ MODES = ("plain", "quadd", "ptq")
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """One config for every method (fields a method does not use are ignored and stay in the report)."""
+    """One config for every method (fields a method does not use are ignored and stay in the report).
+    ``family``: the pipeline family that runs it (``edge_sdk.server.pipeline.FAMILY_MODULES``)."""
+
+    family: ClassVar[str] = "distill"
 
     method: str = "quadd-mtt"
     quantizer: str = "codebook"  # uniform | apot | codebook | float32 | float16

@@ -16,7 +16,7 @@ from edge_sdk.errors import ConfigError
 from edge_sdk.payload import GroupLayout
 from edge_sdk.server.budget import OperatingPoint, search_sweet_spot
 from edge_sdk.server.datasets import TaskData
-from edge_sdk.server.distill.base import RAW, DistillConfig, choose_point, distill
+from edge_sdk.server.distill.base import RAW, DistillConfig, choose_point, distill, resolve_method
 from edge_sdk.server.payload_io import CompactSet, PayloadCost
 from edge_sdk.server.train_eval import EvalConfig, evaluate_compact
 
@@ -69,3 +69,31 @@ def build(data: TaskData, cfg: DistillConfig, p: DistillPlan, progress: bool = F
     res = distill(data, cfg, point=p.point, progress=progress)
     return res.compact.with_info(operating_point=p.point.to_dict(), distill_seconds=res.seconds,
                                  losses_first_last=res.losses[:1] + res.losses[-1:])
+
+
+class DistillFamily:
+    """Distillation as the pipeline runs it (``edge_sdk.server.pipeline.Family``): DD hosts, QuADD, PTQ and the
+    baselines; method names are canonicalised (``quadd`` -> ``quadd-mtt``) before anything else."""
+
+    command = "distill"
+
+    def method_name(self, cfg: DistillConfig) -> str:
+        return resolve_method(cfg.method)
+
+    def ignores_budget(self, cfg: DistillConfig) -> bool:
+        return resolve_method(cfg.method) == "full"
+
+    def prepare(self, data: TaskData, cfg: DistillConfig, budget: int | None, cost: PayloadCost, ev: EvalConfig,
+                progress: bool) -> tuple[DistillConfig, dict[str, Any]]:
+        return prepare(data, replace(cfg, method=resolve_method(cfg.method)), budget, cost, ev, progress)
+
+    def plan(self, data: TaskData, cfg: DistillConfig, budget: int | None, cost: PayloadCost, ev: EvalConfig,
+             progress: bool) -> DistillPlan:
+        return plan(data, cfg, budget, cost)
+
+    def build(self, data: TaskData, cfg: DistillConfig, p: DistillPlan, progress: bool) -> CompactSet:
+        return build(data, cfg, p, progress)
+
+
+#: what ``edge_sdk.server.pipeline.family_of`` returns for a DistillConfig
+FAMILY = DistillFamily()
