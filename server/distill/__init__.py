@@ -18,10 +18,10 @@ from edge_sdk.server.distill.base import (
     DistillResult,
     Matcher,
     choose_point,
-    distill,
     method_names,
     resolve_method,
 )
+from edge_sdk.server.distill.runner import distill
 
 __all__ = ["BASELINES", "MATCHERS", "DistillConfig", "DistillResult", "Matcher", "choose_point", "distill",
            "method_names", "resolve_method"]

@@ -16,7 +16,8 @@ from edge_sdk.errors import ConfigError
 from edge_sdk.payload import GroupLayout
 from edge_sdk.server.budget import OperatingPoint, search_sweet_spot
 from edge_sdk.server.datasets import TaskData
-from edge_sdk.server.distill.base import RAW, DistillConfig, choose_point, distill, resolve_method
+from edge_sdk.server.distill.base import RAW, DistillConfig, choose_point, resolve_method
+from edge_sdk.server.distill.runner import distill
 from edge_sdk.server.payload_io import CompactSet, PayloadCost
 from edge_sdk.server.train_eval import EvalConfig, evaluate_compact
 
