@@ -8,7 +8,7 @@ order: by the device runtime (``edge_sdk.device.trainer.Trainer``) and by torch
 JSON. The difference measures how far float rounding (a pre-activation within rounding of a ReLU kink takes
 different branches) carries after the recipe's steps — the reason the server evaluates with the device runtime.
 
-    python tools/device_parity.py runs/r36 runs/r180 --test datasets/3gpp/reference/test.h5 \\
+    .venv/bin/python tools/device_parity.py runs/r36 runs/r180 --test datasets/3gpp/reference/test.h5 \\
         --train datasets/3gpp/reference/train.h5 --seeds 5 --schedules constant,cosine --out parity.json
 """
 
