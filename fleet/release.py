@@ -112,10 +112,12 @@ def device_trainer(payload_path: os.PathLike[str] | str, graph_path: os.PathLike
                    require_signature=bool(trusted_keys), train_graph=train_graph, threads=1)
 
 
-def train_key(payload_digest: str, graph_digest: str, config: dict[str, Any]) -> str:
-    cfg = {k: v for k, v in config.items() if k != "threads"}
+def train_key(payload_digest: str, graph_digest: str, config: Any) -> str:
+    """Canonical JSON of what determines the trained model: payload, graph, training config (threads aside)."""
+    cfg = dict(config) if isinstance(config, dict) else config.to_dict()  # edge_sdk.device.trainer.TrainConfig
+    cfg.pop("threads", None)
     return json.dumps({"payload": payload_digest, "graph": graph_digest, "config": cfg}, sort_keys=True,
-                      separators=(",", ":"))
+                      separators=(",", ":"), default=str)
 
 
 def _channel_bytes(rec: ChannelRecord, head: BlobRef, before: list[BlobRef]) -> int:
@@ -141,7 +143,7 @@ def _tiers_of(store: Store, m: Manifest, r: int, trusted: list[str] | None,
             n_state = n_params * len(tr.graph.meta["state_suffixes"])
             cache[key] = Tier(name=mt.name, round=r, payload=mt.payload, graph=mt.graph,
                               expected_top1=mt.kpis.get("top1"), train_steps=int(tr.total_steps), train_config=cfg,
-                              train_key=train_key(mt.payload.digest, mt.graph.digest, cfg),
+                              train_key=train_key(mt.payload.digest, mt.graph.digest, tr.config),
                               device_state_bytes=4 * (2 * n_params + n_state), task=dict(tr.task))
         t = cache[key]
         out.append(Tier(**{**t.__dict__, "name": mt.name, "round": r, "expected_top1": mt.kpis.get("top1"),

@@ -63,7 +63,9 @@ class DataSource:
     test: str | Path | None = None
     dataset: str | None = None
     beam_norm: str | None = None
-    hidden: tuple[int, ...] = (128, 128)
+    hidden: tuple[int, ...] | None = None
+    beam_task: dict[str, Any] | None = None
+    model: str | None = None
 
     def __post_init__(self) -> None:
         if (self.train is None) != (self.test is None):
@@ -74,8 +76,10 @@ class DataSource:
     def load(self) -> TaskData:
         if self.train is not None:
             assert self.test is not None
-            spec = {"norm": self.beam_norm} if self.beam_norm else None
-            return load_beam(self.train, self.test, task_spec=spec, hidden=self.hidden)
+            spec = dict(self.beam_task or {})
+            if self.beam_norm:
+                spec["norm"] = self.beam_norm
+            return load_beam(self.train, self.test, task_spec=spec or None, hidden=self.hidden, model=self.model)
         assert self.dataset is not None
         return load_task(self.dataset)
 

@@ -36,8 +36,10 @@ class BeamH5File:
         *,
         allow_incomplete: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        allow_virtual: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._allow_virtual = allow_virtual
         h5py = h5py_module()
         if not self.path.exists():
             raise FileNotFoundError(f"no such file: {self.path}")
@@ -102,6 +104,13 @@ class BeamH5File:
             raise DatasetError(
                 f"{where}: arrays need {total} bytes > max_bytes={max_bytes}; pass a larger max_bytes"
             )
+        if any(self._f[name].is_virtual for name in table):  # a stitched sharded dataset (edge_sdk.beam.vds)
+            if not self._allow_virtual:
+                raise DatasetError(f"{where}: a shard file must not itself be a stitched (virtual) dataset")
+            from edge_sdk.beam.vds import check_virtual_sources
+
+            self.shard_files: list[str] = check_virtual_sources(
+                self._f, self.path, attrs, lambda p: type(self)(p, allow_virtual=False))
         self.attrs: dict[str, Any] = attrs
         self.case: str = case
         self.n: int = n

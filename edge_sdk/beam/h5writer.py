@@ -31,16 +31,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_sdk._version import __version__
-from edge_sdk.atomic import commit_file
+from edge_sdk.atomic import atomic_path, commit_file
 from edge_sdk.beam.dataset import CASES, MAX_RX, MAX_TX, BeamDataset, fields_for, top1_label, trailing_shape
-from edge_sdk.beam.h5reader import read_beam_h5
+from edge_sdk.beam.h5reader import BeamH5File, read_beam_h5
 from edge_sdk.beam.h5schema import (
     N_ZEN,
     RESERVED_ATTRS,
@@ -53,6 +53,7 @@ from edge_sdk.beam.h5schema import (
     partial_path,
     to_attr,
 )
+from edge_sdk.beam.vds import SHARD_ATTRS, plain_source_name
 from edge_sdk.errors import DatasetError
 
 _CHUNK_BYTES = 1 << 20
@@ -134,7 +135,10 @@ class BeamH5Writer:
         if part.exists():
             part.unlink()
         h5py = h5py_module()
-        f = h5py.File(part, "w", libver=("v110", "latest"))
+        # libver up to v108: superblock v0, whose writer lock is an OS file lock released when the process dies.
+        # With v110+ (superblock v3) HDF5 marks the file "open for write" in the superblock, and after a SIGKILL
+        # no later open succeeds (HDF5 asks for the h5clear tool), so the .partial could not be resumed.
+        f = h5py.File(part, "w", libver=("earliest", "v108"))
         try:
             root = {
                 "schema": SCHEMA_NAME,
@@ -386,3 +390,51 @@ def write_beam_h5(
         w.close()
         partial_path(path).unlink(missing_ok=True)
         raise
+
+
+def stitch_shards(out: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]], *,
+                  overwrite: bool = False) -> Path:
+    """Write ``out`` as a virtual dataset over complete shard files (same directory as ``out``, in row order).
+
+    The shard files must carry ``row_offset`` attributes that tile the run; root attributes are copied from
+    the first shard without :data:`SHARD_ATTRS`, plus ``shard_count`` and ``shard_files`` (JSON list). The
+    file is written through :func:`edge_sdk.atomic.atomic_path` and re-opened with the validating reader
+    before the rename. Sources and checks: :mod:`edge_sdk.beam.vds`.
+    """
+    h5py = h5py_module()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DatasetError(f"{out} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    paths = [Path(s) for s in shards]
+    if not paths:
+        raise DatasetError("no shard files to stitch")
+    metas = []
+    for p in paths:
+        if p.resolve().parent != out.resolve().parent:
+            raise DatasetError(f"shard {p} must be in the same directory as {out}")
+        plain_source_name(p.name, str(out))
+        with BeamH5File(p, allow_virtual=False) as f:
+            metas.append((p.name, f.n, dict(f.attrs)))
+    metas.sort(key=lambda m: int(m[2].get("row_offset", -1)))
+    first = metas[0][2]
+    case, n_tx, n_rx = first["case"], int(first["n_tx"]), int(first["n_rx"])
+    total = sum(m[1] for m in metas)
+    attrs = {k: v for k, v in first.items() if k not in SHARD_ATTRS}
+    attrs.update(n_done=total, n_target=total, complete=True, shard_count=len(metas),
+                 shard_files=json.dumps([m[0] for m in metas]),
+                 created=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat())
+    with atomic_path(out) as tmp:  # same directory: the sources are named relative to it
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+            for k, v in attrs.items():
+                f.attrs[k] = to_attr(k, v)
+            for name, (dtype, code) in fields_for(case).items():
+                tail = trailing_shape(code, n_tx, n_rx)
+                layout = h5py.VirtualLayout(shape=(total, *tail), dtype=dtype)
+                row = 0
+                for fname, n, _a in metas:
+                    layout[row:row + n] = h5py.VirtualSource(fname, name, shape=(n, *tail), dtype=dtype)
+                    row += n
+                f.create_virtual_dataset(name, layout, fillvalue=np.zeros((), dtype)[()])
+        with BeamH5File(tmp):  # the validating reader (checks the tiling and every shard) before the rename
+            pass
+    return out

@@ -34,10 +34,18 @@ def cli() -> None:
 @click.option(
     "--batch", type=int, default=1000, show_default=True, help="Rows per chunk (part of determinism)."
 )
-@click.option("--resume/--no-resume", default=False, show_default=True, help="Continue FILE.h5.partial.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.h5.")
+@click.option("--resume/--no-resume", default=False, show_default=True,
+              help="Continue FILE.h5.partial (sharded: keep finished shards, continue unfinished ones).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.h5 (and its shard files).")
+@click.option("--shards", type=int, default=1, show_default=True,
+              help="Split the run into K shard files (FILE.shardIofK.h5) stitched into FILE.h5 (HDF5 virtual "
+                   "dataset); the rows equal those of the unsharded run.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where shards run: a local process pool, or Ray (needs the fleet extra).")
+@click.option("--workers", type=int, default=None, help="Local processes / local Ray CPUs [default: min(K, CPUs)].")
+@click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto) instead of starting one.")
 def generate(preset: str, samples: int, seed: int, out: str, device: str, batch: int, resume: bool,
-             overwrite: bool) -> None:  # fmt: skip
+             overwrite: bool, shards: int, backend: str, workers: int | None, ray_address: str | None) -> None:
     """Generate a beam dataset with the Sionna TR 38.901 generator (needs the server extra)."""
     try:
         from edge_sdk.server.datagen.generate import generate_dataset
@@ -45,6 +53,15 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         raise ConfigError(
             f"'data generate' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
         ) from None
+    if shards > 1 or backend == "ray":
+        from edge_sdk.server.datagen.shards import generate_sharded
+
+        sh = generate_sharded(preset, samples, seed, out, shards=shards, backend=backend, workers=workers,
+                              device=device, batch=batch, resume=resume, overwrite=overwrite,
+                              ray_address=ray_address)
+        click.echo(f"wrote {sh.path}: {sh.n} rows ({sh.n_new} new) in {len(sh.shards)} shards, "
+                   f"{sh.seconds:.1f} s on {sh.backend} with {sh.workers} workers ({sh.samples_per_s:.0f} rows/s)")
+        return
     res = generate_dataset(
         preset=preset, samples=samples, seed=seed, out=out, device=device, batch=batch, resume=resume,
         progress=True, overwrite=overwrite,
@@ -74,17 +91,13 @@ def verify(folder: str | None) -> None:
               help="folder for the generated files, faithfulness.json and faithfulness.md (reused when rerun)")
 @click.option("--train", type=click.IntRange(1), default=100_000, show_default=True, help="BM-Case1 training drops")
 @click.option("--test", type=click.IntRange(1), default=20_000, show_default=True, help="BM-Case1 test drops")
-@click.option("--c2-train", type=click.IntRange(0), default=400, show_default=True,
-              help="BM-Case2 training trajectories (100 steps each; 0 skips Case2)")
-@click.option("--c2-test", type=click.IntRange(0), default=200, show_default=True, help="BM-Case2 test trajectories")
 @click.option("--epochs", type=click.IntRange(1), default=20, show_default=True, help="reference MLP epochs")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="torch threads")
 @click.option("--stats", "stats_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="only print the statistics (JSON) of this BM-Case1 file (numpy + h5py only)")
-def faithfulness(out: str, train: int, test: int, c2_train: int, c2_test: int, epochs: int, threads: int,
-                 stats_file: str | None) -> None:
-    """Generate BM-Case1/Case2 data, train the reference MLP and compare its KPIs with the TR 38.843 headline
-    numbers (the dataset card's faithfulness table; needs the server extra), or print a file's statistics."""
+def faithfulness(out: str, train: int, test: int, epochs: int, threads: int, stats_file: str | None) -> None:
+    """Generate BM-Case1 data, train the reference MLP and compare its KPIs with the TR 38.843 headline numbers
+    (the dataset card's faithfulness table; needs the server extra), or print a file's statistics."""
     import sys
 
     if stats_file is not None:
@@ -99,7 +112,7 @@ def faithfulness(out: str, train: int, test: int, c2_train: int, c2_test: int, e
         raise ConfigError(
             f"'data faithfulness' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
         ) from None
-    run(FaithfulnessConfig(Path(out), train, test, c2_train, c2_test, epochs, threads),
+    run(FaithfulnessConfig(Path(out), train, test, epochs, threads),
         command="edge-sdk " + " ".join(sys.argv[1:]))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from edge_sdk.budget import Budget
+from edge_sdk.cli.beam_task import beam_task_options, parse_beam_task
 from edge_sdk.errors import ConfigError
 from edge_sdk.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe
 
@@ -29,7 +30,8 @@ _OPTIONS: list[Callable[[Any], Any]] = [
                  help="'digits', 'cifar10:PATH' or 'cifar100:PATH' instead of --data/--test"),
     click.option("--beam-norm", type=click.Choice(["per_sample_max", "affine"]), default=None,
                  help="beam input normalisation (BeamTaskSpec.norm; default per_sample_max)"),
-    click.option("--hidden", type=str, default="128,128", show_default=True, help="beam MLP hidden widths"),
+    click.option("--hidden", type=str, default=None, help="beam model hidden widths (default: MLP 128,128; GRU 128)"),
+    beam_task_options,  # --beam-task, --model (edge_sdk.cli.beam_task)
     click.option("--budget", type=str, default=None,
                  help="byte budget of the whole payload file: 16KiB, 16kB, 20000"),
     click.option("--compression", type=str, default=None,
@@ -50,7 +52,7 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
     click.option("--no-progress", is_flag=True, help="no progress output"),
 ]
-SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "budget", "compression", "seeds", "steps",
+SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "model", "beam_task", "budget", "compression", "seeds", "steps",
                "batch_size", "lr", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress")
 
 
@@ -104,16 +106,21 @@ def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
         raise ConfigError("give --data TRAIN.h5 --test TEST.h5, or --dataset digits (not both)")
     if kw["seeds"] < 1:
         raise ConfigError("--seeds must be >= 1")
-    try:
-        hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
-    except ValueError:
-        raise ConfigError(f"--hidden must be comma-separated ints, got {kw['hidden']!r}") from None
-    if not hidden or min(hidden) < 1:
-        raise ConfigError(f"--hidden needs at least one positive width, got {kw['hidden']!r}")
+    hidden: tuple[int, ...] | None = None
+    if kw["hidden"] is not None:
+        try:
+            hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
+        except ValueError:
+            raise ConfigError(f"--hidden must be comma-separated ints, got {kw['hidden']!r}") from None
+        if not hidden or min(hidden) < 1:
+            raise ConfigError(f"--hidden needs at least one positive width, got {kw['hidden']!r}")
+    beam_task = parse_beam_task(kw["beam_task"])
+    if (beam_task is not None or kw["model"] is not None) and kw["train_path"] is None:
+        raise ConfigError("--beam-task/--model apply to beam data: give --data TRAIN.h5 --test TEST.h5")
     recipe = TrainRecipe.defaults(kw["optimizer"]).with_overrides(
         steps=kw["steps"], batch_size=kw["batch_size"], lr=kw["lr"], schedule=kw["schedule"])
     source = {"train": kw["train_path"], "test": kw["test_path"], "dataset": kw["dataset"],
-              "beam_norm": kw["beam_norm"], "hidden": hidden}
+              "beam_norm": kw["beam_norm"], "hidden": hidden, "beam_task": beam_task, "model": kw["model"]}
     return CommonArgs(source, parsed, recipe, tuple(range(kw["seeds"])), kw["seed"], kw["device"],
                       not kw["no_graph"], Path(kw["out_dir"]), not kw["no_progress"])
 
