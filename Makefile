@@ -60,6 +60,7 @@ lint: $(STAMP)
 
 # the wheel a device installs (docs/install.md): dist/edge_sdk_ran-<version>-py3-none-any.whl
 wheel: $(STAMP)
+	rm -rf build/lib build/bdist.*  # setuptools reuses build/lib: a stale file would end up in the wheel
 	$(PIP) wheel -q --no-deps -w dist .
 
 cli-docs: $(STAMP)
