@@ -10,10 +10,10 @@ name here).
 from __future__ import annotations
 
 #: distillation hosts (each registers ``<host>``, ``quadd-<host>`` and ``ptq-<host>``)
-DISTILL_HOSTS = ("dc", "dm", "mtt")
+DISTILL_HOSTS = ("dc", "dm", "kip", "mtt")
 #: ``edge-sdk distill --method`` (registry names) and the aliases the CLI accepts
-DISTILL_METHODS = ("dc", "dm", "full", "mtt", "ptq-dc", "ptq-dm", "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-mtt",
-                   "random")
+DISTILL_METHODS = ("dc", "dm", "full", "herding", "kip", "kmeans", "kmedoids", "mtt", "ptq-dc", "ptq-dm", "ptq-kip",
+                   "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-kip", "quadd-mtt", "random")
 DISTILL_ALIASES = {"quadd": "quadd-mtt"}
 #: ``edge-sdk quantize --method``
 QUANTIZE_METHODS = ("adq", "fixed", "full", "prune", "uniform")
