@@ -11,6 +11,7 @@ empty.
 from __future__ import annotations
 
 import numpy as np
+
 from edge_sdk.server.coresets import select
 from edge_sdk.server.distill.base import BASELINES, Context
 from edge_sdk.server.distill.baselines import _store
