@@ -19,8 +19,8 @@ DISTILL_ALIASES = {"quadd": "quadd-mtt"}
 QUANTIZE_METHODS = ("adq", "fixed", "full", "prune", "uniform")
 #: differentiable quantizers of QuADD (``--quantizer``), plus the raw storage kinds
 QUANTIZERS = ("apot", "codebook", "uniform")
-#: registered quantizers whose kinds only payload v2 stores (affine min/max grids, issue #11); the CLI offers them
-#: once the server writes v2 payloads
+#: registered quantizers whose kinds only payload v2 stores (affine min/max grids, issue #11); ``edge-sdk distill``
+#: offers them with ``--payload-format 2``
 V2_QUANTIZERS = ("affine_feature", "affine_sample", "affine_set")
 RAW_KINDS = ("float16", "float32")
 #: coreset pruning (``quantize --prune``) and ADQ bit allocation (``quantize --allocation``)

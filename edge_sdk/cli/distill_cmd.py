@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from edge_sdk.catalog import DISTILL_ALIASES, DISTILL_METHODS, QUANTIZERS, RAW_KINDS
+from edge_sdk.catalog import DISTILL_ALIASES, DISTILL_METHODS, QUANTIZERS, RAW_KINDS, V2_QUANTIZERS
 from edge_sdk.cli.pipeline_opts import SHARED_KEYS, parse_common, pipeline_options, run_face
 from edge_sdk.errors import ConfigError
 
@@ -27,9 +27,10 @@ from edge_sdk.errors import ConfigError
 @click.command(name="distill")
 @click.option("--method", type=click.Choice(sorted([*DISTILL_METHODS, *DISTILL_ALIASES])), default="quadd",
               show_default=True,
-              help="quadd (= quadd-mtt), dm/dc/mtt (float32), quadd-*, ptq-* (DD then PTQ), random, full")
-@click.option("--quantizer", type=click.Choice([*QUANTIZERS, *RAW_KINDS]), default=None,
-              help="default: codebook for quadd/ptq, float32 for dm/dc/mtt/random/full")
+              help="quadd (= quadd-mtt), dm/dc/mtt/kip (float32), quadd-*, ptq-* (DD then PTQ), random, "
+                   "kmeans/kmedoids/herding (per-class selection baselines), full")
+@click.option("--quantizer", type=click.Choice([*QUANTIZERS, *V2_QUANTIZERS, *RAW_KINDS]), default=None,
+              help="default: codebook for quadd/ptq, float32 for the others; the affine kinds need --payload-format 2")
 @click.option("--bits", type=str, default=None,
               help="bit width (default 3 for quantizers), or 'auto' (sweet-spot search with short proxy runs)")
 @click.option("--per-feature", is_flag=True, help="uniform quantizer: one clipping threshold per feature")
@@ -45,7 +46,9 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
     if quantizer is None:
         quantizer = "codebook" if canonical.startswith(("quadd", "ptq")) else "float32"
     if canonical.startswith(("quadd", "ptq")) and quantizer in RAW_KINDS:
-        raise ConfigError(f"{method} needs --quantizer uniform, apot or codebook")
+        raise ConfigError(f"{method} needs --quantizer uniform, apot, codebook or an affine kind")
+    if quantizer in V2_QUANTIZERS and str(kw.get("payload_format")) != "2":
+        raise ConfigError(f"--quantizer {quantizer} is stored in payload format v2 only; add --payload-format 2")
     bits_val: int | None = None
     if bits is not None and bits != "auto":
         try:
