@@ -81,3 +81,17 @@ def test_cli_affine_needs_v2(tmp_path):
                                    "--method", "kmeans", "--quantizer", "affine_feature", "--bits", "4",
                                    "--compression", "180x", "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "--payload-format 2" in str(res.exception) + res.output
+
+
+def test_cli_quantize_v2_end_to_end(tmp_path):
+    from edge_sdk.cli.main import cli
+
+    out = tmp_path / "q"
+    res = CliRunner().invoke(cli, ["quantize", "--data", str(REF / "train.h5"), "--test", str(REF / "test.h5"),
+                                   "--compression", "16x", "--payload-format", "2", "--seeds", "1", "--steps", "20",
+                                   "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["payload_bytes"] == (out / "payload.epl").stat().st_size <= rep["budget"]["bytes"]
+    with read_payload(out / "payload.epl") as p:
+        assert p.version[0] == 2 and p.graph is not None
