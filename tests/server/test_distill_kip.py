@@ -44,6 +44,8 @@ def test_quadd_kip_lowers_its_loss_and_moves_the_rows(fast_kip):
     assert r.info["probe_loss_final"] < r.info["probe_loss_init"]
     assert r.point.bytes <= 900 and r.compact.n == r0.compact.n
     assert np.any(r.compact.X != r0.compact.X)  # distillation changed the stored rows
+    assert 0.0 < r.info["rows_changed_frac"] <= 1.0 and r.info["move_rms"] > 0 and r.info["move_rms_nn"] > 0
+    assert r0.info["rows_changed_frac"] == 0.0 and r0.info["move_rms"] == 0.0  # no iterations: nothing moved
 
 
 @pytest.mark.parametrize("method", ["kmeans", "kmedoids", "herding"])
