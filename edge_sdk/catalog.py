@@ -15,6 +15,8 @@ DISTILL_HOSTS = ("dc", "dm", "kip", "mtt")
 DISTILL_METHODS = ("dc", "dm", "full", "herding", "kip", "kmeans", "kmedoids", "mtt", "ptq-dc", "ptq-dm", "ptq-kip",
                    "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-kip", "quadd-mtt", "random")
 DISTILL_ALIASES = {"quadd": "quadd-mtt"}
+#: ``edge-sdk distill --method auto``: a search over the methods above (``edge_sdk.server.distill.auto``)
+DISTILL_SEARCH = ("auto",)
 #: ``edge-sdk quantize --method``
 QUANTIZE_METHODS = ("adq", "fixed", "full", "prune", "uniform")
 #: differentiable quantizers of QuADD (``--quantizer``), plus the raw storage kinds
