@@ -82,8 +82,9 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
 def _run_auto(args: Any, iterations: int) -> None:
     """``--method auto``: the search of ``edge_sdk.server.distill.auto`` on the loaded data, then the pipeline run of
     the winner with the chosen recipe; the search table goes into report.json (``extra.auto``)."""
-    from edge_sdk.server.distill import DistillConfig
-    from edge_sdk.server.distill.auto import SCREEN_RECIPE, AutoConfig, search_auto
+    from dataclasses import replace
+
+    from edge_sdk.server.distill import DistillConfig, auto
     from edge_sdk.server.pipeline import (
         REPORT_NAME,
         DataSource,
@@ -105,11 +106,12 @@ def _run_auto(args: Any, iterations: int) -> None:
     data = DataSource(**args.source).load()
     budget_bytes = args.budget.describe(data.full_float32_bytes)["bytes"]
     base = DistillConfig(method="random", iterations=iterations, seed=args.seed, device=device)
-    probe = RunConfig(method=base, budget=args.budget, eval=EvalConfig(SCREEN_RECIPE, args.seeds, device), graph=False,
-                      payload_format=args.payload_format)
-    choice = search_auto(data, budget_bytes, AutoConfig(payload_format=args.payload_format, device=device,
-                                                        seed=args.seed, kip_iterations=iterations),
-                         payload_cost(data, probe, family_of(base)), base=base, progress=args.progress)
+    acfg = replace(auto.DEFAULT, payload_format=args.payload_format, device=device, seed=args.seed,
+                   kip_iterations=iterations)
+    probe = RunConfig(method=base, budget=args.budget, eval=EvalConfig(acfg.screen_recipe, args.seeds, device),
+                      graph=False, payload_format=args.payload_format)
+    choice = auto.search_auto(data, budget_bytes, acfg, payload_cost(data, probe, family_of(base)), base=base,
+                              progress=args.progress)
     mcfg = DistillConfig(method=choice.method, quantizer=choice.quantizer, bits=choice.bits, iterations=iterations,
                          seed=args.seed, device=device)
     cfg = RunConfig(method=mcfg, budget=args.budget, eval=EvalConfig(choice.recipe, args.seeds, device),

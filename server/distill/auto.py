@@ -68,6 +68,10 @@ class AutoConfig:
     seed: int = 0
 
 
+#: what ``edge-sdk distill --method auto`` runs (its payload format, device, seed and KIP iterations set per run)
+DEFAULT = AutoConfig()
+
+
 @dataclass
 class AutoChoice:
     method: str

@@ -61,19 +61,24 @@ def test_cli_auto_rejects_quantizer_choice(tmp_path):
     assert res.exit_code != 0 and "chooses the quantizer" in str(res.exception) + res.output
 
 
-@pytest.mark.slow
-def test_cli_auto_on_the_beam_reference_data(tmp_path):
-    """The default --method auto run end to end at 180x with payload v2 (minutes on one core)."""
+def test_cli_auto_on_the_beam_reference_data(tmp_path, monkeypatch):
+    """--method auto end to end at 180x with payload v2 (small search settings; the default ones take minutes)."""
     from click.testing import CliRunner
 
     from edge_sdk.cli.main import cli
+    from edge_sdk.server.distill import auto
+    from edge_sdk.server.distill.kip import KIPMatcher, KIPSettings
 
+    monkeypatch.setattr(auto, "DEFAULT", SMALL)
+    monkeypatch.setattr(KIPMatcher, "settings", KIPSettings(teacher_steps=50, target_batch=128))
     ref = Path(__file__).resolve().parents[2] / "datasets/3gpp/reference"
     out = tmp_path / "auto"
     res = CliRunner().invoke(cli, ["distill", "--data", str(ref / "train.h5"), "--test", str(ref / "test.h5"),
                                    "--method", "auto", "--compression", "180x", "--payload-format", "2",
-                                   "--seeds", "1", "--no-progress", "--out", str(out)])
+                                   "--iterations", "2", "--seeds", "1", "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
-    assert rep["extra"]["auto"]["method"] == rep["method"]
-    assert rep["payload_bytes"] <= rep["budget"]["bytes"]
+    a = rep["extra"]["auto"]
+    assert a["method"] == rep["method"] and len(a["candidates"]) == 2 * len(quantizer_options(2)) + 1
+    assert rep["payload_bytes"] <= rep["budget"]["bytes"] == 384000 // 180
+    assert (out / "task.json").is_file()
