@@ -113,3 +113,6 @@ def test_accuracy_table_tool_end_to_end(tmp_path):
     assert res["full"]["recipe"] in [s["recipe"] for s in res["full"]["search"]["rows"]]
     md = (tmp_path / "accuracy-per-byte.md").read_text()
     assert "full data (tuned)" in md and "random + " in md and "--step-scale 0.005" in md
+    kip = res["180x"]["final"]["quadd-kip"]  # a distilled entry: same bytes rule, how far its rows moved
+    assert kip["bytes"] <= res["180x"]["budget_bytes"] and 0.0 <= kip["moved"]["rows_changed_frac"] <= 1.0
+    assert "| quadd-kip |" in md
