@@ -21,7 +21,10 @@ from edge_sdk.modelspec import ModelSpec
 
 META_KEY = "edge_sdk.train_graph"
 GRAPH_FORMAT = "edge-sdk-train-graph"
-SUPPORTED_VERSIONS = (1,)
+#: format version -> graph variant (docs/onnx-graph.md): 1 = "step" (one optimizer step per run, per-tensor
+#: parameters), 2 = "epoch" (K steps per run in an ONNX Loop, flat parameter vector, rows decoded once per run)
+SUPPORTED_VERSIONS = (1, 2)
+VERSION_VARIANT = {1: "step", 2: "epoch"}
 
 
 @dataclass
@@ -60,6 +63,16 @@ class TrainGraph:
     @property
     def has_soft(self) -> bool:
         return "soft_weight" in self.meta["inputs"]
+
+    @property
+    def variant(self) -> str:
+        """``step`` (format v1) or ``epoch`` (format v2)."""
+        return VERSION_VARIANT[int(self.meta["version"])]
+
+    @property
+    def flat_state_names(self) -> list[str]:
+        """Epoch variant: the optimizer-state vectors ``theta.<suffix>``."""
+        return [f"theta.{s}" for s in self.meta["state_suffixes"]]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One training step: returns {output name: array} (``loss``, ``new.<param>``, ``new.<state>``)."""
@@ -107,7 +120,12 @@ def load_train_graph(data: bytes, expected: dict[str, Any] | None = None, thread
     names = [i.name for i in sess.get_inputs()]
     if names != meta.get("inputs"):
         raise DeviceError("training graph inputs do not match its metadata (corrupted or hand-edited graph)")
-    return TrainGraph(session=sess, meta=meta, sha256=digest, size=len(data))
+    graph = TrainGraph(session=sess, meta=meta, sha256=digest, size=len(data))
+    if graph.variant == "epoch" and (meta.get("variant") != "epoch"
+                                     or meta.get("theta_size") != graph.model.num_params()):
+        raise DeviceError("epoch training graph metadata is inconsistent (variant / theta_size do not match the "
+                          "model); re-export the graph")
+    return graph
 
 
 def check_groups(graph: TrainGraph, payload_groups: list[Any], num_classes: int) -> None:

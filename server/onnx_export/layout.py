@@ -19,6 +19,16 @@ Graph input names (all float32 unless noted; ``B_k`` = rows of group k in this s
 
 Outputs: ``loss`` ``[]``, ``new.<param>`` for every parameter, ``new.<state>`` for every state tensor
 (and ``features`` float32 ``[B, D]``, the dequantized batch, when exported with ``debug_features=True``).
+
+That is the ``step`` variant (format version 1): one optimizer step per ``run()``. The ``epoch`` variant
+(format version 2, the default since it is several times faster; docs/onnx-graph.md) takes several steps per
+``run()``: its group inputs hold ``M_k`` rows (any rows of the payload, typically a whole epoch's), decoded
+once per run; ``labels`` ``[M]`` are the labels of those rows; ``batches`` int64 ``[K, B]`` lists, per step,
+the rows (positions in the concatenation of the samples groups' rows) of that step's batch; ``lr`` and
+``step`` are ``[K]`` (one value per step), the other hyper-parameters ``[]``; the parameters travel as one
+flat vector ``theta`` ``[P]`` (every parameter, C order, in ModelSpec order) and the optimizer state as
+``theta.<suffix>`` ``[P]``. Outputs: ``losses`` ``[K]``, ``new.theta``, ``new.theta.<suffix>`` (and
+``features`` ``[M, D]`` with ``debug_features``).
 """
 
 from __future__ import annotations
@@ -33,7 +43,16 @@ from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
 
 GRAPH_FORMAT = "edge-sdk-train-graph"
-GRAPH_VERSION = 1
+#: format version per variant: "step" (one step per run, per-tensor parameters) is version 1, "epoch" (K steps
+#: per run, flat parameters, decode once per run) is version 2
+VARIANT_VERSIONS: dict[str, int] = {"step": 1, "epoch": 2}
+VARIANTS = tuple(VARIANT_VERSIONS)
+DEFAULT_VARIANT = "epoch"
+GRAPH_VERSION = VARIANT_VERSIONS["step"]  # the version of the original (step) format
+#: name of the flat parameter vector of the epoch variant
+THETA = "theta"
+#: hyper-parameters given once per step (``[K]``) in the epoch variant; the others are scalars
+PER_STEP_HYPER = ("lr", "step")
 #: metadata_props key holding the JSON self-description of a training graph
 META_KEY = "edge_sdk.train_graph"
 OPTIMIZERS = ("sgd", "adam")
@@ -99,8 +118,11 @@ class TrainGraphSpec:
     optimizer: str = "adam"
     debug_features: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: str = "step"
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"graph variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.model.kind != "mlp":
@@ -150,21 +172,37 @@ class TrainGraphSpec:
     def state_names(self) -> list[str]:
         return [f"{p}.{s}" for p in self.param_names() for s in STATE_SUFFIXES[self.optimizer]]
 
+    def theta_size(self) -> int:
+        """P: number of floats in the flat parameter vector (= ModelSpec.num_params())."""
+        return self.model.num_params()
+
+    def flat_state_names(self) -> list[str]:
+        """Epoch variant: the optimizer state vectors, ``theta.<suffix>`` ``[P]``."""
+        return [f"{THETA}.{s}" for s in STATE_SUFFIXES[self.optimizer]]
+
     def input_names(self) -> list[str]:
+        if self.variant == "epoch":
+            names = self.group_input_names() + ["labels", "batches"]
+            if self.has_soft:
+                names.append("soft_weight")
+            return names + list(HYPER_NAMES[self.optimizer]) + [THETA] + self.flat_state_names()
         names = self.group_input_names() + ["labels"]
         if self.has_soft:
             names.append("soft_weight")
         return names + list(HYPER_NAMES[self.optimizer]) + self.param_names() + self.state_names()
 
     def output_names(self) -> list[str]:
-        out = ["loss"] + [f"new.{n}" for n in self.param_names()] + [f"new.{n}" for n in self.state_names()]
+        if self.variant == "epoch":
+            out = ["losses", f"new.{THETA}"] + [f"new.{n}" for n in self.flat_state_names()]
+        else:
+            out = ["loss"] + [f"new.{n}" for n in self.param_names()] + [f"new.{n}" for n in self.state_names()]
         return out + (["features"] if self.debug_features else [])
 
     def to_meta(self) -> dict[str, Any]:
         """The JSON stored in the graph's metadata_props under :data:`META_KEY`."""
-        return {
+        meta: dict[str, Any] = {
             "format": GRAPH_FORMAT,
-            "version": GRAPH_VERSION,
+            "version": VARIANT_VERSIONS[self.variant],
             "model": self.model.to_dict(),
             "optimizer": self.optimizer,
             "groups": [asdict(g) for g in self.groups],
@@ -174,6 +212,9 @@ class TrainGraphSpec:
             "state_suffixes": list(STATE_SUFFIXES[self.optimizer]),
             **({"extra": self.extra} if self.extra else {}),
         }
+        if self.variant == "epoch":  # version 1 graphs keep their exact metadata (and bytes)
+            meta.update(variant="epoch", theta_size=self.theta_size(), per_step_hyper=list(PER_STEP_HYPER))
+        return meta
 
     def meta_json(self) -> str:
         return json.dumps(self.to_meta(), sort_keys=True, separators=(",", ":"))
