@@ -21,7 +21,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -c constraints.txt -e ".[server,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[server,dev,fleet]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(PY) tools/bench.py --out bench-results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge_sdk server device tests tools
+	$(VENV)/bin/ruff check edge_sdk server device fleet tests tools
 	$(VENV)/bin/mypy
 
 clean:

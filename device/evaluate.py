@@ -20,6 +20,7 @@ from edge_sdk.errors import DeviceError
 def inference_session(model: bytes | str | os.PathLike[str], threads: int = 1) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
     src = model if isinstance(model, bytes) else os.fspath(model)
     try:
         return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])

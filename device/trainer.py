@@ -123,7 +123,9 @@ class Trainer:
 
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
-                 **overrides: Any) -> None:
+                 train_graph: TrainGraph | None = None, **overrides: Any) -> None:
+        """``train_graph``: an already loaded graph session to reuse (e.g. one per worker in a fleet simulation);
+        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read."""
         from edge_sdk.payload import read_payload
 
         self.payload_path = Path(payload_path)
@@ -132,12 +134,18 @@ class Trainer:
                                     require_signature=require_signature)
         if self.payload.graph is None:
             raise DeviceError("payload names no training graph (export it with a graph digest)")
-        gbytes = self.graph_path.read_bytes()
         self.task = dict(self.payload.task or {})
         self.config = config if config is not None else TrainConfig.from_task(self.task, **overrides)
         if config is not None and overrides:
             self.config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        self.graph: TrainGraph = load_train_graph(gbytes, self.payload.graph, threads=self.config.threads)
+        if train_graph is not None:
+            want = self.payload.graph
+            if (str(want.get("sha256", "")).lower(), int(want.get("size", -1))) != (train_graph.sha256, train_graph.size):
+                raise DeviceError("the given training graph is not the one the payload names (sha256/size differ)")
+            self.graph: TrainGraph = train_graph
+        else:
+            self.graph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph,
+                                          threads=self.config.threads)
         if "model" in self.task and self.task["model"] != self.graph.meta["model"]:
             raise DeviceError("the payload's task model differs from the graph's model")
         check_groups(self.graph, self.payload.groups, self.payload.num_classes)

@@ -22,6 +22,16 @@ Kinds (``QuantizerKind``):
               ``x_hat = alpha * (u - Q) / Q``. bits in 2..8. Param: ``alpha`` [1] or [D].
 ``codebook``  non-uniform levels (learned codebook, or APoT levels materialised): ``x_hat = levels[u]``,
               quantize = nearest level. bits in 1..8. Param: ``levels`` [2**bits] (any order).
+
+Code ranges (:func:`code_max`): the symmetric grids use codes ``0..2Q`` only; code ``2**bits - 1`` lies
+outside the grid and is invalid (``u - Q = Q + 1`` would decode beyond ``alpha`` / ``max |x|``). A codebook
+uses every code ``0..2**bits - 1``. Parameter rules (:func:`param_problem`): every parameter is finite;
+``scale >= 0`` (0 for an all-zero sample) and ``scale * Q`` finite in float32; ``alpha > 0``.
+
+Exact float32 arithmetic of :func:`dequantize` (docs/payload-format.md, "Dequantization"; every step is one
+IEEE-754 binary32 operation rounded to nearest-even, parameters stored as float16 are widened exactly first):
+symmetric ``x_hat = scale_i * (u - Q)``; uniform_clip ``x_hat = alpha_j * ((u - Q) / Q)`` (the quotient is
+rounded to float32 before the product); codebook ``x_hat = levels[u]``.
 """
 
 from __future__ import annotations
@@ -50,6 +60,39 @@ class CodecError(ValueError):
 def q_max(bits: int) -> int:
     """Largest signed level ``Q = 2**(bits-1) - 1`` of the symmetric grids (bits >= 2)."""
     return (1 << (bits - 1)) - 1
+
+
+def code_max(kind: str, bits: int) -> int:
+    """Largest valid code of a quantized kind: ``2Q = 2**bits - 2`` for the symmetric grids, ``2**bits - 1``
+    for codebook (every code names a level)."""
+    check_kind_bits(kind, bits)
+    if kind in ("symmetric_per_sample", "uniform_clip"):
+        return 2 * q_max(bits)
+    if kind == "codebook":
+        return (1 << bits) - 1
+    raise CodecError(f"kind {kind!r} stores no codes")
+
+
+def param_problem(kind: str, bits: int, params: Mapping[str, np.ndarray]) -> str | None:
+    """What is wrong with the (correctly shaped) parameters of ``kind``, or None: every value finite,
+    ``scale >= 0`` with ``scale * Q`` finite in float32 (so every decoded value is finite), ``alpha > 0``.
+    Only min and max are computed (NaN propagates into both), so the check allocates nothing per value."""
+    for name, v in params.items():
+        a = np.asarray(v)
+        if a.size == 0:
+            continue
+        lo, hi = np.float32(a.min()), np.float32(a.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return f"parameter {name!r} holds NaN or inf"
+        if name == "scale":
+            if lo < 0:
+                return "parameter 'scale' must be >= 0"
+            with np.errstate(over="ignore"):
+                if not np.isfinite(hi * np.float32(q_max(bits))):
+                    return f"parameter 'scale' is so large that scale * {q_max(bits)} overflows float32"
+        if name == "alpha" and lo <= 0:
+            return "parameter 'alpha' must be > 0"
+    return None
 
 
 def check_kind_bits(kind: str, bits: int) -> None:
@@ -124,24 +167,38 @@ def quantize(x: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarra
     return order[idx].astype(np.uint8), {"levels": levels}
 
 
-def dequantize(codes: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Codes uint8 [N, D] (or raw values for raw kinds) -> float32 [N, D] with the formulas above."""
+def dequantize(codes: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarray],
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Codes uint8 [N, D] (or raw values for raw kinds) -> float32 [N, D] with the formulas above.
+
+    ``out``: a float32 [N, D] array to write into (no temporaries of the output's size are made).
+    For symmetric_per_sample, ``params["scale"]`` holds the N scales of exactly these rows.
+    """
     check_kind_bits(kind, bits)
-    if kind == "none":
-        return np.zeros((codes.shape[0], 0), np.float32)
-    if kind in RAW_KINDS:
-        return np.asarray(codes, np.float32)
     c = np.asarray(codes)
+    if kind == "none":
+        return np.zeros((c.shape[0], 0), np.float32)
+    if out is None:
+        out = np.empty(c.shape, np.float32)
+    elif out.shape != c.shape or out.dtype != np.float32:
+        raise CodecError(f"out must be float32 {c.shape}, got {out.dtype} {out.shape}")
+    if kind in RAW_KINDS:
+        out[...] = c
+        return out
+    if kind == "codebook":
+        levels = np.asarray(params["levels"], np.float32).reshape(-1)
+        np.take(levels, c, out=out)
+        return out
+    q = np.float32(q_max(bits))
+    np.subtract(c, q, out=out, dtype=np.float32)  # u - Q: exact in float32
     if kind == "symmetric_per_sample":
-        q = q_max(bits)
         scale = np.asarray(params["scale"], np.float32).reshape(-1, 1)
-        return (scale * (c.astype(np.float32) - q)).astype(np.float32)
-    if kind == "uniform_clip":
-        q = q_max(bits)
-        alpha = np.asarray(params["alpha"], np.float32).reshape(1, -1)
-        return (alpha * ((c.astype(np.float32) - q) / q)).astype(np.float32)
-    levels = np.asarray(params["levels"], np.float32).reshape(-1)
-    return levels[c.astype(np.intp)]
+        np.multiply(scale, out, out=out)
+        return out
+    alpha = np.asarray(params["alpha"], np.float32).reshape(1, -1)  # uniform_clip
+    np.divide(out, q, out=out)
+    np.multiply(alpha, out, out=out)
+    return out
 
 
 def label_bits(num_classes: int) -> int:

@@ -23,36 +23,24 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from edge_sdk import codecs
 from edge_sdk.errors import ConfigError
+from edge_sdk.units import parse_bytes
 
-_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "k": 1024, "kib": 1024, "m": 1024**2,
-          "mib": 1024**2, "gib": 1024**3}
 MAX_IPC = 1 << 20
 
 
 def parse_budget(text: str | int) -> int:
     """``"16KiB"`` -> 16384, ``"16kB"`` -> 16000, ``"1.5MiB"``, ``"2048"``/``"2048B"`` -> bytes (int, >0).
 
-    Binary units: KiB/MiB/GiB (and bare K/M = KiB/MiB); decimal: kB/MB/GB.
+    IEC units KiB/MiB/GiB, SI units kB/MB/GB; ambiguous spellings (``16k``, ``16KB``) are refused
+    (``edge_sdk.units.parse_bytes``).
     """
-    if isinstance(text, int) and not isinstance(text, bool):
-        val = text
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise ConfigError(
-                f"cannot parse budget {text!r}: use a number of bytes with an optional unit, e.g. 16KiB, 16kB, 1.5MiB, 3000"
-            )
-        val = math.floor(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if val <= 0:
-        raise ConfigError(f"budget must be > 0 bytes, got {text!r}")
-    return int(val)
+    return parse_bytes(text, "budget")
 
 
 def parse_compression(text: str | float) -> float:

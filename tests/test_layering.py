@@ -1,8 +1,9 @@
 """The architecture's layering rules, enforced.
 
-* ``import edge_sdk`` / ``edge_sdk.device`` never loads torch (subprocess, fresh interpreter);
-* no module in the core (edge_sdk/) or the device (device/) imports torch or edge_sdk.server at module level
-  or anywhere (AST scan; the CLI may import edge_sdk.server *inside* server command functions);
+* ``import edge_sdk`` / ``edge_sdk.device`` / ``edge_sdk.fleet`` never loads torch (subprocess, fresh interpreter);
+* no module in the core (edge_sdk/), the device (device/) or the fleet simulator (fleet/) imports torch or
+  edge_sdk.server at module level or anywhere (AST scan; the CLI may import edge_sdk.server *inside* server
+  command functions); the fleet simulator sits above the device runtime: it imports core and device;
 * every package folder is listed in pyproject.toml (the mapped folders are invisible to setuptools' find).
 """
 
@@ -40,7 +41,8 @@ def _py_files(folder: str) -> list[Path]:
     return sorted((ROOT / folder).rglob("*.py"))
 
 
-@pytest.mark.parametrize("module", ["edge_sdk", "edge_sdk.device", "edge_sdk.payload", "edge_sdk.beam", "edge_sdk.cli.main"])
+@pytest.mark.parametrize("module", ["edge_sdk", "edge_sdk.device", "edge_sdk.payload", "edge_sdk.beam", "edge_sdk.release",
+                                    "edge_sdk.cli.main", "edge_sdk.cli.store_cmd", "edge_sdk.fleet"])
 def test_import_does_not_load_torch(module: str) -> None:
     code = f"import sys, {module}; sys.exit(3 if 'torch' in sys.modules else 0)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -60,9 +62,38 @@ def test_device_modules_import_without_torch() -> None:
     assert res.returncode == 0, f"device modules loaded torch or failed: {res.stderr[-2000:]}"
 
 
+def test_fleet_modules_import_without_torch_or_server() -> None:
+    """Every fleet module (the ray backend too) in one fresh interpreter: no torch, no edge_sdk.server."""
+    mods = [
+        "edge_sdk.fleet." + p.relative_to(ROOT / "fleet").with_suffix("").as_posix().replace("/", ".")
+        for p in _py_files("fleet")
+        if p.name != "__init__.py"
+    ] + ["edge_sdk.cli.fleet_cmd"]
+    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in mods)
+    code += "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('edge_sdk.server')]\n"
+    code += "sys.exit(3 if bad else 0)\n"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, f"fleet modules loaded torch/server or failed: {res.stderr[-2000:]}"
+
+
+def test_fleet_sits_above_core_and_device() -> None:
+    """fleet/ imports the core and the device runtime (it trains with the device's Trainer), never the server."""
+    mods = {mod for path in _py_files("fleet") for mod, _ in _imports(path)}
+    assert any(m.startswith("edge_sdk.device") for m in mods)
+    assert any(m.startswith("edge_sdk.") and m.split(".")[1] not in ("device", "fleet", "server") for m in mods)
+    assert not any(m.startswith("edge_sdk.server") for m in mods)
+    # and nothing below it imports the fleet
+    for folder in ("edge_sdk", "device", "server"):
+        for path in _py_files(folder):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "edge_sdk/cli/fleet_cmd.py":
+                continue
+            assert not any(m.startswith("edge_sdk.fleet") for m, _ in _imports(path)), f"{rel} imports the fleet"
+
+
 def test_core_and_device_never_import_torch_or_server() -> None:
     bad = []
-    for folder in ("edge_sdk", "device"):
+    for folder in ("edge_sdk", "device", "fleet"):
         for path in _py_files(folder):
             rel = path.relative_to(ROOT).as_posix()
             for mod, top in _imports(path):
@@ -71,7 +102,7 @@ def test_core_and_device_never_import_torch_or_server() -> None:
                     bad.append(f"{rel}: imports {mod}")
                 if mod.startswith("edge_sdk.server"):
                     # the CLI dispatches to the server lazily, inside command bodies only
-                    if folder == "device" or top or not rel.startswith("edge_sdk/cli/"):
+                    if folder in ("device", "fleet") or top or not rel.startswith("edge_sdk/cli/"):
                         bad.append(f"{rel}: imports {mod}")
     assert not bad, "layering violations:\n" + "\n".join(bad)
 

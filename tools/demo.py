@@ -10,7 +10,11 @@
    only), with the signature required, and evaluate on the device's local measurements (test.h5);
 6. the server's torch training of the same payload with the same seed, recipe and number of steps, so the
    device result can be compared one to one;
-7. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times.
+7. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times;
+8. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
+   (`edge-sdk store add`), then `edge-sdk fleet simulate`: 200 devices on two link presets (LTE driving, 3G
+   driving) with byte budgets that select 36x or 180x, every device trained for real (onnxruntime) and scored on its
+   own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier.
 
 Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
@@ -92,6 +96,92 @@ def server_same_recipe(payload: Path, test: Path, epochs: int, seed: int) -> tup
     return {k: float(v) for k, v in kpis.items() if isinstance(v, (int, float, np.floating))}, time.perf_counter() - t0
 
 
+FLEET_SCENARIO = """\
+# written by tools/demo.py: the demo's own release (36x + 180x, signed) pushed to {devices} devices
+[scenario]
+name = "demo-fleet"
+description = "make demo: {devices} devices on LTE driving and 3G driving, tiers 36x and 180x"
+devices = {devices}
+seed = 0
+
+[release]
+source = "store"
+store = "{store}"
+channel = "beam-uma/demo"
+trusted_keys = ["{pub}"]
+policy = "best-fit"
+period = "1 d"
+deadline = "6 h"
+
+[local_data]
+pool = "{pool}"
+samples = 64
+
+[[class]]
+name = "ue-lte"
+share = 0.5
+compute_factor = 3.0
+storage = "64 MiB"
+budget = "64 KiB"
+link = "lte-driving"
+poll_interval = "30 min"
+
+[[class]]
+name = "ue-3g"
+share = 0.5
+compute_factor = 6.0
+storage = "16 MiB"
+budget = "12 KiB"
+link = "3g-driving"
+poll_interval = "30 min"
+"""
+
+
+def fleet_section(out: Path, test: Path, keys: Path, steps: list[str], iters: list[str], devices: int,
+                  times: dict[str, float]) -> dict:
+    """A 180x tier, both tiers published as one signed release, and a fleet of ``devices`` pulling it."""
+    s180 = out / "server-180x"
+    times["server: distill 180x tier (QuADD)"] = run(
+        [*EDGE_SDK, "distill", "--data", REF / "train.h5", "--test", test, "--method", "quadd", "--quantizer",
+         "codebook", "--bits", "3", "--compression", "180x", "--seeds", "3", *steps, *iters, "--out", s180], "distill 180x")
+    times["sign + publish (store)"] = run(
+        [*EDGE_SDK, "payload", "sign", s180 / "payload.epl", "--key", keys / "server.key"], "sign 180x")
+    store = out / "store"
+    times["sign + publish (store)"] += run(
+        [*EDGE_SDK, "store", "add", "--store", store, "--channel", "beam-uma/demo", "--sign", keys / "server.key",
+         "--tier-name", "36x", "--tier-name", "180x", out / "server" / "payload.epl", s180 / "payload.epl"],
+        "store add")
+    fdir = out / "fleet"
+    fdir.mkdir(parents=True, exist_ok=True)
+    scenario = fdir / "scenario.toml"
+    scenario.write_text(FLEET_SCENARIO.format(devices=devices, store=store.resolve(), pub=(keys / "server.pub").resolve(),
+                                              pool=test.resolve()))
+    times[f"fleet: simulate {devices} devices (process pool)"] = run(
+        [*EDGE_SDK, "fleet", "simulate", "--scenario", scenario, "--out", fdir, "--quiet"], "fleet simulate")
+    fs = json.loads((fdir / "summary.json").read_text())
+    st = fs["stats"]["0"]
+    print("\n" + "=" * 112)
+    print(f"fleet: {devices} devices (LTE driving: 64 KiB budget, 3G driving: 12 KiB budget), the release above, "
+          "each device trained for real")
+    print("=" * 112)
+    print(f"{'tier':6s} {'devices':>8s} {'with model':>11s} {'time to model p50':>18s} {'p90':>9s} "
+          f"{'bytes/device':>13s} {'Top-1 % p10 / p50 / p90':>26s}  failures")
+
+    def fmt_t(x: float | None) -> str:
+        return "never" if x is None else (f"{x:.0f} s" if x < 120 else f"{x / 60:.1f} min")
+
+    for name, g in [*st["tiers"].items(), ("all", st["all"])]:
+        t1 = g["top1"]
+        pct = " / ".join("-" if t1[q] is None else f"{100 * t1[q]:.1f}" for q in ("p10", "p50", "p90"))
+        fails = ", ".join(f"{k} {v}" for k, v in g["failures"].items()) or "-"
+        print(f"{name:6s} {g['devices']:>8d} {g['with_model']:>11d} {fmt_t(g['time_to_model_s']['p50']):>18s} "
+              f"{fmt_t(g['time_to_model_s']['p90']):>9s} {g['bytes_per_device']['mean']:>13,.0f} {pct:>26s}  {fails}")
+    print(f"90% of the fleet held a model {fmt_t(st['all']['fleet_time_to_90pct_s'])} after publication; "
+          f"{st['all']['bytes_on_air']:,} bytes on the air (retries and headers included); {fs['trainings']} "
+          f"distinct trainings (memo), plots in {fdir}")
+    return {"summary": str(fdir / "summary.json"), "stats": st}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
@@ -99,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits", type=int, default=4,
                     help="codebook bits (4 = the measured sweet spot at 36x, docs/distillation-results-beam.md)")
     ap.add_argument("--quick", action="store_true", help="fewer distillation iterations and steps (smoke run)")
+    ap.add_argument("--fleet-devices", type=int, default=200, help="devices in the fleet section")
     args = ap.parse_args(argv)
     out: Path = args.out
     if out.exists():
@@ -170,13 +261,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * (dk['top1'] - same['top1']):+.2f} points")
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
+    fleet = fleet_section(out, test, keys, steps, iters, args.fleet_devices, times)
+
     print("\ntimes:")
     for name, t in times.items():
         print(f"  {name:48s} {t:7.1f} s")
     total = time.perf_counter() - t_start
     print(f"  {'total':48s} {total:7.1f} s")
     summary = {"server": report, "full": full, "device": dev, "server_same_recipe": same, "epochs": epochs,
-               "times_s": times, "total_s": total}
+               "fleet": fleet, "times_s": times, "total_s": total}
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {out / 'demo-summary.json'}")
     return 0

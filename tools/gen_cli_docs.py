@@ -23,7 +23,8 @@ Generated from the commands' own `--help` by `python tools/gen_cli_docs.py` (a t
 * Server commands (`data generate`, `distill`, `quantize`, `export-graph`) need the `server` extra (torch); the
   others run on a device with the base package only.
 * Errors print one line, `error: <ErrorClass>: <what is wrong and how to fix it>`, and exit non-zero (no
-  traceback; `EDGE_SDK_DEBUG=1` shows it). Exit codes: 1 generic, 2 usage/config, 3 dataset, 4 payload, 5 device.
+  traceback; `EDGE_SDK_DEBUG=1` shows it). Exit codes: 1 generic, 2 usage/config, 3 dataset, 4 payload, 5 device,
+  6 release/store/transfer.
 """
 
 

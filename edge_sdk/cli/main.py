@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, str] = {
     "quantize": "edge_sdk.cli.quantize_cmd",
     "export-graph": "edge_sdk.cli.graph_cmd",
     "device": "edge_sdk.cli.device_cmd",
+    "store": "edge_sdk.cli.store_cmd",
+    "fleet": "edge_sdk.cli.fleet_cmd",
 }
 
 

@@ -67,6 +67,8 @@ MAX_CLASSES = 1 << 16  #: num_classes (labels use at most 16 bits)
 MAX_NDIM = 8  #: dimensions of an extra array
 MAX_NAME_CHARS = 256
 MAX_SECTION_BYTES = 1 << 40
+MAX_JSON_DEPTH = 32  #: nesting of the header JSON (the header object itself is depth 1), checked before parsing
+MAX_GRAPH_BYTES = (1 << 31) - 1  #: declared training-graph size: protobuf's ceiling for one serialized ONNX model
 
 ROLES = ("samples", "soft_labels")
 PARAM_DTYPES = ("f2", "f4")
@@ -87,6 +89,17 @@ def dtype_code(dtype: Any) -> str:
 
 def np_dtype(code: str) -> np.dtype:
     return np.dtype("<" + code)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest nesting of ``[`` / ``{`` in JSON text ``data`` (brackets inside strings ignored), computed
+    without parsing, so that a deep document is refused before a recursive parser sees it."""
+    bare = np.frombuffer(_JSON_STRING.sub(b'""', data), np.uint8)
+    step = np.isin(bare, (ord("["), ord("{"))).astype(np.int32) - np.isin(bare, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -282,8 +295,8 @@ def plan_payload(layouts: Sequence[GroupLayout], num_classes: int, task: Mapping
             gsha, gsize = str(graph["sha256"]).lower(), int(graph["size"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError("graph must be None or {'sha256': hex, 'size': int}") from exc
-        if not _HEX64.match(gsha) or gsize < 0:
-            raise ConfigError("graph sha256 must be 64 hex chars and size >= 0")
+        if not _HEX64.match(gsha) or not 1 <= gsize <= MAX_GRAPH_BYTES:
+            raise ConfigError(f"graph sha256 must be 64 hex chars and size in 1..{MAX_GRAPH_BYTES}")
         graph_h: list[Any] | None = [gsha, gsize]
     else:
         graph_h = None
@@ -302,6 +315,8 @@ def plan_payload(layouts: Sequence[GroupLayout], num_classes: int, task: Mapping
     hb = canonical_json(header)
     if len(hb) > HEADER_MAX_BYTES:
         raise ConfigError(f"header is {len(hb)} bytes; the format caps it at {HEADER_MAX_BYTES} (shrink task/provenance/meta)")
+    if json_depth(hb) > MAX_JSON_DEPTH:
+        raise ConfigError(f"header JSON nests deeper than {MAX_JSON_DEPTH} levels (flatten task/provenance/meta)")
     return Plan(header=header, section_sizes=sizes)
 
 
@@ -361,6 +376,18 @@ def _int(v: Any, what: str, lo: int = 0, hi: int | None = None) -> int:
     return v
 
 
+#: optional group keys whose default value the canonical form omits (a present key never holds its default)
+_DEFAULTS: dict[str, Any] = {"r": "samples", "q": {}, "e": {}, "m": {}}
+
+
+def _name(v: Any, what: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise HeaderInvalid(f"{what} must be a non-empty string")
+    if len(v) > MAX_NAME_CHARS:
+        raise LimitExceeded(f"{what} has {len(v)} characters, limit {MAX_NAME_CHARS}")
+    return v
+
+
 def _dict(v: Any, what: str) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise HeaderInvalid(f"{what} must be a JSON object, got {type(v).__name__}")
@@ -382,8 +409,10 @@ def _array_ref(v: Any, what: str, nsec: int, dtypes: Sequence[str]) -> ArrayRef:
         raise BadOffsets(f"{what} names section {sec}, but the table has {nsec}")
     if v[1] not in dtypes:
         raise HeaderInvalid(f"{what} dtype {v[1]!r} not in {list(dtypes)}")
-    if not isinstance(v[2], list) or len(v[2]) > MAX_NDIM:
-        raise HeaderInvalid(f"{what} shape must be a list of <= {MAX_NDIM} ints")
+    if not isinstance(v[2], list):
+        raise HeaderInvalid(f"{what} shape must be a list of ints")
+    if len(v[2]) > MAX_NDIM:
+        raise LimitExceeded(f"{what} has {len(v[2])} dimensions, limit {MAX_NDIM}")
     shape = tuple(_int(s, f"{what} shape", 0, MAX_VALUES) for s in v[2])
     count = 1
     for s in shape:
@@ -393,7 +422,7 @@ def _array_ref(v: Any, what: str, nsec: int, dtypes: Sequence[str]) -> ArrayRef:
     return ArrayRef(sec, v[1], shape)
 
 
-def parse_header(h: Any) -> HeaderDesc:
+def parse_header_v1(h: Any) -> HeaderDesc:
     """Validate a decoded v1 header against the schema and limits; raise a PayloadError subclass."""
     h = _dict(h, "header")
     _keys(h, {"c", "g", "l", "o", "p", "s", "t"}, set(), "header")
@@ -438,9 +467,9 @@ def parse_header(h: Any) -> HeaderDesc:
         what = f"group {gi}"
         g = _dict(g, what)
         _keys(g, {"id", "k", "b", "n", "d"}, {"r", "x", "q", "e", "m"}, what)
-        name = g["id"]
-        if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or name in names:
-            raise HeaderInvalid(f"{what}: id must be a unique non-empty string")
+        name = _name(g["id"], f"{what} id")
+        if name in names:
+            raise HeaderInvalid(f"{what}: id {name!r} is used by another group (ids must be unique)")
         names.add(name)
         what = f"group {name!r}"
         kind, bits = g["k"], g["b"]
@@ -457,6 +486,9 @@ def parse_header(h: Any) -> HeaderDesc:
         d = _int(g["d"], f"{what} d", 0, MAX_D)
         if n * d > MAX_VALUES:
             raise LimitExceeded(f"{what}: n*d = {n * d} exceeds {MAX_VALUES}")
+        for key, default in _DEFAULTS.items():
+            if key in g and g[key] == default:
+                raise HeaderInvalid(f"{what}: key {key!r} holds its default {default!r}; the canonical form omits it")
         role = g.get("r", "samples")
         if role not in ROLES:
             raise HeaderInvalid(f"{what}: role must be one of {ROLES}")
@@ -484,8 +516,7 @@ def parse_header(h: Any) -> HeaderDesc:
             params[p] = ref
         extras = {}
         for e, v in _dict(g.get("e", {}), f"{what} extras").items():
-            if not 1 <= len(e) <= MAX_NAME_CHARS:
-                raise HeaderInvalid(f"{what}: bad extra name")
+            _name(e, f"{what} extra name")
             ref = _array_ref(v, f"{what} extra {e!r}", nsec, EXTRA_DTYPES)
             use(ref.section, _nbytes(ref), f"{what} extra {e!r}")
             extras[e] = ref
@@ -522,7 +553,7 @@ def parse_header(h: Any) -> HeaderDesc:
     if o is not None:
         if not (isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and _HEX64.match(o[0])):
             raise HeaderInvalid("graph (o) must be null or [sha256 hex, size]")
-        graph = {"sha256": o[0], "size": _int(o[1], "graph size", 0)}
+        graph = {"sha256": o[0], "size": _int(o[1], "graph size", 1, MAX_GRAPH_BYTES)}
     return HeaderDesc(c, groups, lab, n_label, graph, _dict(h["p"], "provenance (p)"), _dict(h["t"], "task (t)"),
                       sections)
 
@@ -532,3 +563,9 @@ def _nbytes(ref: ArrayRef) -> int:
     for s in ref.shape:
         count *= s
     return count * np_dtype(ref.dtype).itemsize
+
+
+#: the header schema of each accepted (major, minor) version; a new version adds its parser here and its rules
+#: to docs/payload-format.md (rules are numbered per version)
+HEADER_PARSERS = {(1, 0): parse_header_v1}
+parse_header = parse_header_v1

@@ -1,10 +1,15 @@
 """Reading payloads: :func:`read_payload` -> :class:`Payload` (memory-mapped, lazy).
 
 On open the reader checks, in order: magic, version, flags, header length cap, header bytes present,
-canonical JSON + schema + limits, exact file size (no truncation, no trailing bytes), the SHA-256 content
-digest (streamed over the mapped file), then the signature. Section bytes are not touched until a group
-decodes them; each section's CRC32 is verified the first time it is read. Every failure on untrusted bytes
-is a :class:`~edge_sdk.payload.errors.PayloadError`.
+JSON nesting depth, canonical JSON + schema + limits, exact file size (no truncation, no trailing bytes), the
+SHA-256 content digest (streamed over the mapped file), then the signature. Section bytes are not touched until
+a group decodes them; the first time a section is read its CRC32 is verified, and then the value rules of its
+contents (zero padding bits, codes on the quantizer's grid, finite parameters and raw values, labels < C).
+Every failure on untrusted bytes is a :class:`~edge_sdk.payload.errors.PayloadError`.
+
+Memory: decoding works in blocks of :data:`DECODE_BLOCK_VALUES` values, so :meth:`GroupView.dequantize` and
+:meth:`Payload.samples` allocate the float32 output (4 bytes per value) plus a bounded working buffer, and
+:meth:`GroupView.codes` 1 byte per value (docs/payload-format.md, "Decoding memory").
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk import codecs
-from edge_sdk.bitpack import row_bytes, unpack_rows, unpack_uint
+from edge_sdk.bitpack import packed_size, row_bytes, unpack_rows, unpack_uint
 from edge_sdk.errors import ConfigError
 from edge_sdk.payload.errors import (
     BadMagic,
@@ -31,6 +36,7 @@ from edge_sdk.payload.errors import (
     HeaderInvalid,
     HeaderTooLarge,
     InvalidValue,
+    LimitExceeded,
     SignatureRequired,
     TrailingBytes,
     Truncated,
@@ -40,9 +46,11 @@ from edge_sdk.payload.format import (
     DIGEST_SIZE,
     FLAG_SIGNED,
     HEADER_MAX_BYTES,
+    HEADER_PARSERS,
     KEY_ID_SIZE,
     KNOWN_FLAGS,
     MAGIC,
+    MAX_JSON_DEPTH,
     PREFIX_SIZE,
     SIGNATURE_SIZE,
     SUPPORTED_VERSIONS,
@@ -50,12 +58,14 @@ from edge_sdk.payload.format import (
     HeaderDesc,
     canonical_json,
     file_size,
+    json_depth,
     np_dtype,
-    parse_header,
 )
 from edge_sdk.payload.signing import trusted_key_map, verify_digest
 
 _HASH_CHUNK = 1 << 20
+#: values unpacked / checked / dequantized per block: the working buffers stay O(this), whatever N x D is
+DECODE_BLOCK_VALUES = 1 << 16
 
 
 def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -70,7 +80,11 @@ def _no_constants(name: str) -> Any:
 
 
 def decode_header(hbytes: bytes) -> Any:
-    """Strict JSON decode of the header bytes (UTF-8, no duplicates, no NaN/Infinity, canonical)."""
+    """Strict JSON decode of the header bytes (depth <= MAX_JSON_DEPTH, UTF-8, no duplicates, no NaN/Infinity,
+    canonical)."""
+    depth = json_depth(hbytes)
+    if depth > MAX_JSON_DEPTH:
+        raise LimitExceeded(f"header JSON nests {depth} levels deep, limit {MAX_JSON_DEPTH}")
     try:
         text = hbytes.decode("utf-8")
         obj = json.loads(text, object_pairs_hook=_no_dupes, parse_constant=_no_constants)
@@ -106,31 +120,84 @@ class GroupView:
         secs += [r.section for r in self.desc.params.values()] + [r.section for r in self.desc.extras.values()]
         return sum(self._p._desc.sections[s][1] for s in secs)
 
+    def _rows_per_block(self) -> int:
+        return max(1, DECODE_BLOCK_VALUES // max(1, self.d))
+
+    def _data(self) -> np.ndarray:
+        """uint8 view of the data section: CRC32 (R10) and the value rules (R11, R17, R18) checked once."""
+        assert self.desc.data is not None
+        raw = self._p._section(self.desc.data)
+        if self.desc.data not in self._p._valid:
+            self._check_data(raw)
+            self._p._valid.add(self.desc.data)
+        return raw
+
+    def _check_data(self, raw: np.ndarray) -> None:
+        n, d, bits, what = self.n, self.d, self.bits, f"group {self.name!r}"
+        step = self._rows_per_block()
+        if self.kind in codecs.RAW_KINDS:  # R18: raw values are finite
+            vals = raw.view("<f2" if self.kind == "float16" else "<f4").reshape(n, d)
+            for s in range(0, n, step):
+                if not np.isfinite(vals[s: s + step]).all():
+                    bad = s + int(np.flatnonzero(~np.isfinite(vals[s: s + step]).all(axis=1))[0])
+                    raise InvalidValue(f"{what}: row {bad} holds NaN or inf (raw values must be finite, R18)")
+            return
+        rb = row_bytes(d, bits)
+        rows = raw.reshape(n, rb)
+        pad = 8 * rb - d * bits
+        if pad:  # R11: the last `pad` bits of each row are zero
+            mask = (0xFF << (8 - pad)) & 0xFF
+            bad_rows = np.flatnonzero(rows[:, -1] & mask)
+            if bad_rows.size:
+                raise InvalidValue(f"{what}: row {int(bad_rows[0])} has non-zero padding bits (R11)")
+        top = codecs.code_max(self.kind, bits)
+        if top < (1 << bits) - 1:  # R17: symmetric grids never use code 2**bits - 1
+            for s in range(0, n, step):
+                c = unpack_rows(rows[s: s + step], bits, d)
+                if int(c.max(initial=0)) > top:
+                    r = s + int(np.flatnonzero((c > top).any(axis=1))[0])
+                    raise InvalidValue(f"{what}: row {r} holds code {(1 << bits) - 1}, outside the {self.kind} "
+                                       f"grid [0, {top}] (R17)")
+
     def packed_rows(self) -> np.ndarray:
         """uint8 [N, row_bytes(D, bits)] packed codes (a read-only view of the file)."""
         if self.kind in codecs.RAW_KINDS:
             raise ConfigError(f"group {self.name!r} holds raw {self.kind} values: use values() or dequantize()")
         if self.desc.data is None:
             return np.zeros((self.n, 0), np.uint8)
-        return self._p._section(self.desc.data).reshape(self.n, row_bytes(self.d, self.bits))
+        return self._data().reshape(self.n, row_bytes(self.d, self.bits))
 
     def codes(self) -> np.ndarray:
-        """uint8 [N, D] codes (kind "none": [N, 0])."""
+        """uint8 [N, D] codes (kind "none": [N, 0]); 1 byte per value plus a bounded working buffer."""
         if self.desc.data is None:
             return np.zeros((self.n, 0), np.uint8)
-        return unpack_rows(self.packed_rows(), self.bits, self.d)
+        rows = self.packed_rows()
+        out = np.empty((self.n, self.d), np.uint8)
+        step = self._rows_per_block()
+        for s in range(0, self.n, step):
+            out[s: s + step] = unpack_rows(rows[s: s + step], self.bits, self.d)
+        return out
 
     def values(self) -> np.ndarray:
         """Raw kinds: float16/float32 [N, D] values (a read-only view of the file)."""
         if self.kind not in codecs.RAW_KINDS:
             raise ConfigError(f"group {self.name!r} is quantized ({self.kind}): use codes() or dequantize()")
-        assert self.desc.data is not None
-        raw = self._p._section(self.desc.data)
-        return raw.view("<f2" if self.kind == "float16" else "<f4").reshape(self.n, self.d)
+        return self._data().view("<f2" if self.kind == "float16" else "<f4").reshape(self.n, self.d)
+
+    def _param_views(self) -> dict[str, np.ndarray]:
+        """{name: read-only view of the file} of the quantizer parameters, checked once (R10, R18)."""
+        out = {k: self._p._array(r, copy=False) for k, r in self.desc.params.items()}
+        key = ("params", self.index)
+        if key not in self._p._valid:
+            problem = codecs.param_problem(self.kind, self.bits, out)
+            if problem is not None:
+                raise InvalidValue(f"group {self.name!r}: {problem} (R18)")
+            self._p._valid.add(key)
+        return out
 
     def params(self) -> dict[str, np.ndarray]:
-        """{name: array} quantizer parameters as stored (float32, or float16), copies."""
-        return {k: self._p._array(r) for k, r in self.desc.params.items()}
+        """{name: array} quantizer parameters as stored (float32, or float16), copies; checked (R18)."""
+        return {k: v.copy() for k, v in self._param_views().items()}
 
     def extra_names(self) -> list[str]:
         return sorted(self.desc.extras)
@@ -142,13 +209,38 @@ class GroupView:
             raise ConfigError(f"group {self.name!r} has no extra {name!r}; it has {self.extra_names()}")
         return self._p._array(ref)
 
-    def dequantize(self) -> np.ndarray:
-        """float32 [N, D] values per ``edge_sdk.codecs.dequantize`` (kind "none": [N, 0])."""
+    def validate(self) -> None:
+        """Check every section of the group (CRC32 and value rules) without decoding it."""
+        if self.desc.data is not None:
+            self._data()
+        self._param_views()
+        for e in self.extra_names():
+            self._p._section(self.desc.extras[e].section)
+
+    def dequantize(self, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 [N, D] values per ``edge_sdk.codecs.dequantize`` (kind "none": [N, 0]).
+
+        ``out``: float32 [N, D] to fill (e.g. rows of a larger array); otherwise a new array. Work is done in
+        blocks, so nothing but the output grows with N x D."""
         if self.kind == "none":
             return np.zeros((self.n, 0), np.float32)
+        if out is None:
+            out = np.empty((self.n, self.d), np.float32)
+        elif out.shape != (self.n, self.d) or out.dtype != np.float32:
+            raise ConfigError(f"out must be float32 [{self.n}, {self.d}], got {out.dtype} {out.shape}")
+        step = self._rows_per_block()
         if self.kind in codecs.RAW_KINDS:
-            return self.values().astype(np.float32)
-        return codecs.dequantize(self.codes(), self.kind, self.bits, self.params())
+            vals = self.values()
+            for s in range(0, self.n, step):
+                out[s: s + step] = vals[s: s + step]
+            return out
+        rows = self.packed_rows()
+        params = self._param_views()
+        for s in range(0, self.n, step):
+            block = {k: (v[s: s + step] if k == "scale" else v) for k, v in params.items()}
+            codecs.dequantize(unpack_rows(rows[s: s + step], self.bits, self.d), self.kind, self.bits, block,
+                              out=out[s: s + step])
+        return out
 
     def labels(self) -> np.ndarray | None:
         """int64 [N] hard labels, or None when the group stores none (bits = 0, soft labels, unlabeled)."""
@@ -166,7 +258,8 @@ class Payload:
         self._buf = buf
         self._mm = mm
         self.path = path
-        self._checked: set[int] = set()
+        self._checked: set[int] = set()  # sections whose CRC32 was verified
+        self._valid: set[Any] = set()  # data sections / ("params", group) whose value rules were verified
         self._labels_cache: np.ndarray | None = None
         self._parse(trusted_keys, require_signature)
 
@@ -200,7 +293,7 @@ class Payload:
             raise Truncated(f"file is {size} bytes; header ({hlen}) and trailer ({trailer}) need {PREFIX_SIZE + hlen + trailer}")
         self.header_len = hlen
         self.header = decode_header(bytes(buf[PREFIX_SIZE: PREFIX_SIZE + hlen]))
-        self._desc: HeaderDesc = parse_header(self.header)
+        self._desc: HeaderDesc = HEADER_PARSERS[self.version](self.header)
         expected = file_size(hlen, self._desc.data_len, self.signed)
         if size < expected:
             raise Truncated(f"file is {size} bytes, the header declares {expected}")
@@ -214,7 +307,8 @@ class Payload:
         digest = h.digest()
         stored = bytes(buf[self.content_end: self.content_end + DIGEST_SIZE])
         if digest != stored:
-            raise DigestMismatch(f"content SHA-256 {digest.hex()[:16]}... != stored {stored.hex()[:16]}... (corrupted)")
+            raise DigestMismatch(f"content SHA-256 {digest.hex()} != stored {stored.hex()} (the file is corrupted or "
+                                 "was altered; fetch it again)")
         self.sha256 = digest.hex()
         self.key_id: str | None = None
         if self.signed:
@@ -287,14 +381,18 @@ class Payload:
             self._checked.add(i)
         return view
 
-    def _array(self, ref: Any) -> np.ndarray:
+    def _array(self, ref: Any, copy: bool = True) -> np.ndarray:
         raw = self._section(ref.section)
-        return raw.view(np_dtype(ref.dtype)).reshape(ref.shape).copy()
+        view = raw.view(np_dtype(ref.dtype)).reshape(ref.shape)
+        return view.copy() if copy else view
 
     def verify_sections(self) -> None:
-        """Read every section once (checking its CRC32) and decode every label."""
+        """Check every section once without decoding it: CRC32 (R10), padding bits (R11), labels < C (R12), codes
+        on the grid (R17), finite parameters and raw values (R18). ``payload verify`` and ``sign`` run this."""
         for i in range(len(self._desc.sections)):
             self._section(i)
+        for g in self.groups:
+            g.validate()
         self._all_labels()
 
     def _all_labels(self) -> np.ndarray:
@@ -303,10 +401,19 @@ class Payload:
             if lab is None:
                 self._labels_cache = np.zeros(0, np.int64)
             else:
-                c = self._desc.num_classes
-                v = unpack_uint(self._section(lab), codecs.label_bits(c), self._desc.n_labels).astype(np.int64)
-                if v.size and int(v.max()) >= c:
-                    raise InvalidValue(f"hard label {int(v.max())} >= num_classes {c}")
+                c, n = self._desc.num_classes, self._desc.n_labels
+                lb = codecs.label_bits(c)
+                raw = self._section(lab)
+                pad = 8 * packed_size(n, lb) - n * lb
+                if pad and raw[-1] & ((0xFF << (8 - pad)) & 0xFF):
+                    raise InvalidValue("the label stream has non-zero padding bits after its last label (R11)")
+                v = np.empty(n, np.int64)
+                step = DECODE_BLOCK_VALUES  # a multiple of 8, so every block starts on a byte boundary
+                for s in range(0, n, step):
+                    k = min(step, n - s)
+                    v[s: s + k] = unpack_uint(raw[s * lb // 8:], lb, k)
+                if n and int(v.max()) >= c:
+                    raise InvalidValue(f"hard label {int(v.max())} at index {int(v.argmax())} >= num_classes {c} (R12)")
                 self._labels_cache = v
         return self._labels_cache
 
@@ -319,7 +426,7 @@ class Payload:
         gs = self.sample_groups()
         if not gs:
             return np.zeros((0, 0), np.float32), (np.zeros(0, np.int64) if self._desc.labels is not None else None)
-        x = np.concatenate([g.dequantize() for g in gs], axis=0)
+        x = self._stack(gs)
         if self._desc.labels is None:
             return x, None
         return x, self._all_labels().copy()
@@ -329,7 +436,17 @@ class Payload:
         gs = [g for g in self.groups if g.role == "soft_labels"]
         if not gs:
             return None
-        return np.concatenate([g.dequantize() for g in gs], axis=0)
+        return self._stack(gs)
+
+    @staticmethod
+    def _stack(gs: list[GroupView]) -> np.ndarray:
+        """Dequantize groups of one D into one float32 [sum N, D] array, each straight into its rows."""
+        out = np.empty((sum(g.n for g in gs), gs[0].d), np.float32)
+        row = 0
+        for g in gs:
+            g.dequantize(out=out[row: row + g.n])
+            row += g.n
+        return out
 
     def decode_all(self) -> None:
         """Decode everything once (CLI ``verify``; fuzzing): sections, labels, every group's arrays."""

@@ -169,11 +169,11 @@ def verify_digest(trusted: Mapping[str, Ed25519PublicKey], kid: bytes, sig: byte
     pub = trusted.get(kid_hex)
     if pub is None:
         raise UntrustedKey(
-            f"payload is signed by key {kid_hex[:16]}..., which is not among the {len(trusted)} trusted key(s); "
+            f"payload is signed by key {kid_hex}, which is not among the {len(trusted)} trusted key(s); "
             "pass the signer's public key"
         )
     try:
         pub.verify(sig, signing_message(content_digest))
     except InvalidSignature:
-        raise BadSignature(f"Ed25519 signature by key {kid_hex[:16]}... does not verify (payload tampered or re-signed)") from None
+        raise BadSignature(f"Ed25519 signature by key {kid_hex} does not verify (payload tampered or re-signed)") from None
     return kid_hex

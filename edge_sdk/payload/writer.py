@@ -74,10 +74,18 @@ class SampleGroup:
             if self.kind in codecs.RAW_KINDS:
                 if a.dtype.kind not in "fiu":
                     raise ConfigError(f"group {self.name!r}: raw data must be numeric, got {a.dtype}")
-                self.data = np.ascontiguousarray(a, dtype="<f2" if self.kind == "float16" else "<f4")
+                with np.errstate(over="ignore"):  # out of float16 range -> inf, refused just below
+                    self.data = np.ascontiguousarray(a, dtype="<f2" if self.kind == "float16" else "<f4")
+                if not np.isfinite(self.data).all():
+                    raise ConfigError(f"group {self.name!r}: raw values must be finite (NaN, inf, or out of the "
+                                      f"{self.kind} range)")
             else:
                 if a.dtype.kind not in "ui":
                     raise ConfigError(f"group {self.name!r}: codes must be unsigned ints, got {a.dtype}")
+                top = codecs.code_max(self.kind, self.bits)
+                if a.size and (int(a.min()) < 0 or int(a.max()) > top):
+                    raise ConfigError(f"group {self.name!r}: {self.kind} codes at {self.bits} bits must lie in "
+                                      f"[0, {top}]; got [{int(a.min())}, {int(a.max())}]")
                 self.data = a
         elif self.kind == "none":
             if self.data is not None:
@@ -101,6 +109,9 @@ class SampleGroup:
             k: np.ascontiguousarray(np.asarray(v).reshape(-1), dtype="<f2" if np.asarray(v).dtype == np.float16 else "<f4")
             for k, v in given.items()
         }
+        problem = codecs.param_problem(self.kind, self.bits, self.params)
+        if problem is not None:
+            raise ConfigError(f"group {self.name!r}: {problem}")
         if self.labels is not None:
             lab = np.asarray(self.labels)
             if lab.dtype.kind not in "ui" or lab.shape != (self.n,):

@@ -31,7 +31,7 @@ def test_attack_file_rejected(name):
 
 
 def test_manifest_complete():
-    assert len(MANIFEST) >= 12
+    assert len(MANIFEST) >= 25
     assert {p.name for p in DIR.glob("*.epl")} == set(MANIFEST)
     for entry in MANIFEST.values():
         assert entry["mitigation"] and entry["error"] in E.__all__
@@ -45,6 +45,28 @@ def _base() -> bytes:
                     params={"levels": np.array([-1, -0.5, 0.5, 1], np.float32)}, labels=np.array([1, 0]),
                     extra={"w": np.array([1.0, 2.0], np.float32)})
     return encode_payload([g], 2, {"kind": "beam"}, {"method": "attack-base"})
+
+
+def _symmetric_base() -> bytes:
+    from edge_sdk.payload import SampleGroup, encode_payload
+
+    g = SampleGroup("s", "symmetric_per_sample", 2, data=np.array([[0, 1, 2], [2, 1, 0]], np.uint8),
+                    params={"scale": np.array([0.5, 2.0], np.float32)}, labels=np.array([1, 0]))
+    return encode_payload([g], 2, {"kind": "beam"}, {"method": "attack-base"})
+
+
+def _patch_data(b: bytes, at: int, value: bytes) -> bytes:
+    """Overwrite data-area bytes at ``at`` and fix every CRC and the digest, so that only the value rules
+    behind the checksums can catch the change."""
+    import zlib
+
+    hlen = int.from_bytes(b[12:16], "little")
+    pre, h, data = b[:16], json.loads(b[16:16 + hlen]), bytearray(b[16 + hlen:-32])
+    data[at:at + len(value)] = value
+    for sec in h["s"]:
+        sec[2] = f"{zlib.crc32(bytes(data[sec[0]:sec[0] + sec[1]])):08x}"
+    hb = json.dumps(h, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _assemble(pre, hb, bytes(data))
 
 
 def _assemble(prefix: bytes, header: bytes, data: bytes, hlen: int | None = None) -> bytes:
@@ -69,6 +91,9 @@ def _attacks() -> dict[str, tuple[bytes, str, str]]:
         return _assemble(pre, enc(x), data)
 
     del h
+    sym = _symmetric_base()
+    sym_hlen = int.from_bytes(sym[12:16], "little")
+    sym_data = sym[16 + sym_hlen:-32]
     out = {
         "header_len_4gib.epl": (pre[:12] + (0xFFFFFFFF).to_bytes(4, "little"), "HeaderTooLarge",
                                 "header length capped at HEADER_MAX_BYTES before reading (R04)"),
@@ -86,8 +111,8 @@ def _attacks() -> dict[str, tuple[bytes, str, str]]:
                                "each section referenced exactly once, length == shape (R07)"),
         "length_lies.epl": (hmod(lambda x: x["s"][0].__setitem__(1, 1 << 39)), "BadOffsets",
                             "section length must equal the size its shape implies (R07)"),
-        "deep_json.epl": (_assemble(pre, b"[" * 5000 + b"]" * 5000, b""), "HeaderInvalid",
-                          "JSON recursion errors become HeaderInvalid (R05)"),
+        "deep_json.epl": (_assemble(pre, b"[" * 5000 + b"]" * 5000, b""), "LimitExceeded",
+                          "JSON nesting depth measured before parsing, capped at MAX_JSON_DEPTH (R06)"),
         "duplicate_keys.epl": (_assemble(pre, hb.replace(b'{"c":2,', b'{"c":2,"c":2,'), data), "HeaderInvalid",
                                "duplicate JSON keys rejected (R05)"),
         "nan_in_task.epl": (_assemble(pre, hb.replace(b'"t":{"kind":"beam"}', b'"t":{"kind":NaN}'), data),
@@ -102,6 +127,26 @@ def _attacks() -> dict[str, tuple[bytes, str, str]]:
                                    "section CRC32 checked before use (R10)"),
         "digest_only_changed.epl": (b[:-1] + bytes([b[-1] ^ 1]), "DigestMismatch",
                                     "content SHA-256 verified on open (R09)"),
+        # the codebook rows are 3 values x 2 bits = 6 bits in 1 byte: bits 6, 7 are padding
+        "code_padding_bits.epl": (_patch_data(b, 0, bytes([data[0] | 0x80])), "InvalidValue",
+                                  "padding bits of every code row checked on first use, CRC fixed up (R11)"),
+        # labels: 2 labels x 1 bit in the last section (1 byte): bits 2..7 are padding
+        "label_padding_bits.epl": (_patch_data(b, len(data) - 1, bytes([data[-1] | 0x10])), "InvalidValue",
+                                   "padding bits after the last label checked before labels are used (R11)"),
+        "code_off_grid.epl": (_patch_data(sym, 0, bytes([sym_data[0] | 0x03])), "InvalidValue",
+                              "symmetric codes must lie in [0, 2Q]; code 2**b - 1 is refused (R17)"),
+        "nan_param.epl": (_patch_data(b, 2, np.array([np.nan], "<f4").tobytes()), "InvalidValue",
+                          "quantizer parameters must be finite (scale >= 0, alpha > 0) (R18)"),
+        "explicit_default_role.epl": (hmod(lambda x: x["g"][0].update(r="samples")), "HeaderInvalid",
+                                      "default values are omitted: one byte form per content (R05)"),
+        "explicit_empty_meta.epl": (hmod(lambda x: x["g"][0].update(m={})), "HeaderInvalid",
+                                    "empty q/e/m objects are omitted: one byte form per content (R05)"),
+        "graph_size_2pow40.epl": (hmod(lambda x: x.update(o=["0" * 64, 1 << 40])), "LimitExceeded",
+                                  "the declared graph size is capped at MAX_GRAPH_BYTES (R06)"),
+        "extra_ndim_9.epl": (hmod(lambda x: x["g"][0]["e"]["w"].__setitem__(2, [1] * 9)), "LimitExceeded",
+                             "array dimensions capped at MAX_NDIM (R06)"),
+        "group_id_257_chars.epl": (hmod(lambda x: x["g"][0].update(id="a" * 257)), "LimitExceeded",
+                                   "names capped at MAX_NAME_CHARS (R06)"),
     }
     return out
 

@@ -100,7 +100,7 @@ def test_R04_header_too_large_checked_before_reading(payload):
     b'{"c":5,"c":6}',  # duplicate keys
     b'{"c":NaN}',
     b'\xff\xfe',
-    b'[' * 100000,
+    b'[' * 30,  # unterminated, within the depth limit
     b'{"c":' + b"9" * 5000 + b"}",
     b'{"c":1e999}',
 ])
@@ -137,7 +137,7 @@ def _mut(payload, fn):
     (lambda h: h["g"][0]["q"]["scale"].__setitem__(1, "f8"), E.HeaderInvalid),
     (lambda h: h["g"][0]["e"]["w"].__setitem__(1, "O"), E.HeaderInvalid),
     (lambda h: h["g"][0]["e"]["w"].__setitem__(2, [1 << 20] * 8), E.LimitExceeded),
-    (lambda h: h["g"][0]["e"]["w"].__setitem__(2, [1] * 9), E.HeaderInvalid),
+    (lambda h: h["g"][0]["e"]["w"].__setitem__(2, [1] * 9), E.LimitExceeded),
     (lambda h: h["g"][1].update(x=0), E.HeaderInvalid),
     (lambda h: h["g"].append(h["g"][0] | {"id": "b", "d": 12}), E.PayloadError),
     (lambda h: h.update(o=["zz", 3]), E.HeaderInvalid),
@@ -296,3 +296,165 @@ def test_errors_are_one_family():
     for name in E.__all__:
         cls = getattr(E, name)
         assert issubclass(cls, E.PayloadError) and issubclass(cls, EdgeSdkError)
+
+
+# ------------------------------------------------------------------ value rules behind the checksums (R11 R17 R18)
+def _fix_crcs(b: bytes, data: bytes) -> bytes:
+    """``b`` with its data area replaced by ``data`` and every CRC and the digest recomputed: only the value
+    rules behind the checksums can catch the change."""
+    import zlib
+
+    h = copy.deepcopy(split(b)[1])
+    for sec in h["s"]:
+        sec[2] = f"{zlib.crc32(data[sec[0]:sec[0] + sec[1]]):08x}"
+    return rebuild(b, header=h, data=data)
+
+
+def _labelled(kind="symmetric_per_sample", bits=3, n=6, d=13, c=5):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    params = {"alpha": np.ones(1, np.float32)} if kind == "uniform_clip" else (
+        {"levels": np.linspace(-1, 1, 1 << bits).astype(np.float32)} if kind == "codebook" else None)
+    codes, params = codecs.quantize(x, kind, bits, params)
+    return encode_payload([SampleGroup("a", kind, bits, data=codes, params=params, labels=rng.integers(0, c, n))], c)
+
+
+@pytest.mark.parametrize("kind, bits, d", [("symmetric_per_sample", 3, 13), ("codebook", 1, 5), ("uniform_clip", 5, 3)])
+def test_R11_code_padding_bits_rejected_by_reader_and_signer(tmp_path, keys, kind, bits, d):
+    b = _labelled(kind, bits, d=d)
+    _, h, data = split(b)
+    rb = (d * bits + 7) // 8
+    assert 8 * rb > d * bits  # the rows have padding bits
+    row = 4
+    off = h["s"][h["g"][0]["x"]][0] + row * rb + rb - 1
+    bad = bytearray(data)
+    bad[off] |= 0x80  # the top bit of a row's last byte is always padding here
+    mutated = _fix_crcs(b, bytes(bad))
+    for decode in (lambda p: p.groups[0].codes(), lambda p: p.groups[0].packed_rows(),
+                   lambda p: p.groups[0].dequantize(), lambda p: p.samples(), lambda p: p.verify_sections()):
+        with read_payload(mutated) as p, pytest.raises(E.InvalidValue, match=f"row {row} has non-zero padding"):
+            decode(p)
+    path = tmp_path / "pad.epl"
+    path.write_bytes(mutated)
+    with pytest.raises(E.InvalidValue):
+        sign_payload(path, keys[0][0])
+    assert path.read_bytes() == mutated  # nothing written
+
+
+def test_R11_label_padding_bits_rejected_by_reader_and_signer(tmp_path, keys):
+    b = _labelled(n=6, c=5)  # 6 labels x 3 bits = 18 bits in 3 bytes: 6 padding bits
+    _, h, data = split(b)
+    sec = h["s"][h["l"]]
+    bad = bytearray(data)
+    bad[sec[0] + sec[1] - 1] |= 0x40
+    mutated = _fix_crcs(b, bytes(bad))
+    with read_payload(mutated) as p:
+        p.groups[0].dequantize()  # the samples are fine
+        with pytest.raises(E.InvalidValue, match="label stream has non-zero padding"):
+            p.groups[0].labels()
+    path = tmp_path / "lab.epl"
+    path.write_bytes(mutated)
+    with pytest.raises(E.InvalidValue):
+        sign_payload(path, keys[0][0])
+
+
+@pytest.mark.parametrize("kind", ["symmetric_per_sample", "uniform_clip"])
+@pytest.mark.parametrize("bits", [2, 3, 5, 8])
+def test_R17_code_outside_the_grid(kind, bits):
+    d = 7
+    b = _labelled(kind, bits, d=d)
+    _, h, data = split(b)
+    from edge_sdk.bitpack import pack_rows, unpack_rows
+
+    rb = (d * bits + 7) // 8
+    x0 = h["s"][h["g"][0]["x"]][0]
+    rows = np.frombuffer(data[x0:x0 + 6 * rb], np.uint8).reshape(6, rb)
+    codes = unpack_rows(rows, bits, d)
+    codes[3, 5] = (1 << bits) - 1  # the one code a symmetric grid never uses
+    bad = bytearray(data)
+    bad[x0:x0 + 6 * rb] = pack_rows(codes, bits).tobytes()
+    mutated = _fix_crcs(b, bytes(bad))
+    with read_payload(mutated) as p, pytest.raises(E.InvalidValue, match=rf"row 3 holds code {(1 << bits) - 1}"):
+        p.groups[0].dequantize()
+    with read_payload(mutated) as p, pytest.raises(E.InvalidValue):
+        p.verify_sections()
+    # the writer refuses to produce it
+    with pytest.raises(ConfigError, match="must lie in"):
+        SampleGroup("a", kind, bits, data=codes, params={"scale": np.ones(6, np.float32)}
+                    if kind == "symmetric_per_sample" else {"alpha": np.ones(1, np.float32)})
+
+
+def test_R17_codebook_uses_every_code():
+    levels = np.linspace(-1, 1, 4).astype(np.float32)
+    g = SampleGroup("a", "codebook", 2, data=np.array([[3, 0, 3]], np.uint8), params={"levels": levels})
+    with read_payload(encode_payload([g], 2)) as p:
+        assert p.groups[0].dequantize().tolist() == [[1.0, -1.0, 1.0]]
+
+
+@pytest.mark.parametrize("kind, name, value", [
+    ("symmetric_per_sample", "scale", np.nan), ("symmetric_per_sample", "scale", -1.0),
+    ("symmetric_per_sample", "scale", 2e38),  # finite, but scale * Q overflows float32
+    ("uniform_clip", "alpha", 0.0), ("uniform_clip", "alpha", np.inf), ("codebook", "levels", -np.inf),
+])
+def test_R18_parameters_finite_and_in_range(kind, name, value):
+    b = _labelled(kind, 3)
+    _, h, data = split(b)
+    sec = h["s"][h["g"][0]["q"][name][0]]
+    bad = bytearray(data)
+    bad[sec[0]:sec[0] + 4] = np.array([value], "<f4").tobytes()
+    mutated = _fix_crcs(b, bytes(bad))
+    with read_payload(mutated) as p, pytest.raises(E.InvalidValue, match=name):
+        p.groups[0].dequantize()
+    with pytest.raises(ConfigError, match=name):
+        codes = np.zeros((6, 13), np.uint8)
+        with read_payload(b) as p:
+            params = p.groups[0].params()
+        params[name][0] = value
+        SampleGroup("a", kind, 3, data=codes, params=params)
+
+
+@pytest.mark.parametrize("kind", ["float16", "float32"])
+def test_R18_raw_values_finite(kind):
+    x = np.ones((4, 3), np.float32)
+    b = encode_payload([SampleGroup("a", kind, 16 if kind == "float16" else 32, data=x, labels=np.zeros(4, int))], 2)
+    _, h, data = split(b)
+    sec = h["s"][h["g"][0]["x"]]
+    item = 2 if kind == "float16" else 4
+    bad = bytearray(data)
+    bad[sec[0] + 7 * item: sec[0] + 8 * item] = np.array([np.nan], "<" + ("f2" if item == 2 else "f4")).tobytes()
+    mutated = _fix_crcs(b, bytes(bad))
+    with read_payload(mutated) as p, pytest.raises(E.InvalidValue, match="row 2 holds NaN"):
+        p.samples()
+    x[1, 1] = np.inf
+    with pytest.raises(ConfigError, match="finite"):
+        SampleGroup("a", kind, 16 if kind == "float16" else 32, data=x)
+    with pytest.raises(ConfigError, match="finite"):  # finite float32, but beyond float16's range
+        SampleGroup("a", "float16", 16, data=np.full((1, 1), 1e6, np.float32))
+
+
+@pytest.mark.parametrize("key, value", [("r", "samples"), ("m", {}), ("e", {}), ("q", {})])
+def test_R05_explicit_defaults_are_not_canonical(key, value):
+    """One content, one byte form: a present optional key never holds its default."""
+    g = SampleGroup("z", "none", 0, n=2, d=3) if key == "q" else None
+    b = encode_payload([g] if g else base_groups(), 5)
+    with pytest.raises(E.HeaderInvalid, match=f"key '{key}' holds its default"):
+        read_payload(_mut(b, lambda h: h["g"][0].update({key: value})))
+
+
+def test_R09_digest_mismatch_prints_full_digests(payload):
+    b = bytearray(payload)
+    b[-1] ^= 1
+    with pytest.raises(E.DigestMismatch) as exc:
+        read_payload(bytes(b))
+    assert hashlib.sha256(payload[:-32]).hexdigest() in str(exc.value)
+    assert bytes(b[-32:]).hex() in str(exc.value)
+
+
+def test_R06_graph_size_bounded(payload):
+    from edge_sdk.payload.format import MAX_GRAPH_BYTES
+
+    for size, err in ((MAX_GRAPH_BYTES + 1, E.LimitExceeded), (0, E.HeaderInvalid), (-5, E.HeaderInvalid)):
+        with pytest.raises(err):
+            read_payload(_mut(payload, lambda h, s=size: h.update(o=["a" * 64, s])))
+    with read_payload(_mut(payload, lambda h: h.update(o=["a" * 64, MAX_GRAPH_BYTES]))) as p:
+        assert p.graph == {"sha256": "a" * 64, "size": MAX_GRAPH_BYTES}

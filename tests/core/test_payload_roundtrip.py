@@ -72,7 +72,7 @@ def payload_cases(draw):
         kind = draw(st.sampled_from(["float16", "float32", *QUANT]))
         bits = draw(st.sampled_from([b for b in codecs.ALLOWED_BITS[kind] if b > 0]))
         groups.append(make_group(rng, "soft", kind, bits, n_samples, c, role="soft_labels"))
-    graph = {"sha256": hashlib.sha256(bytes([seed % 256])).hexdigest(), "size": seed} if draw(st.booleans()) else None
+    graph = {"sha256": hashlib.sha256(bytes([seed % 256])).hexdigest(), "size": seed % 100000 + 1} if draw(st.booleans()) else None
     task = {"kind": "beam", "x": draw(st.floats(allow_nan=False, allow_infinity=False))}
     return groups, c, task, {"method": "test", "seed": seed}, graph
 
@@ -235,7 +235,7 @@ def test_writer_rejects_bad_input_R12_R13():
         SampleGroup("x", "codebook", 2, data=np.zeros((1, 1), np.uint8))
     with pytest.raises(ConfigError, match="does not support"):
         SampleGroup("x", "codebook", 9, data=np.zeros((1, 1), np.uint8))
-    with pytest.raises(ConfigError, match="codes must lie"):
+    with pytest.raises(ConfigError, match="codes at 1 bits must lie"):
         encode_payload([SampleGroup("x", "codebook", 1, data=np.full((1, 1), 2, np.uint8),
                                     params={"levels": np.zeros(2, np.float32)})], 2)
     with pytest.raises(ConfigError, match="JSON"):

@@ -98,3 +98,78 @@ def test_row_alignment_cost_doc():
     assert max(8 * row_bytes(d, b) - d * b for d in range(1, 100) for b in range(1, 9)) == 7
     assert "at most **7 bits per\nsample**" in SPEC
     assert row_bytes(13, 3) == 5 and 8 * 5 - 39 == 1  # the doc's example
+
+
+def test_quantizer_table_matches_codecs():
+    """The "Quantizer kinds" table (bits, params and shapes, code range) is what edge_sdk.codecs implements."""
+    from edge_sdk import codecs
+
+    rows = {r[0].strip("`"): r for r in _table("Quantizer kinds")}
+    assert set(rows) == set(codecs.QUANTIZER_KINDS)
+    for kind, (_, bits, params, code_range, _formula) in rows.items():
+        lo, _, hi = bits.partition("..")
+        allowed = tuple(range(int(lo), int(hi or lo) + 1))
+        assert allowed == codecs.ALLOWED_BITS[kind], kind
+        for b in allowed:
+            names = set(re.findall(r"`(\w+)`", params))
+            assert names == set(codecs.param_shapes(kind, b, 5, 7)), kind
+            if kind in ("none", "float16", "float32"):
+                assert code_range.startswith("none"), kind
+                continue
+            q = codecs.q_max(b) if b >= 2 else 0
+            top = {"2Q": 2 * q, "2^b - 1": (1 << b) - 1}[code_range.split("..")[1].strip()]
+            assert code_range.startswith("0..") and top == codecs.code_max(kind, b), (kind, b)
+
+
+def test_every_limit_raises_its_documented_error_R06():
+    """Each limit of the table, exceeded by one, gives LimitExceeded (HEADER_MAX_BYTES: HeaderTooLarge)."""
+    import copy
+
+    import numpy as np
+    import pytest
+
+    from edge_sdk.payload import SampleGroup, encode_payload, read_payload
+    from edge_sdk.payload.reader import decode_header
+
+    base = encode_payload([SampleGroup("a", "codebook", 2, data=np.zeros((2, 3), np.uint8),
+                                       params={"levels": np.arange(4, dtype=np.float32)}, labels=np.array([0, 1]),
+                                       extra={"w": np.zeros(2, np.float32)})], 2, {}, {})
+    hlen = int.from_bytes(base[12:16], "little")
+    header = decode_header(base[16:16 + hlen])
+    over = {
+        "MAX_GROUPS": lambda h: h["g"].extend(copy.deepcopy([h["g"][0]] * F.MAX_GROUPS)),
+        "MAX_SECTIONS": lambda h: h["s"].extend([[0, 0, "00000000"]] * F.MAX_SECTIONS),
+        "MAX_N": lambda h: h["g"][0].update(n=F.MAX_N + 1),
+        "MAX_TOTAL_ROWS": lambda h: h["g"].extend([{"id": f"z{i}", "k": "none", "b": 0, "n": F.MAX_N, "d": 3}
+                                                   for i in range(F.MAX_TOTAL_ROWS // F.MAX_N)]),
+        "MAX_D": lambda h: h["g"][0].update(d=F.MAX_D + 1),
+        "MAX_VALUES": lambda h: h["g"][0].update(n=F.MAX_N, d=F.MAX_VALUES // F.MAX_N + 1),
+        "MAX_CLASSES": lambda h: h.update(c=F.MAX_CLASSES + 1),
+        "MAX_NDIM": lambda h: h["g"][0]["e"]["w"].__setitem__(2, [1] * (F.MAX_NDIM + 1)),
+        "MAX_NAME_CHARS": lambda h: h["g"][0].update(id="a" * (F.MAX_NAME_CHARS + 1)),
+        "MAX_SECTION_BYTES": lambda h: h["s"][0].__setitem__(1, F.MAX_SECTION_BYTES + 1),
+        "MAX_GRAPH_BYTES": lambda h: h.update(o=["0" * 64, F.MAX_GRAPH_BYTES + 1]),
+    }
+    documented = {r[0].strip("`") for r in _table("Limits")}
+    assert set(over) | {"HEADER_MAX_BYTES", "MAX_JSON_DEPTH"} == documented
+    for name, fn in over.items():
+        h = copy.deepcopy(header)
+        fn(h)
+        with pytest.raises(E.PayloadError) as exc:
+            F.parse_header_v1(h)
+        assert type(exc.value) is E.LimitExceeded, (name, exc.value)
+    deep = {"t": {}}
+    cur = deep["t"]
+    for _ in range(F.MAX_JSON_DEPTH - 1):  # the header object is depth 1, "t" depth 2, ... one level too deep
+        cur["x"] = {}
+        cur = cur["x"]
+    hb = F.canonical_json(header | deep)
+    assert F.json_depth(hb) == F.MAX_JSON_DEPTH + 1
+    with pytest.raises(E.LimitExceeded):
+        decode_header(hb)
+    in_string = F.canonical_json(header | {"t": {"s": '"\\[[[[{{{{' * 40}})  # brackets in strings do not count
+    assert F.json_depth(in_string) == F.json_depth(F.canonical_json(header)) == 6
+    big = bytearray(base[:16])
+    big[12:16] = (F.HEADER_MAX_BYTES + 1).to_bytes(4, "little")
+    with pytest.raises(E.HeaderTooLarge):
+        read_payload(bytes(big))

@@ -413,11 +413,13 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
     cfg = replace(cfg, budget=str(budget))
     calls: list = []
 
-    def exporter(lays, spec, optimizer, out_path):  # size 10**40 (41 digits) for layout (4,), 1 B otherwise
+    big = (1 << 31) - 1  # MAX_GRAPH_BYTES: 10 digits, 9 header bytes more than a 1-byte graph
+
+    def exporter(lays, spec, optimizer, out_path):  # size `big` for layout (4,), 1 B otherwise
         widths = tuple(int(g.bits) for g in lays)
         calls.append(widths)
         out_path.write_bytes(b"x")
-        return GraphInfo(path=out_path, sha256=f"{len(calls):064x}", size=10**40 if widths == (4,) else 1)
+        return GraphInfo(path=out_path, sha256=f"{len(calls):064x}", size=big if widths == (4,) else 1)
 
     with pytest.raises(ConfigError, match="did not settle"):
         plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx", exporter=exporter)

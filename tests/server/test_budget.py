@@ -26,13 +26,13 @@ PROV = {"tool": "test", "seed": 0}
 OPTIONS = [("uniform", 2), ("uniform", 8), ("codebook", 1), ("codebook", 3), ("apot", 3), ("float32", 32), ("float16", 16)]
 
 
-@pytest.mark.parametrize("text,expected", [("16KiB", 16384), ("16kB", 16000), ("16k", 16384), ("1.5MiB", 1572864),
-                                           ("3000", 3000), ("3000B", 3000), (" 2 kib ", 2048), (77, 77)])
+@pytest.mark.parametrize("text,expected", [("16KiB", 16384), ("16kB", 16000), ("1.5MiB", 1572864),
+                                           ("3000", 3000), ("3000B", 3000), (" 2 KiB ", 2048), (77, 77)])
 def test_parse_budget(text, expected):
     assert parse_budget(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "16 parsecs", "-5", "0", "0.1"])
+@pytest.mark.parametrize("bad", ["", "abc", "16 parsecs", "-5", "0", "0.1", "16k", "2 kib", "16KB"])
 def test_parse_budget_errors(bad):
     with pytest.raises(ConfigError):
         parse_budget(bad)
