@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
+# Optional extra index for torch's CPU build, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu (constraints.txt)
+TORCH_INDEX ?=
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench lint clean
+.PHONY: help install demo test test-slow test-device-minimal bench lint cli-docs check-docs clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
@@ -15,13 +17,16 @@ help:
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
 	@echo "make lint   - ruff + mypy"
+	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
+	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -c constraints.txt -e ".[server,dev,fleet]"
+	$(PIP) install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[server,serve,dev,fleet]"
+	@$(PY) -c "import torch; print('installed torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -47,8 +52,14 @@ bench: $(STAMP)
 	$(PY) tools/bench.py --out bench-results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge_sdk server device fleet tests tools
+	$(VENV)/bin/ruff check edge_sdk server device serve fleet tests tools
 	$(VENV)/bin/mypy
+
+cli-docs: $(STAMP)
+	$(PY) tools/gen_cli_docs.py
+
+check-docs: $(STAMP)
+	$(PY) tools/check_docs.py
 
 clean:
 	rm -rf $(VENV) bench-results .pytest_cache build *.egg-info

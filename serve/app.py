@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import anyio
 import anyio.to_thread
+from edge_sdk.serve.auth import ANONYMOUS_READER, Principal, TokenSet
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -54,7 +55,6 @@ from edge_sdk.release.errors import (
     StoreError,
 )
 from edge_sdk.release.store import Store
-from edge_sdk.serve.auth import ANONYMOUS_READER, Principal, TokenSet
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +64,8 @@ Send = Callable[[Message], Awaitable[None]]
 BLOB_CACHE_CONTROL = "public, max-age=31536000, immutable"
 CHANNEL_CACHE_CONTROL = "private, max-age=5"
 MAX_CHANNEL_PUT_BYTES = 4096
+#: request line + headers a request may have (uvicorn's h11 limit is set to the same value)
+MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_UPLOAD = 1 << 30
 
 
@@ -228,18 +230,39 @@ class ServeApp:
             return
         t0 = time.perf_counter()
         info: dict[str, Any] = {"status": 0, "bytes": 0}
+        header_bytes = len(scope.get("raw_path") or b"") + sum(len(k) + len(v) + 4 for k, v in scope.get("headers", []))
+        if header_bytes > MAX_HEADER_BYTES:
+            # uvicorn's h11 limit only bounds *incomplete* header blocks; this bounds complete ones
+            scope.setdefault("state", {})["event"] = "headers_too_large"
+            inner = _error(431, "headers_too_large", f"request line + headers exceed {MAX_HEADER_BYTES} bytes",
+                           {"Connection": "close"})
+
+            async def refuse(s: Scope, r: Receive, snd: Send) -> None:
+                await inner(s, r, snd)
+
+            app: Any = refuse
+        else:
+            app = self.app
+
+        logged = False
 
         async def counting_send(msg: Message) -> None:
+            nonlocal logged
             if msg["type"] == "http.response.start":
                 info["status"] = msg["status"]
             elif msg["type"] == "http.response.body":
                 info["bytes"] += len(msg.get("body", b""))
+                if not msg.get("more_body", False) and not logged:
+                    # logged before the last chunk goes out: a client holding the whole answer finds its log line
+                    logged = True
+                    self._record(scope, info, time.perf_counter() - t0)
             await send(msg)
 
         try:
-            await self.app(scope, receive, counting_send)
+            await app(scope, receive, counting_send)
         finally:
-            self._record(scope, info, time.perf_counter() - t0)
+            if not logged:  # the client went away mid-answer, or the app failed
+                self._record(scope, info, time.perf_counter() - t0)
 
     def _record(self, scope: Scope, info: dict[str, Any], seconds: float) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -254,8 +277,9 @@ class ServeApp:
             st.bytes_by_blob[blob] += info["bytes"]
             st.requests_by_blob[blob] += 1
         client = scope.get("client")
+        now = time.time()
         line = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
             "peer": f"{client[0]}:{client[1]}" if client else None,
             "method": scope.get("method"), "path": path[:300], "status": info["status"], "bytes": info["bytes"],
             "ms": round(seconds * 1000, 2), "token": state.get("principal"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -20,19 +21,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import uvicorn
+from edge_sdk.serve.app import MAX_HEADER_BYTES, ServeApp, ServeConfig, create_app
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.serve.app import ServeApp, ServeConfig, create_app
 
-#: request-line + header bytes uvicorn (h11) accepts before answering 400: a Range header with ~1,000 ranges fits
-MAX_HEADER_BYTES = 16384
 DEFAULT_LIMIT_CONCURRENCY = 1024
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0 = any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of such sockets; without it Nagle +
+    # delayed ACK hold every response body ~40 ms behind its headers
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -79,16 +80,29 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, tls_cert:
     url = _url(sock, host, tls_cert is not None)
     out = announce or sys.stdout
     ctx = app.ctx
-    print(f"edge-sdk serve: serving {url} (store {cfg.store}, {len(ctx.store.channels())} channel(s), "
-          f"{'token auth' if ctx.tokens.enabled else 'NO AUTH: every channel is readable by anyone who can connect'}"
-          f"{', TLS' if tls_cert else ''}); Ctrl-C stops", file=out, flush=True)
-    if ready_file is not None:
-        atomic_write_text(ready_file, json.dumps({"url": url, "port": sock.getsockname()[1], "pid": os.getpid()}))
     server = uvicorn.Server(config)
+
+    def announce_when_started() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.01)
+        if not server.started:
+            return
+        print(f"edge-sdk serve: serving {url} (store {cfg.store}, {len(ctx.store.channels())} channel(s), "
+              f"{'token auth' if ctx.tokens.enabled else 'NO AUTH: every channel is readable by anyone who can connect'}"
+              f"{', TLS' if tls_cert else ''}); Ctrl-C stops", file=out, flush=True)
+        if ready_file is not None:
+            atomic_write_text(ready_file, json.dumps({"url": url, "port": sock.getsockname()[1], "pid": os.getpid()}))
+
+    # uvicorn handles SIGINT/SIGTERM (graceful shutdown), then restores the previous handlers and re-raises the
+    # signal; with these no-op handlers in place the re-raise is harmless and the process exits 0
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    threading.Thread(target=announce_when_started, daemon=True).start()
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
     print("edge-sdk serve: stopped", file=out, flush=True)
 
 

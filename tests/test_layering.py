@@ -4,6 +4,8 @@
 * no module in the core (edge_sdk/), the device (device/) or the fleet simulator (fleet/) imports torch or
   edge_sdk.server at module level or anywhere (AST scan; the CLI may import edge_sdk.server *inside* server
   command functions); the fleet simulator sits above the device runtime: it imports core and device;
+* the release server (serve/, ``edge_sdk.serve``) imports the core and its own extra (starlette, uvicorn, anyio)
+  only: never torch, ``edge_sdk.server`` or ``edge_sdk.device``; the core and the device never import it;
 * every package folder is listed in pyproject.toml (the mapped folders are invisible to setuptools' find).
 """
 
@@ -105,6 +107,37 @@ def test_core_and_device_never_import_torch_or_server() -> None:
                     if folder in ("device", "fleet") or top or not rel.startswith("edge_sdk/cli/"):
                         bad.append(f"{rel}: imports {mod}")
     assert not bad, "layering violations:\n" + "\n".join(bad)
+
+
+def test_serve_imports_core_only() -> None:
+    """serve/ needs no torch and no device runtime; the device (and the core) never import the server."""
+    bad = []
+    allowed_third_party = {"starlette", "uvicorn", "anyio"}
+    for path in _py_files("serve"):
+        rel = path.relative_to(ROOT).as_posix()
+        for mod, _top in _imports(path):
+            root = mod.split(".")[0]
+            if root in ("torch", "torchvision", "sionna", "onnxruntime", "onnx", "numpy", "h5py"):
+                bad.append(f"{rel}: imports {mod}")
+            if mod.startswith(("edge_sdk.server", "edge_sdk.device")):
+                bad.append(f"{rel}: imports {mod}")
+            if root not in allowed_third_party and root != "edge_sdk" and root not in sys.stdlib_module_names:
+                bad.append(f"{rel}: imports third-party {mod} (the serve extra is starlette + uvicorn)")
+    for folder in ("edge_sdk", "device"):
+        for path in _py_files(folder):
+            rel = path.relative_to(ROOT).as_posix()
+            for mod, top in _imports(path):
+                if mod.startswith("edge_sdk.serve") and (folder == "device" or top or not rel.startswith("edge_sdk/cli/")):
+                    bad.append(f"{rel}: imports {mod}")
+    assert not bad, "layering violations:\n" + "\n".join(bad)
+
+
+def test_serve_app_imports_without_torch_or_device() -> None:
+    code = ("import sys, edge_sdk.serve.app, edge_sdk.serve.server\n"
+            "bad = [m for m in ('torch', 'onnxruntime', 'edge_sdk.device', 'edge_sdk.server') if m in sys.modules]\n"
+            "sys.exit(3 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f"edge_sdk.serve loaded torch/device/server: {res.stderr[-2000:]}"
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:

@@ -5,10 +5,10 @@ seeds, ``--steps`` SGD updates each, last model scored on the real test set), st
 ``docs/adq-results.json`` (keyed by dataset; re-running one dataset keeps the others) and renders
 ``docs/adq-results.md`` from that JSON (tables + the exact commands).
 
-    python tools/adq_table.py --dataset digits --seeds 3 --steps 300
-    python tools/adq_table.py --dataset beam --train datasets/3gpp/reference/train.h5 \
+    .venv/bin/python tools/adq_table.py --dataset digits --seeds 3 --steps 300
+    .venv/bin/python tools/adq_table.py --dataset beam --train datasets/3gpp/reference/train.h5 \
         --test datasets/3gpp/reference/test.h5 --seeds 3 --steps 600
-    python tools/adq_table.py --render-only
+    .venv/bin/python tools/adq_table.py --render-only
 
 Compression is relative to the float32 bytes of the full training features (``N * D * 4``) and every row's
 bytes are the exact payload file size (``edge_sdk.payload.payload_size``, header included).
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         recipe = EvalConfig(steps=a.steps, seeds=tuple(range(a.seeds)))
         rows = run_grid(data, grid(a.quick), recipe)
-        cmd = "python tools/adq_table.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+        cmd = ".venv/bin/python tools/adq_table.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
         results[key] = {
             "stats": data_stats(data),
             "command": cmd, "data": desc, "rows": rows, "seconds": time.perf_counter() - t0,

@@ -4,7 +4,7 @@ is to a memory copy). Pure numpy, one thread; best of ``--repeat`` runs, timed w
 (``time.thread_time``) so that other processes on a shared machine do not distort the per-core figure;
 ``--wall`` times wall-clock instead. A second table compares the unpack strategies that were tried.
 
-    python tools/bench_bitpack.py --out DIR   # prints a table, writes DIR/bitpack.json
+    .venv/bin/python tools/bench_bitpack.py --out DIR   # prints a table, writes DIR/bitpack.json
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark: TR 38.901 beam-data generation throughput (rows/s) per preset, on the CPU and on CUDA if present.
 
-    python tools/bench_datagen.py --out bench-results [--rows 2000] [--threads 1]
+    .venv/bin/python tools/bench_datagen.py --out bench-results [--rows 2000] [--threads 1]
 
 Each measurement runs ``generate_dataset`` into a temporary file (chunks of 1,000 rows; BM-Case2: whole
 trajectories of 100 steps) after a warm-up chunk, and reports rows per second of the whole call (generation +

@@ -5,7 +5,7 @@ For payloads whose data section is 8 MiB, opened from a file (memory-mapped), me
 numpy allocates (``tracemalloc``, which numpy reports its buffers to) while decoding, per decoded value, and
 the decode rate. ``blocked`` is the reader (``GroupView.dequantize`` / ``Payload.samples`` / ``codes``: blocks of
 ``DECODE_BLOCK_VALUES``); ``whole-array`` unpacks every code first and then dequantizes (what the reader did
-before issue 12), for comparison in the same run. Run: ``python tools/bench_decode_memory.py [--out DIR]``.
+before issue 12), for comparison in the same run. Run: ``.venv/bin/python tools/bench_decode_memory.py [--out DIR]``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Both compute S(d) = 1 - cos(g(x), g(Q_2(x))) (two per-sample gradients per sampl
 model and data in one run, check that they agree, and report the speed ratio. Models: the beam MLP
 (D = 8 -> 128 -> 128 -> 32) and the digits ConvNet (1x8x8, width 32, depth 2). torch uses 1 thread.
 
-    python tools/bench_sensitivity.py --out bench-results      # table + bench-results/sensitivity.json
+    .venv/bin/python tools/bench_sensitivity.py --out bench-results      # table + bench-results/sensitivity.json
 """
 
 from __future__ import annotations

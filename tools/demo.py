@@ -16,7 +16,7 @@
    driving) with byte budgets that select 36x or 180x, every device trained for real (onnxruntime) and scored on its
    own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier.
 
-Usage: python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
+Usage: .venv/bin/python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
 
 from __future__ import annotations
@@ -214,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
 
     payload, graph = server_dir / "payload.epl", server_dir / "graph.onnx"
     keys = out / "keys"
-    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server"], "keygen")
+    # a fresh demo key every run (--force: keygen never replaces a key file otherwise)
+    times["sign + verify"] = run([*EDGE_SDK, "payload", "keygen", "--out-dir", keys, "--name", "server", "--force"],
+                                 "keygen")
     times["sign + verify"] += run([*EDGE_SDK, "payload", "sign", payload, "--key", keys / "server.key"], "sign")
     times["sign + verify"] += run(
         [*EDGE_SDK, "payload", "verify", payload, "--public-key", keys / "server.pub"], "verify")

@@ -1,7 +1,7 @@
 """Run every distillation method x compression ratio, write a results table + rate-distortion curve.
 
-    python tools/distill_table.py --dataset digits --compressions 36,180 --seeds 3 --out docs
-    python tools/distill_table.py --data datasets/3gpp/reference/train.h5 --test datasets/3gpp/reference/test.h5 \
+    .venv/bin/python tools/distill_table.py --dataset digits --compressions 36,180 --seeds 3 --out docs
+    .venv/bin/python tools/distill_table.py --data datasets/3gpp/reference/train.h5 --test datasets/3gpp/reference/test.h5 \
         --compressions 36,180 --out docs --name beam
 
 Each run goes through the same code path as ``edge-sdk distill`` (payload written, size checked against the
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_rd_curve(rows, out / f"distillation-rd{suffix}.parquet", out / f"distillation-rd{suffix}.png", kpi=kpi)
     full = [r for r in rows if r["method"] == "full" and r["quantizer"] == "float32"]
     ref = full[0][f"{kpi}_mean"] if full else None
-    cmd = "python tools/distill_table.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = ".venv/bin/python tools/distill_table.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     lines = [f"# Distillation results ({args.name or data.name})", "",
              f"Produced by `{cmd}`", "",
              f"Dataset `{data.name}`: {data.X_train.shape[0]} training x {data.dim} values, {data.X_test.shape[0]} test, "

@@ -14,7 +14,7 @@ change. Every tier is evaluated by the server's protocol (3 seeds); the ``report
 manifest its KPIs. Payloads and manifests are signed with a key made for this run; only its public half is kept
 (``beam-uma.pub``), so the presets verify every signature like a device would.
 
-Usage: python tools/make_fleet_release.py [--out datasets/3gpp/releases] [--rounds 2] [--quick]
+Usage: .venv/bin/python tools/make_fleet_release.py [--out datasets/3gpp/releases] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Make the shipped reference data: datasets/3gpp/reference/{train,test}.h5 and SHA256SUMS.
 
-    python tools/make_reference_data.py            # regenerate both files (CPU, 1-2 min on one core)
-    python tools/make_reference_data.py --check    # verify the files against SHA256SUMS
-    python tools/make_reference_data.py --dir /tmp/ref   # regenerate elsewhere (compare the printed digests)
-    python tools/make_reference_data.py --sync-presets   # copy datasets/3gpp/presets/*.toml into the package
+    .venv/bin/python tools/make_reference_data.py            # regenerate both files (CPU, 1-2 min on one core)
+    .venv/bin/python tools/make_reference_data.py --check    # verify the files against SHA256SUMS
+    .venv/bin/python tools/make_reference_data.py --dir /tmp/ref   # regenerate elsewhere (compare the printed digests)
+    .venv/bin/python tools/make_reference_data.py --sync-presets   # copy datasets/3gpp/presets/*.toml into the package
 
 Preset uma-fr2-case1 (Set A 32 Tx x 8 Rx), train 12,000 drops with seed 1, test 4,000 drops with seed 2, chunks of
 1,000 rows, generated on the CPU (CUDA draws other, equally valid, samples; the sums are for the CPU run).

@@ -7,7 +7,7 @@ distill``; pass them with ``--distill`` (repeatable) or let the script find ``do
 ``docs/*rd*<dataset>*.json``. Output: ``docs/rate_accuracy_beam.png`` (x: payload file bytes, log scale; y: top-1 %,
 mean ± std over seeds).
 
-    python tools/plot_rate_accuracy.py [--dataset beam] [--distill docs/rd_beam.parquet] [--out docs/rate_accuracy_beam.png]
+    .venv/bin/python tools/plot_rate_accuracy.py [--dataset beam] [--distill docs/rd_beam.parquet] [--out docs/rate_accuracy_beam.png]
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ class BeamH5Writer:
         final = Path(path)
         if final.exists() and not overwrite:
             raise DatasetError(
-                f"{final} exists; pass overwrite=True (CLI: choose another --out) to replace it"
+                f"{final} exists; pass --overwrite to replace it, or choose another --out (API: overwrite=True)"
             )
         part = partial_path(final)
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,9 @@ def cli(train_path, test_path, dataset, method, budget, compression, quantizer, 
     """Distill a training set into a payload that fits a byte budget, and evaluate it."""
     if method != "full" and (compression is None) == (budget is None):
         raise ConfigError("give exactly one of --budget (e.g. 16KiB) or --compression (e.g. 36x)")
+    if dataset is not None and (train_path is not None or test_path is not None):
+        raise ConfigError("--dataset replaces --data/--test: give --dataset NAME, or --data TRAIN.h5 --test TEST.h5, "
+                          "not both")
     if (train_path is None) != (test_path is None):
         raise ConfigError("--data and --test go together (beam HDF5 files)")
     if (train_path is None) == (dataset is None):

@@ -53,6 +53,20 @@ def _summary(p: Any) -> dict[str, Any]:
     }
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` cut to at most ``limit`` characters so that the cut is visible: it ends with "..." and, when
+    there is room, with how many characters were left out (``--json`` prints everything)."""
+    if len(text) <= limit:
+        return text
+    note = ""
+    for _ in range(3):  # the note's length depends on the count it states
+        omitted = len(text) - (limit - len(note))
+        note = f"... [{omitted} more chars; --json shows all]"
+    if limit < len(note) + 20:
+        return text[: max(limit - 3, 0)] + "..."
+    return text[: limit - len(note)] + note
+
+
 @click.group("payload")
 def cli() -> None:
     """Inspect, verify and sign payload files (format v1, docs/payload-format.md)."""
@@ -79,16 +93,16 @@ def inspect_cmd(path: Path, as_json: bool) -> None:
     g = s["graph"]
     click.echo(f"  graph: {'none' if g is None else g['sha256'] + ' (' + str(g['size']) + ' bytes)'}")
     click.echo(f"  num_classes: {s['num_classes']} (labels at {s['label_bits']} bits)")
-    click.echo(f"  task: {json.dumps(s['task'], sort_keys=True)[:200]}")
-    click.echo(f"  provenance: {json.dumps(s['provenance'], sort_keys=True)[:200]}")
+    click.echo(f"  task: {clip(json.dumps(s['task'], sort_keys=True))}")
+    click.echo(f"  provenance: {clip(json.dumps(s['provenance'], sort_keys=True))}")
     click.echo(f"  groups ({len(s['groups'])}):")
     click.echo(f"    {'name':<16} {'role':<11} {'kind':<21} {'bits':>4} {'n':>8} {'d':>6} {'bytes':>10}")
     for gr in s["groups"]:
-        click.echo(f"    {gr['name'][:16]:<16} {gr['role']:<11} {gr['kind']:<21} {gr['bits']:>4} {gr['n']:>8} "
+        click.echo(f"    {clip(gr['name'], 16):<16} {gr['role']:<11} {gr['kind']:<21} {gr['bits']:>4} {gr['n']:>8} "
                    f"{gr['d']:>6} {gr['bytes']:>10}")
     click.echo(f"  sections ({len(s['sections'])}): " + ", ".join(
         f"#{x['index']}@{x['offset']}+{x['length']}" for x in s["sections"][:12])
-        + (" ..." if len(s["sections"]) > 12 else ""))
+        + (f" ... ({len(s['sections']) - 12} more; --json shows all)" if len(s["sections"]) > 12 else ""))
 
 
 @cli.command("verify")
@@ -111,14 +125,30 @@ def verify_cmd(path: Path, public_keys: tuple[Path, ...]) -> None:
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default="payload_signing", show_default=True, help="file stem of the key files")
 @click.option("--format", "fmt", type=click.Choice(["pem", "raw"]), default="pem", show_default=True)
-def keygen_cmd(out_dir: Path, name: str, fmt: str) -> None:
-    """Make an Ed25519 key pair: OUT_DIR/NAME.key (private, mode 0600) and OUT_DIR/NAME.pub."""
-    from edge_sdk.payload.signing import generate_keypair, key_id, save_private_key, save_public_key
+@click.option("--force", is_flag=True,
+              help="replace an existing key pair (the old private key is lost; without it keygen refuses)")
+def keygen_cmd(out_dir: Path, name: str, fmt: str, force: bool) -> None:
+    """Make an Ed25519 key pair: OUT_DIR/NAME.key (private, mode 0600) and OUT_DIR/NAME.pub.
 
+    Never replaces an existing key file unless --force is given."""
+    from edge_sdk.payload.signing import (
+        KeyFileExists,
+        generate_keypair,
+        key_exists_message,
+        key_id,
+        save_private_key,
+        save_public_key,
+    )
+
+    kp, pp = out_dir / f"{name}.key", out_dir / f"{name}.pub"
+    if not force:
+        for f in (kp, pp):  # both checked before anything is written: never half a pair
+            if f.exists():
+                raise KeyFileExists(key_exists_message(f))
     out_dir.mkdir(parents=True, exist_ok=True)
     priv, pub = generate_keypair()
-    kp = save_private_key(out_dir / f"{name}.key", priv, fmt)
-    pp = save_public_key(out_dir / f"{name}.pub", pub, fmt)
+    save_private_key(kp, priv, fmt, overwrite=force)
+    save_public_key(pp, pub, fmt, overwrite=force)
     click.echo(f"private key: {kp}\npublic key: {pp}\nkey id: {key_id(pub)}")
 
 

@@ -55,6 +55,9 @@ def cli(method, train_path, test_path, beam_norm, dataset, compression, budget, 
     """Quantize a training set per sample under a byte budget (ADQ) and evaluate it."""
     if (compression is None) == (budget is None) and method != "full":
         raise ConfigError("give exactly one of --compression (e.g. 16x) or --budget (e.g. 16KiB)")
+    if dataset is not None and (train_path is not None or test_path is not None):
+        raise ConfigError("--dataset replaces --data/--test: give --dataset NAME, or --data TRAIN.h5 --test TEST.h5, "
+                          "not both")
     if (train_path is None) != (test_path is None):
         raise ConfigError("--data and --test go together (beam HDF5 files)")
     if train_path is None and dataset is None:

@@ -25,6 +25,7 @@ from edge_sdk.payload.errors import (
 from edge_sdk.payload.format import FORMAT_MAJOR, FORMAT_MINOR, MAGIC, GroupLayout
 from edge_sdk.payload.reader import GroupView, Payload, read_payload
 from edge_sdk.payload.signing import (
+    KeyFileExists,
     generate_keypair,
     key_id,
     load_private_key,
@@ -47,6 +48,7 @@ __all__ = [
     "SampleGroup", "GroupLayout", "PayloadInfo", "write_payload", "encode_payload", "make_provenance", "payload_size", "sign_payload",
     "read_payload", "Payload", "GroupView",
     "generate_keypair", "key_id", "save_private_key", "save_public_key", "load_private_key", "load_public_key",
+    "KeyFileExists",
     "PayloadError", "BadMagic", "UnsupportedVersion", "HeaderTooLarge", "HeaderInvalid", "BadOffsets", "Truncated",
     "TrailingBytes", "ChecksumMismatch", "DigestMismatch", "BadSignature", "UntrustedKey", "SignatureRequired",
     "LimitExceeded", "InvalidValue",

@@ -46,14 +46,43 @@ def signing_message(content_digest: bytes) -> bytes:
     return SIGNATURE_DOMAIN + content_digest
 
 
-def _write_private(path: Path, data: bytes) -> None:
+class KeyFileExists(ConfigError):
+    """A key file is already there and replacing it was not asked for (a lost signing key cannot be recovered)."""
+
+
+def _write_key_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
+    """Write a key file atomically. Without ``overwrite`` an existing file is never replaced, not even by a
+    concurrent writer: the finished temp file is hard-linked to ``path`` (``link`` fails if ``path`` exists)."""
+    import secrets
+
     from edge_sdk.atomic import atomic_write_bytes
 
-    atomic_write_bytes(path, data, mode=0o600)
+    if overwrite:
+        atomic_write_bytes(path, data, mode=mode)
+        return
+    if path.exists():
+        raise KeyFileExists(key_exists_message(path))
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    atomic_write_bytes(tmp, data, mode=mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise KeyFileExists(key_exists_message(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def save_private_key(path: str | os.PathLike, key: Ed25519PrivateKey, fmt: str = "pem") -> Path:
-    """Write a private key (``fmt`` "pem" = unencrypted PKCS#8, or "raw" = 32 bytes), mode 0600, atomically."""
+def key_exists_message(path: str | os.PathLike) -> str:
+    """The one wording of "this key file exists" (CLI and API)."""
+    return (f"{path} already exists: refusing to replace a signing key file (the old key would be lost, and "
+            "devices that trust it would reject payloads signed with the new one); pass --force to replace it "
+            "(API: overwrite=True), or choose another --out-dir / --name")
+
+
+def save_private_key(path: str | os.PathLike, key: Ed25519PrivateKey, fmt: str = "pem",
+                     overwrite: bool = False) -> Path:
+    """Write a private key (``fmt`` "pem" = unencrypted PKCS#8, or "raw" = 32 bytes), mode 0600, atomically.
+    An existing file raises :class:`KeyFileExists` unless ``overwrite``."""
     if fmt == "pem":
         data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
@@ -63,14 +92,14 @@ def save_private_key(path: str | os.PathLike, key: Ed25519PrivateKey, fmt: str =
     else:
         raise ConfigError(f"key format must be 'pem' or 'raw', got {fmt!r}")
     p = Path(path)
-    _write_private(p, data)
+    _write_key_file(p, data, 0o600, overwrite)
     return p
 
 
-def save_public_key(path: str | os.PathLike, key: Ed25519PublicKey, fmt: str = "pem") -> Path:
-    """Write a public key (PEM SubjectPublicKeyInfo, or 32 raw bytes) atomically."""
-    from edge_sdk.atomic import atomic_write_bytes
-
+def save_public_key(path: str | os.PathLike, key: Ed25519PublicKey, fmt: str = "pem",
+                    overwrite: bool = True) -> Path:
+    """Write a public key (PEM SubjectPublicKeyInfo, or 32 raw bytes) atomically. With ``overwrite=False`` an
+    existing file raises :class:`KeyFileExists` (``payload keygen`` does that for the pair)."""
     if fmt == "pem":
         data = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     elif fmt == "raw":
@@ -78,7 +107,7 @@ def save_public_key(path: str | os.PathLike, key: Ed25519PublicKey, fmt: str = "
     else:
         raise ConfigError(f"key format must be 'pem' or 'raw', got {fmt!r}")
     p = Path(path)
-    atomic_write_bytes(p, data)
+    _write_key_file(p, data, 0o644, overwrite)
     return p
 
 

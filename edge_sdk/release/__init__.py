@@ -15,10 +15,14 @@ API (docs/contracts.md, "Releases")::
 from edge_sdk.release.channel import ChannelRecord, channel_relpath, check_channel_name, parse_channel_record
 from edge_sdk.release.digest import BlobRef, blob_relpath, digest_bytes, hash_file, is_digest, parse_digest
 from edge_sdk.release.errors import (
+    AuthError,
     BlobCorrupt,
+    BlobMismatch,
     BlobNotFound,
+    BudgetTooSmall,
     ChannelInvalid,
     ChannelNotFound,
+    DowngradeRefused,
     InvalidChannelName,
     InvalidDigest,
     ManifestBadMagic,
@@ -32,9 +36,13 @@ from edge_sdk.release.errors import (
     ManifestTruncated,
     ManifestUnsupportedVersion,
     ManifestUntrustedKey,
+    ProtocolError,
     ReleaseError,
+    ReleaseMismatch,
     RuntimeTooOld,
     StoreError,
+    TransferError,
+    TransferFailed,
 )
 from edge_sdk.release.manifest import (
     FORMAT_MAJOR,
@@ -67,5 +75,6 @@ __all__ = [
     "ManifestInvalid", "ManifestTruncated", "ManifestTrailingBytes", "ManifestDigestMismatch",
     "ManifestBadSignature", "ManifestUntrustedKey", "ManifestSignatureRequired", "RuntimeTooOld",
     "InvalidDigest", "InvalidChannelName", "ChannelInvalid", "ChannelNotFound", "BlobNotFound", "BlobCorrupt",
-    "StoreError",
+    "StoreError", "TransferError", "AuthError", "TransferFailed", "ProtocolError", "BlobMismatch", "BudgetTooSmall",
+    "DowngradeRefused", "ReleaseMismatch",
 ]

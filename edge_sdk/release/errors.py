@@ -90,7 +90,41 @@ class BlobCorrupt(ReleaseError):
 
 
 class StoreError(ReleaseError):
-    """The folder is not an edge-sdk store (or a newer version of one), or a store operation cannot proceed."""
+    """The folder is not an edge-sdk store or device cache (or a newer version of one), or a store operation
+    cannot proceed."""
+
+
+# ------------------------------------------------------------------------------------------ transfer (device fetch)
+class TransferError(ReleaseError):
+    """Base of the device fetch's failures (F-rules of docs/transfer.md)."""
+
+
+class AuthError(TransferError):
+    """The server answered 401 (no or unknown token) or 403 (the token's scopes do not cover the request)."""
+
+
+class TransferFailed(TransferError):
+    """Retries are exhausted (the server or the link stayed down), or TLS failed."""
+
+
+class ProtocolError(TransferError):
+    """The server's answer breaks the protocol: over a size cap, wrong Content-Range/Length, an encoding, a status."""
+
+
+class BlobMismatch(TransferError):
+    """The server's bytes for a blob do not hash to its name (tampered or corrupt store, or a lying server)."""
+
+
+class BudgetTooSmall(TransferError):
+    """No tier's missing bytes fit the device's byte budget (or the asked-for tier does not)."""
+
+
+class DowngradeRefused(TransferError):
+    """The channel points at a release older than the one this device already took (replay or rollback)."""
+
+
+class ReleaseMismatch(TransferError):
+    """A downloaded payload does not name the tier's graph, or carries another task or model than the release."""
 
 
 __all__ = [
@@ -98,5 +132,6 @@ __all__ = [
     "ManifestInvalid", "ManifestTruncated", "ManifestTrailingBytes", "ManifestDigestMismatch",
     "ManifestBadSignature", "ManifestUntrustedKey", "ManifestSignatureRequired", "RuntimeTooOld",
     "InvalidDigest", "InvalidChannelName", "ChannelInvalid", "ChannelNotFound", "BlobNotFound", "BlobCorrupt",
-    "StoreError",
+    "StoreError", "TransferError", "AuthError", "TransferFailed", "ProtocolError", "BlobMismatch", "BudgetTooSmall",
+    "DowngradeRefused", "ReleaseMismatch",
 ]

@@ -379,12 +379,14 @@ def encode_manifest(release: Release, signing_key: Ed25519PrivateKey | None = No
 
 # ------------------------------------------------------------------------------------------ reading
 def _decode_body(body: bytes) -> Any:
-    from edge_sdk.payload.errors import HeaderInvalid
+    """The payload header's strict decoder (nesting depth checked first, UTF-8, no duplicate keys, canonical),
+    with its errors turned into :class:`ManifestInvalid`."""
+    from edge_sdk.payload.errors import PayloadError
     from edge_sdk.payload.reader import decode_header
 
     try:
         return decode_header(body)
-    except HeaderInvalid as exc:
+    except PayloadError as exc:
         raise ManifestInvalid(f"body: {str(exc).replace('header', 'manifest body')}") from None
 
 

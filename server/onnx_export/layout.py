@@ -40,19 +40,16 @@ from typing import Any
 
 from edge_sdk.codecs import ALLOWED_BITS, RAW_KINDS, q_max
 from edge_sdk.errors import ConfigError
+from edge_sdk.graphmeta import PER_STEP_HYPER, THETA
 from edge_sdk.modelspec import ModelSpec
 
 GRAPH_FORMAT = "edge-sdk-train-graph"
 #: format version per variant: "step" (one step per run, per-tensor parameters) is version 1, "epoch" (K steps
-#: per run, flat parameters, decode once per run) is version 2
+#: per run, flat parameters, decode once per run) is version 2 (edge_sdk.graphmeta reads both)
 VARIANT_VERSIONS: dict[str, int] = {"step": 1, "epoch": 2}
 VARIANTS = tuple(VARIANT_VERSIONS)
 DEFAULT_VARIANT = "epoch"
-GRAPH_VERSION = VARIANT_VERSIONS["step"]  # the version of the original (step) format
-#: name of the flat parameter vector of the epoch variant
-THETA = "theta"
-#: hyper-parameters given once per step (``[K]``) in the epoch variant; the others are scalars
-PER_STEP_HYPER = ("lr", "step")
+GRAPH_VERSION = max(VARIANT_VERSIONS.values())  # the newest format this exporter writes
 #: metadata_props key holding the JSON self-description of a training graph
 META_KEY = "edge_sdk.train_graph"
 OPTIMIZERS = ("sgd", "adam")

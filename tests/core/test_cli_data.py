@@ -116,3 +116,24 @@ def test_generate_then_info(tmp_path):
     info = json.loads(run("data", "info", str(out), "--json").stdout)
     assert info["stats"]["n"] == 100 and info["attrs"]["case"] == "case1"
     assert run("data", "generate", "--samples", "100", "--out", str(out), "--device", "cpu").returncode != 0
+
+
+def test_generate_onto_existing_file_names_the_real_flag(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("sionna")
+    out = tmp_path / "exists.h5"
+    out.write_bytes(b"keep me")
+    r = run("data", "generate", "--samples", "10", "--device", "cpu", "--out", str(out))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 3 and len(lines) == 1 and lines[0].startswith("error: DatasetError:")
+    assert "pass --overwrite" in lines[0] and "CLI: choose another" not in lines[0]
+    assert out.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("cmd", ["distill", "quantize"])
+def test_dataset_with_data_says_not_both(tmp_path, cmd):
+    ref = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
+    r = run(cmd, "--dataset", "digits", "--data", str(ref / "train.h5"), "--compression", "16x",
+            "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.startswith("error: ConfigError: --dataset replaces --data/--test")
+    assert "go together" not in r.stderr

@@ -85,3 +85,61 @@ def test_verify_names_the_problem(tmp_path, payload, mutate, err):
 def test_missing_file(tmp_path):
     r = run("verify", str(tmp_path / "nope.epl"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def _key_id(stdout: str) -> str:
+    return stdout.strip().splitlines()[-1].removeprefix("key id: ")
+
+
+def test_keygen_never_replaces_a_key_without_force(tmp_path):
+    keys = tmp_path / "keys"
+    r = run("keygen", "--out-dir", str(keys))
+    assert r.returncode == 0, r.stderr
+    key, pub = keys / "payload_signing.key", keys / "payload_signing.pub"
+    before = key.read_bytes(), pub.read_bytes()
+    first_id = _key_id(r.stdout)
+    r = run("keygen", "--out-dir", str(keys))  # the repeated command must not lose the fleet's key
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: KeyFileExists:") and "--force" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    assert (key.read_bytes(), pub.read_bytes()) == before
+    assert sorted(p.name for p in keys.iterdir()) == ["payload_signing.key", "payload_signing.pub"]  # no temp left
+    # only the public half present: still refused, and no private key appears beside it
+    key.unlink()
+    r = run("keygen", "--out-dir", str(keys))
+    assert r.returncode == 2 and "payload_signing.pub already exists" in r.stderr and not key.exists()
+    # --force replaces both halves: a new key id, private key mode 0600
+    r = run("keygen", "--out-dir", str(keys), "--force")
+    assert r.returncode == 0, r.stderr
+    assert _key_id(r.stdout) != first_id and key.stat().st_mode & 0o777 == 0o600
+
+
+def test_save_private_key_refuses_existing_file(tmp_path):
+    from edge_sdk.payload import KeyFileExists, generate_keypair, load_private_key, save_private_key
+
+    priv, _ = generate_keypair()
+    other, _ = generate_keypair()
+    p = save_private_key(tmp_path / "k.pem", priv)
+    with pytest.raises(KeyFileExists, match="overwrite=True"):
+        save_private_key(p, other)
+    assert load_private_key(p).private_bytes_raw() == priv.private_bytes_raw()
+    save_private_key(p, other, overwrite=True)
+    assert load_private_key(p).private_bytes_raw() == other.private_bytes_raw()
+    assert [x.name for x in tmp_path.iterdir()] == ["k.pem"]
+
+
+def test_inspect_cuts_long_fields_visibly(tmp_path):
+    g = SampleGroup("a_group_name_longer_than_sixteen", "float16", 16, data=np.zeros((2, 4), np.float32),
+                    labels=np.array([0, 1]))
+    task = {"kind": "beam", "model": {"kind": "mlp", "input_dim": 4, "num_classes": 2, "hidden": list(range(100))}}
+    path = tmp_path / "long.epl"
+    write_payload(path, [g], 2, task, {"method": "test"})
+    r = run("inspect", str(path))
+    assert r.returncode == 0, r.stderr
+    (task_line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("  task: ")]
+    full = json.dumps(json.loads(run("inspect", str(path), "--json").stdout)["task"], sort_keys=True)
+    shown = task_line.removeprefix("  task: ")
+    assert len(shown) == 200 and len(full) > 200
+    kept, note = shown.split("... [", 1)
+    assert full.startswith(kept) and note == f"{len(full) - len(kept)} more chars; --json shows all]"
+    assert "a_group_name_..." in r.stdout  # the groups table cuts names visibly too

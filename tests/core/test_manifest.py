@@ -108,6 +108,7 @@ def test_body_length_cap_checked_first_M04():
     b'{"a":NaN}',
     b'\xff\xfe',  # not UTF-8
     b'[1,2',  # not JSON
+    b'[' * 30000 + b']' * 30000,  # nesting deeper than the payload format's MAX_JSON_DEPTH (checked first)
 ])
 def test_body_must_be_canonical_json_M05(body):
     with pytest.raises(ManifestInvalid):
