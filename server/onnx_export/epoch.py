@@ -30,6 +30,7 @@ from edge_sdk.server.onnx_export.layout import (
     PER_STEP_HYPER,
     STATE_SUFFIXES,
     THETA,
+    GraphGroup,
     TrainGraphSpec,
 )
 
@@ -40,11 +41,81 @@ DECODED_SOFT = "soft.decoded"
 BODY_X, BODY_SOFT, BODY_ROWS = "X", "S", "rows"
 
 
-def make_decode(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
-    """``decode(*group_inputs) -> (X[, S])``: every samples group dequantized and concatenated in payload order
-    (``X`` ``[M, D]``), soft-label groups likewise (``S`` ``[M, C]``). Inputs: ``spec.group_input_names()``."""
+def byte_code_table(bits: int) -> list[list[int]]:
+    """``[256][8 // bits]``: the codes held by each byte value (value i at bits ``[i*bits, (i+1)*bits)``, LSB
+    first, docs/contracts.md). For widths dividing 8 a row's packed bytes are its codes' containers."""
+    per, mask = 8 // bits, (1 << bits) - 1
+    return [[(v >> (i * bits)) & mask for i in range(per)] for v in range(256)]
+
+
+def decode_rows(g: GraphGroup, data: Any, params: list[Any]) -> Any:
+    """Graph inputs of one group (all its rows at once) -> float32 ``[M, D]``, the formulas of
+    :func:`edge_sdk.codecs.dequantize` (and of the step variant's :func:`.step.dequantize_group`), shaped for
+    onnxruntime's fast kernels, since here every row of the run is decoded in one go:
+
+    * widths 1, 2, 4, 8: each packed byte indexes a ``[256, 8/b]`` table of dequantized values (the table is
+      built from the group's levels / the affine grid), so decoding is one row-block ``Gather`` per byte and a
+      reshape — no per-value unpacking arithmetic;
+    * widths 3, 5, 6, 7: the step variant's two-byte rule on the transposed ``[R, M]`` bytes, so the byte
+      gathers copy whole rows (``Gather`` along columns copies one element per call and is ~8x slower), and
+      ``x mod 2**b`` written as ``floor(x / 2**o) - floor(x / 2**(o+b)) * 2**b`` (onnxruntime's float ``Mod`` is
+      a libm call per value); all exact in float32 since every operand is < 2**16.
+    """
     import torch
-    from edge_sdk.server.onnx_export.step import dequantize_group
+
+    if g.raw:
+        return data
+    rows = data.shape[0]
+    q = float(g.q)
+    if 8 % g.bits == 0:
+        per = 8 // g.bits
+        # [256, per] codes of every byte value, computed in the graph (a Range and 4 ops) rather than stored:
+        # a stored table would add 2-16 KB to a ~7 KB graph
+        byte = torch.arange(256, dtype=torch.float32).reshape(256, 1)
+        shift = torch.tensor([float(1 << (i * g.bits)) for i in range(per)], dtype=torch.float32)
+        table = (torch.floor(byte / shift) - torch.floor(byte / (shift * float(1 << g.bits))) * float(1 << g.bits)
+                 ).to(torch.int64)
+        if g.kind == "codebook":
+            (levels,) = params
+            tab = torch.index_select(levels, 0, table.reshape(-1)).reshape(256, per)
+        elif g.kind == "symmetric_per_sample":
+            tab = table.to(torch.float32) - q  # u - Q, exact
+        else:  # uniform_clip: (u - Q) / Q, the same float32 division as the codec
+            tab = (table.to(torch.float32) - q) / q
+        vals = torch.index_select(tab, 0, data.to(torch.int64).reshape(-1))  # [M * R, per]
+        x = vals.reshape(rows, g.row_bytes * per)[:, : g.d]
+        if g.kind == "symmetric_per_sample":
+            (scale,) = params
+            return scale.reshape(-1, 1) * x
+        if g.kind == "uniform_clip":
+            (alpha,) = params
+            return alpha.reshape(1, -1) * x
+        return x
+    r = g.row_bytes
+    lo = torch.tensor([(j * g.bits) // 8 for j in range(g.d)], dtype=torch.int64)
+    hi = torch.tensor([min((j * g.bits) // 8 + 1, r - 1) for j in range(g.d)], dtype=torch.int64)
+    div_lo = torch.tensor([[float(1 << ((j * g.bits) % 8))] for j in range(g.d)], dtype=torch.float32)
+    div_hi = div_lo * float(1 << g.bits)
+    pt = data.to(torch.int32).t()  # [R, M]
+    comb = (torch.index_select(pt, 0, lo) + torch.index_select(pt, 0, hi) * 256).to(torch.float32)  # [D, M]
+    codes = torch.floor(comb / div_lo) - torch.floor(comb / div_hi) * float(1 << g.bits)  # exact integers
+    if g.kind == "codebook":
+        (levels,) = params
+        vt = torch.index_select(levels, 0, codes.to(torch.int64).reshape(-1)).reshape(g.d, rows)
+    elif g.kind == "symmetric_per_sample":
+        (scale,) = params
+        vt = scale.reshape(1, -1) * (codes - q)
+    else:
+        (alpha,) = params
+        vt = alpha.reshape(-1, 1) * ((codes - q) / q)
+    return vt.t()
+
+
+def make_decode(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
+    """``decode(*group_inputs) -> (X[, S])``: every samples group dequantized (:func:`decode_rows`) and
+    concatenated in payload order (``X`` ``[M, D]``), soft-label groups likewise (``S`` ``[M, C]``). Inputs:
+    ``spec.group_input_names()``."""
+    import torch
 
     ggroups = spec.graph_groups()
 
@@ -55,7 +126,7 @@ def make_decode(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
         for _, g in ggroups:
             np_ = len(g.param_names())
             (xs if g.role == "samples" else ts).append(
-                dequantize_group(g, inputs[pos], list(inputs[pos + 1: pos + 1 + np_])))
+                decode_rows(g, inputs[pos], list(inputs[pos + 1: pos + 1 + np_])))
             pos += 1 + np_
         x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=0)
         if not ts:
@@ -187,7 +258,8 @@ def epoch_graph_model(spec: TrainGraphSpec) -> Any:
         dec_dyn.append({0: Dim.AUTO})
         dec_dyn.extend({0: Dim.AUTO} if p == "scale" else None for p in g.param_names())
     dec_out = [BODY_X] + ([BODY_SOFT] if spec.has_soft else [])
-    decode = _to_model(make_decode(spec), dec_args, spec.group_input_names(), dec_out, tuple(dec_dyn))
+    decode = _to_model(make_decode(spec), dec_args, spec.group_input_names(), dec_out, tuple(dec_dyn),
+                       fold_limit=64)
     body_args = _body_examples(spec)
     names = body_input_names(spec)
     body_dyn = tuple({0: Dim.AUTO} if n in (BODY_X, "labels", BODY_SOFT, BODY_ROWS) else None for n in names)

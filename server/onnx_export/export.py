@@ -244,8 +244,10 @@ def _finalize_model(model: Any, meta: dict[str, str] | None, *, name_dims: bool 
 
 
 def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names: list[str],
-              dynamic_shapes: tuple[Any, ...]) -> Any:
-    """Trace ``fn`` with ``make_fx`` (symbolic shapes) and export it (dynamo, OPSET) -> cleaned ModelProto."""
+              dynamic_shapes: tuple[Any, ...], fold_limit: int | None = None) -> Any:
+    """Trace ``fn`` with ``make_fx`` (symbolic shapes) and export it (dynamo, OPSET) -> cleaned ModelProto.
+    ``fold_limit``: fold only constants of at most that many elements (the exporter's optimizer folds every
+    constant expression, which would store a table the graph can compute in a few ops as data)."""
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -261,7 +263,13 @@ def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names
             output_names=output_names,
             dynamic_shapes=dynamic_shapes,
             verbose=False,
+            optimize=fold_limit is None,
         )
+    if fold_limit is not None:
+        import onnxscript.optimizer
+
+        prog.model = onnxscript.optimizer.optimize(prog.model, input_size_limit=fold_limit,
+                                                   output_size_limit=fold_limit)
     return _clean(prog)
 
 
