@@ -34,10 +34,9 @@ def _net(data: Any) -> Any:
 def build(cases: list[dict[str, Any]]) -> None:
     import torch
     import torch.nn.functional as F
+    import worker
     from executorch.exir import to_edge
     from torch.export.experimental import _export_forward_backward
-
-    import worker
 
     class WithLoss(torch.nn.Module):
         def __init__(self, net: Any) -> None:
@@ -65,7 +64,10 @@ def build(cases: list[dict[str, Any]]) -> None:
 class Trainer:
     def __init__(self, case: dict[str, Any], data: Any) -> None:
         import torch
-        from executorch.extension.training import _load_for_executorch_for_training_from_buffer, get_sgd_optimizer
+        from executorch.extension.training import (
+            _load_for_executorch_for_training_from_buffer,
+            get_sgd_optimizer,
+        )
 
         try:
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool

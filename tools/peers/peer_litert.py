@@ -20,7 +20,6 @@ UNSUPPORTED_WHY: dict[str, str] = {}
 
 def build(cases: list[dict[str, Any]]) -> None:
     import tensorflow as tf
-
     import worker
 
     class Net(tf.Module):

@@ -25,9 +25,8 @@ UNSUPPORTED_WHY = {"sgd": "onnxruntime-training's SGD (SGDOptimizerV2) has no mo
 def build(cases: list[dict[str, Any]]) -> None:
     import onnx
     import torch
-    from onnxruntime.training import artifacts, onnxblock
-
     import worker
+    from onnxruntime.training import artifacts, onnxblock
 
     done: set[str] = set()
     for case in cases:
