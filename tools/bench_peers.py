@@ -86,14 +86,17 @@ def step_flops(dims: list[int], batch: int) -> int:
 
 
 def installed(peer: Peer) -> tuple[bool, str]:
-    """(ready, why not): a venv is ready when install_peers.sh left its stamp file."""
-    for v in {peer.venv, peer.build_venv or peer.venv}:
-        d = PEERS_DIR / v
-        if not any(d.glob(".ok-*")):
-            log = PEERS_DIR / f"{v}.install.log"
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else ["no venv"]
-            return False, f"{v} not installed: " + " | ".join(tail)
-    return True, ""
+    """(ready, why not): a venv is ready when install_peers.sh left its stamp file; why not = pip's last error
+    lines of each missing venv (its install log)."""
+    why = []
+    for v in dict.fromkeys([peer.venv, peer.build_venv or peer.venv]):
+        if any((PEERS_DIR / v).glob(".ok-*")):
+            continue
+        log = PEERS_DIR / f"{v}.install.log"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+        errors = [ln for ln in lines if "ERROR" in ln or "error:" in ln] or lines
+        why.append(f"{v} not installed: " + (" | ".join(errors[-3:]) if errors else "no venv (run make bench-peers)"))
+    return not why, "; ".join(why)
 
 
 def venv_mb(name: str) -> float | None:
