@@ -368,6 +368,14 @@ def print_tables(res: dict[str, Any]) -> None:
         lim = row["peers"].get(LIMIT, {})
         print(f"  {'-'.join(map(str, row['dims']))} {row['optimizer']}: limit {lim.get('gflops', float('nan')):.1f} "
               f"GFLOP/s; " + ", ".join(cells))
+    sgemm: dict[int, list[float]] = {}
+    for row in res["rows"]:
+        g = row["peers"].get(LIMIT, {}).get("info", {}).get("sgemm512_gflops")
+        if g:
+            sgemm.setdefault(row["threads"], []).append(g)
+    if sgemm:
+        print("numpy float32 sgemm 512x512x512 (reference peak): " + ", ".join(
+            f"{t} thread(s) {np.median(v):.1f} GFLOP/s" for t, v in sorted(sgemm.items())))
     parity = [(row, n, r) for row in res["rows"] for n, r in row["peers"].items() if r.get("parity_ok") is False]
     print(f"\nparity (first {PARITY_STEPS} losses within {PARITY_TOL} of eager torch): "
           + ("all ok" if not parity else "; ".join(f"{n} {row['model']} b={row['batch']} {row['optimizer']} "
