@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,7 +169,12 @@ def case_for(peer: Peer, model: str, prep: dict[str, Any], batch: int, opt: str,
 
 # ---------------------------------------------------------------------------------------------- workers
 class Worker:
-    """A peer's worker process (tools/peers/worker.py serve) in the peer's venv, with ``threads`` threads."""
+    """A peer's worker process (tools/peers/worker.py serve) in the peer's venv, with ``threads`` threads.
+
+    Between requests the process is stopped (SIGSTOP; SIGCONT before the next one): an idle runtime's thread
+    pool keeps spinning for a while after its work (OpenMP's and onnxruntime's busy-wait), and with 2 threads
+    per process that spinning took the cores from the peer being timed (eager torch measured 15-50x slower,
+    numpy's matmuls 10x). Stopped, the other peers cost the timed one nothing."""
 
     def __init__(self, peer: Peer, threads: int, log: Path) -> None:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -178,11 +184,23 @@ class Worker:
         self.proc = subprocess.Popen([str(peer.python()), str(WORKER), "serve", peer.module], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=WORKER.parent)
 
+    def _signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
     def ask(self, **msg: Any) -> dict[str, Any]:
         assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        self._signal(signal.SIGCONT)
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        finally:
+            if msg.get("op") != "quit":
+                self._signal(signal.SIGSTOP)
         if not line:
             return {"ok": False, "error": f"worker exited (code {self.proc.poll()}); see {self.log.name}"}
         return json.loads(line)
@@ -448,5 +466,7 @@ if __name__ == "__main__":
     ap.add_argument("--batch", action="append", type=int, help="only these batch sizes; repeatable")
     ap.add_argument("--threads", action="append", type=int, help="only these thread counts; repeatable")
     a = ap.parse_args()
+    # a TERM (cpujob's time limit, kill) unwinds through the finally blocks, which wake and close the workers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main(a.out, a.quick, a.peer, a.reps, a.model, tuple(a.batch) if a.batch else None, a.threads)
     sys.exit(0)
