@@ -34,6 +34,8 @@ from edge_sdk.server.onnx_export.layout import (
     TrainGraphSpec,
 )
 
+from edge_sdk.codecs import AFFINE_KINDS
+
 #: internal tensor names of the composed graph (none is a graph input or output name)
 DECODED_X = "x.decoded"
 DECODED_SOFT = "soft.decoded"
@@ -78,6 +80,8 @@ def decode_rows(g: GraphGroup, data: Any, params: list[Any]) -> Any:
         if g.kind == "codebook":
             (levels,) = params
             tab = torch.index_select(levels, 0, table.reshape(-1)).reshape(256, per)
+        elif g.kind in AFFINE_KINDS:
+            tab = table.to(torch.float32)  # u; lo + u * step below, per row or per feature
         elif g.kind == "symmetric_per_sample":
             tab = table.to(torch.float32) - q  # u - Q, exact
         else:  # uniform_clip: (u - Q) / Q, the same float32 division as the codec
@@ -90,6 +94,8 @@ def decode_rows(g: GraphGroup, data: Any, params: list[Any]) -> Any:
         if g.kind == "uniform_clip":
             (alpha,) = params
             return alpha.reshape(1, -1) * x
+        if g.kind in AFFINE_KINDS:
+            return _affine(g, x, params, (-1, 1) if g.kind == "affine_sample" else (1, -1))
         return x
     r = g.row_bytes
     lo = torch.tensor([(j * g.bits) // 8 for j in range(g.d)], dtype=torch.int64)
@@ -102,6 +108,8 @@ def decode_rows(g: GraphGroup, data: Any, params: list[Any]) -> Any:
     if g.kind == "codebook":
         (levels,) = params
         vt = torch.index_select(levels, 0, codes.to(torch.int64).reshape(-1)).reshape(g.d, rows)
+    elif g.kind in AFFINE_KINDS:  # transposed: rows are columns here
+        vt = _affine(g, codes, params, (1, -1) if g.kind == "affine_sample" else (-1, 1))
     elif g.kind == "symmetric_per_sample":
         (scale,) = params
         vt = scale.reshape(1, -1) * (codes - q)
@@ -109,6 +117,15 @@ def decode_rows(g: GraphGroup, data: Any, params: list[Any]) -> Any:
         (alpha,) = params
         vt = alpha.reshape(-1, 1) * ((codes - q) / q)
     return vt.t()
+
+
+def _affine(g: GraphGroup, u: Any, params: list[Any], shape: tuple[int, int]) -> Any:
+    """``lo + u * ((hi - lo) / L)``, ``L = 2**bits - 1``: the float32 operations of
+    :func:`edge_sdk.codecs.dequantize` in its order (and of :func:`.step.dequantize_group`); ``shape`` broadcasts
+    lo/hi over ``u``'s rows or columns."""
+    hi, lo = params
+    step = (hi - lo) / float((1 << g.bits) - 1)
+    return lo.reshape(shape) + u * step.reshape(shape)
 
 
 def make_decode(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
@@ -224,6 +241,11 @@ def _decode_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
             out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
         elif g.kind == "codebook":
             out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
+        elif g.kind in AFFINE_KINDS:
+            m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": b}[g.kind]
+            lo = rng.uniform(-2, 0, m)
+            out.append(torch.tensor(lo + rng.uniform(0.5, 2, m), dtype=torch.float32))  # hi
+            out.append(torch.tensor(lo, dtype=torch.float32))
     return out
 
 
@@ -256,7 +278,7 @@ def epoch_graph_model(spec: TrainGraphSpec) -> Any:
     dec_dyn: list[Any] = []
     for _, g in spec.graph_groups():
         dec_dyn.append({0: Dim.AUTO})
-        dec_dyn.extend({0: Dim.AUTO} if p == "scale" else None for p in g.param_names())
+        dec_dyn.extend({0: Dim.AUTO} if g.per_row_params else None for _ in g.param_names())
     dec_out = [BODY_X] + ([BODY_SOFT] if spec.has_soft else [])
     decode = _to_model(make_decode(spec), dec_args, spec.group_input_names(), dec_out, tuple(dec_dyn),
                        fold_limit=64)
@@ -342,7 +364,8 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
         else:
             inputs.append(_value_info(f"g{k}.packed", u8, [rows, g.row_bytes]))
         for pn in g.param_names():
-            shape = {"scale": [rows], "alpha": [g.d if g.per_feature else 1], "levels": [1 << g.bits]}[pn]
+            shape = {"scale": [rows], "alpha": [g.d if g.per_feature else 1], "levels": [1 << g.bits],
+                     "hi": _affine_shape(g, rows), "lo": _affine_shape(g, rows)}[pn]
             inputs.append(_value_info(f"g{k}.{pn}", f32, shape))
     inputs.append(_value_info("labels", i64, ["M"]))
     inputs.append(_value_info("batches", i64, ["K", "B"]))
@@ -355,6 +378,10 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
     graph = helper.make_graph(nodes, "edge_sdk_train_epoch", inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=list(decode.opset_import))
     return onnx.ModelProto.FromString(model.SerializeToString())
+
+
+def _affine_shape(g: GraphGroup, rows: str) -> list[Any]:
+    return {"affine_set": [1], "affine_feature": [g.d], "affine_sample": [rows]}.get(g.kind, [])
 
 
 def _copy(proto: Any) -> Any:

@@ -33,6 +33,11 @@ MATRIX = (
     + [GraphGroup(f"sym{b}", "symmetric_per_sample", b, D) for b in range(2, 9)]
     + [GraphGroup(f"uc{b}", "uniform_clip", b, D, per_feature=b % 2 == 0) for b in range(2, 9)]
     + [GraphGroup("f16", "float16", 16, D), GraphGroup("f32", "float32", 32, D)]
+    # the affine (min/max) kinds: every width for one lo/hi per set; per feature and per sample, one width of the
+    # byte-table decode (2, 4) and one of the two-byte rule (3, 7) each
+    + [GraphGroup(f"as{b}", "affine_set", b, D) for b in range(1, 9)]
+    + [GraphGroup(f"af{b}", "affine_feature", b, D) for b in (2, 3)]
+    + [GraphGroup(f"ap{b}", "affine_sample", b, D) for b in (4, 7)]
 )
 HP = {
     "sgd": {"lr": 0.02, "momentum": 0.9, "weight_decay": 1e-3},
@@ -75,7 +80,7 @@ class EpochRunner:
         self.t = 0
         # fixed per-group params (codebook levels / alpha) like a real payload
         self.fixed = {k: {n.split(".", 1)[1]: v for n, v in random_group_batch(k, g, 1, self.rng).feed.items()
-                          if n.split(".", 1)[1] in ("alpha", "levels")} for k, g in spec.graph_groups()}
+                          if n.split(".", 1)[1] in ("alpha", "levels", "hi", "lo")} for k, g in spec.graph_groups()}
 
     def rows(self, sizes: dict[int, int]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """Random rows for every samples group (``sizes[k]``, default 0): feed, dequantized X, labels."""
