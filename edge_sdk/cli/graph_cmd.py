@@ -18,17 +18,19 @@ import click
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
               help="default: the payload's task.train.optimizer, else adam")
-@click.option("--variant", type=click.Choice(["epoch", "step"]), default="epoch", show_default=True,
-              help="epoch: K steps per run, rows decoded once per run (format v2, fastest); step: one step per "
-                   "run (format v1, for device runtimes older than the epoch format)")
+@click.option("--variant", type=click.Choice(["epoch", "step"]), default=None,
+              help="epoch: K steps per run, rows decoded once per run (format v2, fastest; the default for an "
+                   "MLP); step: one step per run (format v1: the default for other model kinds, and for device "
+                   "runtimes older than the epoch format)")
 @click.option("--model", "model_json", default=None,
               help='model spec JSON overriding task.model, e.g. \'{"kind":"mlp","input_dim":8,"num_classes":32,"hidden":[64]}\'')
-def cli(payload: Path, out: Path, optimizer: str | None, variant: str, model_json: str | None) -> None:
+def cli(payload: Path, out: Path, optimizer: str | None, variant: str | None, model_json: str | None) -> None:
     """Export the training graph for PAYLOAD to OUT; prints its sha256/size and whether PAYLOAD names it."""
     from edge_sdk.errors import ConfigError
     from edge_sdk.modelspec import ModelSpec
     from edge_sdk.payload import read_payload
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
+    from edge_sdk.server.onnx_export.layout import default_variant
 
     with read_payload(payload) as p:
         task = dict(p.task or {})
@@ -40,6 +42,7 @@ def cli(payload: Path, out: Path, optimizer: str | None, variant: str, model_jso
             raise ConfigError("the payload's task has no 'model' spec; pass --model JSON")
         spec = ModelSpec.from_dict(model_d)
         opt = optimizer or str((task.get("train") or {}).get("optimizer", "adam"))
+        variant = variant or default_variant(spec)
         info = write_graph_for_payload(p, spec, opt, out, variant=variant)
         named = p.graph
     match = named is not None and named.get("sha256") == info.sha256 and int(named.get("size", -1)) == info.size

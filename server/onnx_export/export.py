@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 from edge_sdk.server.onnx_export.layout import (
-    DEFAULT_VARIANT,
     HYPER_NAMES,
     META_KEY,
     GraphGroup,
     TrainGraphSpec,
+    default_variant,
     graph_groups_from,
 )
 
@@ -302,14 +302,14 @@ def export_training_graph(
     path: str | os.PathLike[str],
     *,
     debug_features: bool = False,
-    variant: str = DEFAULT_VARIANT,
+    variant: str | None = None,
 ) -> GraphInfo:
     """Export the training graph for ``model_spec`` consuming ``groups`` (payload layouts, a read payload, or
     :class:`GraphGroup`s) with ``optimizer`` (``sgd``|``adam``) to ``path`` (atomic). ``variant``: ``epoch``
-    (default: K steps per run, decode once per run) or ``step`` (format v1: one step per run; for device
-    runtimes older than the epoch format). Returns its digest."""
+    (K steps per run, decode once per run; the default for an MLP) or ``step`` (format v1: one step per run; the
+    default for the other kinds, and for device runtimes older than the epoch format). Returns its digest."""
     spec = TrainGraphSpec(model=model_spec, groups=graph_groups_from(groups), optimizer=optimizer,
-                          debug_features=debug_features, variant=variant)
+                          debug_features=debug_features, variant=variant or default_variant(model_spec))
     data = training_graph_bytes(spec)
     path = Path(path)
     _atomic_write(path, data)
@@ -321,7 +321,7 @@ def write_graph_for_payload(
     model_spec: ModelSpec,
     optimizer: str = "adam",
     out_path: str | os.PathLike[str] = "graph.onnx",
-    variant: str = DEFAULT_VARIANT,
+    variant: str | None = None,
 ) -> GraphInfo:
     """The one call distill/quantize make: write the graph that trains on a payload with these groups.
 
@@ -334,13 +334,15 @@ def export_inference_graph(
     path: str | os.PathLike[str],
     params: dict[str, np.ndarray] | None = None,
 ) -> GraphInfo:
-    """MLP inference graph ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the weights are
-    initializers; without, they are graph inputs named like the ModelSpec parameters."""
+    """Inference graph (kinds mlp and gru) ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the
+    weights are initializers; without, they are graph inputs named like the ModelSpec parameters."""
     import torch
-    from edge_sdk.server.onnx_export.step import mlp_forward
+    from edge_sdk.server.onnx_export.layout import GRAPH_KINDS
+    from edge_sdk.server.onnx_export.step import model_forward
 
-    if model_spec.kind != "mlp":
-        raise ConfigError("export_inference_graph supports ModelSpec kind 'mlp' only")
+    if model_spec.kind not in GRAPH_KINDS:
+        raise ConfigError(f"export_inference_graph supports ModelSpec kinds {GRAPH_KINDS} only")
+    mlp_forward = model_forward(model_spec)
     names = [n for n, _ in model_spec.param_shapes()]
     shapes = dict(model_spec.param_shapes())
     x = torch.zeros((7, model_spec.input_dim), dtype=torch.float32)

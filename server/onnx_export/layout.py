@@ -50,10 +50,14 @@ GRAPH_FORMAT = "edge-sdk-train-graph"
 VARIANT_VERSIONS: dict[str, int] = {"step": 1, "epoch": 2}
 VARIANTS = tuple(VARIANT_VERSIONS)
 DEFAULT_VARIANT = "epoch"
+#: model kinds the epoch variant's hand-written backward covers; the others (gru) export the step variant only
+EPOCH_KINDS = ("mlp",)
 GRAPH_VERSION = max(VARIANT_VERSIONS.values())  # the newest format this exporter writes
 #: metadata_props key holding the JSON self-description of a training graph
 META_KEY = "edge_sdk.train_graph"
 OPTIMIZERS = ("sgd", "adam")
+#: model kinds whose training step exports to plain ONNX (gru: the BM-Case2 temporal model, unrolled over K)
+GRAPH_KINDS = ("mlp", "gru")
 ROLES = ("samples", "soft_labels")
 HYPER_NAMES: dict[str, tuple[str, ...]] = {
     "sgd": ("lr", "momentum", "weight_decay"),
@@ -110,6 +114,11 @@ class GraphGroup:
         return self.kind in ("symmetric_per_sample", "affine_sample")
 
 
+def default_variant(model: ModelSpec) -> str:
+    """The fastest graph variant ``model``'s kind has: ``epoch`` for an MLP, ``step`` for the others."""
+    return DEFAULT_VARIANT if model.kind in EPOCH_KINDS else "step"
+
+
 @dataclass(frozen=True)
 class TrainGraphSpec:
     """Everything that fixes the structure of a training graph."""
@@ -126,11 +135,14 @@ class TrainGraphSpec:
             raise ConfigError(f"graph variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.model.kind != "mlp":
+        if self.model.kind not in GRAPH_KINDS:
             raise ConfigError(
-                "only ModelSpec kind 'mlp' has an exportable training step (convnet backward needs "
+                f"only ModelSpec kinds {GRAPH_KINDS} have an exportable training step (convnet backward needs "
                 "conv/pool backward rules the ONNX exporter lacks; see docs/onnx-graph.md)"
             )
+        if self.variant == "epoch" and self.model.kind not in EPOCH_KINDS:
+            raise ConfigError(f"the epoch graph variant covers ModelSpec kinds {EPOCH_KINDS} (its backward is "
+                              f"written by hand); export kind {self.model.kind!r} with variant 'step'")
         samples = self.sample_groups()
         if not samples:
             raise ConfigError("a training graph needs at least one 'samples' group with bits > 0")

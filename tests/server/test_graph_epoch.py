@@ -5,6 +5,8 @@ quantizer kind and bit width, several runs of several steps, and one test per kn
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -324,3 +326,22 @@ def test_epoch_graph_batch_dims_stay_symbolic_when_sizes_collide():
     ref = EagerReference(model, params, "sgd", hp)
     want = [ref.step(gx.x[b], y[b], gt.x[b], 0.25) for b in batches]
     np.testing.assert_allclose(losses, want, rtol=1e-5)
+
+
+def test_epoch_variant_is_for_mlps_and_gru_exports_the_step_variant(tmp_path):
+    """The epoch graph's backward is written for the MLP: a gru model defaults to the step variant (whose
+    backward torch.func derives), and asking for an epoch graph of it is a typed error, not a wrong graph."""
+    from edge_sdk.server.onnx_export.export import write_graph_for_payload
+    from edge_sdk.server.onnx_export.layout import default_variant
+
+    from edge_sdk.errors import ConfigError
+
+    gru = ModelSpec(kind="gru", input_dim=3 * 4, in_shape=(3, 4), hidden=(8,), num_classes=5)
+    groups = (GraphGroup("cb4", "codebook", 4, 12),)
+    assert default_variant(MODEL) == "epoch" and default_variant(gru) == "step"
+    with pytest.raises(ConfigError, match="epoch graph variant"):
+        TrainGraphSpec(gru, groups, "adam", variant="epoch")
+    info = write_graph_for_payload(groups, gru, "adam", tmp_path / "g.onnx")
+    meta = json.loads(next(p.value for p in onnx.load(str(info.path)).metadata_props
+                           if p.key == "edge_sdk.train_graph"))
+    assert meta["version"] == 1 and meta.get("variant", "step") == "step"
