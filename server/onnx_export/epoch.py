@@ -270,11 +270,11 @@ def _body_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     return out
 
 
-def epoch_graph_model(spec: TrainGraphSpec) -> Any:
-    """The composed epoch-variant ``onnx.ModelProto`` (not yet finalized: no metadata, not checked)."""
+def epoch_graph_model(spec: TrainGraphSpec, _to_model: Callable[..., Any], _shorten_names: Callable[..., Any]) -> Any:
+    """The composed epoch-variant ``onnx.ModelProto`` (not yet finalized: no metadata, not checked).
+    ``_to_model`` / ``_shorten_names``: the exporter's tracing and renaming steps (``edge_sdk.server.onnx_export.
+    export`` passes its own, so this module does not import its caller)."""
     from torch.export import Dim
-
-    from edge_sdk.server.onnx_export.export import _shorten_names, _to_model
 
     dec_args = _decode_examples(spec)
     dec_dyn: list[Any] = []

@@ -308,7 +308,8 @@ def training_graph_bytes(spec: TrainGraphSpec) -> bytes:
     if spec.variant == "epoch":
         from edge_sdk.server.onnx_export.epoch import epoch_graph_model
 
-        return _finalize_model(epoch_graph_model(spec), {META_KEY: spec.meta_json()}, name_dims=False)
+        return _finalize_model(epoch_graph_model(spec, _to_model, _shorten_names), {META_KEY: spec.meta_json()},
+                               name_dims=False)
     from edge_sdk.server.onnx_export.step import make_step
 
     return _export(make_step(spec), example_inputs(spec), spec.input_names(), spec.output_names(),

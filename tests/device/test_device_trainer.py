@@ -112,8 +112,8 @@ def test_epoch_chunks_do_not_change_training(bundle):
     whole = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
     small = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
     small.executor = EpochExecutor(small.graph, small.data, decode_budget=3 * 4 * 40 * 10)
-    assert len(small.executor.chunks([np.arange(whole.config.batch_size)] * whole.steps_per_epoch)) > 2
-    assert len(whole.executor.chunks([np.arange(whole.config.batch_size)] * whole.steps_per_epoch)) == 1
+    assert len(small.executor.chunks([np.arange(whole.config.recipe.batch_size)] * whole.steps_per_epoch)) > 2
+    assert len(whole.executor.chunks([np.arange(whole.config.recipe.batch_size)] * whole.steps_per_epoch)) == 1
     sw, ss = whole.train(), small.train()
     for n in sw.params:
         np.testing.assert_allclose(sw.params[n], ss.params[n], rtol=0, atol=1e-6, err_msg=n)
