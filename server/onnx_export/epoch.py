@@ -366,8 +366,10 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
         else:
             inputs.append(_value_info(f"g{k}.packed", u8, [rows, g.row_bytes]))
         for pn in g.param_names():
-            shape = {"scale": [rows], "alpha": [g.d if g.per_feature else 1], "levels": [1 << g.bits],
-                     "hi": _affine_shape(g, rows), "lo": _affine_shape(g, rows)}[pn]
+            shapes: dict[str, list[Any]] = {"scale": [rows], "alpha": [g.d if g.per_feature else 1],
+                                            "levels": [1 << g.bits], "hi": _affine_shape(g, rows),
+                                            "lo": _affine_shape(g, rows)}
+            shape = shapes[pn]
             inputs.append(_value_info(f"g{k}.{pn}", f32, shape))
     inputs.append(_value_info("labels", i64, ["M"]))
     inputs.append(_value_info("batches", i64, ["K", "B"]))
@@ -383,7 +385,8 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
 
 
 def _affine_shape(g: GraphGroup, rows: str) -> list[Any]:
-    return {"affine_set": [1], "affine_feature": [g.d], "affine_sample": [rows]}.get(g.kind, [])
+    shapes: dict[str, list[Any]] = {"affine_set": [1], "affine_feature": [g.d], "affine_sample": [rows]}
+    return shapes.get(g.kind, [])
 
 
 def _copy(proto: Any) -> Any:

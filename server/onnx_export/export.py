@@ -290,6 +290,8 @@ def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names
             verbose=False,
             optimize=fold_limit is None,
         )
+    if prog is None:  # pragma: no cover - torch.onnx.export returns a program with dynamo=True
+        raise ConfigError("torch.onnx.export returned no program")
     if fold_limit is not None:
         import onnxscript.optimizer
 
