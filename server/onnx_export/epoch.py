@@ -313,6 +313,13 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
 
     # --- decode part: its outputs X[, S] become DECODED_X[, DECODED_SOFT]
     ren_dec = {BODY_X: DECODED_X, BODY_SOFT: DECODED_SOFT}
+    # The decode model's inputs are the group inputs, in order. When decoding is the identity (float32/float16
+    # storage), torch.export names the input after the output it equals ("X_orig"): give it its layout name.
+    dec_in = [vi.name for vi in decode.graph.input]
+    want_in = spec.group_input_names()
+    if len(dec_in) != len(want_in):
+        raise AssertionError(f"decode graph inputs {dec_in} do not match the layout's {want_in}")
+    ren_dec.update({have: want for have, want in zip(dec_in, want_in, strict=True) if have != want})
     nodes: list[Any] = []
     for nd in decode.graph.node:
         nd = _copy(nd)

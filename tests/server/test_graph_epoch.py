@@ -343,3 +343,21 @@ def test_epoch_variant_is_for_mlps_and_gru_exports_the_step_variant(tmp_path):
     meta = json.loads(next(p.value for p in onnx.load(str(info.path)).metadata_props
                            if p.key == "edge_sdk.train_graph"))
     assert meta["version"] == 1 and meta.get("variant", "step") == "step"
+
+
+@pytest.mark.parametrize("kind", ["float16", "float32"])
+def test_epoch_graph_single_raw_group(kind):
+    """One float16/float32 group alone: decoding is the identity, and torch.export names the decode model's input
+    after its output ("X_orig"); the composed graph must still read the layout's ``g0.values`` (regression: every
+    ``--quantizer float16`` distill failed its graph export with "input 'X_orig' ... is not output of any previous
+    nodes"). Parity with eager torch over a few steps."""
+    spec = TrainGraphSpec(MODEL, (GraphGroup("s", kind, 16 if kind == "float16" else 32, D),), "adam",
+                          debug_features=True, variant="epoch")
+    sess = _session(spec)
+    r = EpochRunner(spec, sess, HP["adam"], seed=5)
+    rng = np.random.default_rng(6)
+    feed, x, y = r.rows({0: 10})
+    out, ref = r.run(feed, _random_batches(rng, 10, 5, 4), x, y)
+    np.testing.assert_allclose(out["features"], x, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(out["losses"], ref, rtol=1e-4, atol=1e-5)
+    assert r.rel_err() <= 1e-5
