@@ -25,4 +25,4 @@ def make_backend(name: str, **options: Any) -> Backend:
     if name not in MODULES:
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(MODULES)}")
     importlib.import_module(MODULES[name])
-    return BACKENDS[name](**options)
+    return BACKENDS.get(name)(**options)

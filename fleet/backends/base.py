@@ -12,16 +12,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from edge_sdk.registry import Registry
+
 T = TypeVar("T")
 R = TypeVar("R")
 
-BACKENDS: dict[str, type[Backend]] = {}
+#: backends by name: the product's one registration mechanism (edge_sdk.registry)
+BACKENDS: Registry[type[Backend]] = Registry("fleet backend")
 
 
 def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
+    """``@register("name")``: set the class's ``name`` and register it in :data:`BACKENDS`."""
+
     def deco(cls: type[Backend]) -> type[Backend]:
         cls.name = name
-        BACKENDS[name] = cls
+        BACKENDS.add(name, cls)
         return cls
 
     return deco
