@@ -13,7 +13,7 @@ as a virtual dataset over the shards. Consequences:
 * ``backend="local"``: a ``spawn`` process pool of ``workers`` processes (default: min(K, CPUs)), one torch
   thread each; ``backend="ray"``: one Ray task per shard (``num_cpus=1``; ``num_gpus=gpus_per_shard`` when the
   run uses CUDA), on the cluster at ``ray_address`` or on a private local cluster (``workers`` CPUs, its own
-  temporary folder, no dashboard) that is shut down afterwards. Ray needs ``pip install 'edge-sdk[fleet]'``
+  temporary folder, no dashboard) that is shut down afterwards. Ray needs the fleet extra (``pip install -e '.[fleet]'`` in a checkout, docs/install.md)
   (the same Ray as the fleet simulator; no extra of its own). On a multi-machine cluster ``out`` must be on a
   file system every node sees.
 """
@@ -151,7 +151,7 @@ def _run_ray(jobs: list[ShardJob], workers: int, address: str | None, device: st
     try:
         import ray
     except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install 'edge-sdk[fleet]' (or use --backend local)") from None
+        raise ConfigError("--backend ray needs Ray: pip install -e '.[fleet]' in a checkout, docs/install.md (or use --backend local)") from None
     from tqdm import tqdm
 
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
