@@ -3,7 +3,8 @@ in torch, end-to-end device time for a demo-size payload. Contract: docs/contrac
 
     .venv/bin/python tools/bench_device.py --out bench-results [--quick]
 
-Targets (docs/device.md): ORT step >= 1.3x faster than eager torch (1 thread each); device peak RSS <= 150 MB.
+The step timing runs the v1 step graph (one ``run()`` per step); the device's default epoch graph and the other
+on-device runtimes are compared in tools/bench_peers.py (``make bench-peers``). Target: device peak RSS <= 150 MB.
 """
 
 from __future__ import annotations
