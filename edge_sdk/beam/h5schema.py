@@ -55,6 +55,7 @@ from edge_sdk.beam.dataset import (
     trailing_shape,
     validate_arrays,
 )
+from edge_sdk.beam.h5guard import DEFAULT_MAX_BYTES, checked_dataset
 from edge_sdk.errors import DatasetError
 
 SCHEMA_NAME = "edge-sdk/beam-dataset"
@@ -82,8 +83,6 @@ REQUIRED_ATTRS: dict[str, tuple[type, ...]] = {
     "n_target": (int,),
     "complete": (bool,),
 }
-#: readers refuse files whose arrays would need more memory than this (override with max_bytes=)
-DEFAULT_MAX_BYTES = 16 * 2**30
 _CHUNK_BYTES = 1 << 20
 
 
@@ -416,6 +415,8 @@ class BeamH5Writer:
         t = self.n_target
         if t is not None and self.n_done != t:
             raise DatasetError(f"cannot finalize: {self.n_done} of n_target={t} rows written")
+        if self.n_done == 0:
+            raise DatasetError("cannot finalize a file with no rows (readers refuse empty files); append rows first")
         self._f.attrs["complete"] = True
         if t is None:
             self._f.attrs["n_target"] = self.n_done
@@ -531,6 +532,8 @@ class BeamH5File:
         *,
         allow_incomplete: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        allow_virtual: bool = False,
+        allow_external: bool = False,
     ) -> None:
         self.path = Path(path)
         h5py = _h5py()
@@ -551,7 +554,7 @@ class BeamH5File:
                 f"{self.path}: cannot open HDF5 file ({exc}); the file is damaged or truncated"
             ) from None
         try:
-            self._check(allow_incomplete, max_bytes)
+            self._check(allow_incomplete, max_bytes, allow_virtual, allow_external)
         except DatasetError:
             self._f.close()
             raise
@@ -559,7 +562,7 @@ class BeamH5File:
             self._f.close()
             raise DatasetError(f"{self.path}: damaged HDF5 metadata ({type(exc).__name__}: {exc})") from None
 
-    def _check(self, allow_incomplete: bool, max_bytes: int) -> None:
+    def _check(self, allow_incomplete: bool, max_bytes: int, allow_virtual: bool, allow_external: bool) -> None:
         where = str(self.path)
         attrs = {k: _attr_value(v) for k, v in self._f.attrs.items()}
         _check_attrs(attrs, where)
@@ -570,15 +573,14 @@ class BeamH5File:
         case, n_tx, n_rx, n = attrs["case"], attrs["n_tx"], attrs["n_rx"], attrs["n_done"]
         if attrs["complete"] and attrs["n_target"] != n:
             raise DatasetError(f"{where}: complete file with n_done={n} != n_target={attrs['n_target']}")
+        if n == 0 and not allow_incomplete:
+            raise DatasetError(f"{where}: the file has no rows (n_done = 0); there is nothing to read or evaluate")
         table = fields_for(case)
         total = 0
-        h5py = _h5py()
         for name, (dtype, code) in table.items():
-            obj = self._f.get(name)
+            obj = checked_dataset(self._f, name, where, allow_virtual=allow_virtual, allow_external=allow_external)
             if obj is None:
                 raise DatasetError(f"{where}: missing dataset {name!r} (required for {case})")
-            if not isinstance(obj, h5py.Dataset):
-                raise DatasetError(f"{where}: {name!r} is not a dataset")
             if obj.dtype != dtype:
                 raise DatasetError(f"{where}: dataset {name!r} has dtype {obj.dtype}, expected {dtype}")
             want = (n, *trailing_shape(code, n_tx, n_rx))
@@ -595,7 +597,8 @@ class BeamH5File:
             total += dtype.itemsize * int(np.prod(want, dtype=np.int64))
         if total > max_bytes:
             raise DatasetError(
-                f"{where}: arrays need {total} bytes > max_bytes={max_bytes}; pass a larger max_bytes"
+                f"{where}: the declared arrays need {total} bytes when decompressed, above max_bytes={max_bytes}; "
+                "if the file is trusted pass a larger max_bytes (CLI: --max-bytes SIZE)"
             )
         self.attrs: dict[str, Any] = attrs
         self.case: str = case
@@ -659,10 +662,12 @@ class BeamH5File:
 
 
 def open_beam_h5(
-    path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_virtual: bool = False, allow_external: bool = False,
 ) -> BeamH5File:
-    """Open lazily (attributes, dataset shapes and dtypes validated; values read on demand)."""
-    return BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes)
+    """Open lazily (attributes, dataset shapes, dtypes and storage validated; values read on demand)."""
+    return BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes, allow_virtual=allow_virtual,
+                      allow_external=allow_external)
 
 
 def read_beam_h5(
@@ -671,13 +676,18 @@ def read_beam_h5(
     allow_incomplete: bool = False,
     check_labels: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_virtual: bool = False,
+    allow_external: bool = False,
 ) -> BeamDataset:
     """Read and fully validate a schema-v1 beam file into a :class:`BeamDataset`.
 
     Raises :class:`DatasetError` for: not HDF5 / damaged / checksum failure, wrong schema name, newer
     schema_version, missing or wrongly typed attributes, missing / mis-typed / mis-shaped datasets,
-    inconsistent lengths, an incomplete file (unless ``allow_incomplete``), non-finite RSRP, and labels that
-    differ from argmax over Tx of max over Rx. ``FileNotFoundError`` if the path does not exist.
+    inconsistent lengths, an incomplete file (unless ``allow_incomplete``), no rows, arrays above ``max_bytes``,
+    storage outside the file (unless ``allow_virtual`` / ``allow_external``, see :mod:`edge_sdk.beam.h5guard`),
+    foreign filters or huge chunks, non-finite RSRP, and
+    labels that differ from argmax over Tx of max over Rx. ``FileNotFoundError`` if the path does not exist.
     """
-    with BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes) as f:
+    with BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes, allow_virtual=allow_virtual,
+                    allow_external=allow_external) as f:
         return f.to_dataset(check_labels=check_labels)
