@@ -8,11 +8,11 @@ chunked datasets, gzip or lzf with shuffle and fletcher32, chunks of at most abo
 only that and refuses everything else with a one-line :class:`~edge_sdk.errors.DatasetError` before reading a
 value, unless the caller opts in:
 
-* ``allow_virtual`` — a *stitched sharded dataset*: virtual datasets whose sources are plain-named ``.h5`` files
-  in the stitched file's own directory (no directory part, no ``..``; each source must exist). The reader
-  validates the shard files themselves (rows, attributes) on top of this.
+* ``allow_virtual`` — a *stitched sharded dataset*: virtual datasets over shard files, which the reader then
+  validates with :func:`edge_sdk.beam.vds.check_virtual_sources` (plain sibling ``.h5`` names, exact tiling,
+  every shard a complete non-virtual beam file of the same run, read with these same checks).
 * ``allow_external`` — full trust in links out of the file: external links, soft links, external raw storage
-  and virtual datasets with sources anywhere.
+  and virtual datasets with any sources (not validated as a stitched dataset).
 
 The decompressed size is bounded by the reader from the declared shapes (``max_bytes``,
 :class:`H5ReadOptions`), so a compression bomb is refused from its metadata.
@@ -20,9 +20,7 @@ The decompressed size is bounded by the reader from the declared shapes (``max_b
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +34,6 @@ MAX_CHUNK_BYTES = 64 << 20
 #: readers refuse files whose declared arrays would need more memory than this, before reading a value
 #: (override: ``max_bytes=`` / CLI ``--max-bytes``): 1 GiB holds ~2 M rows of 32 x 8 beams (534 B/row)
 DEFAULT_MAX_BYTES = 1 << 30
-_SHARD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.h5$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,12 @@ class H5ReadOptions:
                 "allow_external": self.allow_external}
 
 
+#: how the server reads the operator's own training data (``load_beam``: distill/quantize ``--data``): stitched
+#: sharded files from ``data generate --shards`` are read (still validated), and the pre-issue-12 16 GiB cap
+#: applies; everything a device reads keeps the defaults
+SERVER_DATA = H5ReadOptions(max_bytes=16 << 30, allow_virtual=True)
+
+
 def _h5py() -> Any:
     import h5py
 
@@ -71,36 +74,10 @@ _VIRTUAL_HINT = ("if this is a stitched sharded dataset you trust, pass allow_vi
 
 
 def _check_virtual(obj: Any, name: str, where: str, *, allow_virtual: bool, allow_external: bool) -> None:
-    sources = obj.virtual_sources()
-    outside = sorted({str(s.file_name) for s in sources if str(s.file_name) != "."})
-    if not outside or allow_external:
-        return
-    if not allow_virtual:
+    outside = sorted({str(src.file_name) for src in obj.virtual_sources() if str(src.file_name) != "."})
+    if outside and not (allow_virtual or allow_external):
         raise DatasetError(f"{where}: dataset {name!r} is a virtual dataset over other files {outside[:3]}; "
                            f"refused ({_VIRTUAL_HINT})")
-    home = Path(where).parent
-    for fname in outside:
-        if not _SHARD_NAME.match(fname) or ".." in fname:
-            raise DatasetError(f"{where}: virtual dataset {name!r} reads {fname!r}, which is not a plain .h5 file "
-                               f"name in the same directory; a stitched dataset may only name its own shard "
-                               f"files ({_EXTERNAL_HINT})")
-        src = home / fname
-        if src.is_symlink() or not src.is_file():
-            raise DatasetError(f"{where}: virtual dataset {name!r} reads {fname!r}, which is missing or not a "
-                               "regular file next to it (HDF5 would silently read fill values)")
-    h5py = _h5py()
-    for s in sources:  # each source dataset passes the same storage checks (no nesting, filters, chunks)
-        fname = str(s.file_name)
-        if fname == ".":
-            continue
-        src = home / fname
-        try:
-            sf = h5py.File(src, "r")
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise DatasetError(f"{where}: virtual dataset {name!r}: cannot open its source {fname} ({exc})") from None
-        with sf:
-            if checked_dataset(sf, str(s.dset_name), str(src)) is None:
-                raise DatasetError(f"{where}: virtual dataset {name!r}: {fname} has no dataset {s.dset_name!r}")
 
 
 def checked_dataset(f: Any, name: str, where: str, *, allow_external: bool = False,
@@ -128,7 +105,7 @@ def checked_dataset(f: Any, name: str, where: str, *, allow_external: bool = Fal
                            f"({_EXTERNAL_HINT})")
     if obj.is_virtual:
         _check_virtual(obj, name, where, allow_virtual=allow_virtual, allow_external=allow_external)
-    else:  # a virtual dataset has no filters or chunks of its own; its sources are read as beam files
+    else:  # a virtual dataset has no filters or chunks of its own; a stitched file's shards get these checks
         plist = obj.id.get_create_plist()
         for i in range(plist.get_nfilters()):
             code = int(plist.get_filter(i)[0])

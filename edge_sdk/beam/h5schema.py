@@ -206,7 +206,10 @@ class BeamH5Writer:
         if part.exists():
             part.unlink()
         h5py = _h5py()
-        f = h5py.File(part, "w", libver=("v110", "latest"))
+        # libver up to v108: superblock v0, whose writer lock is an OS file lock released when the process dies.
+        # With v110+ (superblock v3) HDF5 marks the file "open for write" in the superblock, and after a SIGKILL
+        # no later open succeeds (HDF5 asks for the h5clear tool), so the .partial could not be resumed.
+        f = h5py.File(part, "w", libver=("earliest", "v108"))
         try:
             root = {
                 "schema": SCHEMA_NAME,
@@ -600,6 +603,12 @@ class BeamH5File:
                 f"{where}: the declared arrays need {total} bytes when decompressed, above max_bytes={max_bytes}; "
                 "if the file is trusted pass a larger max_bytes (CLI: --max-bytes SIZE)"
             )
+        # a stitched sharded dataset (edge_sdk.beam.vds): checked_dataset refused it unless allow_virtual (or
+        # allow_external, which trusts any virtual dataset without these checks)
+        if not allow_external and any(self._f[name].is_virtual for name in table):
+            from edge_sdk.beam.vds import check_virtual_sources
+
+            self.shard_files: list[str] = check_virtual_sources(self._f, self.path, attrs)
         self.attrs: dict[str, Any] = attrs
         self.case: str = case
         self.n: int = n

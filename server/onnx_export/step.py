@@ -15,7 +15,8 @@ stream bit k is bit ``k mod 8`` of byte ``k // 8``. With ``o = j*b mod 8`` and `
 the exporter lowers the integer division to float Div + Floor/Cast, exact because every operand is < 2**16).
 
 Dequantization reproduces :func:`edge_sdk.codecs.dequantize` (ADQ arXiv 2512.05987 Eq. 3-6 for
-symmetric_per_sample; QuADD uniform grid for uniform_clip; level lookup for codebook).
+symmetric_per_sample; QuADD uniform grid for uniform_clip; level lookup for codebook; min/max grids for the
+affine kinds).
 
 Optimizers reproduce ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay added to the gradient) and
 ``torch.optim.Adam`` (Kingma & Ba 2015, Alg. 1, with L2 weight decay added to the gradient, ``amsgrad=False``).
@@ -27,6 +28,9 @@ from collections.abc import Callable
 
 import torch
 from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
+
+from edge_sdk.codecs import AFFINE_KINDS
+from edge_sdk.modelspec import ModelSpec
 
 
 def unpack_codes(packed: torch.Tensor, g: GraphGroup) -> torch.Tensor:
@@ -49,6 +53,11 @@ def dequantize_group(g: GraphGroup, data: torch.Tensor, params: list[torch.Tenso
         (levels,) = params
         flat = torch.index_select(levels, 0, codes.reshape(-1).to(torch.int64))
         return flat.reshape(data.shape[0], g.d)
+    if g.kind in AFFINE_KINDS:  # x_hat = lo + u * ((hi - lo) / L), four float32 operations in this order
+        hi, lo = params
+        shape = (-1, 1) if g.kind == "affine_sample" else (1, -1)
+        step = (hi - lo) / float((1 << g.bits) - 1)
+        return lo.reshape(shape) + codes.to(torch.float32) * step.reshape(shape)
     c = codes.to(torch.float32) - float(g.q)
     if g.kind == "symmetric_per_sample":
         (scale,) = params
@@ -66,6 +75,22 @@ def mlp_forward(x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
         if i < n - 1:
             h = torch.relu(h)
     return h
+
+
+def model_forward(spec: ModelSpec) -> Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]:
+    """``f(x, params) -> logits`` for ``spec`` with ``params`` in ``spec.param_shapes()`` order: ``mlp`` is
+    :func:`mlp_forward`; ``gru`` is :func:`edge_sdk.server.models.forward` (the GRU unrolled over the K history
+    steps: MatMul, Sigmoid, Tanh, Mul, Add only)."""
+    if spec.kind == "mlp":
+        return mlp_forward
+    from edge_sdk.server.models import forward
+
+    names = [n for n, _ in spec.param_shapes()]
+
+    def f(x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+        return forward(spec, dict(zip(names, params, strict=True)), x)
+
+    return f
 
 
 def loss_fn(
@@ -88,6 +113,7 @@ def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
     n_params = len(spec.param_names())
     hyper = HYPER_NAMES[spec.optimizer]
     n_state = len(spec.state_names())
+    fwd = model_forward(spec.model)
 
     def step(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pos = 0
@@ -114,7 +140,7 @@ def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
         soft = None if not ts else (ts[0] if len(ts) == 1 else torch.cat(ts, dim=0))
 
         def objective(*ps: torch.Tensor) -> torch.Tensor:
-            return loss_fn(mlp_forward(x, list(ps)), labels, soft, soft_weight)
+            return loss_fn(fwd(x, list(ps)), labels, soft, soft_weight)
 
         grads, loss = torch.func.grad_and_value(objective, argnums=tuple(range(n_params)))(*params)
         new_p, new_s = optimizer_update(spec.optimizer, params, list(grads), state, hp)

@@ -184,36 +184,37 @@ def test_storage_outside_the_file_refused_unless_allowed(good, tmp_path, kind, m
     with pytest.raises(DatasetError, match="refused|soft link"):
         read_beam_h5(q)
     _one_typed_line(cli("data", "info", str(q), cwd=tmp_path), 3, "--allow-")
-    if kind == "virtual":  # a stitched dataset over a sibling file: allow_virtual is enough
-        assert np.array_equal(read_beam_h5(q, allow_virtual=True).d2d, arr)
-        assert cli("data", "info", str(q), "--allow-virtual", cwd=tmp_path).returncode == 0
-    elif kind != "soft_link":  # the extra dataset makes the soft-link file non-conforming either way
-        with pytest.raises(DatasetError, match="refused"):
-            read_beam_h5(q, allow_virtual=True)
-        assert np.array_equal(read_beam_h5(q, allow_external=True).d2d, arr)
-        r = cli("data", "info", str(q), "--allow-external", cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
-
-
-def test_virtual_sources_elsewhere_need_allow_external(good, tmp_path):
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    q, arr = _outside(good, tmp_path, "virtual", source_dir=elsewhere)
-    with pytest.raises(DatasetError, match="plain .h5 file name"):
+    if kind == "soft_link":  # the extra dataset makes the soft-link file non-conforming either way
+        return
+    # allow_virtual accepts only a stitched sharded dataset (tests/core/test_beam_vds.py), not this one
+    with pytest.raises(DatasetError, match="refused|virtual"):
         read_beam_h5(q, allow_virtual=True)
     assert np.array_equal(read_beam_h5(q, allow_external=True).d2d, arr)
+    r = cli("data", "info", str(q), "--allow-external", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
 
 
-def test_virtual_source_missing_or_a_bomb(good, tmp_path):
-    q, _ = _outside(good, tmp_path, "virtual")
-    (tmp_path / "other.h5").unlink()
-    with pytest.raises(DatasetError, match="missing"):
-        read_beam_h5(q, allow_virtual=True)
-    q, _ = _outside(good, tmp_path, "virtual")
+def test_stitched_dataset_needs_allow_virtual_and_its_shards_are_checked(tmp_path):
+    from edge_sdk.beam.vds import stitch_shards
+
+    ds = make_synthetic_beam_dataset(128, seed=4)
+    ds.attrs.update({"seed": 5, "generator_version": "test/1", "sionna_version": "-"})
+    paths = []
+    for i, (a, b) in enumerate([(0, 64), (64, 128)]):
+        part = ds.subset(slice(a, b))
+        part.attrs = {**ds.attrs, "shard_index": i, "shard_count": 2, "row_offset": a}
+        paths.append(tmp_path / f"d.shard{i}of2.h5")
+        write_beam_h5(paths[-1], part)
+    out = stitch_shards(tmp_path / "d.h5", paths)
+    with pytest.raises(DatasetError, match="--allow-virtual"):
+        read_beam_h5(out)
+    _one_typed_line(cli("data", "info", str(out)), 3, "--allow-virtual")
+    assert read_beam_h5(out, allow_virtual=True).n == 128
+    assert cli("data", "info", str(out), "--allow-virtual").returncode == 0
     rows = MAX_CHUNK_BYTES // 4 + 1
-    with h5py.File(tmp_path / "other.h5", "r+") as h:  # the source's own storage is checked too
+    with h5py.File(paths[1], "r+") as h:  # a shard's own storage gets the same checks
         d2d = h["d2d"][()]
         del h["d2d"]
         h.create_dataset("d2d", data=d2d, maxshape=(None,), chunks=(rows,), compression="gzip")
     with pytest.raises(DatasetError, match="chunks"):
-        read_beam_h5(q, allow_virtual=True)
+        read_beam_h5(out, allow_virtual=True)
