@@ -291,7 +291,7 @@ def checkpoint_cases(ck: Checkpoints, tmp: Path) -> dict[str, bytes]:
         "huge header length": (1 << 62).to_bytes(8, "little") + raw[8:],
         "zip bomb (2 MB -> 2 GiB)": bomb.read_bytes(),
         "text": b"hello, I am a checkpoint" * 10,
-        "wrong shape": ck.encode({**a, p2: np.zeros(a[p2].shape[::-1], np.float32)}),
+        "wrong shape": ck.encode({**a, p2: np.zeros((a[p2].shape[0] + 1, *a[p2].shape[1:]), np.float32)}),
         "wrong dtype": ck.encode({**a, p1: a[p1].astype(np.float64)}, plain=True),
         "extra tensor": ck.encode({**a, "p:evil": np.zeros(1, np.float32)}),
         "missing tensor": ck.encode({k: v for k, v in a.items() if k != s_last}),
