@@ -9,14 +9,15 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench lint cli-docs check-docs clean
+.PHONY: help install demo test test-slow test-device-minimal bench lint wheel cli-docs check-docs clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
 	@echo "make test   - set up .venv and run the default test suite (+ the torch-free device install test)"
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy (every layer)"
+	@echo "make wheel  - build the wheel a device installs (dist/)"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
 	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
 
@@ -51,9 +52,15 @@ bench: $(STAMP)
 	mkdir -p bench-results
 	$(PY) tools/bench.py --out bench-results
 
+# ruff on every folder; mypy on every layer as the installed package edge_sdk (tools/typecheck.py: mypy cannot map
+# the package-dir folders itself; the tool builds the installed layout and reports paths in the source folders)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_sdk server device serve fleet tests tools
-	$(VENV)/bin/mypy
+	$(PY) tools/typecheck.py
+
+# the wheel a device installs (docs/install.md): dist/edge_sdk_ran-<version>-py3-none-any.whl
+wheel: $(STAMP)
+	$(PIP) wheel -q --no-deps -w dist .
 
 cli-docs: $(STAMP)
 	$(PY) tools/gen_cli_docs.py
@@ -62,4 +69,4 @@ check-docs: $(STAMP)
 	$(PY) tools/check_docs.py
 
 clean:
-	rm -rf $(VENV) bench-results .pytest_cache build *.egg-info
+	rm -rf $(VENV) bench-results .pytest_cache build dist *.egg-info

@@ -46,7 +46,7 @@ def check_eval_data(data_path: str | os.PathLike[str], h5: H5ReadOptions | None 
     """Validate the metadata and storage of the HDF5 file ``data_path`` without reading its values (no rows,
     compression bombs, links out of the file: docs/dataset-hdf5.md); returns its row count. ``device train
     --eval`` runs this before training, so a bad file costs no training time."""
-    from edge_sdk.beam.h5schema import open_beam_h5
+    from edge_sdk.beam.h5reader import open_beam_h5
 
     with open_beam_h5(data_path, **(h5 or H5ReadOptions()).kwargs()) as f:
         return f.n
@@ -56,7 +56,7 @@ def evaluate_beam(model: bytes | str | os.PathLike[str], data_path: str | os.Pat
                   task: dict[str, Any] | None = None, h5: H5ReadOptions | None = None) -> dict[str, float]:
     """Beam KPIs of ``model`` on the HDF5 file ``data_path`` (read as ``h5`` allows, default
     :class:`H5ReadOptions`); ``task`` defaults to the model's own metadata."""
-    from edge_sdk.beam.h5schema import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.kpis import beam_kpis
     from edge_sdk.beam.taskspec import BeamTaskSpec
 

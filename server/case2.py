@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.models import forward, init_torch_params
 
 from edge_sdk.beam.dataset import BeamDataset
 from edge_sdk.beam.kpis import beam_kpis
 from edge_sdk.beam.taskspec import BeamTaskSpec
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec, epoch_order
+from edge_sdk.server.models import forward, init_torch_params
 
 #: logit gain of the residual start: the inputs are in units of the fitted scale (about 8 dB), so 1 dB of RSRP
 #: difference is about 1.2 logits

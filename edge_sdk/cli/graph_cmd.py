@@ -17,7 +17,7 @@ import click
               help="payload whose groups the graph consumes (its task.model gives the model spec)")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
-              help="default: the payload's task.train.optimizer, else adam")
+              help="default: the optimizer of the payload's training recipe (task.train), else sgd")
 @click.option("--model", "model_json", default=None,
               help='model spec JSON overriding task.model, e.g. \'{"kind":"mlp","input_dim":8,"num_classes":32,"hidden":[64]}\'')
 def cli(payload: Path, out: Path, optimizer: str | None, model_json: str | None) -> None:
@@ -25,6 +25,7 @@ def cli(payload: Path, out: Path, optimizer: str | None, model_json: str | None)
     from edge_sdk.errors import ConfigError
     from edge_sdk.modelspec import ModelSpec
     from edge_sdk.payload import read_payload
+    from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
 
     with read_payload(payload) as p:
@@ -36,7 +37,8 @@ def cli(payload: Path, out: Path, optimizer: str | None, model_json: str | None)
         if not model_d:
             raise ConfigError("the payload's task has no 'model' spec; pass --model JSON")
         spec = ModelSpec.from_dict(model_d)
-        opt = optimizer or str((task.get("train") or {}).get("optimizer", "adam"))
+        recipe = TrainRecipe.from_dict(task["train"]) if task.get("train") is not None else TrainRecipe()
+        opt = optimizer or recipe.optimizer
         info = write_graph_for_payload(p, spec, opt, out)
         named = p.graph
     match = named is not None and named.get("sha256") == info.sha256 and int(named.get("size", -1)) == info.size

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from edge_sdk.beam.h5guard import DEFAULT_MAX_BYTES, MAX_CHUNK_BYTES, H5ReadOptions
-from edge_sdk.beam.h5schema import open_beam_h5, read_beam_h5, write_beam_h5
+from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+from edge_sdk.beam.h5writer import write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 from edge_sdk.errors import DatasetError
 
@@ -79,7 +80,7 @@ def test_zero_rows_is_a_typed_error_everywhere(good, tmp_path):
 
 
 def test_writer_refuses_to_finalize_an_empty_file(tmp_path):
-    from edge_sdk.beam.h5schema import BeamH5Writer
+    from edge_sdk.beam.h5writer import BeamH5Writer
 
     w = BeamH5Writer.create(tmp_path / "e.h5", {"preset": {}, "seed": 0, "generator_version": "t",
                                                    "sionna_version": "0"}, n_tx=32, n_rx=8, case="case1")
@@ -195,7 +196,7 @@ def test_storage_outside_the_file_refused_unless_allowed(good, tmp_path, kind, m
 
 
 def test_stitched_dataset_needs_allow_virtual_and_its_shards_are_checked(tmp_path):
-    from edge_sdk.beam.vds import stitch_shards
+    from edge_sdk.beam.h5writer import stitch_shards
 
     ds = make_synthetic_beam_dataset(128, seed=4)
     ds.attrs.update({"seed": 5, "generator_version": "test/1", "sionna_version": "-"})

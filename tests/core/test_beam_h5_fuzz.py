@@ -109,7 +109,8 @@ def fuzz(cases: int, seed: int) -> dict:
     import h5py
     import numpy as np
 
-    from edge_sdk.beam.h5schema import open_beam_h5, read_beam_h5, write_beam_h5
+    from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+    from edge_sdk.beam.h5writer import write_beam_h5
     from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
     from edge_sdk.errors import DatasetError
 
