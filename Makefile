@@ -9,13 +9,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench lint wheel cli-docs check-docs clean
+.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint wheel cli-docs check-docs clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
 	@echo "make test   - set up .venv and run the default test suite (+ the torch-free device install test)"
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
+	@echo "make bench-peers - device training step vs eager torch, onnxruntime-training, LiteRT, ExecuTorch (own venvs)"
 	@echo "make lint   - ruff + mypy (every layer)"
 	@echo "make wheel  - build the wheel a device installs (dist/)"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
@@ -52,6 +53,13 @@ bench: $(STAMP)
 	mkdir -p bench-results
 	$(PY) tools/bench.py --out bench-results
 
+# Each peer runtime in its own venv under .venv-peers/ (the product's dependencies never change); a peer that
+# cannot be installed is reported by the benchmark, the others still run. Run it on a quiet machine.
+bench-peers: $(STAMP)
+	bash tools/peers/install_peers.sh
+	mkdir -p bench-results
+	$(PY) tools/bench_peers.py --out bench-results
+
 # ruff on every folder; mypy on every layer as the installed package edge_sdk (tools/typecheck.py: mypy cannot map
 # the package-dir folders itself; the tool builds the installed layout and reports paths in the source folders)
 lint: $(STAMP)
@@ -60,6 +68,7 @@ lint: $(STAMP)
 
 # the wheel a device installs (docs/install.md): dist/edge_sdk_ran-<version>-py3-none-any.whl
 wheel: $(STAMP)
+	rm -rf build/lib build/bdist.*  # setuptools reuses build/lib: a stale file would end up in the wheel
 	$(PIP) wheel -q --no-deps -w dist .
 
 cli-docs: $(STAMP)
@@ -69,4 +78,4 @@ check-docs: $(STAMP)
 	$(PY) tools/check_docs.py
 
 clean:
-	rm -rf $(VENV) bench-results .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .venv-peers bench-results .pytest_cache build dist *.egg-info

@@ -5,8 +5,10 @@ check the graph bytes against the payload's graph digest -> the training recipe 
 (``task["train"]``, an :class:`edge_sdk.recipe.TrainRecipe`; overrides only when the caller gives them) ->
 initial parameters from ``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) ->
 exactly ``recipe.steps`` updates, batches and learning rates from :mod:`edge_sdk.recipe` (``iter_batches``,
-``TrainRecipe.lr_at``) -> one graph run per update -> atomic checkpoint after every epoch and at the end
-(format v1, ``edge_sdk.device.checkpoint``) -> standalone inference ONNX with the weights as initializers.
+``TrainRecipe.lr_at``) -> the updates run through the executor of the graph's variant (an epoch graph, format v2,
+the default export, takes many steps per ``run()`` call; a step graph, v1, one per call:
+:mod:`edge_sdk.device.executor`) -> atomic checkpoint after every epoch and at the end (format v1,
+``edge_sdk.device.checkpoint``) -> standalone inference ONNX with the weights as initializers.
 Everything the device reads is validated before anything is allocated: the payload, the task spec
 (``edge_sdk.schema.TaskSpec``, the beam task, the model spec, the recipe with ``edge_sdk.recipe.RECIPE_BOUNDS``),
 the graph's self-description against the graph itself, the estimated training memory against ``TrainLimits``
@@ -19,7 +21,6 @@ server trains with the same recipe, init, batch order and optimizer in torch; ed
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import sys
@@ -34,6 +35,7 @@ import numpy as np
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from edge_sdk.device.data import PayloadData
+from edge_sdk.device.executor import DECODE_BUDGET_BYTES, make_executor
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 from edge_sdk.errors import CheckpointError, ConfigError, DeviceError
@@ -193,6 +195,9 @@ class Trainer:
         self.config = resolve_config(self.task, self.data.n, self.graph.optimizer, config, **overrides)
         self.memory = self.limits.check(self.graph.model, self.config.recipe.batch_size, self.graph.optimizer)
         self.bytes_received = int(self.payload.size) + int(self.graph.size)
+        # the epoch graph decodes the rows of many batches per run: within what the memory bound leaves
+        decode_budget = min(DECODE_BUDGET_BYTES, max(0, self.limits.max_train_memory - self.memory.total))
+        self.executor = make_executor(self.graph, self.data, decode_budget)
         self.steps_per_epoch = self.config.recipe.steps_per_epoch(self.data.n)
         self.total_steps = self.config.recipe.steps
 
@@ -258,34 +263,26 @@ class Trainer:
 
     def run_steps(self, st: TrainState, stop: int, progress: Callable[[int], Any] | None = None,
                   on_epoch_end: Callable[[TrainState], Any] | None = None) -> None:
-        """Updates ``st.step .. stop-1`` (edge_sdk.recipe batch rule); updates ``st`` in place. After the last
-        update of every epoch, and after update ``stop - 1``, a history row is added and ``on_epoch_end(st)``
+        """Updates ``st.step .. stop-1`` (edge_sdk.recipe batch rule, each batch's indices sorted) through the
+        executor of the graph's variant, one epoch (or the rest of it) per call; updates ``st`` in place. After the
+        last update of every epoch, and after update ``stop - 1``, a history row is added and ``on_epoch_end(st)``
         is called."""
         spe = self.steps_per_epoch
-        losses: list[float] = []
-        for t, epoch, idx in iter_batches(self.data.n, self.config.recipe.batch_size, self.config.seed, st.step, stop):
-            feed = self.data.batch_feed(idx)
-            feed.update(self._hyper(t))
-            feed.update(st.params)
-            feed.update(st.state)
-            out = self.graph.run(feed)
-            loss = float(out["loss"])
-            if not math.isfinite(loss):
-                raise DeviceError(f"loss became {loss} at step {t}; lower the learning rate")
-            losses.append(loss)
-            st.params = {n: out[f"new.{n}"] for n in self.graph.param_names}
-            st.state = {n: out[f"new.{n}"] for n in self.graph.state_names}
-            st.step = t + 1
-            st.epoch = epoch + 1
-            if progress is not None:
-                progress(1)
-            if st.step % spe == 0 or st.step == stop:
-                if st.history is None:
-                    st.history = []
-                st.history.append({"epoch": st.epoch, "step": st.step, "loss": float(np.mean(losses))})
-                losses = []
-                if on_epoch_end is not None:
-                    on_epoch_end(st)
+        r = self.config.recipe
+        while st.step < stop:
+            end = min(stop, (st.step // spe + 1) * spe)
+            items = list(iter_batches(self.data.n, r.batch_size, self.config.seed, st.step, end))
+            batches = [np.sort(idx) for _, _, idx in items]
+            hypers = [self._hyper(t) for t, _, _ in items]
+            st.params, st.state, losses = self.executor.run(st.params, st.state, batches, hypers, first_step=st.step,
+                                                            progress=progress)
+            st.step = end
+            st.epoch = items[-1][1] + 1
+            if st.history is None:
+                st.history = []
+            st.history.append({"epoch": st.epoch, "step": st.step, "loss": float(np.mean(losses))})
+            if on_epoch_end is not None:
+                on_epoch_end(st)
 
     def train_epoch(self, st: TrainState, progress: Callable[[int], Any] | None = None) -> float:
         """The rest of the current epoch (not capped by ``recipe.steps``: for measurements and step-wise use;

@@ -69,8 +69,9 @@ def export_parquet(src: Path, dst: Path, *, layout: str = "columns", full: bool 
         raise ConfigError(f"layout must be 'columns' or 'list', got {layout!r}")
     try:
         import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is a base dependency
-        raise ConfigError(f"Parquet export needs pyarrow: {exc}") from None
+    except ImportError as exc:  # pragma: no cover - pyarrow comes with the server and fleet extras
+        raise ConfigError(f"Parquet export needs pyarrow ({exc}): pip install -e '.[server]' or '.[fleet]' in a "
+                          "checkout (docs/install.md)") from None
     with atomic_path(dst, make_parents=True) as tmp, open_beam_h5(src, **(h5 or H5ReadOptions()).kwargs()) as f:
         meta = {b"edge_sdk.beam": json.dumps(f.attrs, sort_keys=True).encode()}
         writer = None

@@ -32,6 +32,7 @@ class BundleSpec:
     seed: int = 1
     #: TrainRecipe fields (besides ``optimizer``); ``epochs`` is turned into ``steps`` for ``n_train`` samples
     train: tuple[tuple[str, Any], ...] = (("epochs", 3), ("batch_size", 64), ("lr", 3e-3))
+    variant: str = "epoch"  # training-graph variant (docs/onnx-graph.md): "epoch" (v2) or "step" (v1)
 
 
 def _levels(x: np.ndarray, bits: int) -> np.ndarray:
@@ -77,7 +78,7 @@ def make_bundle(out_dir: str | Path, spec: BundleSpec = BundleSpec()) -> dict[st
         groups = [SampleGroup("f32", "float32", 32, data=x.astype(np.float32), labels=y)]
     else:
         raise ValueError(f"unknown bundle layout {spec.layout!r}")
-    info = write_graph_for_payload(groups, model, spec.optimizer, out / "graph.onnx")
+    info = write_graph_for_payload(groups, model, spec.optimizer, out / "graph.onnx", variant=spec.variant)
     train = dict(spec.train)
     epochs = int(train.pop("epochs", 1))
     recipe = TrainRecipe.defaults(spec.optimizer).with_overrides(**train)

@@ -92,5 +92,7 @@ def test_cli_sharded(tmp_path, unsharded) -> None:
     assert res.exit_code == 0, res.output
     assert "2 shards" in res.output
     _same(c1, read_beam_h5(out, allow_virtual=True))
-    res = CliRunner().invoke(cli, ["data", "info", str(out)])
+    res = CliRunner().invoke(cli, ["data", "info", str(out)])  # a stitched file is read only when asked for
+    assert res.exit_code != 0 and "--allow-virtual" in str(res.exception)
+    res = CliRunner().invoke(cli, ["data", "info", str(out), "--allow-virtual"])
     assert res.exit_code == 0 and "60" in res.output
