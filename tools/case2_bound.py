@@ -1,7 +1,8 @@
 """Why Set B (1/4) history cannot come within 5 points of sample-and-hold of a full Set A sweep at 160 ms:
 the same models trained on measurements *without small-scale fading* (the local mean) and genie predictors.
 
-    python tools/case2_bound.py --out runs/case2-bound                 # card figures (~15 min on one core)
+    python tools/case2_bound.py --out runs/case2-bound --traj 300 --test-traj 100 --epochs 15   # card (< 10 min)
+    python tools/case2_bound.py --out runs/case2-bound                 # full size (~40 min on one core)
     python tools/case2_bound.py --out /tmp/b --traj 120 --test-traj 60 --epochs 4    # quick look
 
 Generates ``--traj`` training and ``--test-traj`` test trajectories of the 30 km/h preset with
@@ -10,7 +11,8 @@ added, i.e. the fading averaged out), and for K = 4 measurements 160 ms apart, h
 
 * genie rows: Top-1 of the target instant's own local mean (the fading limit of any predictor), Top-1 of the
   local mean at the last measurement instant t, sample-and-hold of the last instantaneous sweep;
-* learned rows: the MLP and the GRU (recipe: the one :mod:`tools.case2_eval` selects most often, fixed here)
+* learned rows: the MLP (relative linear inputs) and the GRU (per-sample-max dB inputs), Adam 3e-3, patience 4 (the
+  recipe family :mod:`tools.case2_eval` searches, fixed here)
   trained on Set B 1/4 and on Set A inputs taken (a) from the instantaneous RSRP -- what a UE measures -- and
   (b) from the local mean -- a UE that could average the fading out. Labels are always the instantaneous
   Top-1 at the target instant (the TR 38.843 KPI). Seeds 1-3, early stopping on a trajectory-wise 20% split.

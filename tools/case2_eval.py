@@ -1,25 +1,27 @@
 """BM-Case2 evaluation (TR 38.843): temporal models vs sample-and-hold, by period, horizon and speed.
 
-    # data (once; each command < 10 min on one core, --resume continues)
+    # data (once; each command < 5 min on one core, --resume continues)
     edge-sdk data generate --preset uma-fr2-case2 --samples 100000 --seed 303 --out runs/c2/v30-train.h5
     edge-sdk data generate --preset uma-fr2-case2 --samples 50000 --seed 404 --out runs/c2/v30-test.h5
-    edge-sdk data generate --preset uma-fr2-case2-60kmh --samples 100000 --seed 313 --out runs/c2/v60-train.h5
-    edge-sdk data generate --preset uma-fr2-case2-60kmh --samples 30000 --seed 414 --out runs/c2/v60-test.h5
-    edge-sdk data generate --preset uma-fr2-case2-90kmh --samples 100000 --seed 323 --out runs/c2/v90-train.h5
-    edge-sdk data generate --preset uma-fr2-case2-90kmh --samples 30000 --seed 424 --out runs/c2/v90-test.h5
-    # evaluation, in groups that each fit in ~30 min (results cached per setting in --out; rerun to resume)
-    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval --group period
-    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval --group horizon
-    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval --group speed
+    edge-sdk data generate --preset uma-fr2-case2-60kmh --samples 50000 --seed 313 --out runs/c2/v60-train.h5
+    edge-sdk data generate --preset uma-fr2-case2-60kmh --samples 20000 --seed 414 --out runs/c2/v60-test.h5
+    edge-sdk data generate --preset uma-fr2-case2-90kmh --samples 50000 --seed 323 --out runs/c2/v90-train.h5
+    edge-sdk data generate --preset uma-fr2-case2-90kmh --samples 20000 --seed 424 --out runs/c2/v90-test.h5
+    # evaluation (the dataset card's scale), one group / Set B at a time (each < 10 min on one core; results
+    # are cached per setting in --out, a rerun resumes)
+    A="--train-traj 500 --test-traj 200 --max-epochs 25 --patience 4 --lr 0.003 --lr 0.01"
+    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group period
+    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group speed --setb 1/4
+    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group horizon --setb 1/4
     python tools/case2_eval.py --out runs/case2-eval --report          # tables -> case2-eval.md
 
 A setting = (speed, measurement period, history K, horizon F, Set B). For each: the training file's trajectories
 are split 80/20 into train / validation by trajectory (:func:`edge_sdk.server.case2.split_by_trajectory`); the
-task spec (``BeamTaskSpec(case="case2", ...)``, per-sample-max normalisation fitted on train) gives windows of K
+task spec (``BeamTaskSpec(case="case2", ...)``, normalisation fitted on train) gives windows of K
 Set B measurements one period apart and the Top-1 Set A beam F periods after the last one. Baselines on the test
 file: sample-and-hold (S&H) of the last full Set A sweep, S&H of the best measured Set B beam, and the mean power
 over the K instants (Set A sweeps, or Set B). Models: an MLP over the window and a GRU (with a linear skip from
-the latest step); for each kind the recipe (learning rate, weight decay) is chosen on validation Top-1, then 3
+the latest step); for each kind the recipe (input normalisation, learning rate) is chosen on validation Top-1, then 3
 seeds are trained (early stopping on validation) and scored once on the test file. Percent, mean of 3 seeds.
 """
 
@@ -48,6 +50,7 @@ def key(s: dict, setb: str) -> str:
 def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...], patience: int = 6,
                 lrs: tuple[float, ...] = (1e-3, 3e-3), train_traj: int | None = None,
                 test_traj: int | None = None) -> dict:
+    from edge_sdk.beam.h5guard import SERVER_DATA
     from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.kpis import (
         beam_kpis,
@@ -59,8 +62,8 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
     from edge_sdk.server import case2 as C
 
     t0 = time.perf_counter()
-    full = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-train.h5"), train_traj)
-    te_ds = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-test.h5"), test_traj)
+    full = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-train.h5", **SERVER_DATA.kwargs()), train_traj)
+    te_ds = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-test.h5", **SERVER_DATA.kwargs()), test_traj)
     tr_ds, val_ds = C.split_by_trajectory(full, 0.2, seed=0)
     p = int(round(s["period_ms"] / 1000 / float(full.time_step_s or 0.02)))
     base = BeamTaskSpec(n_tx=full.n_tx, setb=setb, case="case2", history=s["history"], horizon=s["horizon"],
