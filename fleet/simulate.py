@@ -72,10 +72,11 @@ class RunResult:
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
+    """The product's progress reporter (:func:`edge_sdk.progress.progress_bar`): a bar on a terminal, rare plain
+    lines in logs, nothing with ``enabled=False``."""
+    from edge_sdk.progress import progress_bar
 
-    # disable=None: silent when stderr is not a terminal (logs stay readable)
-    return tqdm(total=total, desc=desc, unit="dev", disable=None if enabled else True, leave=False)
+    return progress_bar(total=total, desc=desc, unit="dev", disable=not enabled, leave=False)
 
 
 def pool_features(path: Path, tiers: list[Tier]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
