@@ -47,7 +47,7 @@ EDGE_SDK_DEBUG=1 edge-sdk payload inspect runs/q/payload.epl --json
 make test
 make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 python3 -m venv .venv
-edge-sdk payload keygen --out-dir runs/keys --name demo   # exit 2
+edge-sdk payload keygen --out-dir runs/keys --name demo   # exit 2 (a key is never replaced)
 ```
 """
 
