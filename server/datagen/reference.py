@@ -20,7 +20,7 @@ from edge_sdk.beam.dataset import fields_for
 SUMS_NAME = "SHA256SUMS"
 SUMS_HEADER = (
     "# SHA-256 of the decoded arrays + seed/preset attrs (edge_sdk.server.datagen.reference.array_digest),\n"
-    "# not of the file bytes (HDF5 attrs hold a creation timestamp). Regenerate: python tools/make_reference_data.py\n"
+    "# not of the file bytes (HDF5 attrs hold a creation timestamp). Made by: .venv/bin/python tools/make_reference_data.py\n"
 )
 
 
@@ -180,3 +180,90 @@ def compare_datasets(candidate: str | Path, reference: str | Path) -> Comparison
         diffs.append(d)
     identical = not problems and array_digest(candidate) == array_digest(reference)
     return Comparison(identical=identical, equivalent=not problems, fields=tuple(diffs), problems=tuple(problems))
+
+
+# ------------------------------------------------------------------------------------------ the shipped files
+
+#: how the shipped reference data is made: file -> (rows, seed); preset and chunk size below; CPU, one thread
+REFERENCE_FILES = {"train.h5": (12_000, 1), "test.h5": (4_000, 2)}
+REFERENCE_PRESET = "uma-fr2-case1"
+REFERENCE_BATCH = 1000
+
+
+def shipped_reference_dir() -> Path:
+    """``datasets/3gpp/reference`` of the source checkout (the shipped files and their SHA256SUMS)."""
+    d = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
+    if not (d / SUMS_NAME).exists():
+        from edge_sdk.errors import ConfigError
+
+        raise ConfigError(f"the shipped reference data is not at {d} (it lives in the source checkout's "
+                          "datasets/3gpp/reference); run from a checkout")
+    return d
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file checked against the shipped SHA256SUMS (and, when its digest differs, against the shipped file)."""
+
+    name: str
+    expected: str
+    actual: str | None  # None: the file is missing
+    comparison: Comparison | None = None
+
+    @property
+    def identical(self) -> bool:
+        return self.actual == self.expected
+
+    @property
+    def ok(self) -> bool:
+        """Identical, or (for a regenerated copy) equivalent within float rounding."""
+        return self.identical or (self.comparison is not None and self.comparison.equivalent)
+
+    def line(self) -> str:
+        if self.actual is None:
+            return f"{self.name}: MISSING"
+        if self.identical:
+            return f"{self.name}: OK (identical to the shipped SHA256SUMS)"
+        if self.comparison is None:
+            return f"{self.name}: MISMATCH (array digest {self.actual}, SHA256SUMS says {self.expected})"
+        verdict = "OK, " if self.comparison.equivalent else "MISMATCH, "
+        return f"{self.name}: {verdict}{self.comparison.summary()}"
+
+
+def check_reference(files_dir: str | Path | None = None, shipped_dir: str | Path | None = None) -> list[FileCheck]:
+    """Check the reference files in ``files_dir`` (default: the shipped ones) against the SHIPPED SHA256SUMS,
+    never against a SHA256SUMS that sits beside the checked files. The shipped files must match exactly; a
+    regenerated copy elsewhere whose digest differs is compared with the shipped file (:func:`compare_datasets`)."""
+    shipped = Path(shipped_dir) if shipped_dir is not None else shipped_reference_dir()
+    files = Path(files_dir) if files_dir is not None else shipped
+    is_shipped = files.resolve() == shipped.resolve()
+    out = []
+    for name, digest in read_sums(shipped / SUMS_NAME).items():
+        f = files / name
+        if not f.exists():
+            out.append(FileCheck(name, digest, None))
+            continue
+        actual = array_digest(f)
+        cmp = None
+        if actual != digest and not is_shipped:
+            cmp = compare_datasets(f, shipped / name)
+        out.append(FileCheck(name, digest, actual, cmp))
+    return out
+
+
+def make_reference(out_dir: str | Path, progress: bool = True) -> dict[str, str]:
+    """Generate the reference files into ``out_dir`` (CPU, one torch thread) and write ``out_dir/SHA256SUMS``;
+    returns ``{name: array digest}``. Existing files in ``out_dir`` are replaced."""
+    import torch
+    from edge_sdk.server.datagen.generate import generate_dataset
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    sums = {}
+    for name, (n, seed) in REFERENCE_FILES.items():
+        generate_dataset(REFERENCE_PRESET, samples=n, seed=seed, out=out / name, device="cpu", batch=REFERENCE_BATCH,
+                         overwrite=True, progress=progress)
+        sums[name] = array_digest(out / name)
+    write_sums(out / SUMS_NAME, sums)
+    return sums

@@ -121,3 +121,56 @@ def test_regenerating_test_h5_reproduces_the_shipped_file(tmp_path) -> None:
     c = compare_datasets(out, REF / "test.h5")
     print(f"regenerated test.h5: {c.summary()}")
     assert c.equivalent, c.summary()
+
+
+# ------------------------------------------------------------------------ tools/make_reference_data.py
+
+def _tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_reference_data", REF.parents[2] / "tools" / "make_reference_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_check_of_the_shipped_files(capsys) -> None:
+    assert _tool().main(["--check"]) == 0
+    assert capsys.readouterr().out.count("OK (identical to the shipped SHA256SUMS)") == 2
+
+
+def test_check_uses_the_shipped_sums_not_the_ones_beside_the_files(tmp_path, capsys) -> None:
+    """The check that could not fail: a changed file with its own freshly written SHA256SUMS is still refused."""
+    from edge_sdk.server.datagen.reference import SUMS_NAME, array_digest, write_sums
+
+    d = tmp_path / "regen"
+    d.mkdir()
+    for name in ("train.h5", "test.h5"):
+        shutil.copyfile(REF / name, d / name)
+    _edit(d / "test.h5", "ue_pos", lambda a: a + np.float32(1.0))
+    write_sums(d / SUMS_NAME, {n: array_digest(d / n) for n in ("train.h5", "test.h5")})
+    assert _tool().main(["--check", "--dir", str(d)]) == 1
+    out = capsys.readouterr().out
+    assert "train.h5: OK (identical" in out and "test.h5: MISMATCH, DIFFERENT: ue_pos" in out
+
+
+def test_check_accepts_a_copy_equivalent_within_rounding(tmp_path, capsys) -> None:
+    d = tmp_path / "regen"
+    d.mkdir()
+    for name in ("train.h5", "test.h5"):
+        shutil.copyfile(REF / name, d / name)
+    _edit(d / "train.h5", "rsrp", lambda a: np.where(np.arange(a.size).reshape(a.shape) % 100_003 == 0, _step(a, 1), a))
+    assert _tool().main(["--check", "--dir", str(d)]) == 0
+    assert "train.h5: OK, equivalent within float rounding, not bit-identical: rsrp: 31 of" in capsys.readouterr().out
+    (d / "test.h5").unlink()
+    assert _tool().main(["--check", "--dir", str(d)]) == 1
+    assert "test.h5: MISSING" in capsys.readouterr().out
+
+
+def test_regeneration_never_writes_over_the_shipped_files(capsys) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in REF.iterdir()}
+    assert _tool().main(["--out", str(REF)]) == 2
+    assert "--replace-shipped" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in REF.iterdir()} == before
+    assert _tool().DEFAULT_OUT.as_posix() == "runs/reference"
