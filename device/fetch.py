@@ -267,6 +267,11 @@ class Fetcher:
                     self.report.bytes_on_wire += len(data)
                     if len(data) > cap:
                         raise ProtocolError(f"{what}: response exceeds the cap of {cap} bytes")
+                    if cl is not None and len(data) != int(cl):
+                        raise _Retry(f"{what}: connection closed after {len(data)} of {cl} bytes")
+                    if cl is None and r.headers.get("transfer-encoding", "").lower() != "chunked":
+                        # without a length the end of the body is the end of the connection: a cut looks complete
+                        raise _Retry(f"{what}: answer without Content-Length (cut connection?)")
                     return data
                 finally:
                     r.release_conn()

@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edge_sdk.errors import DeviceError
+from edge_sdk.errors import DeviceError, SchemaError
+from edge_sdk.graphmeta import GRAPH_FORMAT, HYPER_NAMES, META_KEY, SUPPORTED_VERSIONS, GraphMeta
 from edge_sdk.modelspec import ModelSpec
 
-META_KEY = "edge_sdk.train_graph"
-GRAPH_FORMAT = "edge-sdk-train-graph"
-SUPPORTED_VERSIONS = (1,)
+__all__ = ["GRAPH_FORMAT", "META_KEY", "SUPPORTED_VERSIONS", "TrainGraph", "check_groups", "load_train_graph"]
 
 
 @dataclass
@@ -83,8 +82,8 @@ def load_train_graph(data: bytes, expected: dict[str, Any] | None = None, thread
         want = str(expected.get("sha256", "")).lower()
         if want != digest or int(expected.get("size", -1)) != len(data):
             raise DeviceError(
-                f"graph does not match the payload: payload names sha256 {want[:16]}... ({expected.get('size')} B), "
-                f"got {digest[:16]}... ({len(data)} B); use the graph exported together with this payload"
+                f"graph does not match the payload: payload names sha256 {want} ({expected.get('size')} B), "
+                f"got {digest} ({len(data)} B); use the graph exported together with this payload"
             )
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
@@ -97,17 +96,60 @@ def load_train_graph(data: bytes, expected: dict[str, Any] | None = None, thread
     if raw is None:
         raise DeviceError(f"not an edge-sdk training graph (no {META_KEY!r} metadata); export it with "
                           "`edge-sdk export-graph`")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise DeviceError(f"training graph metadata is not JSON: {exc}") from exc
-    if meta.get("format") != GRAPH_FORMAT or meta.get("version") not in SUPPORTED_VERSIONS:
-        raise DeviceError(f"unsupported training graph format {meta.get('format')!r} v{meta.get('version')}; "
-                          f"this runtime reads {GRAPH_FORMAT} v{SUPPORTED_VERSIONS}")
-    names = [i.name for i in sess.get_inputs()]
-    if names != meta.get("inputs"):
-        raise DeviceError("training graph inputs do not match its metadata (corrupted or hand-edited graph)")
-    return TrainGraph(session=sess, meta=meta, sha256=digest, size=len(data))
+    gm = GraphMeta.from_json(raw)
+    check_session(sess, gm)
+    return TrainGraph(session=sess, meta=json.loads(raw), sha256=digest, size=len(data))
+
+
+_ONNX_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)", "int64": "tensor(int64)"}
+
+
+def expected_input_specs(gm: GraphMeta) -> dict[str, tuple[str, tuple[int | None, ...]]]:
+    """{input name: (onnx type, shape)} the graph must declare; None = a dynamic (batch) dimension."""
+    f = _ONNX_DTYPES["float32"]
+    out: dict[str, tuple[str, tuple[int | None, ...]]] = {}
+    for k, g in enumerate(gm.groups):
+        if g.kind == "none":
+            continue
+        if g.kind in ("float16", "float32"):
+            out[f"g{k}.values"] = (f, (None, g.d))
+        else:
+            out[f"g{k}.packed"] = (_ONNX_DTYPES["uint8"], (None, (g.d * g.bits + 7) // 8))
+        if g.kind == "symmetric_per_sample":
+            out[f"g{k}.scale"] = (f, (None,))
+        elif g.kind == "uniform_clip":
+            out[f"g{k}.alpha"] = (f, (g.d if g.per_feature else 1,))
+        elif g.kind == "codebook":
+            out[f"g{k}.levels"] = (f, (1 << g.bits,))
+    out["labels"] = (_ONNX_DTYPES["int64"], (None,))
+    for h in (["soft_weight"] if gm.has_soft else []) + list(HYPER_NAMES[gm.optimizer]):
+        out[h] = (f, ())
+    shapes = dict(gm.model.param_shapes())
+    for n in gm.param_names:
+        out[n] = (f, shapes[n])
+    for n in gm.state_names:
+        out[n] = (f, shapes[n.rsplit(".", 1)[0]])
+    return out
+
+
+def check_session(sess: ort.InferenceSession, gm: GraphMeta) -> None:
+    """The graph's real inputs and outputs are those its (validated) self-description implies, with the
+    dtypes and static shapes the model spec gives: a graph whose metadata lies about its model is refused
+    before any parameter is allocated."""
+    ins = {i.name: i for i in sess.get_inputs()}
+    if [i.name for i in sess.get_inputs()] != list(gm.inputs):
+        raise SchemaError("training graph inputs do not match its metadata (corrupted or hand-edited graph); "
+                          "export it again")
+    if [o.name for o in sess.get_outputs()] != list(gm.outputs):
+        raise SchemaError("training graph outputs do not match its metadata (corrupted or hand-edited graph); "
+                          "export it again")
+    for name, (dtype, shape) in expected_input_specs(gm).items():
+        got = ins[name]
+        dims = tuple(d if isinstance(d, int) else None for d in (got.shape or []))
+        if got.type != dtype or len(dims) != len(shape) or any(
+                w is not None and g != w for g, w in zip(dims, shape, strict=True)):  # static dims must match
+            raise SchemaError(f"training graph input {name!r} is {got.type} {list(got.shape or [])}, its metadata "
+                              f"implies {dtype} {[d if d is not None else 'B' for d in shape]}; export it again")
 
 
 def check_groups(graph: TrainGraph, payload_groups: list[Any], num_classes: int) -> None:

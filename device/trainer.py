@@ -4,7 +4,10 @@ Flow (docs/device.md): verify the payload (content digest; Ed25519 signature whe
 check the graph bytes against the payload's graph digest -> initial parameters from
 ``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) -> for each epoch, batches
 in ``epoch_order(N, seed, epoch)`` order (last batch may be smaller) -> one graph run per batch -> atomic
-checkpoint after every epoch -> standalone inference ONNX with the weights as initializers.
+checkpoint after every epoch (format v1, ``edge_sdk.device.checkpoint``) -> standalone inference ONNX with the
+weights as initializers. Everything the device reads is validated before anything is allocated: the payload, the
+task spec (``edge_sdk.schema.TaskSpec``, the beam task, the model spec), the graph's self-description against the
+graph itself, the estimated training memory against ``TrainLimits`` (docs/device.md, "What the device validates").
 
 Learning-rate schedule (per optimizer step ``t = 0..T-1``, ``T`` = epochs x batches per epoch):
 ``cosine``: ``lr_t = lr * 0.5 * (1 + cos(pi * t / T))``; ``step``: ``lr * gamma ** (epoch // step_epochs)``;
@@ -25,16 +28,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from edge_sdk.device.data import PayloadData
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 
 from edge_sdk.atomic import atomic_write_bytes
-from edge_sdk.errors import ConfigError, DeviceError
-from edge_sdk.modelspec import epoch_order, init_params
+from edge_sdk.errors import CheckpointError, ConfigError, DeviceError
+from edge_sdk.modelspec import ModelSpec, epoch_order, init_params
+from edge_sdk.schema import TaskSpec, TrainLimits
 
 SCHEDULES = ("cosine", "step", "constant")
-CHECKPOINT = "checkpoint.npz"
+CHECKPOINT = CHECKPOINT_NAME
+OLD_CHECKPOINTS = ("checkpoint.npz",)  # before checkpoint format v1: refused with a message
+MAX_HISTORY = 100_000
+
+
+#: schema bounds of the recipe values a payload (or the caller) gives: ints (lo, hi); floats (lo, hi, lo_open,
+#: hi_open; None = unbounded, finite). Generous for real recipes; they stop a crafted payload from training
+#: forever or allocating a batch the device cannot hold (the memory bound itself is TrainLimits). A learning
+#: rate that makes training diverge is a run-time DeviceError ("loss became ...").
+TRAIN_BOUNDS: dict[str, tuple[Any, ...]] = {
+    "epochs": (1, 100_000), "batch_size": (1, 1 << 20), "step_epochs": (1, 100_000), "seed": (0, 2**63 - 1),
+    "threads": (1, 1024), "steps": (1, 1 << 40),
+    "lr": (0.0, None, True, False), "gamma": (0.0, None, True, False), "momentum": (0.0, 1.0, False, True),
+    "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True), "eps": (0.0, 1.0, True, False),
+    "weight_decay": (0.0, None, False, False), "soft_weight": (0.0, 1.0, False, False),
+}
 
 
 @dataclass(frozen=True)
@@ -69,10 +89,32 @@ class TrainConfig:
 
     @classmethod
     def from_task(cls, task: dict[str, Any], **overrides: Any) -> TrainConfig:
-        """Defaults <- ``task["train"]`` (unknown keys ignored) <- non-None ``overrides``."""
+        """Defaults <- ``task["train"]`` <- non-None ``overrides``; every value type- and range-checked
+        (:data:`TRAIN_BOUNDS`, SchemaError naming ``task.train.<key>``); the server's informational keys
+        ``optimizer`` and ``steps`` are checked and otherwise ignored."""
+        from edge_sdk.schema import as_float, as_int, as_str, check_keys, expect_dict
+
+        def check(k: str, v: Any, where: str) -> None:
+            if k in ("schedule", "optimizer"):
+                as_str(v, where, SCHEDULES if k == "schedule" else ("sgd", "adam"))
+            elif len(TRAIN_BOUNDS[k]) == 2:
+                as_int(v, where, *TRAIN_BOUNDS[k])
+            else:
+                lo, hi, lo_open, hi_open = TRAIN_BOUNDS[k]
+                as_float(v, where, lo, hi, lo_open=lo_open, hi_open=hi_open)
+
         names = {f.name for f in fields(cls)}
-        base = {k: v for k, v in dict(task.get("train") or {}).items() if k in names}
-        base.update({k: v for k, v in overrides.items() if v is not None})
+        train = expect_dict(task.get("train") or {}, "task.train")
+        check_keys(train, "task.train", (), names | {"optimizer", "steps"})
+        for k, v in train.items():
+            check(k, v, f"task.train.{k}")
+        unknown = sorted(k for k, v in overrides.items() if v is not None and k not in names)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        for k, v in given.items():
+            check(k, v, f"option {k}")
+        base = {k: v for k, v in train.items() if k in names} | given
         return cls(**base)
 
     def lr_at(self, t: int, total: int, epoch: int) -> float:
@@ -120,18 +162,26 @@ class Trainer:
 
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
-                 train_graph: TrainGraph | None = None, **overrides: Any) -> None:
+                 limits: TrainLimits | None = None, train_graph: TrainGraph | None = None,
+                 **overrides: Any) -> None:
         """``train_graph``: an already loaded graph session to reuse (e.g. one per worker in a fleet simulation);
-        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read."""
+        it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read.
+        ``limits``: the device's memory bound (default :class:`~edge_sdk.schema.TrainLimits`)."""
+        from edge_sdk.beam.taskspec import BeamTaskSpec
         from edge_sdk.payload import read_payload
 
         self.payload_path = Path(payload_path)
         self.graph_path = Path(graph_path)
+        self.limits = limits or TrainLimits()
         self.payload = read_payload(self.payload_path, trusted_keys=trusted_keys or None,
                                     require_signature=require_signature)
         if self.payload.graph is None:
             raise DeviceError("payload names no training graph (export it with a graph digest)")
         self.task = dict(self.payload.task or {})
+        spec = TaskSpec.from_dict(self.task)  # the envelope, then each part with its own schema
+        if spec.beam is not None:
+            BeamTaskSpec.from_dict(spec.beam, "task.beam")
+        task_model = ModelSpec.from_dict(spec.model, "task.model") if spec.model is not None else None
         self.config = config if config is not None else TrainConfig.from_task(self.task, **overrides)
         if config is not None and overrides:
             self.config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -141,10 +191,15 @@ class Trainer:
                 raise DeviceError("the given training graph is not the one the payload names (sha256/size differ)")
             self.graph: TrainGraph = train_graph
         else:
-            self.graph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph,
-                                          threads=self.config.threads)
-        if "model" in self.task and self.task["model"] != self.graph.meta["model"]:
+            gsize = self.graph_path.stat().st_size
+            if gsize != self.payload.graph["size"]:
+                raise DeviceError(f"graph does not match the payload: {self.graph_path} is {gsize} bytes, the "
+                                  f"payload names a graph of {self.payload.graph['size']} bytes (sha256 "
+                                  f"{self.payload.graph['sha256']}); use the graph exported together with this payload")
+            self.graph = load_train_graph(self.graph_path.read_bytes(), self.payload.graph, threads=self.config.threads)
+        if task_model is not None and task_model != self.graph.model:
             raise DeviceError("the payload's task model differs from the graph's model")
+        self.memory = self.limits.check(self.graph.model, self.config.batch_size, self.graph.optimizer)
         check_groups(self.graph, self.payload.groups, self.payload.num_classes)
         self.data = PayloadData(self.payload)
         if self.data.has_soft != self.graph.has_soft:
@@ -166,33 +221,41 @@ class Trainer:
         return {"payload_sha256": self.payload.sha256, "graph_sha256": self.graph.sha256, "config": cfg,
                 "epochs_total": self.config.epochs}
 
+    def _ckpt_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = dict(self.graph.model.param_shapes())
+        out = {f"p:{n}": tuple(shapes[n]) for n in self.graph.param_names}
+        out.update({f"s:{n}": tuple(shapes[n.rsplit(".", 1)[0]]) for n in self.graph.state_names})
+        return out
+
     def save_checkpoint(self, path: Path, st: TrainState) -> None:
-        """Atomic: temp file + fsync + os.replace; a kill leaves the previous checkpoint intact."""
+        """Checkpoint format v1 (``edge_sdk.device.checkpoint``), written atomically: a kill leaves the previous
+        checkpoint intact."""
         arrays = {f"p:{k}": v for k, v in st.params.items()} | {f"s:{k}": v for k, v in st.state.items()}
         meta = self._ckpt_meta() | {"epoch": st.epoch, "step": st.step, "history": st.history or []}
-        import io
-
-        buf = io.BytesIO()
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        _atomic_write_bytes(path, buf.getvalue())
+        write_checkpoint(path, meta, arrays)
 
     def load_checkpoint(self, path: Path) -> TrainState:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["__meta__"]).decode())
-                params = {k[2:]: z[k] for k in z.files if k.startswith("p:")}
-                state = {k[2:]: z[k] for k in z.files if k.startswith("s:")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise DeviceError(f"checkpoint {path} is unreadable: {exc}; delete it to start over") from exc
+        """Read and check a checkpoint against this payload, graph and config (CheckpointError otherwise)."""
+        meta, arrays = read_checkpoint(path, self._ckpt_shapes())
         want = self._ckpt_meta()
+        if set(meta) != set(want) | {"epoch", "step", "history"}:
+            raise CheckpointError(f"checkpoint {path} header has keys {sorted(meta)}; delete it to start over")
         for key in ("payload_sha256", "graph_sha256", "config"):
-            if meta.get(key) != want[key]:
-                raise DeviceError(f"checkpoint {path} was made with a different {key.split('_')[0]}; "
-                                  "delete it or drop --resume")
-        if set(params) != set(self.graph.param_names) or set(state) != set(self.graph.state_names):
-            raise DeviceError(f"checkpoint {path} holds other parameters than the graph")
-        return TrainState(params, state, int(meta["epoch"]), int(meta["step"]), list(meta.get("history", [])))
+            if meta[key] != want[key]:
+                raise CheckpointError(f"checkpoint {path} was made with a different {key.split('_')[0]}; "
+                                      "delete it or drop --resume")
+        epoch, step, history = meta["epoch"], meta["step"], meta["history"]
+        ok = (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= self.config.epochs
+              and isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= self.total_steps
+              and isinstance(history, list) and len(history) <= MAX_HISTORY
+              and all(isinstance(h, dict) and set(h) == {"epoch", "loss"} and isinstance(h["epoch"], int)
+                      and isinstance(h["loss"], (int, float)) for h in history))
+        if not ok:
+            raise CheckpointError(f"checkpoint {path} has an invalid epoch/step/history for this run "
+                                  f"({self.config.epochs} epochs, {self.total_steps} steps); delete it to start over")
+        params = {k[2:]: v for k, v in arrays.items() if k.startswith("p:")}
+        state = {k[2:]: v for k, v in arrays.items() if k.startswith("s:")}
+        return TrainState(params, state, epoch, step, list(history))
 
     # --------------------------------------------------------------------------------- training
     def _hyper(self, t: int, epoch: int) -> dict[str, np.ndarray]:
@@ -234,6 +297,11 @@ class Trainer:
         """Train ``config.epochs`` epochs; checkpoint to ``out_dir/checkpoint.npz`` after each; with ``resume``
         continue from it. ``stop_after_epochs`` ends early (for tests / budgets) after that many epochs total."""
         ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+        if resume and ckpt is not None and not ckpt.exists():
+            old = [Path(out_dir or ".") / n for n in OLD_CHECKPOINTS if (Path(out_dir or ".") / n).exists()]
+            if old:
+                raise CheckpointError(f"{old[0]} is a checkpoint of an older format this edge-sdk does not read; "
+                                      "delete it (or drop --resume) to start over")
         st = self.load_checkpoint(ckpt) if (resume and ckpt is not None and ckpt.exists()) else self.initial_state()
         end = self.config.epochs if stop_after_epochs is None else min(self.config.epochs, stop_after_epochs)
         bar = None

@@ -27,3 +27,19 @@ class DeviceError(EdgeSdkError):
     """A device-runtime failure (graph/payload mismatch, checkpoint problem)."""
 
     exit_code = 5
+
+
+class SchemaError(ConfigError):
+    """Input the device reads beside the payload structure (task spec, training recipe, model spec, graph
+    metadata, checkpoint header) breaks its schema: a missing or unknown key, a wrong type, a value out of
+    range. The message names the field by its path (``task.train.batch_size``)."""
+
+
+class ResourceLimitError(ConfigError):
+    """A model, a training run or an input file would need more memory than the device's bound allows; the
+    message gives the estimate, the bound and the option that raises it (for devices that have the memory)."""
+
+
+class CheckpointError(DeviceError):
+    """A checkpoint is corrupt, truncated, of another format version, or does not fit the payload and graph;
+    the message says how to start over."""

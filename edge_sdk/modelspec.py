@@ -17,12 +17,24 @@ Batch order: :func:`epoch_order` gives the sample permutation of epoch ``e`` for
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SchemaError
+
+#: structural bounds of a model spec (a schema check; the memory a model needs is bounded separately by
+#: :class:`edge_sdk.schema.TrainLimits`, which a big device can raise)
+MAX_INPUT_DIM = 1 << 24
+MAX_CLASSES = 1 << 16
+MAX_LAYERS = 64
+MAX_WIDTH = 1 << 16
+MAX_CONV_WIDTH = 4096
+MAX_CONV_DEPTH = 16
+MAX_IMAGE_SIDE = 1 << 14
+MODEL_KEYS = ("kind", "input_dim", "num_classes", "hidden", "in_shape", "width", "depth")
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,8 @@ class ModelSpec:
     kind ``mlp``: input [B, input_dim] -> Linear/ReLU x len(hidden) -> Linear -> logits [B, num_classes].
     kind ``convnet``: input [B, C, H, W] -> ``depth`` x (Conv3x3(width) -> GroupNorm(width groups, i.e.
     instance norm) -> ReLU -> AvgPool2) -> Linear -> logits (the DD-standard ConvNet, no BatchNorm).
+    Bounds (``MAX_*`` above): input_dim <= 2^24, 2 <= num_classes <= 2^16, <= 64 hidden layers of <= 2^16 units;
+    convnet width <= 4096, 1 <= depth <= 16 with H and W >= 2^depth.
     """
 
     kind: str = "mlp"
@@ -46,12 +60,26 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in ("mlp", "convnet"):
             raise ConfigError(f"unknown model kind {self.kind!r}; use 'mlp' or 'convnet'")
-        if self.num_classes < 2:
-            raise ConfigError("num_classes must be >= 2")
-        if self.kind == "mlp" and (self.input_dim < 1 or any(h < 1 for h in self.hidden)):
-            raise ConfigError("mlp needs input_dim >= 1 and positive hidden widths")
-        if self.kind == "convnet" and len(self.in_shape) != 3:
-            raise ConfigError("convnet needs in_shape = (C, H, W)")
+        if not 2 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(f"num_classes must be in [2, {MAX_CLASSES}], got {self.num_classes}")
+        if self.kind == "mlp":
+            if self.input_dim < 1 or any(h < 1 for h in self.hidden):
+                raise ConfigError("mlp needs input_dim >= 1 and positive hidden widths")
+            if self.input_dim > MAX_INPUT_DIM or len(self.hidden) > MAX_LAYERS or any(h > MAX_WIDTH for h in self.hidden):
+                raise ConfigError(f"mlp bounds: input_dim <= {MAX_INPUT_DIM}, <= {MAX_LAYERS} hidden layers of "
+                                  f"<= {MAX_WIDTH} units")
+        if self.kind == "convnet":
+            if len(self.in_shape) != 3:
+                raise ConfigError("convnet needs in_shape = (C, H, W)")
+            c, h, w = self.in_shape
+            if not (1 <= c <= MAX_CONV_WIDTH and 1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
+                raise ConfigError(f"convnet in_shape {self.in_shape} outside [1, {MAX_CONV_WIDTH}] x "
+                                  f"[1, {MAX_IMAGE_SIDE}]^2")
+            if not (1 <= self.width <= MAX_CONV_WIDTH and 1 <= self.depth <= MAX_CONV_DEPTH):
+                raise ConfigError(f"convnet needs 1 <= width <= {MAX_CONV_WIDTH} and 1 <= depth <= {MAX_CONV_DEPTH}")
+            if min(h, w) >> self.depth < 1:
+                raise ConfigError(f"convnet depth {self.depth} pools a {h}x{w} image below 1x1; use depth <= "
+                                  f"{min(h, w).bit_length() - 1}")
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Ordered (name, shape) of every trainable parameter."""
@@ -74,7 +102,20 @@ class ModelSpec:
         return out
 
     def num_params(self) -> int:
-        return int(sum(int(np.prod(s)) for _, s in self.param_shapes()))
+        return sum(math.prod(s) for _, s in self.param_shapes())
+
+    def activations_per_sample(self) -> int:
+        """Values one sample produces through the network (input, every layer's output, logits): the unit of
+        :func:`edge_sdk.schema.train_memory`'s activation estimate."""
+        if self.kind == "mlp":
+            return self.input_dim + sum(self.hidden) + self.num_classes
+        c, h, w = self.in_shape
+        total = c * h * w
+        for _ in range(self.depth):
+            total += 3 * self.width * h * w  # conv, norm, relu at full resolution
+            h, w = h // 2, w // 2
+            total += self.width * h * w  # pooled
+        return total + self.num_classes
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,19 +124,32 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+    def from_dict(cls, d: Any, where: str = "model") -> ModelSpec:
+        """Strict inverse of :meth:`to_dict`: known keys only, ints that are ints, the bounds above
+        (:class:`~edge_sdk.errors.SchemaError` naming the field, e.g. ``task.model.hidden[1]``)."""
+        from edge_sdk.schema import as_int, as_list, check_keys, expect_dict, get_int, get_str
+
+        m = expect_dict(d, where)
+        check_keys(m, where, ("kind", "num_classes"), MODEL_KEYS)
+        kind = get_str(m, "kind", where, ("mlp", "convnet"))
+        hidden = tuple(as_int(h, f"{where}.hidden[{i}]", 1, MAX_WIDTH)
+                       for i, h in enumerate(as_list(m.get("hidden", []), f"{where}.hidden", MAX_LAYERS)))
+        in_shape = tuple(as_int(v, f"{where}.in_shape[{i}]", 1, MAX_IMAGE_SIDE)
+                         for i, v in enumerate(as_list(m.get("in_shape", []), f"{where}.in_shape", 3)))
         try:
             return cls(
-                kind=str(d["kind"]),
-                input_dim=int(d.get("input_dim", 0)),
-                num_classes=int(d["num_classes"]),
-                hidden=tuple(int(h) for h in d.get("hidden", ())),
-                in_shape=tuple(int(v) for v in d.get("in_shape", ())),
-                width=int(d.get("width", 64)),
-                depth=int(d.get("depth", 3)),
+                kind=kind,
+                input_dim=get_int(m, "input_dim", where, 0, MAX_INPUT_DIM, default=0),
+                num_classes=get_int(m, "num_classes", where, 2, MAX_CLASSES),
+                hidden=hidden,
+                in_shape=in_shape,
+                width=get_int(m, "width", where, 1, MAX_CONV_WIDTH, default=64),
+                depth=get_int(m, "depth", where, 1, MAX_CONV_DEPTH, default=3),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid model spec {d!r}: {exc}") from exc
+        except SchemaError:
+            raise
+        except ConfigError as exc:
+            raise SchemaError(f"{where}: {exc}") from None
 
 
 def _fan_in(name: str, shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> int:

@@ -12,11 +12,14 @@ device:
    cached graphs that this tier does not use are evicted first, else ``storage_full``);
 4. downloads the missing blobs (graph, payload, extras): each attempt is one HTTP request (``latency`` before the
    first byte, ``request_overhead`` bytes of headers), bytes flow at the link's per-second rate; an attempt ends
-   early when the link goes offline (the device waits for it to come back) or at a drop (back-off
-   ``backoff * 2^(n-1)`` x U(0.5, 1.5), capped at ``backoff_max``; after ``max_retries`` failed attempts in a row it
-   waits ``backoff_max``). A resuming device (HTTP Range) keeps every byte it received and asks only for the rest;
+   early when the link goes offline (the device waits for it to come back) or at a drop, after which it backs off
+   as edge-sdk's device fetch does (full jitter: U(0, min(backoff_max, backoff * 2^(n-1))), ``n`` = failed
+   attempts in a row without progress, at least 1; more than ``max_retries`` of them and the fetch gives up until
+   the device's next poll). A resuming device (HTTP Range) keeps every byte it received and asks only for the rest;
    a device without resume starts the blob again and the bytes it had are counted as re-sent;
-5. verifies the blobs (SHA-256 at the measured hashing rate, times its compute factor);
+   each blob is stored durably in the device cache (measured time of one such write, times its compute factor);
+   the manifest is verified before the tier is chosen and the payload after the last blob (measured times of the
+   device's own readers), and the fetch ends by storing the channel state;
 6. trains: ``train_steps`` x measured step time x compute factor; the model is ready at the end.
 
 A round that is not done at its deadline fails: ``offline_too_long`` when the device is offline at the deadline
@@ -72,7 +75,8 @@ class DeviceRound:
     drops: int = 0
     offline_interruptions: int = 0
     offline_wait_s: float = 0.0
-    transfer_time_s: float | None = None  # first request to last byte
+    transfer_time_s: float | None = None  # the tier's blobs: first request to last byte
+    fetch_time_s: float | None = None  # the whole fetch: channel record request to the tier's last byte
     verify_time_s: float | None = None
     train_steps: int | None = None
     train_time_s: float | None = None
@@ -90,11 +94,15 @@ class DeviceRound:
 
 @dataclass(frozen=True)
 class Timing:
-    """Measured compute rates: ``step_time_s[train_key]`` seconds per training step on this machine,
-    ``hash_rate`` bytes/s of SHA-256 verification."""
+    """This machine's measured device times (seconds; the engine scales them by each class's compute factor):
+    ``step_time_s[train_key]`` per training step; ``manifest_verify_s[manifest digest]`` reading a manifest
+    (envelope, digest, signature); ``payload_verify_s[train_key]`` reading a payload (digest, signature);
+    ``store_s`` one durable write into the device cache (a blob, or the channel state at the end of a fetch)."""
 
     step_time_s: Mapping[str, float]
-    hash_rate: float
+    payload_verify_s: Mapping[str, float]
+    manifest_verify_s: Mapping[str, float] = field(default_factory=dict)
+    store_s: float = 0.0
 
 
 @dataclass
@@ -115,12 +123,21 @@ class _Fail(Exception):
 Event = tuple[int, int, float, str, int]  # device, round, t (absolute), event, bytes
 
 
+def device_link(model: LinkModel, seed: int, device: int, dense: bool = False) -> LinkState:
+    """Device ``device``'s realisation of ``model`` in the run seeded ``seed``."""
+    return LinkState(model, rng(seed, "rate", device), rng(seed, "availability", device), rng(seed, "drops", device),
+                     dense=dense)
+
+
 class Engine:
     """Run the timeline of every device. ``device_class[d]``/``link_model[d]`` describe device ``d``."""
 
     def __init__(self, release: FleetRelease, spec: ReleaseSpec, transfer: TransferSpec, timing: Timing,
                  classes: Sequence[DeviceClass], class_index: np.ndarray, links: Mapping[str, LinkModel],
-                 link_names: Sequence[str], link_index: np.ndarray, seed: int, trace: bool = False) -> None:
+                 link_names: Sequence[str], link_index: np.ndarray, seed: int, trace: bool = False,
+                 dense_links: bool = False) -> None:
+        """``dense_links``: draw every second of each link's rate process (see :class:`LinkState`), so a link's
+        realisation does not depend on which seconds are looked at (the live check replays the same link)."""
         self.release = release
         self.spec = spec
         self.transfer = transfer
@@ -132,6 +149,7 @@ class Engine:
         self.link_index = link_index
         self.seed = seed
         self.trace = trace
+        self.dense_links = dense_links
         self.events: list[Event] = []
         self._graphs = frozenset(t.graph.digest for t in release.tiers())
 
@@ -164,8 +182,7 @@ class Engine:
     def _life(self, d: int, out: list[DeviceRound]) -> Generator[float, None, None]:
         cls = self.classes[int(self.class_index[d])]
         lname = self.link_names[int(self.link_index[d])]
-        link = LinkState(self.links[lname], rng(self.seed, "rate", d), rng(self.seed, "availability", d),
-                         rng(self.seed, "drops", d))
+        link = device_link(self.links[lname], self.seed, d, dense=self.dense_links)
         backoff_rng = rng(self.seed, "backoff", d)
         cache = _Cache()
         shares_pick: str | None = None
@@ -230,10 +247,12 @@ class Engine:
         self._log(d, r, t, "online")
         # find the release: the channel record (never cached), then the manifest blob
         m = rnd.manifest
+        t_fetch = t
         t = yield from self._fetch(d, r, t, deadline, BlobRef(f"channel:{self.release.channel}:{r}", rnd.channel_bytes),
-                                   cls, link, backoff_rng, cache, row, keep=False)
+                                   cls, link, backoff_rng, cache, row, keep=False, resumable=False)
         t = yield from self._fetch(d, r, t, deadline, BlobRef(m.digest, m.size), cls, link, backoff_rng, cache, row,
                                    keep=False)
+        t += (self.timing.manifest_verify_s.get(m.digest, 0.0) + self.timing.store_s) * cls.compute_factor
         row.bytes_manifest = rnd.channel_bytes + m.size
         choice = self._pick(rnd, cls, cache, shares_pick, t)
         tier = rnd.tier(choice.tier.name)
@@ -266,9 +285,10 @@ class Engine:
         for blob in choice.missing:
             t = yield from self._fetch(d, r, t, deadline, blob, cls, link, backoff_rng, cache, row)
         row.transfer_time_s = t - t_first
-        verify = row.bytes_blobs / self.timing.hash_rate * cls.compute_factor
+        verify = self.timing.payload_verify_s[tier.train_key] * cls.compute_factor  # the payload, as the fetch checks it
         row.verify_time_s = verify
-        t += verify
+        t += verify + self.timing.store_s * cls.compute_factor  # then the fetch records the channel state
+        row.fetch_time_s = t - t_fetch
         train = tier.train_steps * self.timing.step_time_s[tier.train_key] * cls.compute_factor
         row.train_time_s = train
         t += train
@@ -290,8 +310,9 @@ class Engine:
 
     def _fetch(self, d: int, r: int, t: float, deadline: float, blob: BlobRef, cls: DeviceClass, link: LinkState,
                backoff_rng: np.random.Generator, cache: _Cache, row: DeviceRound,
-               keep: bool = True) -> Generator[float, None, float]:
-        """Download ``blob`` (resuming what the device holds of it); ``keep``: it goes into the blob cache."""
+               keep: bool = True, resumable: bool = True) -> Generator[float, None, float]:
+        """Download ``blob`` (resuming what the device holds of it); ``keep``: it goes into the blob cache;
+        ``resumable=False``: read whole or not at all (the channel record), a broken attempt counts no progress."""
         tr = self.transfer
         have = cache.partial.get(blob.digest, 0)
         name = blob.digest.split(":")[-1][:12] if blob.digest.startswith("sha256:") else blob.digest.split(":")[0]
@@ -322,7 +343,7 @@ class Engine:
             if t >= deadline:
                 raise self._deadline_fail(deadline, link, row)
             yield t
-            if not cls.resume and have:
+            if (not cls.resume or not resumable) and have:
                 row.bytes_resent += have
                 have = 0
             want = blob.size - have
@@ -362,16 +383,18 @@ class Engine:
                 row.offline_interruptions += 1
                 continue
             row.drops += 1
-            fails += 1
-            if fails >= tr.max_retries:
-                wait = tr.backoff_max_s
+            # as the device fetch does: failures in a row that made no progress; full-jitter back-off
+            fails = 0 if delivered > 0 and resumable else fails + 1
+            if fails > tr.max_retries:  # the fetch gives up; the device fetches again at its next poll
+                wait = cls.poll_interval_s or tr.backoff_max_s
                 fails = 0
             else:
-                wait = min(tr.backoff_max_s, tr.backoff_s * 2 ** (fails - 1)) * float(backoff_rng.uniform(0.5, 1.5))
+                wait = min(tr.backoff_max_s, tr.backoff_s * 2 ** (max(fails, 1) - 1)) * float(backoff_rng.random())
             t = min(t + wait, deadline)
             yield t
         cache.partial.pop(blob.digest, None)
-        if keep:
+        if keep:  # stored durably in the device cache before the next request
             cache.complete[blob.digest] = blob.size
+            t += self.timing.store_s * cls.compute_factor
         self._log(d, r, t, f"complete:{name}", blob.size)
         return t

@@ -231,11 +231,17 @@ class LinkModel:
 
 class LinkState:
     """One device's realisation of a :class:`LinkModel`. Queries must not go back in time (the engine processes a
-    device's events in time order); each random stream is the device's own."""
+    device's events in time order); each random stream is the device's own.
+
+    By default only the seconds that are looked at are drawn (skipped ones with the exact k-step transition), which
+    keeps long idle stretches free; ``dense=True`` draws every second, so the rate of second k is the same whichever
+    seconds were looked at before (the live check needs the simulator and the real client to see one realisation).
+    """
 
     def __init__(self, model: LinkModel, rate_rng: np.random.Generator, avail_rng: np.random.Generator,
-                 drop_rng: np.random.Generator) -> None:
+                 drop_rng: np.random.Generator, dense: bool = False) -> None:
         self.model = model
+        self.dense = dense
         self._rate_rng = rate_rng
         self._avail_rng = avail_rng
         self._drop_rng = drop_rng
@@ -273,14 +279,16 @@ class LinkState:
         k = int(math.floor(t))
         if k < self._k:
             raise RuntimeError(f"link queried back in time (second {k} after {self._k})")
-        if k > self._k:
+        while k > self._k:
+            step = 1 if self.dense else k - self._k
             e = float(self._rate_rng.standard_normal())
             if self._k < 0:
                 self._z = e  # stationary start
-            else:
-                a = rate.rho ** (k - self._k)
-                self._z = a * self._z + math.sqrt(max(0.0, 1.0 - a * a)) * e
-            self._k = k
+                self._k = 0 if self.dense else k
+                continue
+            a = rate.rho ** step
+            self._z = a * self._z + math.sqrt(max(0.0, 1.0 - a * a)) * e
+            self._k += step
         return float(rate.rate_of(self._z))
 
     def rate_until(self, t: float) -> float:

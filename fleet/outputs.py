@@ -263,6 +263,11 @@ def report_text(summary: Mapping[str, Any]) -> str:
                 f"{_s(g['time_to_model_s']['p90']):>9} {_s(g['fleet_time_to_50pct_s']):>10} "
                 f"{_s(g['fleet_time_to_90pct_s']):>10} {format_size(g['bytes_per_device']['mean'] or 0):>9} "
                 f"{format_size(g['bytes_on_air']):>9} {_p(t1['p10']) + '/' + _p(t1['p50']) + '/' + _p(t1['p90']):>20}  {fails}")
+    if summary.get("live"):
+        from edge_sdk.fleet.live import live_text
+
+        lines.append("")
+        lines.append(live_text(summary["live"]))
     w = summary.get("wall_s", {})
     if w:
         lines.append("")

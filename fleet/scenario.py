@@ -7,7 +7,7 @@ file's folder, or to the repository root when written ``repo:<path>``. docs/flee
 
 ``[scenario]`` name, description, devices, seed. ``[release]`` source ("store" with store, channel, rounds; or
 "files" with ``[[release.tier]]`` name, payload, graph), policy ("best-fit" | "smallest" | "fixed" | "shares"),
-fixed_tier, shares, period, deadline, trusted_keys. ``[local_data]`` pool, samples. ``[compute]`` step_time, hash_rate. ``[transfer]``
+fixed_tier, shares, period, deadline, trusted_keys. ``[local_data]`` pool, samples. ``[compute]`` step_time, verify_time, store_time. ``[transfer]``
 request_overhead, backoff, backoff_max, max_retries. ``[links.<name>]`` preset, rate {p10, p50, p90} or trace,
 rho, latency, availability ("always", {on, off} or {windows = [[start, end], ...]}), drop_prob, description, source, target {mean, p10, p50, p90,
 below_1mbps}. ``[[class]]`` name, share or count,
@@ -102,22 +102,26 @@ class LocalDataSpec:
 @dataclass(frozen=True)
 class ComputeSpec:
     """This machine's compute rates that device times are scaled from (None = measure before the run):
-    ``step_time_s`` seconds per training step, ``hash_rate`` SHA-256 bytes per second. Pin both to make runs
-    on different machines or loads give identical timelines."""
+    ``step_time_s`` seconds per training step, ``verify_time_s`` seconds to verify a manifest or a payload (digest,
+    signature), ``store_time_s`` seconds per durable write into the device's release cache (a blob, or the channel
+    state at the end of a fetch). Pin them to make runs on different machines or loads give identical timelines."""
 
     step_time_s: float | None = None
-    hash_rate: float | None = None
+    verify_time_s: float | None = None
+    store_time_s: float | None = None
 
 
 @dataclass(frozen=True)
 class TransferSpec:
-    """HTTP-level costs: ``request_overhead_bytes`` (response headers) per request; back-off after a drop
-    ``backoff_s * 2^(n-1)`` (x U(0.5, 1.5) jitter) capped at ``backoff_max_s``; after ``max_retries`` failed
-    attempts in a row the device waits ``backoff_max_s`` and starts a new fetch (keeping what it has)."""
+    """HTTP-level costs and the device fetch's retry policy (defaults = ``edge-sdk device fetch``'s):
+    ``request_overhead_bytes`` (response headers) per request; after a drop, a full-jitter back-off
+    U(0, min(``backoff_max_s``, ``backoff_s`` * 2^(n-1))), ``n`` = failed attempts in a row without progress (at
+    least 1); more than ``max_retries`` of them and the fetch gives up until the device's next poll (keeping what it
+    has)."""
 
     request_overhead_bytes: int = 400
-    backoff_s: float = 1.0
-    backoff_max_s: float = 300.0
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
     max_retries: int = 8
 
 
@@ -475,19 +479,20 @@ def parse_scenario(data: bytes, source: str = "<scenario>", base: Path = Path(".
 
     cp = _Table(top.get("compute", lambda v, w: v, {}), "[compute]", err)
     compute = ComputeSpec(cp.get("step_time", _measure_or(_duration), None),
-                          cp.get("hash_rate", _measure_or(lambda v, w: parse_rate(v, w)), None))
+                          cp.get("verify_time", _measure_or(_duration), None),
+                          cp.get("store_time", _measure_or(_duration), None))
     if compute.step_time_s is not None and not compute.step_time_s > 0:
         raise err("[compute] step_time must be > 0 (or \"measure\")")
-    if compute.hash_rate is not None and not compute.hash_rate > 0:
-        raise err("[compute] hash_rate must be > 0 (or \"measure\")")
+    if compute.verify_time_s is not None and compute.verify_time_s < 0:
+        raise err("[compute] verify_time must be >= 0 (or \"measure\")")
     cp.done()
 
     tr = _Table(top.get("transfer", lambda v, w: v, {}), "[transfer]", err)
     transfer = TransferSpec(
-        request_overhead_bytes=tr.get("request_overhead", _size, 400),
-        backoff_s=tr.get("backoff", _duration, 1.0),
-        backoff_max_s=tr.get("backoff_max", _duration, 300.0),
-        max_retries=tr.get("max_retries", _int(1, 1000), 8),
+        request_overhead_bytes=tr.get("request_overhead", _size, TransferSpec.request_overhead_bytes),
+        backoff_s=tr.get("backoff", _duration, TransferSpec.backoff_s),
+        backoff_max_s=tr.get("backoff_max", _duration, TransferSpec.backoff_max_s),
+        max_retries=tr.get("max_retries", _int(1, 1000), TransferSpec.max_retries),
     )
     tr.done()
     top.done()

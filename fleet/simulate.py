@@ -60,6 +60,8 @@ class RunOptions:
     trace: bool = False
     plots: bool = True
     ray_address: str | None = None
+    dense_links: bool = False  # draw every second of each link (the live check replays the same realisation)
+    live: bool = False  # also fetch for real from edge-sdk serve and compare (use run_live)
 
 
 @dataclass
@@ -163,14 +165,21 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
 
         steps = step_times(release, trusted)
         timing_source = "measured"
-    from edge_sdk.fleet.calibrate import measure_hash_rate
+    from edge_sdk.fleet.calibrate import measure_store_time, measure_verify_times
 
-    timing = Timing(steps, scenario.compute.hash_rate or measure_hash_rate())
+    cp = scenario.compute
+    if cp.verify_time_s is not None:
+        manifests = {rnd.manifest.digest: cp.verify_time_s for rnd in release.rounds}
+        payloads = {t.train_key: cp.verify_time_s for t in release.tiers()}
+    else:
+        manifests, payloads = measure_verify_times(release, trusted)
+    timing = Timing(steps, payloads, manifests, cp.store_time_s if cp.store_time_s is not None else measure_store_time())
     wall["calibrate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     engine = Engine(release, scenario.release, scenario.transfer, timing, scenario.classes, pop.class_index,
-                    scenario.links, pop.link_names, pop.link_index, scenario.seed, trace=opt.trace)
+                    scenario.links, pop.link_names, pop.link_index, scenario.seed, trace=opt.trace,
+                    dense_links=opt.dense_links)
     bar = _bar(pop.n, "fleet timeline", opt.progress)
     rows: list[DeviceRound] = engine.run(bar.update)
     bar.close()
@@ -223,6 +232,13 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
     finally:
         backend.close()
 
+    live = None
+    if opt.live:
+        from edge_sdk.fleet.live import live_check
+
+        t0 = time.perf_counter()
+        live = live_check(scenario, release, rows, list(pop.link_names), pop.link_index)
+        wall["live"] = time.perf_counter() - t0
     table = _table(rows, results)
     wall["total"] = time.perf_counter() - t_all
     n_train = len(train_results) if memo is not None else len(tasks)
@@ -237,7 +253,10 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         "memo": memo is not None,
         "memo_hits": memo.hits if memo is not None else 0,
         "trainings": n_train,
-        "timing": {"source": timing_source, "hash_rate_bytes_per_s": timing.hash_rate,
+        "timing": {"source": timing_source, "store_s": timing.store_s,
+                   "manifest_verify_s": dict(timing.manifest_verify_s),
+                   "payload_verify_s": {tiers_by_key[k].name + f"@r{tiers_by_key[k].round}": v
+                                        for k, v in timing.payload_verify_s.items()},
                    "step_time_s": {tiers_by_key[k].name + f"@r{tiers_by_key[k].round}": v for k, v in steps.items()}},
         "release": {"source": release.source, "channel": release.channel,
                     "rounds": [{"round": rnd.index, "release": rnd.manifest.release.release,
@@ -254,9 +273,23 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         "wall_s": wall,
         "devices_per_s": len(rows) / wall["total"] if wall["total"] > 0 else None,
     }
+    if live is not None:
+        summary["live"] = live
     if out_dir is not None:
         write_outputs(out_dir, table, summary, engine.events if opt.trace else None, plots=opt.plots)
     return RunResult(table, summary, engine.events)
+
+
+def run_live(scenario: Scenario, out_dir: Path | None = None, options: RunOptions | None = None) -> RunResult:
+    """``--live``: simulate at most 50 devices of ``scenario`` (the release's head round, links always on, no poll
+    delay, every second of each link drawn) and fetch the same release for real from ``edge-sdk serve`` on loopback
+    with each device's link shaped on the client (:mod:`edge_sdk.fleet.live`); ``summary["live"]`` compares."""
+    from dataclasses import replace
+
+    from edge_sdk.fleet.live import live_scenario
+
+    opt = replace(options or RunOptions(), dense_links=True, live=True)
+    return simulate(live_scenario(scenario), out_dir, opt)
 
 
 def _table(rows: list[DeviceRound], results: dict[int, DeviceResult]) -> Table:

@@ -14,7 +14,11 @@
 8. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
    (`edge-sdk store add`), then `edge-sdk fleet simulate`: 200 devices on two link presets (LTE driving, 3G
    driving) with byte budgets that select 36x or 180x, every device trained for real (onnxruntime) and scored on its
-   own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier.
+   own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier;
+9. transfer (tools/demo_transfer.py): `edge-sdk serve` serves that store on loopback with token auth; a torch-free
+   device fetches the channel with a byte budget that selects the 180x tier — killed once part-way (SIGKILL) and
+   resumed from the bytes on disk — verifies every blob, trains from its cache (`device train --release`) and
+   polls again with the same budget (only what is not cached yet crosses the link).
 
 Usage: .venv/bin/python tools/demo.py [--out runs/demo] [--compression 36x] [--quick]
 """
@@ -32,6 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # demo_transfer
 REF = ROOT / "datasets" / "3gpp" / "reference"
 EDGE_SDK = [sys.executable, "-m", "edge_sdk.cli"]
 
@@ -264,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
     fleet = fleet_section(out, test, keys, steps, iters, args.fleet_devices, times)
+    from demo_transfer import print_transfer, transfer_demo
+
+    transfer = transfer_demo(out, out / "store", "beam-uma/demo", keys / "server.pub", test, DEVICE_RUNNER)
+    times["transfer: serve, fetch (budget, resume), train"] = transfer["seconds"]
+    print_transfer(transfer)
 
     print("\ntimes:")
     for name, t in times.items():
@@ -271,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_start
     print(f"  {'total':48s} {total:7.1f} s")
     summary = {"server": report, "full": full, "device": dev, "server_same_recipe": same, "epochs": epochs,
-               "fleet": fleet, "times_s": times, "total_s": total}
+               "fleet": fleet, "transfer": transfer, "times_s": times, "total_s": total}
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {out / 'demo-summary.json'}")
     return 0

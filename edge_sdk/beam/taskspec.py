@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.beam.dataset import BeamDataset
-from edge_sdk.errors import ConfigError, DatasetError
+from edge_sdk.errors import ConfigError, DatasetError, SchemaError
 
 SPEC_VERSION = 1
 SETB_KINDS = ("1/4", "1/8", "all", "explicit", "wide")
@@ -70,6 +70,10 @@ N_ZEN = 4
 O4 = (0, 2, 1, 3)
 O8 = (0, 4, 2, 6)
 RSRP_RANGE_DBM = (-140.0, -44.0)
+#: schema bounds of the stored spec (far above any 3GPP setting; they keep a crafted spec from allocating much)
+MAX_RX_INDEX = 1024
+MAX_HISTORY = 1024
+MAX_PERIOD_STEPS = 1 << 20
 
 
 def setb_pattern(n_tx: int, kind: str) -> np.ndarray:
@@ -181,28 +185,55 @@ class BeamTaskSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BeamTaskSpec:
-        """Inverse of :meth:`to_dict`; raises ConfigError for unknown keys, newer versions, changed patterns."""
-        if not isinstance(d, dict):
-            raise ConfigError("beam task spec must be a dict")
-        d = dict(d)
+    def from_dict(cls, d: Any, where: str = "beam task spec") -> BeamTaskSpec:
+        """Strict inverse of :meth:`to_dict`: known keys only, each with its JSON type and bounds
+        (:class:`~edge_sdk.errors.SchemaError` naming the field), no newer ``spec_version``, and a stored
+        ``resolved_setb`` that this edge-sdk's Set B patterns reproduce."""
+        from edge_sdk.schema import (
+            as_bool,
+            as_float,
+            as_int,
+            as_list,
+            as_str,
+            check_keys,
+            expect_dict,
+        )
+
+        d = expect_dict(d, where)
+        names = {f.name for f in dataclasses.fields(cls)}
+        check_keys(d, where, (), names | {"spec_version", "resolved_setb"})
         ver = d.pop("spec_version", SPEC_VERSION)
-        if not isinstance(ver, int) or ver > SPEC_VERSION:
+        if not isinstance(ver, int) or isinstance(ver, bool) or ver > SPEC_VERSION:
             raise ConfigError(
                 f"beam task spec_version {ver!r} is newer than supported ({SPEC_VERSION}); upgrade edge-sdk"
             )
         resolved = d.pop("resolved_setb", None)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown beam task spec keys {unknown}")
-        if d.get("setb_indices") is not None:
-            d["setb_indices"] = tuple(d["setb_indices"])
+        ints = {"n_tx": (32, 64), "rx_index": (0, MAX_RX_INDEX), "rx_seed": (0, 2**63 - 1),
+                "noise_seed": (0, 2**63 - 1), "history": (1, MAX_HISTORY), "horizon": (0, MAX_HISTORY),
+                "period_steps": (1, MAX_PERIOD_STEPS)}
+        floats = {"rsrp_quant_db": (0.0, 100.0), "meas_error_db": (0.0, 100.0)}
+        for k, v in d.items():
+            w = f"{where}.{k}"
+            if k in ints:
+                as_int(v, w, *ints[k])
+            elif k in floats:
+                as_float(v, w, *floats[k])
+            elif k in ("offset_db", "scale_db") and v is not None:
+                as_float(v, w, -1e6, 1e6)
+            elif k in ("setb", "rx_mode", "norm", "case"):
+                as_str(v, w, {"setb": SETB_KINDS, "rx_mode": RX_MODES, "norm": NORMS, "case": ("case1", "case2")}[k])
+            elif k == "fitted":
+                as_bool(v, w)
+            elif k == "setb_indices" and v is not None:
+                d[k] = tuple(as_int(i, f"{w}[{j}]", 0, 63) for j, i in enumerate(as_list(v, w, 64)))
+        if resolved is not None:
+            resolved = [as_int(i, f"{where}.resolved_setb[{j}]", 0, 63)
+                        for j, i in enumerate(as_list(resolved, f"{where}.resolved_setb", 64))]
         try:
             spec = cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"invalid beam task spec: {exc}") from None
-        if resolved is not None and list(resolved) != spec.resolved_setb().tolist():
+        except ConfigError as exc:
+            raise SchemaError(f"{where}: {exc}") from None
+        if resolved is not None and resolved != spec.resolved_setb().tolist():
             raise ConfigError(
                 "stored resolved_setb differs from this edge-sdk's Set B pattern; upgrade edge-sdk"
             )

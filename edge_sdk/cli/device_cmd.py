@@ -94,7 +94,10 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
 @click.option("--soft-weight", type=float, default=None,
               help="loss weight of the soft labels when the payload has them (default 1.0)")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads")
-@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.npz")
+@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
+@click.option("--max-train-memory", "max_train_memory", default="1GiB", show_default=True, metavar="SIZE",
+              help="refuse models whose estimated training memory (parameters, gradients, optimizer state, "
+                   "activations of a batch) is above this size; raise it on a device that has the memory")
 @click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Ed25519 public key the payload signature must verify against (repeatable); "
                    "giving one makes a signature mandatory")
@@ -103,7 +106,7 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
 def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, channel: str | None,
               eval_path: Path | None, epochs: int | None, batch_size: int | None,
               lr: float | None, schedule: str | None, seed: int | None, soft_weight: float | None, threads: int, resume: bool,
-              trusted_keys: tuple[str, ...], out_dir: Path, quiet: bool) -> None:
+              max_train_memory: str, trusted_keys: tuple[str, ...], out_dir: Path, quiet: bool) -> None:
     """Train the payload's model with GRAPH (or the fetched --release); write OUT/model.onnx and OUT/report.json."""
     import time
 
@@ -121,13 +124,17 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
 
     from edge_sdk.device.evaluate import evaluate_beam
     from edge_sdk.device.trainer import Trainer, peak_rss_mb
+    from edge_sdk.schema import TrainLimits
+    from edge_sdk.units import parse_size
 
     t0 = time.perf_counter()
+    limits = TrainLimits(max_train_memory=parse_size(max_train_memory, "--max-train-memory"))
     # from a release, the signed manifest pins the payload by digest (checked again by resolve_release), so the
     # payload itself need not be signed; its own signature is still verified when it has one
     tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None,
-                 require_signature=bool(trusted_keys) and release_info is None,
-                 epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, soft_weight=soft_weight, threads=threads)
+                 require_signature=bool(trusted_keys) and release_info is None, limits=limits,
+                 epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, soft_weight=soft_weight,
+                 threads=threads)
     st = tr.train(out_dir, resume=resume, progress=not quiet)
     model_bytes = tr.export_model(out_dir / "model.onnx", st.params)
     kpis = evaluate_beam(out_dir / "model.onnx", eval_path, tr.task) if eval_path is not None else None
@@ -139,6 +146,7 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
         "train_seconds": tr.train_seconds,
         "wall_seconds": time.perf_counter() - t0,
         "peak_rss_mb": peak_rss_mb(),
+        "train_memory_estimate_bytes": tr.memory.total,
         "bytes_received": tr.bytes_received,
         "payload_bytes": int(tr.payload.size),
         "graph_bytes": int(tr.graph.size),

@@ -26,14 +26,18 @@ def cli() -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="devices per backend task")
 @click.option("--ray-address", default=None, help="join this Ray cluster (default: start a private local one)")
 @click.option("--trace", is_flag=True, help="also write every device event to events.parquet")
+@click.option("--live", is_flag=True,
+              help="check the model against reality: at most 50 devices fetch the release's head for real from "
+                   "`edge-sdk serve` on loopback, each link shaped on the client; reports simulated vs measured "
+                   "fetch time (needs the serve extra)")
 @click.option("--quiet", is_flag=True, help="no progress bars and no report on stdout")
 def simulate_cmd(scenario: str, out_dir: Path, devices: int | None, backend: str, workers: int | None,
                  seed: int | None, no_memo: bool, memo_dir: Path | None, batch_size: int | None,
-                 ray_address: str | None, trace: bool, quiet: bool) -> None:
+                 ray_address: str | None, trace: bool, live: bool, quiet: bool) -> None:
     """Run SCENARIO and write OUT/devices.parquet, OUT/summary.json, OUT/report.txt and plots."""
     from edge_sdk.fleet.outputs import report_text
     from edge_sdk.fleet.scenario import load_scenario
-    from edge_sdk.fleet.simulate import RunOptions, simulate
+    from edge_sdk.fleet.simulate import RunOptions, run_live, simulate
 
     sc = load_scenario(scenario)
     if devices is not None:
@@ -42,7 +46,7 @@ def simulate_cmd(scenario: str, out_dir: Path, devices: int | None, backend: str
         sc = sc.with_seed(seed)
     opts = RunOptions(backend=backend, workers=workers, memo=not no_memo, memo_dir=memo_dir,
                       batch_size=batch_size, progress=not quiet, trace=trace, ray_address=ray_address)
-    res = simulate(sc, out_dir, opts)
+    res = run_live(sc, out_dir, opts) if live else simulate(sc, out_dir, opts)
     if not quiet:
         click.echo(report_text(res.summary))
         click.echo(f"\nwrote {out_dir}/devices.parquet, summary.json, report.txt"

@@ -95,9 +95,9 @@ def parse_channel_record(data: bytes, expect_name: str | None = None) -> Channel
     if len(data) > MAX_RECORD_BYTES:
         raise ChannelInvalid(f"channel record is {len(data)} bytes, more than the cap {MAX_RECORD_BYTES}")
     try:
-        obj = _decode_body(bytes(data))
+        obj = _decode_body(bytes(data), "channel record")
     except ManifestInvalid as exc:
-        raise ChannelInvalid(f"channel record is not canonical JSON: {exc}") from None
+        raise ChannelInvalid(str(exc)) from None
     if not isinstance(obj, dict) or set(obj) != RECORD_KEYS:
         raise ChannelInvalid(f"channel record must have exactly the keys {sorted(RECORD_KEYS)}")
     try:

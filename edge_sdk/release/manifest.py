@@ -378,16 +378,16 @@ def encode_manifest(release: Release, signing_key: Ed25519PrivateKey | None = No
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _decode_body(body: bytes) -> Any:
+def _decode_body(body: bytes, what: str = "manifest body") -> Any:
     """The payload header's strict decoder (nesting depth checked first, UTF-8, no duplicate keys, canonical),
-    with its errors turned into :class:`ManifestInvalid`."""
+    with its errors turned into :class:`ManifestInvalid` that name ``what`` was being read."""
     from edge_sdk.payload.errors import PayloadError
     from edge_sdk.payload.reader import decode_header
 
     try:
         return decode_header(body)
     except PayloadError as exc:
-        raise ManifestInvalid(f"body: {str(exc).replace('header', 'manifest body')}") from None
+        raise ManifestInvalid(str(exc).replace("header", what)) from None
 
 
 def read_manifest(data: bytes | bytearray | memoryview, trusted_keys: Any = None,

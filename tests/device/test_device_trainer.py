@@ -160,26 +160,28 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
               "--epochs", "40", "--batch-size", "8", "--quiet"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = killed / "checkpoint.npz"
+    ckpt = killed / "checkpoint.safetensors"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
-    with np.load(ckpt) as z:
-        done = json.loads(bytes(z["__meta__"]).decode())["epoch"]
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt), framework="np") as z:
+        done = json.loads(z.metadata()["meta"])["epoch"]
     assert 1 <= done < 40
     r = subprocess.run(_cli(*common, "--resume", "--out", str(killed)), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     full = tmp_path / "full"
     r = subprocess.run(_cli(*common, "--out", str(full)), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    with np.load(killed / "checkpoint.npz") as a, np.load(full / "checkpoint.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        for k in a.files:
-            if k != "__meta__":
-                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with safe_open(str(killed / "checkpoint.safetensors"), framework="np") as a, \
+            safe_open(str(full / "checkpoint.safetensors"), framework="np") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        for k in a.keys():
+            np.testing.assert_array_equal(a.get_tensor(k), b.get_tensor(k), err_msg=k)
     assert (killed / "model.onnx").read_bytes() == (full / "model.onnx").read_bytes()
 
 

@@ -98,7 +98,8 @@ pool = "{release}/pool.h5"
 samples = 32
 [compute]
 step_time = "{step_time}"
-hash_rate = "400 MB/s"
+verify_time = "1 ms"
+store_time = "5 ms"
 {extra}
 {cls}
 """

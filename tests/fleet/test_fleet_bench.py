@@ -20,4 +20,5 @@ def test_bench_fleet_quick(tmp_path: Path) -> None:
     res = mod.main(tmp_path, quick=True)
     saved = json.loads((tmp_path / "fleet.json").read_text())
     assert saved["scale"]["device_rounds"] == 600 and res["no_memo"]["process_speedup"] > 0
+    assert saved["scale_100k"]["device_rounds"] == 600
     assert {b["backend"] for b in saved["backends"]} >= {"inline", "process"}

@@ -159,3 +159,14 @@ def test_bad_models() -> None:
         LinkModel("x", LognormalRate(1e5, 1e6, 3e6), drop_prob=1.0)
     with pytest.raises(ConfigError):
         LinkModel("x", LognormalRate(1e5, 1e6, 3e6), latency_s=-1)
+
+
+def test_dense_links_do_not_depend_on_which_seconds_are_looked_at() -> None:
+    model = LinkModel("x", LognormalRate(1e5, 1e6, 4e6, rho=0.8))
+    a, b = _state(model, seed=9), _state(model, seed=9)
+    a.dense = b.dense = True
+    seen_a = {k: a.rate_at(k + 0.5) for k in range(0, 200)}
+    seen_b = {k: b.rate_at(k + 0.1) for k in range(0, 200, 7)}
+    assert all(seen_a[k] == v for k, v in seen_b.items())
+    sparse = _state(model, seed=9)
+    assert [sparse.rate_at(k) for k in range(0, 200, 7)][1] != seen_b[7]  # the sparse draw is another realisation

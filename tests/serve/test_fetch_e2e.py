@@ -540,3 +540,17 @@ def test_corrupt_partial_file_is_redownloaded_once_F06(server, tmp_path):
     assert b.status == "resumed" and b.resumed_from == 3000 and rep.restarts == 1
     assert b.wire_bytes == (g.size - 3000) + g.size  # the rest, then everything once more
     assert g.digest in assert_cache_clean(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("cut", [60, 200, 330])
+def test_connection_cut_in_channel_record_or_manifest_is_retried_F08(server, tmp_path, cut):
+    """A cut inside the headers or the body of the channel record (or the manifest) is a short answer, retried;
+    never parsed as a (truncated) record."""
+    srv, store, m, log = server
+    proxy = CuttingProxy(int(srv.url.rsplit(":", 1)[1]), cuts=[cut])
+    try:
+        rep = fetch_release(cfg(f"http://127.0.0.1:{proxy.port}", tmp_path / "cache"))
+    finally:
+        proxy.close()
+    assert rep.retries >= 1 and rep.manifest == m.digest
+    assert_cache_clean(tmp_path / "cache")
