@@ -150,9 +150,8 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
                "planned_bytes": res.point.bytes},
     )
     write_report(out_dir / "report.json", rep)
-    if progress:
-        k = rep["kpis"]["top1"]
-        print(f"{method}: {rep['payload_bytes']} bytes ({rep['compression']:.1f}x), ipc={res.point.ipc}, "
-              f"bits={res.point.bits}, top1 {k['mean']:.4f} ± {k['std']:.4f} over {len(rep['seeds'])} seeds "
-              f"-> {out_dir}{os.sep}")
+    k = rep["kpis"]["top1"]  # the result summary is printed with or without progress output (like quantize)
+    print(f"{method}: {rep['payload_bytes']} bytes ({rep['compression']:.1f}x), ipc={res.point.ipc}, "
+          f"bits={res.point.bits}, top1 {k['mean']:.4f} ± {k['std']:.4f} over {len(rep['seeds'])} seeds "
+          f"-> {out_dir}{os.sep}")
     return rep
