@@ -25,8 +25,8 @@ class GroupFeed:
     role: str
     kind: str
     data: np.ndarray
-    row_params: dict[str, np.ndarray]  # name -> [n] (symmetric_per_sample scale)
-    fixed_params: dict[str, np.ndarray]  # alpha / levels
+    row_params: dict[str, np.ndarray]  # name -> [n] (symmetric_per_sample scale, affine_sample lo/hi)
+    fixed_params: dict[str, np.ndarray]  # alpha / levels / affine_set, affine_feature lo/hi
     offset: int  # first global index
 
     @property
@@ -57,8 +57,9 @@ class PayloadData:
             else:
                 data = np.array(gv.packed_rows(), np.uint8)  # copy out of the memory map
             params = {n: np.asarray(v, np.float32) for n, v in gv.params().items()}
-            row = {n: v.reshape(-1) for n, v in params.items() if n == "scale"}
-            fixed = {n: v for n, v in params.items() if n != "scale"}
+            per_row = gv.kind in ("symmetric_per_sample", "affine_sample")  # one value per row: fed sliced
+            row = {n: v.reshape(-1) for n, v in params.items() if per_row}
+            fixed = {n: v for n, v in params.items() if not per_row}
             self.groups.append(GroupFeed(k, gv.role, gv.kind, data, row, fixed, off[gv.role]))
             off[gv.role] += gv.n
             if gv.role == "samples":

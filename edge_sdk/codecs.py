@@ -22,6 +22,12 @@ Kinds (``QuantizerKind``):
               ``x_hat = alpha * (u - Q) / Q``. bits in 2..8. Param: ``alpha`` [1] or [D].
 ``codebook``  non-uniform levels (learned codebook, or APoT levels materialised): ``x_hat = levels[u]``,
               quantize = nearest level. bits in 1..8. Param: ``levels`` [2**bits] (any order).
+``affine_set`` / ``affine_feature`` / ``affine_sample``  asymmetric (min/max) uniform grid with ``L = 2**bits - 1``
+              steps between ``lo`` and ``hi``: ``u = round((clip(x, lo, hi) - lo) / step)``, ``step = (hi - lo) / L``,
+              ``x_hat = lo + u * step``; bits in 1..8, every code ``0..L`` is valid. Params ``lo``, ``hi`` of shape
+              [1] (one range for the whole group), [D] (one per feature) or [N] (one per sample), ``lo <= hi``.
+              Unlike the symmetric grids no level is wasted on one-signed data (beam inputs normalised by their
+              per-sample maximum are all <= 0). Payload format v2 only.
 
 Code ranges (:func:`code_max`): the symmetric grids use codes ``0..2Q`` only; code ``2**bits - 1`` lies
 outside the grid and is invalid (``u - Q = Q + 1`` would decode beyond ``alpha`` / ``max |x|``). A codebook
@@ -31,7 +37,8 @@ uses every code ``0..2**bits - 1``. Parameter rules (:func:`param_problem`): eve
 Exact float32 arithmetic of :func:`dequantize` (docs/payload-format.md, "Dequantization"; every step is one
 IEEE-754 binary32 operation rounded to nearest-even, parameters stored as float16 are widened exactly first):
 symmetric ``x_hat = scale_i * (u - Q)``; uniform_clip ``x_hat = alpha_j * ((u - Q) / Q)`` (the quotient is
-rounded to float32 before the product); codebook ``x_hat = levels[u]``.
+rounded to float32 before the product); codebook ``x_hat = levels[u]``; affine ``s = (hi - lo) / L`` (two
+operations: the difference, then the quotient), ``x_hat = lo + (u * s)``.
 """
 
 from __future__ import annotations
@@ -40,8 +47,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
-QUANTIZER_KINDS = ("none", "float16", "float32", "symmetric_per_sample", "uniform_clip", "codebook")
+QUANTIZER_KINDS = ("none", "float16", "float32", "symmetric_per_sample", "uniform_clip", "codebook",
+                   "affine_set", "affine_feature", "affine_sample")
+#: the affine (min/max) kinds and the axis their ``lo``/``hi`` run over
+AFFINE_KINDS = {"affine_set": "set", "affine_feature": "feature", "affine_sample": "sample"}
 RAW_KINDS = {"float16": 16, "float32": 32}
+#: the quantizer parameters each kind carries, in the order the training graph takes them as inputs
+#: (``g{k}.<name>``, docs/onnx-graph.md); kinds not listed carry none
+PARAM_NAMES: dict[str, tuple[str, ...]] = {
+    "symmetric_per_sample": ("scale",), "uniform_clip": ("alpha",), "codebook": ("levels",),
+    **{kind: ("hi", "lo") for kind in AFFINE_KINDS},
+}
 #: allowed bit widths per kind
 ALLOWED_BITS: dict[str, tuple[int, ...]] = {
     "none": (0,),
@@ -50,6 +66,9 @@ ALLOWED_BITS: dict[str, tuple[int, ...]] = {
     "symmetric_per_sample": tuple(range(2, 9)),
     "uniform_clip": tuple(range(2, 9)),
     "codebook": tuple(range(1, 9)),
+    "affine_set": tuple(range(1, 9)),
+    "affine_feature": tuple(range(1, 9)),
+    "affine_sample": tuple(range(1, 9)),
 }
 
 
@@ -68,7 +87,7 @@ def code_max(kind: str, bits: int) -> int:
     check_kind_bits(kind, bits)
     if kind in ("symmetric_per_sample", "uniform_clip"):
         return 2 * q_max(bits)
-    if kind == "codebook":
+    if kind == "codebook" or kind in AFFINE_KINDS:
         return (1 << bits) - 1
     raise CodecError(f"kind {kind!r} stores no codes")
 
@@ -92,6 +111,17 @@ def param_problem(kind: str, bits: int, params: Mapping[str, np.ndarray]) -> str
                     return f"parameter 'scale' is so large that scale * {q_max(bits)} overflows float32"
         if name == "alpha" and lo <= 0:
             return "parameter 'alpha' must be > 0"
+    if kind in AFFINE_KINDS and "lo" in params and "hi" in params:
+        lo_a = np.asarray(params["lo"], np.float32).reshape(-1)
+        hi_a = np.asarray(params["hi"], np.float32).reshape(-1)
+        if lo_a.size and hi_a.size:
+            if lo_a.shape != hi_a.shape and 1 not in (lo_a.size, hi_a.size):
+                return "parameters 'lo' and 'hi' have different shapes"
+            if np.any(hi_a < lo_a):
+                return "parameter 'hi' must be >= 'lo'"
+            with np.errstate(over="ignore"):
+                if not np.all(np.isfinite(hi_a - lo_a)):
+                    return "hi - lo overflows float32"
     return None
 
 
@@ -113,7 +143,33 @@ def param_shapes(kind: str, bits: int, n: int, d: int, per_feature: bool = False
         return {"alpha": (d,) if per_feature else (1,)}
     if kind == "codebook":
         return {"levels": (1 << bits,)}
+    if kind in AFFINE_KINDS:
+        shape = {"set": (1,), "feature": (d,), "sample": (n,)}[AFFINE_KINDS[kind]]
+        return {"lo": shape, "hi": shape}
     return {}
+
+
+def affine_step(lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
+    """``(hi - lo) / L`` with ``L = 2**bits - 1``: two float32 operations, rounded to nearest-even."""
+    d = np.subtract(np.asarray(hi, np.float32), np.asarray(lo, np.float32), dtype=np.float32)
+    return np.divide(d, np.float32((1 << bits) - 1), dtype=np.float32)
+
+
+def affine_params_for(x: np.ndarray, kind: str) -> dict[str, np.ndarray]:
+    """Min/max parameters of ``x`` [N, D] for an affine kind (the default range: nothing is clipped)."""
+    x = np.asarray(x, np.float32)
+    if x.size == 0:
+        shape = param_shapes(kind, 1, x.shape[0], x.shape[1])["lo"]
+        return {"lo": np.zeros(shape, np.float32), "hi": np.zeros(shape, np.float32)}
+    axis = {"set": None, "feature": 0, "sample": 1}[AFFINE_KINDS[kind]]
+    lo = np.asarray(x.min(axis=axis), np.float32).reshape(-1)
+    hi = np.asarray(x.max(axis=axis), np.float32).reshape(-1)
+    return {"lo": lo, "hi": hi}
+
+
+def _affine_broadcast(p: np.ndarray, kind: str) -> np.ndarray:
+    p = np.asarray(p, np.float32).reshape(-1)
+    return p.reshape(-1, 1) if AFFINE_KINDS[kind] == "sample" else p.reshape(1, -1)
 
 
 def quantize(x: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -154,6 +210,25 @@ def quantize(x: np.ndarray, kind: str, bits: int, params: Mapping[str, np.ndarra
             raise CodecError("alpha must be finite and > 0")
         codes = np.rint(np.clip(x, -alpha, alpha) / alpha * q) + q
         return codes.astype(np.uint8), {"alpha": alpha}
+    if kind in AFFINE_KINDS:
+        if "lo" not in params or "hi" not in params:
+            params = {**affine_params_for(x, kind), **params}
+        want = param_shapes(kind, bits, x.shape[0], x.shape[1])["lo"]
+        lo_p = np.asarray(params["lo"], np.float32).reshape(-1)
+        hi_p = np.asarray(params["hi"], np.float32).reshape(-1)
+        if lo_p.shape != want or hi_p.shape != want:
+            raise CodecError(f"{kind} needs lo and hi of shape {want}, got {lo_p.shape} and {hi_p.shape}")
+        problem = param_problem(kind, bits, {"lo": lo_p, "hi": hi_p})
+        if problem:
+            raise CodecError(problem)
+        lo_b, hi_b = _affine_broadcast(lo_p, kind), _affine_broadcast(hi_p, kind)
+        step = affine_step(lo_b, hi_b, bits)
+        safe = np.where(step > 0, step, np.float32(1))
+        top = (1 << bits) - 1
+        with np.errstate(invalid="ignore"):
+            u = np.rint(np.subtract(np.clip(x, lo_b, hi_b), lo_b, dtype=np.float32) / safe)
+        codes = np.clip(np.where(step > 0, u, 0), 0, top)
+        return codes.astype(np.uint8), {"lo": lo_p, "hi": hi_p}
     # codebook
     if "levels" not in params:
         raise CodecError("codebook needs params['levels'] (shape [2**bits])")
@@ -188,6 +263,13 @@ def dequantize(codes: np.ndarray, kind: str, bits: int, params: Mapping[str, np.
     if kind == "codebook":
         levels = np.asarray(params["levels"], np.float32).reshape(-1)
         np.take(levels, c, out=out)
+        return out
+    if kind in AFFINE_KINDS:
+        lo_b = _affine_broadcast(params["lo"], kind)
+        step = affine_step(lo_b, _affine_broadcast(params["hi"], kind), bits)
+        out[...] = c  # u: exact in float32
+        np.multiply(out, step, out=out)
+        np.add(lo_b, out, out=out)
         return out
     q = np.float32(q_max(bits))
     np.subtract(c, q, out=out, dtype=np.float32)  # u - Q: exact in float32

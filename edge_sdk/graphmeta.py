@@ -34,7 +34,6 @@ HYPER_NAMES: dict[str, tuple[str, ...]] = {
     "adam": ("lr", "beta1", "beta2", "eps", "weight_decay", "step"),
 }
 STATE_SUFFIXES: dict[str, tuple[str, ...]] = {"sgd": ("momentum",), "adam": ("exp_avg", "exp_avg_sq")}
-PARAM_NAMES = {"symmetric_per_sample": ("scale",), "uniform_clip": ("alpha",), "codebook": ("levels",)}
 MAX_META_BYTES = 1 << 20  #: the JSON text; a v1 description of 4096 groups is ~0.5 MB
 MAX_GROUPS = 4096  #: as the payload's MAX_GROUPS
 MAX_NAMES = 1 << 16
@@ -56,7 +55,7 @@ class GraphGroupMeta:
         if self.kind == "none":
             return []
         data = f"g{k}.values" if self.kind in codecs.RAW_KINDS else f"g{k}.packed"
-        return [data, *(f"g{k}.{p}" for p in PARAM_NAMES.get(self.kind, ()))]
+        return [data, *(f"g{k}.{p}" for p in codecs.PARAM_NAMES.get(self.kind, ()))]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ name           payload kind            parameters
                                        (one code is redundant: the sign takes one of the b bits).
 ``codebook``   ``codebook``            2**b free levels (b in 1..8), initialised at the quantiles
                                        ``(i + 0.5) / 2**b`` of ``x_init`` and refined by 10 Lloyd steps
+``affine_set`` ``affine_set``          learned ``lo``, ``hi`` ([1]), min/max grid of ``2**b - 1`` steps,
+                                       b in 1..8, initialised at min / max of ``x_init``
+``affine_feature`` ``affine_feature``  the same with ``lo``, ``hi`` per feature ([D])
+``affine_sample``  ``affine_sample``   ``lo``, ``hi`` = min / max of each row of the *input* (not learned;
+                                       the gradient flows through min / max), b in 1..8
 =============  ======================  =========================================================
 
 ``q.export_params()`` returns the float32 numpy params for the payload (``{"alpha"}`` or ``{"levels"}``),
@@ -179,6 +184,77 @@ class CodebookQuantizer(_LevelsQuantizer):
         return self.lv
 
 
+class _AffineQuantizer(TorchQuantizer):
+    """Affine (min/max) grid: ``x_hat = lo + round((clip(x, lo, hi) - lo) / s) * s``, ``s = (hi - lo) / L``,
+    ``L = 2**bits - 1`` (:mod:`edge_sdk.codecs`, the same float32 operations in the same order). Straight-through:
+    gradient 1 to ``x`` inside ``[lo, hi]``, 0 outside; ``lo``/``hi`` get the gradient of the dequantized values."""
+
+    granularity = "set"
+
+    def __init__(self, bits: int, x_init: Tensor, per_feature: bool = False) -> None:
+        super().__init__(bits)
+        codecs.check_kind_bits(self.kind, bits)
+        self.levels_count = (1 << bits) - 1
+        if self.granularity != "sample":
+            x0 = x_init.detach().float()
+            if self.granularity == "feature":
+                lo, hi = x0.amin(0), x0.amax(0)
+            else:
+                lo, hi = x0.amin().reshape(1), x0.amax().reshape(1)
+            self.lo = nn.Parameter(lo.clone())
+            self.hi = nn.Parameter(hi.clone())
+        self._last: dict[str, np.ndarray] = {}
+
+    def _range(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.granularity == "sample":
+            return x.amin(1, keepdim=True), x.amax(1, keepdim=True)
+        lo = self.lo.reshape(1, -1)
+        hi = torch.maximum(self.hi.reshape(1, -1), lo)  # keep hi >= lo (a no-op while it holds)
+        return lo, hi
+
+    def forward(self, x: Tensor) -> Tensor:
+        lo, hi = self._range(x)
+        s = (hi - lo) / float(self.levels_count)
+        safe = torch.where(s > 0, s, torch.ones_like(s))
+        r = ste_round((ste_clip(x, lo.detach(), hi.detach()) - lo) / safe)
+        r = torch.where(s > 0, r, torch.zeros_like(r))
+        if self.granularity == "sample":
+            self._last = {"lo": lo.detach().cpu().numpy().reshape(-1), "hi": hi.detach().cpu().numpy().reshape(-1)}
+        return lo + r * s
+
+    def export_params(self) -> dict[str, np.ndarray]:
+        if self.granularity == "sample":
+            return {k: v.astype(np.float32) for k, v in self._last.items()}
+        lo, hi = self._range(torch.zeros(1, 1))
+        return {"lo": lo.detach().cpu().numpy().astype(np.float32).reshape(-1),
+                "hi": hi.detach().cpu().numpy().astype(np.float32).reshape(-1)}
+
+    def encode(self, x: Tensor | np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        xn = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, np.float32)
+        xn = xn.astype(np.float32)
+        if self.granularity == "sample":
+            return codecs.quantize(xn, self.kind, self.bits, codecs.affine_params_for(xn, self.kind))
+        return codecs.quantize(xn, self.kind, self.bits, self.export_params())
+
+
+@register_quantizer("affine_set")
+class AffineSetQuantizer(_AffineQuantizer):
+    kind = "affine_set"
+    granularity = "set"
+
+
+@register_quantizer("affine_feature")
+class AffineFeatureQuantizer(_AffineQuantizer):
+    kind = "affine_feature"
+    granularity = "feature"
+
+
+@register_quantizer("affine_sample")
+class AffineSampleQuantizer(_AffineQuantizer):
+    kind = "affine_sample"
+    granularity = "sample"
+
+
 def apot_magnitudes(bits: int, k: int = APOT_GROUP) -> np.ndarray:
     """Normalised unsigned APoT set (max 1) for ``bits - 1`` magnitude bits, ``n = (bits-1)/k`` terms.
 
@@ -246,6 +322,8 @@ def allowed_bits(name: str) -> tuple[int, ...]:
         return tuple(b for b in range(2, 9) if (b - 1) % APOT_GROUP == 0 and b - 1 >= APOT_GROUP)
     if name == "codebook":
         return codecs.ALLOWED_BITS["codebook"]
+    if name in codecs.AFFINE_KINDS:
+        return codecs.ALLOWED_BITS[name]
     raise ConfigError(f"unknown quantizer {name!r}; available: {sorted(QUANTIZERS)}")
 
 

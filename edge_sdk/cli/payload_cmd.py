@@ -15,10 +15,23 @@ from edge_sdk import codecs
 from edge_sdk.bitpack import row_bytes
 
 
+def _task_or_note(p: Any) -> tuple[Any, Any]:
+    """(task, graph) of a payload; for a v2 payload whose task blob is not at hand, a note instead."""
+    from edge_sdk.payload.errors import TaskBlobMissing
+
+    try:
+        return p.task, p.graph
+    except TaskBlobMissing:
+        note = f"task blob sha256:{p.task_digest} not found next to the payload (pass --task)"
+        return {"unresolved": note, "train": p.recipe}, {"unresolved": note}
+
+
 def _summary(p: Any) -> dict[str, Any]:
     """JSON-able description of an opened payload."""
     from edge_sdk.payload.format import DIGEST_SIZE, PREFIX_SIZE
 
+    task, graph = _task_or_note(p)
+    trailer = p.size - p.content_end
     groups = []
     for g in p.groups:
         groups.append({
@@ -30,23 +43,30 @@ def _summary(p: Any) -> dict[str, Any]:
             "extra": {k: [r.dtype, list(r.shape)] for k, r in g.desc.extras.items()},
         })
     lab = p.labels_section
+    label_bytes = p.sections[lab]["length"] if lab is not None else 0
+    if p.label_mode == "counts":
+        label_bytes = sum(x["length"] for x in p.sections[len(p.sections) - len(p.sample_groups()):])
     return {
         "path": str(p.path) if p.path else None,
         "format_version": f"{p.version[0]}.{p.version[1]}",
         "size": p.size,
         "sizes": {
             "prefix": PREFIX_SIZE, "header": p.header_len, "data": p.content_end - p.data_start,
-            "digest": DIGEST_SIZE, "signature": p.size - p.content_end - DIGEST_SIZE,
-            "labels": p.sections[lab]["length"] if lab is not None else 0,
+            "digest": DIGEST_SIZE if (p.version[0] == 1 or not p.signed) else 0,
+            "signature": trailer - (DIGEST_SIZE if (p.version[0] == 1 or not p.signed) else 0),
+            "labels": label_bytes,
         },
+        "label_mode": p.label_mode,
+        "task_digest": p.task_digest,
+        "recipe": p.recipe,
         "sha256": p.sha256,
         "signed": p.signed,
         "key_id": p.key_id,
         "signature_status": p.signature_status,
         "num_classes": p.num_classes,
         "label_bits": codecs.label_bits(p.num_classes),
-        "graph": p.graph,
-        "task": p.task,
+        "graph": graph,
+        "task": task,
         "provenance": p.provenance,
         "groups": groups,
         "sections": p.sections,
@@ -69,17 +89,19 @@ def clip(text: str, limit: int = 200) -> str:
 
 @click.group("payload")
 def cli() -> None:
-    """Inspect, verify and sign payload files (format v1, docs/payload-format.md)."""
+    """Inspect, verify and sign payload files (formats v1 and v2, docs/payload-format.md)."""
 
 
 @cli.command("inspect")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def inspect_cmd(path: Path, as_json: bool) -> None:
+@click.option("--task", "task_blob", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="v2: the task blob the payload names (default: task.json / sha256-<hex> beside it)")
+def inspect_cmd(path: Path, as_json: bool, task_blob: Path | None) -> None:
     """Show header, groups, sections, sizes, digests and signature status of PATH."""
     from edge_sdk.payload import read_payload
 
-    with read_payload(path) as p:
+    with read_payload(path, task_blob=task_blob) as p:
         s = _summary(p)
     if as_json:
         click.echo(json.dumps(s, indent=2, sort_keys=True))
@@ -91,7 +113,15 @@ def inspect_cmd(path: Path, as_json: bool) -> None:
     click.echo(f"  sha256 (content): {s['sha256']}")
     click.echo(f"  signature: {s['signature_status']}" + (f" (key id {s['key_id']})" if s["key_id"] else ""))
     g = s["graph"]
-    click.echo(f"  graph: {'none' if g is None else g['sha256'] + ' (' + str(g['size']) + ' bytes)'}")
+    if s["task_digest"]:
+        click.echo(f"  task blob: sha256:{s['task_digest']}")
+    if s["recipe"]:
+        click.echo(f"  recipe: {json.dumps(s['recipe'], sort_keys=True)}")
+    click.echo(f"  labels: {s['label_mode']}")
+    if g is None or "unresolved" in g:
+        click.echo(f"  graph: {'none' if g is None else g['unresolved']}")
+    else:
+        click.echo(f"  graph: {g['sha256']} ({g['size']} bytes)")
     click.echo(f"  num_classes: {s['num_classes']} (labels at {s['label_bits']} bits)")
     click.echo(f"  task: {clip(json.dumps(s['task'], sort_keys=True))}")
     click.echo(f"  provenance: {clip(json.dumps(s['provenance'], sort_keys=True))}")
@@ -109,14 +139,24 @@ def inspect_cmd(path: Path, as_json: bool) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--public-key", "public_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="trusted signer public key (PEM or raw); repeatable. Given any, a valid signature is required.")
-def verify_cmd(path: Path, public_keys: tuple[Path, ...]) -> None:
+@click.option("--task", "task_blob", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="v2: the task blob the payload names; checked against its digest when given or found beside it")
+def verify_cmd(path: Path, public_keys: tuple[Path, ...], task_blob: Path | None) -> None:
     """Fully verify PATH: structure, digest, every section CRC, labels, and (with keys) the signature."""
     from edge_sdk.payload import read_payload
+    from edge_sdk.payload.errors import TaskBlobMissing
     from edge_sdk.payload.signing import load_public_key
 
     keys = [load_public_key(k) for k in public_keys] or None
-    with read_payload(path, trusted_keys=keys, require_signature=bool(keys)) as p:
+    with read_payload(path, trusted_keys=keys, require_signature=bool(keys), task_blob=task_blob) as p:
         p.decode_all()
+        if p.task_digest is not None:
+            try:
+                p.task_blob()
+            except TaskBlobMissing:
+                if task_blob is not None:
+                    raise
+                click.echo(f"note: task blob sha256:{p.task_digest} not found beside the payload (not checked)")
         click.echo(f"OK {path}: {p.size} bytes, sha256 {p.sha256}, signature {p.signature_status}"
                    + (f" (key id {p.key_id})" if p.key_id else ""))
 

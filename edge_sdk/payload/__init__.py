@@ -1,8 +1,9 @@
-"""Payload format v1: the compact, bit-packed, signed container that carries a training set to devices.
+"""Payload formats v1 and v2: the compact, bit-packed, signed container that carries a training set to devices.
 
-Spec: docs/payload-format.md. API (docs/contracts.md, "Payload v1")::
+Spec: docs/payload-format.md. API (docs/contracts.md, "Payload")::
 
-    from edge_sdk.payload import SampleGroup, write_payload, payload_size, read_payload
+    from edge_sdk.payload import SampleGroup, write_payload_v2, payload_size_v2, read_payload   # v2 (servers write it)
+    from edge_sdk.payload import write_payload, payload_size                                   # v1 (still readable)
 """
 
 from edge_sdk.payload.errors import (
@@ -17,6 +18,8 @@ from edge_sdk.payload.errors import (
     LimitExceeded,
     PayloadError,
     SignatureRequired,
+    TaskBlobMissing,
+    TaskMismatch,
     TrailingBytes,
     Truncated,
     UnsupportedVersion,
@@ -35,21 +38,26 @@ from edge_sdk.payload.signing import (
 )
 from edge_sdk.payload.writer import (
     PayloadInfo,
+    Q8Param,
     SampleGroup,
     encode_payload,
+    encode_payload_v2,
     make_provenance,
     payload_size,
+    payload_size_v2,
     sign_payload,
     write_payload,
+    write_payload_v2,
 )
 
 __all__ = [
     "FORMAT_MAJOR", "FORMAT_MINOR", "MAGIC",
     "SampleGroup", "GroupLayout", "PayloadInfo", "write_payload", "encode_payload", "make_provenance", "payload_size", "sign_payload",
+    "Q8Param", "write_payload_v2", "encode_payload_v2", "payload_size_v2",
     "read_payload", "Payload", "GroupView",
     "generate_keypair", "key_id", "save_private_key", "save_public_key", "load_private_key", "load_public_key",
     "KeyFileExists",
     "PayloadError", "BadMagic", "UnsupportedVersion", "HeaderTooLarge", "HeaderInvalid", "BadOffsets", "Truncated",
     "TrailingBytes", "ChecksumMismatch", "DigestMismatch", "BadSignature", "UntrustedKey", "SignatureRequired",
-    "LimitExceeded", "InvalidValue",
+    "LimitExceeded", "InvalidValue", "TaskBlobMissing", "TaskMismatch",
 ]

@@ -1,4 +1,4 @@
-"""Typed errors of payload format v1: one family, one class per failure mode (docs/payload-format.md,
+"""Typed errors of payload formats v1 and v2: one family, one class per failure mode (docs/payload-format.md,
 "Errors"). Every reader failure on untrusted bytes is a :class:`PayloadError`; nothing else escapes."""
 
 from __future__ import annotations
@@ -68,6 +68,14 @@ class InvalidValue(PayloadError):
     """Decoded data breaks a rule of the format (e.g. a hard label >= num_classes)."""
 
 
+class TaskBlobMissing(PayloadError):
+    """A v2 payload's task blob (named by digest) was not given and not found next to the payload."""
+
+
+class TaskMismatch(PayloadError):
+    """The task blob given for a v2 payload does not have the SHA-256 the payload names."""
+
+
 __all__ = [
     "PayloadError",
     "BadMagic",
@@ -84,4 +92,6 @@ __all__ = [
     "SignatureRequired",
     "LimitExceeded",
     "InvalidValue",
+    "TaskBlobMissing",
+    "TaskMismatch",
 ]

@@ -45,7 +45,9 @@ MAGIC = b"\x89EPL\r\n\x1a\n"
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
 #: (major, minor) versions this reader accepts
-SUPPORTED_VERSIONS = frozenset({(1, 0)})
+SUPPORTED_VERSIONS = frozenset({(1, 0), (2, 0)})
+#: quantizer kinds a v1.0 payload may hold (the affine kinds came with v2.0)
+V1_KINDS = ("none", "float16", "float32", "symmetric_per_sample", "uniform_clip", "codebook")
 PREFIX_SIZE = 16
 DIGEST_SIZE = 32
 KEY_ID_SIZE = 32
@@ -176,8 +178,9 @@ def expected_param_shapes(kind: str, bits: int, n: int, d: int) -> dict[str, tup
     return out
 
 
-def check_layouts(layouts: Sequence[GroupLayout], num_classes: int) -> None:
-    """Writer-side rules (raise ConfigError): same rules the reader enforces on the header."""
+def check_layouts(layouts: Sequence[GroupLayout], num_classes: int, kinds: Sequence[str] = V1_KINDS) -> None:
+    """Writer-side rules (raise ConfigError): same rules the reader enforces on the header. ``kinds``: the
+    quantizer kinds the format version allows (v1: :data:`V1_KINDS`)."""
     if not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES:
         raise ConfigError(f"num_classes must be an int in 1..{MAX_CLASSES}, got {num_classes!r}")
     if len(layouts) > MAX_GROUPS:
@@ -198,6 +201,8 @@ def check_layouts(layouts: Sequence[GroupLayout], num_classes: int) -> None:
             codecs.check_kind_bits(g.kind, g.bits)
         except codecs.CodecError as exc:
             raise ConfigError(f"group {g.name!r}: {exc}") from exc
+        if g.kind not in kinds:
+            raise ConfigError(f"group {g.name!r}: kind {g.kind!r} needs payload format v2 (write_payload_v2)")
         if not (0 <= g.n <= MAX_N and 0 <= g.d <= MAX_D and g.n * g.d <= MAX_VALUES):
             raise ConfigError(f"group {g.name!r}: n={g.n}, d={g.d} outside limits (n <= {MAX_N}, d <= {MAX_D}, n*d <= {MAX_VALUES})")
         allowed = expected_param_shapes(g.kind, g.bits, g.n, g.d)
@@ -479,6 +484,8 @@ def parse_header_v1(h: Any) -> HeaderDesc:
             codecs.check_kind_bits(kind, bits)
         except codecs.CodecError as exc:
             raise HeaderInvalid(f"{what}: {exc}") from exc
+        if kind not in V1_KINDS:
+            raise HeaderInvalid(f"{what}: kind {kind!r} is not a v1.0 kind (it needs format v2.0)")
         n = _int(g["n"], f"{what} n", 0, MAX_N)
         total_rows += n
         if total_rows > MAX_TOTAL_ROWS:
@@ -567,5 +574,6 @@ def _nbytes(ref: ArrayRef) -> int:
 
 #: the header schema of each accepted (major, minor) version; a new version adds its parser here and its rules
 #: to docs/payload-format.md (rules are numbered per version)
+#: v2.0's binary header is parsed by edge_sdk.payload.format_v2.parse_header_v2 (the reader dispatches on the major)
 HEADER_PARSERS = {(1, 0): parse_header_v1}
 parse_header = parse_header_v1

@@ -236,8 +236,9 @@ class GroupView:
             return out
         rows = self.packed_rows()
         params = self._param_views()
+        per_sample = self.kind in ("symmetric_per_sample", "affine_sample")
         for s in range(0, self.n, step):
-            block = {k: (v[s: s + step] if k == "scale" else v) for k, v in params.items()}
+            block = {k: (v[s: s + step] if per_sample else v) for k, v in params.items()}
             codecs.dequantize(unpack_rows(rows[s: s + step], self.bits, self.d), self.kind, self.bits, block,
                               out=out[s: s + step])
         return out
@@ -254,10 +255,16 @@ class Payload:
     """An opened, verified payload. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, buf: memoryview, mm: mmap.mmap | None, path: Path | None, trusted_keys: Any,
-                 require_signature: bool) -> None:
+                 require_signature: bool, task_blob: Any = None) -> None:
         self._buf = buf
         self._mm = mm
         self.path = path
+        self._task_blob_arg = task_blob
+        self._task_blob: Any = None
+        self.task_digest: str | None = None  # v2: hex SHA-256 of the task blob the payload names
+        self.recipe: dict[str, Any] | None = None  # v2: the recipe record; v1: task["train"] if present
+        self.label_mode = "packed"
+        self._v2: Any = None
         self._checked: set[int] = set()  # sections whose CRC32 was verified
         self._valid: set[Any] = set()  # data sections / ("params", group) whose value rules were verified
         self._labels_cache: np.ndarray | None = None
@@ -280,6 +287,9 @@ class Payload:
                 f"{sorted(SUPPORTED_VERSIONS)}); upgrade edge-sdk or re-export the payload"
             )
         self.flags = int.from_bytes(head[10:12], "little")
+        if self.version[0] == 2:
+            self._parse_v2(trusted_keys, require_signature)
+            return
         if self.flags & ~KNOWN_FLAGS:
             raise HeaderInvalid(f"unknown flag bits 0x{self.flags & ~KNOWN_FLAGS:04x} set (v1 defines only bit 0)")
         self.signed = bool(self.flags & FLAG_SIGNED)
@@ -328,15 +338,120 @@ class Payload:
         else:
             self.signature_status = "unsigned"
         self.groups = [GroupView(self, g) for g in self._desc.groups]
+        train = self._desc.task.get("train") if isinstance(self._desc.task, dict) else None
+        self.recipe = train if isinstance(train, dict) else None
+        self.label_mode = "packed" if self._desc.labels is not None else "none"
+
+    def _parse_v2(self, trusted_keys: Any, require_signature: bool) -> None:
+        from edge_sdk.payload.format_v2 import (
+            FLAG_RECIPE,
+            HEADER_MAX_BYTES_V2,
+            KEY_ID_SIZE_V2,
+            SIGNATURE_DOMAIN_V2,
+            SIGNATURE_SIZE_V2,
+            parse_header_v2,
+        )
+
+        buf, size = self._buf, self.size
+        known = FLAG_SIGNED | FLAG_RECIPE
+        if self.flags & ~known:
+            raise HeaderInvalid(f"unknown flag bits 0x{self.flags & ~known:04x} set (v2 defines bits 0 and 1)")
+        self.signed = bool(self.flags & FLAG_SIGNED)
+        hlen = int.from_bytes(bytes(buf[12:16]), "little")
+        if hlen > HEADER_MAX_BYTES_V2:
+            raise HeaderTooLarge(f"header length {hlen} exceeds the v2 cap of {HEADER_MAX_BYTES_V2} bytes")
+        if hlen == 0:
+            raise HeaderInvalid("header length is 0")
+        trailer = KEY_ID_SIZE_V2 + SIGNATURE_SIZE_V2 if self.signed else DIGEST_SIZE
+        if size < PREFIX_SIZE + hlen + trailer:
+            raise Truncated(f"file is {size} bytes; header ({hlen}) and trailer ({trailer}) need {PREFIX_SIZE + hlen + trailer}")
+        self.header_len = hlen
+        hv = parse_header_v2(bytes(buf[PREFIX_SIZE: PREFIX_SIZE + hlen]), self.flags)
+        self._v2 = hv
+        self._desc = hv.desc
+        expected = PREFIX_SIZE + hlen + self._desc.data_len + trailer
+        if size < expected:
+            raise Truncated(f"file is {size} bytes, the header declares {expected}")
+        if size > expected:
+            raise TrailingBytes(f"file is {size} bytes, {size - expected} more than the {expected} declared")
+        self.data_start = PREFIX_SIZE + hlen
+        self.content_end = self.data_start + self._desc.data_len
+        h = hashlib.sha256()
+        for s in range(0, self.content_end, _HASH_CHUNK):
+            h.update(buf[s: min(s + _HASH_CHUNK, self.content_end)])
+        digest = h.digest()
+        self.sha256 = digest.hex()
+        self.key_id = None
+        if not self.signed:
+            stored = bytes(buf[self.content_end: self.content_end + DIGEST_SIZE])
+            if digest != stored:
+                raise DigestMismatch(f"content SHA-256 {digest.hex()} != stored {stored.hex()} (the file is corrupted "
+                                     "or was altered; fetch it again)")
+        else:
+            t = self.content_end
+            kid = bytes(buf[t: t + KEY_ID_SIZE_V2])
+            sig = bytes(buf[t + KEY_ID_SIZE_V2: t + KEY_ID_SIZE_V2 + SIGNATURE_SIZE_V2])
+            self.key_id = kid.hex()
+        if require_signature and not self.signed:
+            raise SignatureRequired("payload is unsigned but a signature is required (sign it with `edge-sdk payload sign`)")
+        if trusted_keys is not None and self.signed:
+            from cryptography.exceptions import InvalidSignature
+
+            from edge_sdk.payload.errors import BadSignature, UntrustedKey
+
+            keys = trusted_key_map(trusted_keys)
+            pub = next((k for kid_hex, k in keys.items() if kid_hex[: 2 * KEY_ID_SIZE_V2] == kid.hex()), None)
+            if pub is None:
+                raise UntrustedKey(f"payload is signed by key {kid.hex()}..., which is not among the {len(keys)} "
+                                   "trusted key(s); pass the signer's public key")
+            try:
+                pub.verify(sig, SIGNATURE_DOMAIN_V2 + digest)
+            except InvalidSignature:
+                raise BadSignature(f"Ed25519 signature by key {kid.hex()}... does not verify (payload tampered or "
+                                   "re-signed)") from None
+            self.signature_status = "verified"
+        elif self.signed:
+            if require_signature:
+                raise ConfigError("require_signature=True needs trusted_keys to verify against")
+            self.signature_status = "unverified"
+        else:
+            self.signature_status = "unsigned"
+        self.task_digest = hv.task_digest.hex() if hv.task_digest is not None else None
+        self.recipe = hv.recipe
+        self.label_mode = hv.label_mode
+        self.header = {"version": "2.0", "task_digest": self.task_digest, "num_classes": self._desc.num_classes,
+                       "label_mode": hv.label_mode, "recipe": hv.recipe,
+                       "groups": [{"role": g.role, "kind": g.kind, "bits": g.bits, "n": g.n, "d": g.d,
+                                   "params": {k: {"encoding": r.dtype, "shape": list(r.shape)} for k, r in g.params.items()}}
+                                  for g in self._desc.groups]}
+        self.groups = [GroupView(self, g) for g in self._desc.groups]
 
     # ----------------------------------------------------------------------------------- metadata
     @property
     def num_classes(self) -> int:
         return self._desc.num_classes
 
+    def task_blob(self) -> Any:
+        """v2: the :class:`~edge_sdk.payload.taskblob.TaskBlob` the payload names (given with ``task_blob=`` or
+        found beside the payload); raises TaskBlobMissing / TaskMismatch. v1: None."""
+        if self._v2 is None or self._v2.task_digest is None:
+            return None
+        if self._task_blob is None:
+            from edge_sdk.payload.taskblob import find_task_blob
+
+            self._task_blob = find_task_blob(self._v2.task_digest, self.path, self._task_blob_arg)
+        return self._task_blob
+
     @property
     def task(self) -> dict[str, Any]:
-        return self._desc.task
+        """The task dict (v1: the header's ``t``; v2: the task blob's ``task`` plus ``train`` = the recipe)."""
+        if self._v2 is None:
+            return self._desc.task
+        blob = self.task_blob()
+        t = dict(blob.task) if blob is not None else {}
+        if self.recipe is not None:
+            t["train"] = dict(self.recipe)
+        return t
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -344,12 +459,15 @@ class Payload:
 
     @property
     def graph(self) -> dict[str, Any] | None:
+        if self._v2 is not None:
+            blob = self.task_blob()
+            return blob.graph if blob is not None else None
         return self._desc.graph
 
     @property
     def sections(self) -> list[dict[str, Any]]:
         """[{index, offset (absolute, bytes), length, crc32 (hex)}] in file order."""
-        return [{"index": i, "offset": self.data_start + o, "length": ln, "crc32": f"{c:08x}"}
+        return [{"index": i, "offset": self.data_start + o, "length": ln, "crc32": None if c is None else f"{c:08x}"}
                 for i, (o, ln, c) in enumerate(self._desc.sections)]
 
     @property
@@ -374,7 +492,7 @@ class Payload:
             view = np.zeros(0, np.uint8)
         else:
             view = np.frombuffer(self._buf, np.uint8, count=ln, offset=self.data_start + off)
-        if i not in self._checked:
+        if i not in self._checked and crc is not None:  # v2 sections carry no CRC (digest/signature checked on open)
             got = zlib.crc32(view.data)
             if got != crc:
                 raise ChecksumMismatch(f"section {i} CRC32 {got:08x} != header {crc:08x} (corrupted data)")
@@ -383,6 +501,17 @@ class Payload:
 
     def _array(self, ref: Any, copy: bool = True) -> np.ndarray:
         raw = self._section(ref.section)
+        if ref.dtype == "q8":  # v2: f4 base, f4 step, then one code per value: base + code * step
+            base, step = raw[:8].view("<f4")
+            if not (np.isfinite(base) and np.isfinite(step) and step >= 0):
+                raise InvalidValue(f"q8 parameter (section {ref.section}) has base {base}, step {step}: both must be "
+                                   "finite and step >= 0 (R21)")
+            return (base + raw[8:].astype(np.float32) * step).reshape(ref.shape)
+        if ref.dtype == "c4":  # v2: one float32 for the whole array
+            v = raw.view("<f4")[0]
+            if not np.isfinite(v):
+                raise InvalidValue(f"c4 parameter (section {ref.section}) is not finite (R21)")
+            return np.full(ref.shape, v, np.float32)
         view = raw.view(np_dtype(ref.dtype)).reshape(ref.shape)
         return view.copy() if copy else view
 
@@ -396,6 +525,8 @@ class Payload:
         self._all_labels()
 
     def _all_labels(self) -> np.ndarray:
+        if self._labels_cache is None and self._v2 is not None and self._v2.label_mode == "counts":
+            self._labels_cache = self._labels_from_counts()
         if self._labels_cache is None:
             lab = self._desc.labels
             if lab is None:
@@ -417,6 +548,29 @@ class Payload:
                 self._labels_cache = v
         return self._labels_cache
 
+    def _labels_from_counts(self) -> np.ndarray:
+        """v2 ``counts``: each labeled group's rows are in class order; its C counts (``bit_length(N)`` bits each)
+        must sum to N (R20) and have zero padding bits (R11)."""
+        c = self._desc.num_classes
+        parts = []
+        for g in self._desc.groups:
+            if g.label_start is None:
+                continue
+            sec, w = self._v2.count_sections[g.index]
+            raw = self._section(sec)
+            if w == 0:
+                parts.append(np.zeros(0, np.int64))
+                continue
+            pad = 8 * packed_size(c, w) - c * w
+            if pad and raw[-1] & ((0xFF << (8 - pad)) & 0xFF):
+                raise InvalidValue(f"group {g.name!r}: the class-count stream has non-zero padding bits (R11)")
+            counts = unpack_uint(raw, w, c).astype(np.int64)
+            if int(counts.sum()) != g.n:
+                raise InvalidValue(f"group {g.name!r}: class counts sum to {int(counts.sum())}, the group has {g.n} "
+                                   "rows (R20)")
+            parts.append(np.repeat(np.arange(c, dtype=np.int64), counts))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
     # ---------------------------------------------------------------------------------- decoding
     def sample_groups(self) -> list[GroupView]:
         return [g for g in self.groups if g.role == "samples" and g.bits > 0]
@@ -425,9 +579,9 @@ class Payload:
         """(X float32 [N_total, D], y int64 [N_total] or None) of all sample groups with bits > 0, in order."""
         gs = self.sample_groups()
         if not gs:
-            return np.zeros((0, 0), np.float32), (np.zeros(0, np.int64) if self._desc.labels is not None else None)
+            return np.zeros((0, 0), np.float32), (np.zeros(0, np.int64) if self.label_mode != "none" else None)
         x = self._stack(gs)
-        if self._desc.labels is None:
+        if self.label_mode == "none":
             return x, None
         return x, self._all_labels().copy()
 
@@ -480,18 +634,19 @@ class Payload:
 
 def read_payload(src: str | os.PathLike | bytes | bytearray | memoryview,
                  trusted_keys: Mapping[str, Any] | Iterable[Any] | None = None,
-                 require_signature: bool = False) -> Payload:
+                 require_signature: bool = False, task_blob: Any = None) -> Payload:
     """Open and verify a payload from a path (memory-mapped) or from bytes.
 
     ``trusted_keys``: dict {key id hex: public key} or list of public keys (Ed25519PublicKey, 32 raw bytes,
     or key file paths). With keys, a signed payload must verify (UntrustedKey / BadSignature);
-    ``require_signature=True`` rejects unsigned payloads (SignatureRequired).
+    ``require_signature=True`` rejects unsigned payloads (SignatureRequired). ``task_blob`` (v2 only): the task
+    blob bytes or path; otherwise it is looked up beside the payload when ``.task`` is first used.
     """
     if isinstance(src, (bytes, bytearray, memoryview)):
         mv = memoryview(src)
         if mv.ndim != 1 or mv.itemsize != 1:
             mv = mv.cast("B")
-        return Payload(mv, None, None, trusted_keys, require_signature)
+        return Payload(mv, None, None, trusted_keys, require_signature, task_blob)
     path = Path(src)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -500,7 +655,7 @@ def read_payload(src: str | os.PathLike | bytes | bytearray | memoryview,
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     buf = memoryview(mm)
     try:
-        return Payload(buf, mm, path, trusted_keys, require_signature)
+        return Payload(buf, mm, path, trusted_keys, require_signature, task_blob)
     except BaseException:
         buf.release()
         mm.close()

@@ -105,6 +105,11 @@ def example_inputs(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
             out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
         elif g.kind == "codebook":
             out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
+        elif g.param_names() == ("hi", "lo"):  # affine kinds
+            m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": b}[g.kind]
+            lo = rng.uniform(-2, 0, m)
+            out.append(torch.tensor(lo + rng.uniform(0.5, 2, m), dtype=torch.float32))
+            out.append(torch.tensor(lo, dtype=torch.float32))
     out.append(torch.tensor(rng.integers(0, spec.model.num_classes, n_total), dtype=torch.int64))
     if spec.has_soft:
         out.append(torch.tensor(0.5, dtype=torch.float32))
@@ -125,7 +130,7 @@ def _dynamic_shapes(spec: TrainGraphSpec) -> tuple[Any, ...]:
     dyn: list[Any] = []
     for _, g in spec.graph_groups():
         dyn.append({0: Dim.AUTO})
-        dyn.extend({0: Dim.AUTO} if p == "scale" else None for p in g.param_names())
+        dyn.extend({0: Dim.AUTO} if g.per_row_params else None for _ in g.param_names())
     dyn.append({0: Dim.AUTO})  # labels
     n_rest = len(spec.input_names()) - len(dyn)
     dyn.extend([None] * n_rest)

@@ -8,7 +8,8 @@ Graph input names (all float32 unless noted; ``B_k`` = rows of group k in this s
 
 * per quantized group k: ``g{k}.packed`` uint8 ``[B_k, row_bytes]`` (row-aligned packing of docs/contracts.md)
   and its quantizer params: ``g{k}.scale`` ``[B_k]`` (symmetric_per_sample), ``g{k}.alpha`` ``[1]`` or ``[D]``
-  (uniform_clip), ``g{k}.levels`` ``[2**bits]`` (codebook);
+  (uniform_clip), ``g{k}.levels`` ``[2**bits]`` (codebook), ``g{k}.hi`` and ``g{k}.lo`` ``[1]`` (affine_set),
+  ``[D]`` (affine_feature) or ``[B_k]`` (affine_sample);
 * per raw group k (float16/float32): ``g{k}.values`` float32 ``[B_k, D]``;
 * ``labels`` int64 ``[B]`` with ``B = sum of B_k`` over role ``samples`` groups (rows in group order);
 * ``soft_weight`` ``[]`` (only when the graph has ``soft_labels`` groups): loss mix weight lambda;
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edge_sdk.codecs import ALLOWED_BITS, RAW_KINDS, q_max
+from edge_sdk.codecs import ALLOWED_BITS, PARAM_NAMES, RAW_KINDS, q_max
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
 
@@ -85,9 +86,12 @@ class GraphGroup:
         return q_max(self.bits) if self.kind in ("symmetric_per_sample", "uniform_clip") else 0
 
     def param_names(self) -> tuple[str, ...]:
-        return {"symmetric_per_sample": ("scale",), "uniform_clip": ("alpha",), "codebook": ("levels",)}.get(
-            self.kind, ()
-        )
+        return PARAM_NAMES.get(self.kind, ())
+
+    @property
+    def per_row_params(self) -> bool:
+        """The params have one value per row of the batch (fed sliced with the rows)."""
+        return self.kind in ("symmetric_per_sample", "affine_sample")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ stream bit k is bit ``k mod 8`` of byte ``k // 8``. With ``o = j*b mod 8`` and `
 the exporter lowers the integer division to float Div + Floor/Cast, exact because every operand is < 2**16).
 
 Dequantization reproduces :func:`edge_sdk.codecs.dequantize` (ADQ arXiv 2512.05987 Eq. 3-6 for
-symmetric_per_sample; QuADD uniform grid for uniform_clip; level lookup for codebook).
+symmetric_per_sample; QuADD uniform grid for uniform_clip; level lookup for codebook; min/max grids for the
+affine kinds).
 
 Optimizers reproduce ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay added to the gradient) and
 ``torch.optim.Adam`` (Kingma & Ba 2015, Alg. 1, with L2 weight decay added to the gradient, ``amsgrad=False``).
@@ -27,6 +28,8 @@ from collections.abc import Callable
 
 import torch
 from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
+
+from edge_sdk.codecs import AFFINE_KINDS
 
 
 def unpack_codes(packed: torch.Tensor, g: GraphGroup) -> torch.Tensor:
@@ -49,6 +52,11 @@ def dequantize_group(g: GraphGroup, data: torch.Tensor, params: list[torch.Tenso
         (levels,) = params
         flat = torch.index_select(levels, 0, codes.reshape(-1).to(torch.int64))
         return flat.reshape(data.shape[0], g.d)
+    if g.kind in AFFINE_KINDS:  # x_hat = lo + u * ((hi - lo) / L), four float32 operations in this order
+        hi, lo = params
+        shape = (-1, 1) if g.kind == "affine_sample" else (1, -1)
+        step = (hi - lo) / float((1 << g.bits) - 1)
+        return lo.reshape(shape) + codes.to(torch.float32) * step.reshape(shape)
     c = codes.to(torch.float32) - float(g.q)
     if g.kind == "symmetric_per_sample":
         (scale,) = params

@@ -52,6 +52,10 @@ def random_group_batch(k: int, g: GraphGroup, b: int, rng: np.random.Generator,
         params = {"alpha": rng.uniform(0.5, 3.0, g.d if g.per_feature else 1).astype(np.float32)}
     elif g.kind == "codebook" and "levels" not in params:
         params = {"levels": rng.standard_normal(1 << g.bits).astype(np.float32)}
+    elif g.kind in codecs.AFFINE_KINDS and ("lo" not in params or g.kind == "affine_sample"):
+        m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": b}[g.kind]
+        lo = rng.uniform(-6.0, 0.0, m).astype(np.float32)
+        params = {"lo": lo, "hi": (lo + rng.uniform(0.0, 4.0, m)).astype(np.float32)}
     feed = {f"g{k}.packed": pack_rows_reference(codes, g.bits)}
     feed.update({f"g{k}.{n}": v for n, v in params.items()})
     x = codecs.dequantize(codes, g.kind, g.bits, params) if b else np.zeros((0, g.d), np.float32)

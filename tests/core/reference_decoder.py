@@ -1,4 +1,4 @@
-"""A second, independent payload v1 reader, written from docs/payload-format.md alone.
+"""A second, independent payload reader (v1.0 and v2.0), written from docs/payload-format.md alone.
 
 It imports nothing from ``edge_sdk`` (only numpy, json, hashlib, zlib), so that it checks the *page*: if the
 spec leaves out a detail, this reader and the package disagree and ``test_reference_decoder.py`` fails. It
@@ -24,7 +24,14 @@ PREFIX = 16
 DIGEST = 32
 KEY_ID = 32
 SIGNATURE = 64
-VERSIONS = {(1, 0)}
+VERSIONS = {(1, 0), (2, 0)}
+# --- "v2 byte layout" / "v2 limits" --------------------------------------------------------------------------
+KEY_ID_V2 = 8
+SIGNATURE_DOMAIN_V2 = b"edge-sdk payload v2 ed25519" + b"\x00"
+HEADER_MAX_BYTES_V2 = 65536
+TASK_BLOB_MAX_BYTES = 1048576
+MAX_STEPS = 100000000
+MAX_BATCH = 1048576
 
 # --- "Limits" ------------------------------------------------------------------------------------------------
 HEADER_MAX_BYTES = 1048576
@@ -42,8 +49,13 @@ MAX_JSON_DEPTH = 32
 MAX_GRAPH_BYTES = 2147483647
 
 # --- "Quantizer kinds" ---------------------------------------------------------------------------------------
-BITS = {"none": [0], "float16": [16], "float32": [32], "symmetric_per_sample": list(range(2, 9)),
-        "uniform_clip": list(range(2, 9)), "codebook": list(range(1, 9))}
+BITS_V1 = {"none": [0], "float16": [16], "float32": [32], "symmetric_per_sample": list(range(2, 9)),
+           "uniform_clip": list(range(2, 9)), "codebook": list(range(1, 9))}
+BITS = {**BITS_V1, "affine_set": list(range(1, 9)), "affine_feature": list(range(1, 9)),
+        "affine_sample": list(range(1, 9))}
+# --- "v2 header (binary)" ------------------------------------------------------------------------------------
+KIND_CODES = ["none", "float16", "float32", "symmetric_per_sample", "uniform_clip", "codebook", "affine_set",
+              "affine_feature", "affine_sample"]
 ITEMSIZE = {"u1": 1, "i1": 1, "u2": 2, "i2": 2, "u4": 4, "i4": 4, "u8": 8, "i8": 8, "f2": 2, "f4": 4, "f8": 8}
 
 
@@ -170,6 +182,12 @@ def param_shapes(kind: str, bits: int, n: int, d: int) -> dict[str, list[tuple[i
         return {"alpha": [(1,), (d,)]}
     if kind == "codebook":
         return {"levels": [(2 ** bits,)]}
+    if kind == "affine_set":
+        return {"lo": [(1,)], "hi": [(1,)]}
+    if kind == "affine_feature":
+        return {"lo": [(d,)], "hi": [(d,)]}
+    if kind == "affine_sample":
+        return {"lo": [(n,)], "hi": [(n,)]}
     return {}
 
 
@@ -245,7 +263,7 @@ def check_schema(h: Any) -> dict[str, Any]:
             fail("HeaderInvalid", "duplicate id")
         ids.add(gid)
         kind, bits = g["k"], g["b"]
-        if not isinstance(kind, str) or kind not in BITS or not is_int(bits) or bits not in BITS[kind]:
+        if not isinstance(kind, str) or kind not in BITS_V1 or not is_int(bits) or bits not in BITS_V1[kind]:
             fail("HeaderInvalid", "kind/bits")
         n = count(g["n"], "n", MAX_N)
         rows += n
@@ -341,6 +359,8 @@ def decode(buf: bytes) -> RefPayload:
         fail("Truncated", "prefix")
     if (buf[8], buf[9]) not in VERSIONS:
         fail("UnsupportedVersion", "version")
+    if buf[8] == 2:
+        return decode_v2(buf)
     flags = int.from_bytes(buf[10:12], "little")
     if flags & ~1:
         fail("HeaderInvalid", "flags")
@@ -380,50 +400,10 @@ def decode(buf: bytes) -> RefPayload:
     groups = []
     c = h["c"]
     for g in h["groups"]:
-        n, d, b, kind = g["n"], g["d"], g["bits"], g["kind"]
         params = {k: array(r) for k, r in g["params"].items()}
         extras = {k: array(r) for k, r in g["extras"].items()}
-        p32 = {k: v.astype(np.float32) for k, v in params.items()}  # f2 -> f4 widening is exact
-        for k, v in p32.items():
-            if not np.all(np.isfinite(v)):
-                fail("InvalidValue", f"{k} not finite")
-        if "scale" in p32 and np.any(p32["scale"] < 0):
-            fail("InvalidValue", "scale < 0")
-        if "scale" in p32:
-            with np.errstate(over="ignore"):
-                if not np.all(np.isfinite(p32["scale"] * np.float32(2 ** (b - 1) - 1))):
-                    fail("InvalidValue", "scale * Q overflows")
-        if "alpha" in p32 and np.any(p32["alpha"] <= 0):
-            fail("InvalidValue", "alpha <= 0")
-        codes = None
-        if kind == "none":
-            values = np.zeros((n, 0), np.float32)
-        elif kind in ("float16", "float32"):
-            raw = np.frombuffer(section(g["x"]), "<f2" if kind == "float16" else "<f4").reshape(n, d)
-            values = raw.astype(np.float32)
-            if not np.all(np.isfinite(values)):
-                fail("InvalidValue", "raw value not finite")
-        else:
-            rl = row_len(d, b)
-            packed = np.frombuffer(section(g["x"]), np.uint8).reshape(n, rl)
-            codes = np.zeros((n, d), np.uint32)
-            for i in range(n):
-                codes[i], pad = unpack_lsb_first(packed[i], b, d)
-                if pad.any():
-                    fail("InvalidValue", f"row {i} padding")
-            q = 2 ** (b - 1) - 1
-            if kind in ("symmetric_per_sample", "uniform_clip") and codes.size and codes.max() > 2 * q:
-                fail("InvalidValue", "code off the grid")
-            t = (codes.astype(np.int64) - q).astype(np.float32)  # exact
-            if kind == "symmetric_per_sample":
-                values = p32["scale"].reshape(n, 1) * t
-            elif kind == "uniform_clip":
-                a = p32["alpha"]
-                a = np.broadcast_to(a.reshape(1, -1), (1, d))
-                values = a * (t / np.float32(q))
-            else:
-                values = p32["levels"][codes.astype(np.int64)]
-        groups.append(RefGroup(g["id"], kind, b, n, d, g["role"], values.astype(np.float32, copy=False), codes,
+        values, codes = group_values(g, params, lambda g=g: section(g["x"]))
+        groups.append(RefGroup(g["id"], g["kind"], g["bits"], g["n"], g["d"], g["role"], values, codes,
                                params, extras, g["meta"], None))
     labels = None
     if h["labels"] is not None:
@@ -442,4 +422,267 @@ def decode(buf: bytes) -> RefPayload:
     samples = (np.concatenate([rg.values for rg in sample_groups]) if sample_groups
                else np.zeros((0, 0), np.float32))
     return RefPayload(c, groups, h["t"], h["p"], h["graph"], signed, digest.hex(), samples,
+                      None if labels is None else labels.astype(np.int64))
+
+
+def group_values(g: dict[str, Any], params: dict[str, np.ndarray], data: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """"Quantizer kinds": value rules (R17, R18) and the float32 dequantization of one group."""
+    n, d, b, kind = g["n"], g["d"], g["bits"], g["kind"]
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}  # f2 -> f4 widening is exact
+    for k, v in p32.items():
+        if not np.all(np.isfinite(v)):
+            fail("InvalidValue", f"{k} not finite")
+    if "scale" in p32 and np.any(p32["scale"] < 0):
+        fail("InvalidValue", "scale < 0")
+    if "scale" in p32:
+        with np.errstate(over="ignore"):
+            if not np.all(np.isfinite(p32["scale"] * np.float32(2 ** (b - 1) - 1))):
+                fail("InvalidValue", "scale * Q overflows")
+    if "alpha" in p32 and np.any(p32["alpha"] <= 0):
+        fail("InvalidValue", "alpha <= 0")
+    if "lo" in p32:
+        if np.any(p32["hi"] < p32["lo"]):
+            fail("InvalidValue", "hi < lo")
+        with np.errstate(over="ignore"):
+            if not np.all(np.isfinite(p32["hi"] - p32["lo"])):
+                fail("InvalidValue", "hi - lo overflows")
+    codes = None
+    if kind == "none":
+        values = np.zeros((n, 0), np.float32)
+    elif kind in ("float16", "float32"):
+        raw = np.frombuffer(data(), "<f2" if kind == "float16" else "<f4").reshape(n, d)
+        values = raw.astype(np.float32)
+        if not np.all(np.isfinite(values)):
+            fail("InvalidValue", "raw value not finite")
+    else:
+        rl = row_len(d, b)
+        packed = np.frombuffer(data(), np.uint8).reshape(n, rl)
+        codes = np.zeros((n, d), np.uint32)
+        for i in range(n):
+            codes[i], pad = unpack_lsb_first(packed[i], b, d)
+            if pad.any():
+                fail("InvalidValue", f"row {i} padding")
+        q = 2 ** (b - 1) - 1
+        if kind in ("symmetric_per_sample", "uniform_clip") and codes.size and codes.max() > 2 * q:
+            fail("InvalidValue", "code off the grid")
+        t = (codes.astype(np.int64) - q).astype(np.float32)  # exact
+        if kind.startswith("affine_"):
+            shape = (n, 1) if kind == "affine_sample" else (1, -1)
+            lo, hi = p32["lo"].reshape(shape), p32["hi"].reshape(shape)
+            step = (hi - lo) / np.float32(2 ** b - 1)
+            values = lo + codes.astype(np.float32) * step
+        elif kind == "symmetric_per_sample":
+            values = p32["scale"].reshape(n, 1) * t
+        elif kind == "uniform_clip":
+            a = p32["alpha"]
+            a = np.broadcast_to(a.reshape(1, -1), (1, d))
+            values = a * (t / np.float32(q))
+        else:
+            values = p32["levels"][codes.astype(np.int64)]
+    return values.astype(np.float32, copy=False), codes
+
+
+# --- "Version 2.0" -------------------------------------------------------------------------------------------
+class Cursor:
+    def __init__(self, b: bytes) -> None:
+        self.b, self.i = b, 0
+
+    def take(self, k: int) -> bytes:
+        if self.i + k > len(self.b):
+            fail("HeaderInvalid", "header ends early")
+        out = self.b[self.i: self.i + k]
+        self.i += k
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def f4(self) -> float:
+        v = float(np.frombuffer(self.take(4), "<f4")[0])
+        if not np.isfinite(v):
+            fail("HeaderInvalid", "float not finite")
+        return v
+
+    def varint(self, hi: int) -> int:
+        v = 0
+        for i in range(10):
+            byte = self.u8()
+            v |= (byte & 0x7F) << (7 * i)
+            if byte < 0x80:
+                if i > 0 and byte == 0:
+                    fail("HeaderInvalid", "varint not minimal")
+                if v > hi:
+                    fail("LimitExceeded", "varint above its limit")
+                return v
+        fail("HeaderInvalid", "varint longer than 10 bytes")
+        return 0
+
+
+def decode_v2(buf: bytes) -> RefPayload:
+    flags = int.from_bytes(buf[10:12], "little")
+    if flags & ~3:
+        fail("HeaderInvalid", "flags")
+    signed = bool(flags & 1)
+    hlen = int.from_bytes(buf[12:16], "little")
+    if hlen > HEADER_MAX_BYTES_V2:
+        fail("HeaderTooLarge", "header length")
+    if hlen == 0:
+        fail("HeaderInvalid", "header length 0")
+    trailer = KEY_ID_V2 + SIGNATURE if signed else DIGEST
+    if len(buf) < PREFIX + hlen + trailer:
+        fail("Truncated", "header/trailer")
+    cur = Cursor(bytes(buf[PREFIX:PREFIX + hlen]))
+    task_digest = cur.take(32)
+    c = int.from_bytes(cur.take(2), "little") + 1
+    mode = cur.u8()
+    if mode > 2:
+        fail("HeaderInvalid", "label mode")
+    ng = cur.varint(MAX_GROUPS)
+    groups, sizes, rows, dims, n_lab, n_soft = [], [], 0, set(), 0, 0
+    for _ in range(ng):
+        role, kc, b = cur.u8(), cur.u8(), cur.u8()
+        if role > 1 or kc >= len(KIND_CODES):
+            fail("HeaderInvalid", "role/kind code")
+        kind = KIND_CODES[kc]
+        if b not in BITS[kind]:
+            fail("HeaderInvalid", "bits")
+        n, d = cur.varint(MAX_N), cur.varint(MAX_D)
+        rows += n
+        if rows > MAX_TOTAL_ROWS:
+            fail("LimitExceeded", "total rows")
+        if n * d > MAX_VALUES:
+            fail("LimitExceeded", "n*d")
+        shapes = {k: v[0] for k, v in param_shapes(kind, b, n, d).items()}
+        if kind == "uniform_clip":
+            a = cur.u8()
+            if a > 1 or (a == 1 and d == 1):
+                fail("HeaderInvalid", "alpha shape")
+            shapes["alpha"] = (d,) if a else (1,)
+        x = None
+        if b > 0:
+            x = len(sizes)
+            sizes.append(n * d * b // 8 if kind in ("float16", "float32") else n * row_len(d, b))
+        params = {}
+        for pname in sorted(shapes):
+            e = cur.u8()
+            if e > 3:
+                fail("HeaderInvalid", "encoding")
+            enc = ["f4", "f2", "q8", "c4"][e]
+            m = int(np.prod(shapes[pname], dtype=object))
+            params[pname] = (len(sizes), enc, shapes[pname])
+            sizes.append({"f4": 4 * m, "f2": 2 * m, "q8": 8 + m, "c4": 4}[enc])
+        labelled = role == 0 and b > 0
+        if role == 1:
+            if d != c or b == 0:
+                fail("HeaderInvalid", "soft labels need d == C and b > 0")
+            n_soft += n
+        elif b > 0:
+            dims.add(d)
+            n_lab += n
+        groups.append(dict(kind=kind, bits=b, n=n, d=d, role=["samples", "soft_labels"][role], x=x, params=params,
+                           labelled=labelled))
+    if len(dims) > 1:
+        fail("HeaderInvalid", "samples groups differ in D")
+    if n_soft and n_soft != n_lab:
+        fail("HeaderInvalid", "soft rows != sample rows")
+    recipe = None
+    if flags & 2:
+        recipe = {"optimizer": cur.u8(), "schedule": cur.u8()}
+        if recipe["optimizer"] > 1 or recipe["schedule"] > 2:
+            fail("HeaderInvalid", "recipe codes")
+        recipe["steps"], recipe["batch_size"] = cur.varint(MAX_STEPS), cur.varint(MAX_BATCH)
+        recipe["lr"], recipe["weight_decay"] = cur.f4(), cur.f4()
+        checks = [recipe["steps"] >= 1, recipe["batch_size"] >= 1, recipe["lr"] > 0, recipe["weight_decay"] >= 0]
+        if recipe["optimizer"] == 0:
+            recipe["momentum"] = cur.f4()
+            checks.append(0 <= recipe["momentum"] <= 1)
+        else:
+            recipe["beta1"], recipe["beta2"], recipe["eps"] = cur.f4(), cur.f4(), cur.f4()
+            checks += [0 <= recipe["beta1"] < 1, 0 <= recipe["beta2"] < 1, recipe["eps"] > 0]
+        if recipe["schedule"] == 2:
+            recipe["decay_every"], recipe["gamma"] = cur.varint(MAX_STEPS), cur.f4()
+            checks += [recipe["decay_every"] >= 1, 0 <= recipe["gamma"] <= 1]
+        if n_soft:
+            recipe["soft_weight"] = cur.f4()
+            checks.append(0 <= recipe["soft_weight"] <= 1)
+        if not all(checks):
+            fail("HeaderInvalid", "recipe out of range")
+    if cur.i != len(cur.b):
+        fail("HeaderInvalid", "trailing header bytes")
+    labelled = [g for g in groups if g["labelled"]]
+    if mode != 0 and not labelled:
+        fail("HeaderInvalid", "label mode without labelled groups")
+    label_secs = []
+    if mode == 1:
+        label_secs.append(len(sizes))
+        sizes.append((n_lab * label_width(c) + 7) // 8)
+    elif mode == 2:
+        for g in labelled:
+            label_secs.append(len(sizes))
+            sizes.append((c * g["n"].bit_length() + 7) // 8)
+    data_len = sum(sizes)
+    want = PREFIX + hlen + data_len + trailer
+    if len(buf) < want:
+        fail("Truncated", "size")
+    if len(buf) > want:
+        fail("TrailingBytes", "size")
+    end = PREFIX + hlen + data_len
+    digest = hashlib.sha256(buf[:end]).digest()
+    if not signed and digest != buf[end:end + DIGEST]:
+        fail("DigestMismatch", "digest")
+    offs = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(int) + PREFIX + hlen
+
+    def section(i: int) -> bytes:
+        return bytes(buf[offs[i]: offs[i + 1]])
+
+    def param(ref: tuple[int, str, tuple[int, ...]]) -> np.ndarray:
+        sec, enc, shape = ref
+        raw = section(sec)
+        if enc in ("f4", "f2"):
+            return np.frombuffer(raw, "<" + enc).reshape(shape).copy()
+        if enc == "c4":
+            v = np.frombuffer(raw, "<f4")[0]
+            if not np.isfinite(v):
+                fail("InvalidValue", "c4 not finite")
+            return np.full(shape, v, np.float32)
+        base, step = np.frombuffer(raw[:8], "<f4")
+        if not (np.isfinite(base) and np.isfinite(step) and step >= 0):
+            fail("InvalidValue", "q8 base/step")
+        return (base + np.frombuffer(raw[8:], np.uint8).astype(np.float32) * step).reshape(shape)
+
+    out = []
+    for k, g in enumerate(groups):
+        params = {name: param(r) for name, r in g["params"].items()}
+        values, codes = group_values(g, params, lambda g=g: section(g["x"]))
+        out.append(RefGroup(f"g{k}", g["kind"], g["bits"], g["n"], g["d"], g["role"], values, codes, params, {}, {},
+                            None))
+    labels = None
+    if mode == 1:
+        labels, pad = unpack_lsb_first(np.frombuffer(section(label_secs[0]), np.uint8), label_width(c), n_lab)
+        if pad.any():
+            fail("InvalidValue", "label padding")
+        if labels.size and labels.max() >= c:
+            fail("InvalidValue", "label >= C")
+    elif mode == 2:
+        parts = []
+        for g, sec in zip(labelled, label_secs, strict=True):
+            w = g["n"].bit_length()
+            counts, pad = unpack_lsb_first(np.frombuffer(section(sec), np.uint8), w, c)
+            if pad.any():
+                fail("InvalidValue", "count padding")
+            if int(counts.sum()) != g["n"]:
+                fail("InvalidValue", "class counts do not sum to N")
+            parts.append(np.repeat(np.arange(c), counts.astype(np.int64)))
+        labels = np.concatenate(parts)
+    if labels is not None:
+        at = 0
+        for rg, g in zip(out, groups, strict=True):
+            if g["labelled"]:
+                rg.labels = labels[at: at + rg.n].astype(np.int64)
+                at += rg.n
+    sample_groups = [rg for rg, g in zip(out, groups, strict=True) if g["labelled"]]
+    samples = (np.concatenate([rg.values for rg in sample_groups]) if sample_groups
+               else np.zeros((0, 0), np.float32))
+    task = {"task_digest": None if task_digest == bytes(32) else task_digest.hex(), "recipe": recipe}
+    return RefPayload(c, out, task, {}, None, signed, digest.hex(), samples,
                       None if labels is None else labels.astype(np.int64))

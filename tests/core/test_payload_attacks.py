@@ -121,7 +121,7 @@ def _attacks() -> dict[str, tuple[bytes, str, str]]:
         "truncated_data.epl": (b[:-40], "Truncated", "exact file size (R08)"),
         "unknown_flag.epl": (_assemble(pre[:10] + b"\x04\x00" + pre[12:], hb, data), "HeaderInvalid",
                              "unknown flag bits rejected (R03)"),
-        "major_version_2.epl": (pre[:8] + b"\x02\x00" + b[10:], "UnsupportedVersion",
+        "major_version_3.epl": (pre[:8] + b"\x03\x00" + b[10:], "UnsupportedVersion",
                                 "fixed set of accepted versions (R02)"),
         "crc_mismatch_labels.epl": (_assemble(pre, hb, data[:-1] + b"\x03"), "ChecksumMismatch",
                                    "section CRC32 checked before use (R10)"),
@@ -147,8 +147,79 @@ def _attacks() -> dict[str, tuple[bytes, str, str]]:
                              "array dimensions capped at MAX_NDIM (R06)"),
         "group_id_257_chars.epl": (hmod(lambda x: x["g"][0].update(id="a" * 257)), "LimitExceeded",
                                    "names capped at MAX_NAME_CHARS (R06)"),
+        "v1_affine_kind.epl": (hmod(lambda x: x["g"][0].update(k="affine_set", q={"hi": [1, "f4", [1]], "lo": [2, "f4", [1]]})),
+                               "HeaderInvalid", "a v1.0 header may only name the six v1 kinds (R19)"),
     }
+    out.update(_v2_attacks())
     return out
+
+
+def _v2_base() -> bytes:
+    from edge_sdk import codecs
+    from edge_sdk.payload import Q8Param, SampleGroup, encode_payload_v2
+
+    x = np.array([[-1.0, 0.0, -2.5], [0.0, -0.5, -3.0], [-4.0, -1.0, 0.0], [0.0, -3.5, -1.5]], np.float32)
+    p = codecs.affine_params_for(x, "affine_sample")
+    lo = Q8Param.fit(p["lo"], "down")
+    codes, _ = codecs.quantize(x, "affine_sample", 2, {"lo": lo.values(), "hi": p["hi"]})
+    g = SampleGroup("s", "affine_sample", 2, data=codes, params={"lo": lo, "hi": p["hi"]}, labels=np.array([1, 0, 2, 1]),
+                    param_encodings={"hi": "c4"})
+    recipe = {"version": 1, "optimizer": "adam", "lr": 0.003, "schedule": "cosine", "steps": 300, "batch_size": 128}
+    return encode_payload_v2([g], 3, task_digest=hashlib.sha256(b"task").digest(), recipe=recipe, label_mode="counts")
+
+
+def _v2_attacks() -> dict[str, tuple[bytes, str, str]]:
+    """v2.0 attack files. Layout of the base: header = task digest (32), C-1 (2), label mode (1), group count
+    (1), group (role, kind, bits, n, d, lo enc, hi enc = 7), recipe; data = codes (4 rows x 1 B), hi (c4: 4 B),
+    lo (q8: 8 + 4 B), class counts (3 x 3 bits: 2 B)."""
+    from edge_sdk.payload.format_v2 import varint
+
+    b = _v2_base()
+    hlen = int.from_bytes(b[12:16], "little")
+    pre, hb, data = b[:16], b[16:16 + hlen], b[16 + hlen:-32]
+    g0 = 36
+
+    def h(new: bytes) -> bytes:
+        return _assemble(pre, new, data)
+
+    def d(at: int, value: bytes) -> bytes:
+        x = bytearray(data)
+        x[at:at + len(value)] = value
+        return _assemble(pre, hb, bytes(x))
+
+    lo_at, counts_at = 4 + 4, 4 + 4 + 12
+    return {
+        "v2_header_trailing_byte.epl": (h(hb + b"\0"), "HeaderInvalid", "the v2 header must be consumed exactly (R19)"),
+        "v2_varint_not_minimal.epl": (h(hb[:g0 + 3] + bytes([0x84, 0x00]) + hb[g0 + 4:]), "HeaderInvalid",
+                                      "varints must be minimal: one byte form per content (R19)"),
+        "v2_varint_11_bytes.epl": (h(hb[:g0 + 3] + b"\xff" * 11 + hb[g0 + 4:]), "HeaderInvalid",
+                                   "a varint is read for at most 10 bytes (R19)"),
+        "v2_n_2pow40.epl": (h(hb[:g0 + 3] + varint(1 << 40) + hb[g0 + 4:]), "LimitExceeded",
+                            "n checked against MAX_N as it is parsed, before anything is allocated (R06)"),
+        "v2_unknown_kind_code.epl": (h(hb[:g0 + 1] + b"\x63" + hb[g0 + 2:]), "HeaderInvalid",
+                                     "unknown enum codes rejected (R19)"),
+        "v2_unknown_param_encoding.epl": (h(hb[:g0 + 5] + b"\x09" + hb[g0 + 6:]), "HeaderInvalid",
+                                          "unknown parameter encodings rejected (R19)"),
+        "v2_unknown_flag.epl": (_assemble(pre[:10] + b"\x07\x00" + pre[12:], hb, data), "HeaderInvalid",
+                                "flag bits other than 0 and 1 rejected (R19)"),
+        "v2_header_len_2pow17.epl": (pre[:12] + (1 << 17).to_bytes(4, "little"), "HeaderTooLarge",
+                                     "v2 header length capped at HEADER_MAX_BYTES_V2 before reading (R04)"),
+        "v2_counts_sum_wrong.epl": (d(counts_at, bytes([data[counts_at] ^ 0x01])), "InvalidValue",
+                                    "class counts must sum to N (R20)"),
+        "v2_counts_padding.epl": (d(counts_at + 1, bytes([data[counts_at + 1] | 0x80])), "InvalidValue",
+                                  "padding bits of the count stream must be zero (R11)"),
+        "v2_q8_nan_base.epl": (d(lo_at, np.array([np.nan], "<f4").tobytes()), "InvalidValue",
+                               "q8 base and step must be finite, step >= 0 (R21)"),
+        "v2_c4_inf.epl": (d(4, np.array([np.inf], "<f4").tobytes()), "InvalidValue",
+                          "a c4 constant must be finite (R21)"),
+        "v2_lo_above_hi.epl": (d(lo_at, np.array([5.0, 0.0], "<f4").tobytes()), "InvalidValue",
+                               "affine lo <= hi (R18)"),
+        "v2_recipe_negative_lr.epl": (h(hb[:-20] + np.array([-0.003], "<f4").tobytes() + hb[-16:]), "HeaderInvalid",
+                                      "recipe values range-checked (R24)"),
+        "v2_digest_changed.epl": (b[:-1] + bytes([b[-1] ^ 1]), "DigestMismatch",
+                                  "the unsigned v2 trailer is the content SHA-256, verified on open (R22)"),
+        "v2_truncated.epl": (b[:-5], "Truncated", "exact file size (R08)"),
+    }
 
 
 def regenerate() -> None:  # pragma: no cover - run by hand

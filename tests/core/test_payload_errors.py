@@ -69,7 +69,7 @@ def test_R01_bad_magic(payload):
         read_payload(payload[:5])  # a prefix of the magic: truncated, not foreign
 
 
-@pytest.mark.parametrize("ver", [(2, 0), (0, 9), (1, 1), (255, 255)])
+@pytest.mark.parametrize("ver", [(3, 0), (0, 9), (1, 1), (2, 1), (255, 255)])
 def test_R02_unsupported_version(payload, ver):
     b = bytearray(payload)
     b[8], b[9] = ver

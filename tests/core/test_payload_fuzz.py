@@ -29,7 +29,7 @@ def _run(mode: str, cases: int, seed: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("mode, cases, seed", [("raw", 2600, 1), ("header", 2600, 2)])
+@pytest.mark.parametrize("mode, cases, seed", [("raw", 2600, 1), ("header", 2600, 2), ("v2", 2600, 3)])
 def test_mutation_fuzz_only_payload_errors(mode, cases, seed):
     res = _run(mode, cases, seed)
     assert res["cases"] == cases
@@ -37,7 +37,7 @@ def test_mutation_fuzz_only_payload_errors(mode, cases, seed):
     assert res["rlimit_set"]
     assert sum(res["errors"].values()) + res["ok"] == cases
     # the mutations reach deep into the parser, not just the digest check
-    assert len(res["errors"]) >= (5 if mode == "raw" else 6), res["errors"]
+    assert len(res["errors"]) >= {"raw": 5, "header": 6, "v2": 6}[mode], res["errors"]
 
 
 # ------------------------------------------------------------------------------------- the fuzzer
@@ -84,6 +84,65 @@ def _bases():
         encode_payload(groups, 300, task, {"seed": 1}, None, signing_key=priv),
         encode_payload(small, 2),
     ]
+
+
+def _bases_v2():
+    import hashlib
+
+    import numpy as np
+
+    from edge_sdk import codecs
+    from edge_sdk.payload import Q8Param, SampleGroup, encode_payload_v2, generate_keypair
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(9, 13)).astype(np.float32)
+    pa = codecs.affine_params_for(x, "affine_sample")
+    lo = Q8Param.fit(pa["lo"], "down")
+    c1, _ = codecs.quantize(x, "affine_sample", 3, {"lo": lo.values(), "hi": pa["hi"]})
+    c2, p2 = codecs.quantize(x[:4], "affine_feature", 5)
+    c3, p3 = codecs.quantize(x[:3], "uniform_clip", 2, {"alpha": np.ones(13, np.float32)})
+    groups = [
+        SampleGroup("a", "affine_sample", 3, data=c1, params={"lo": lo, "hi": pa["hi"]}, labels=rng.integers(0, 300, 9)),
+        SampleGroup("b", "affine_feature", 5, data=c2, params=p2, labels=rng.integers(0, 300, 4)),
+        SampleGroup("z", "none", 0, n=5, d=13),
+        SampleGroup("u", "uniform_clip", 2, data=c3, params=p3, labels=rng.integers(0, 300, 3)),
+    ]
+    recipe = {"version": 1, "optimizer": "adam", "lr": 0.003, "schedule": "step", "steps": 5000, "batch_size": 256,
+              "decay_every": 100, "gamma": 0.5}
+    digest = hashlib.sha256(b"t").digest()
+    priv, _ = generate_keypair()
+    return [encode_payload_v2(groups, 300, task_digest=digest, recipe=recipe, label_mode="counts"),
+            encode_payload_v2(groups, 300, label_mode="packed"),
+            encode_payload_v2(groups, 300, task_digest=digest, recipe=recipe, signing_key=priv)]
+
+
+def _mut_v2(rng, base: bytes) -> bytes:
+    """Byte flips / truncation / prefix rewrites; for unsigned files behind a recomputed digest too."""
+    import hashlib
+
+    signed = base[10] & 1
+    body = bytearray(base[:-72] if signed else base[:-32])
+    op = rng.integers(0, 4)
+    if op == 0:
+        return bytes(base[: rng.integers(0, len(base))])
+    if op == 1:
+        b = bytearray(base)
+        for _ in range(rng.integers(1, 6)):
+            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        return bytes(b)
+    if op == 2:  # header/data flips behind the digest
+        for _ in range(rng.integers(1, 4)):
+            i = int(rng.integers(16, len(body)))
+            body[i] = int(rng.integers(0, 256)) if rng.integers(0, 2) else body[i] ^ (1 << int(rng.integers(0, 8)))
+    else:  # prefix fields
+        f = rng.integers(0, 3)
+        if f == 0:
+            body[9] = int(rng.integers(0, 3))
+        elif f == 1:
+            body[10:12] = int(rng.integers(0, 8)).to_bytes(2, "little")
+        else:
+            body[12:16] = int(rng.integers(0, 1 << 17)).to_bytes(4, "little")
+    return bytes(body) + (hashlib.sha256(bytes(body)).digest() if not signed else bytes(base[-72:]))
 
 
 def _fix(body: bytes, signed_tail: bytes = b"") -> bytes:
@@ -206,7 +265,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
 
     from edge_sdk.payload import PayloadError, read_payload
 
-    bases = _bases()
+    bases = _bases_v2() if mode == "v2" else _bases()
     limited = _limit_memory()
     rng = np.random.default_rng(seed)
     errors: dict[str, int] = {}
@@ -214,7 +273,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
     bad = []
     for i in range(cases):
         base = bases[i % len(bases)]
-        data = _mut_raw(rng, base) if mode == "raw" else _mut_header(rng, base)
+        data = {"raw": _mut_raw, "header": _mut_header, "v2": _mut_v2}[mode](rng, base)
         try:
             with read_payload(data) as p:
                 p.decode_all()

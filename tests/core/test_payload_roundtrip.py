@@ -22,6 +22,7 @@ from edge_sdk.payload import (
     read_payload,
     write_payload,
 )
+from edge_sdk.payload.format import V1_KINDS
 
 QUANT = ["symmetric_per_sample", "uniform_clip", "codebook"]
 
@@ -55,7 +56,7 @@ def payload_cases(draw):
     labeled = draw(st.booleans())
     groups = []
     for i in range(draw(st.integers(0, 4))):
-        kind = draw(st.sampled_from(codecs.QUANTIZER_KINDS))
+        kind = draw(st.sampled_from(V1_KINDS))
         bits = draw(st.sampled_from(codecs.ALLOWED_BITS[kind]))
         n = draw(st.integers(0, 9))
         gd = draw(st.integers(0, 7)) if kind == "none" else d
@@ -139,7 +140,7 @@ def signing_key():
     return generate_keypair()
 
 
-@pytest.mark.parametrize("kind", codecs.QUANTIZER_KINDS)
+@pytest.mark.parametrize("kind", V1_KINDS)
 @pytest.mark.parametrize("n", [0, 1, 5])
 def test_file_roundtrip_each_kind_and_size_R16(tmp_path, kind, n):
     rng = np.random.default_rng(n)

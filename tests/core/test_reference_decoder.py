@@ -18,6 +18,7 @@ import reference_decoder as ref  # tests/core is on sys.path (pytest rootdir mod
 
 from edge_sdk import codecs
 from edge_sdk.payload import PayloadError, SampleGroup, encode_payload, generate_keypair, read_payload
+from edge_sdk.payload.format import V1_KINDS
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
@@ -73,7 +74,7 @@ def _params_for(kind, bits, x, rng, f16, per_feature):
     return None
 
 
-CASES = [(k, b) for k in codecs.QUANTIZER_KINDS for b in codecs.ALLOWED_BITS[k]]
+CASES = [(k, b) for k in V1_KINDS for b in codecs.ALLOWED_BITS[k]]
 
 
 @pytest.mark.parametrize("kind, bits", CASES)
@@ -178,7 +179,7 @@ def _mutants(seed: int, count: int):
             elif choice == 1:
                 g["m"] = {} if rng.integers(0, 2) else {"k": 1}
             elif choice == 2:
-                g["k"] = str(rng.choice(list(codecs.QUANTIZER_KINDS)))
+                g["k"] = str(rng.choice(list(V1_KINDS)))
             elif choice == 3:
                 h["c"] = int(rng.integers(1, 9))
             elif choice == 4:
@@ -204,3 +205,106 @@ def test_differential_mutations_agree():
         _compare(b)
         accepted += 1
     assert accepted >= 40 and rejected >= 100, (accepted, rejected)
+
+
+# ------------------------------------------------------------------------------------- version 2.0
+def _compare_v2(data: bytes) -> ref.RefPayload:
+    r = ref.decode(data)
+    with read_payload(data) as p:
+        p.decode_all()
+        assert r.num_classes == p.num_classes and r.sha256 == p.sha256 and r.signed == p.signed
+        assert r.task["task_digest"] == p.task_digest
+        rec = r.task["recipe"]
+        assert (rec is None) == (p.recipe is None)
+        if rec is not None:
+            opt = ["sgd", "adam"][rec.pop("optimizer")]
+            sch = ["constant", "cosine", "step"][rec.pop("schedule")]
+            assert (opt, sch) == (p.recipe["optimizer"], p.recipe["schedule"])
+            for k, v in rec.items():
+                assert p.recipe[k] == v, k
+        assert len(r.groups) == len(p.groups)
+        for rg, g in zip(r.groups, p.groups, strict=True):
+            assert (rg.name, rg.kind, rg.bits, rg.n, rg.d, rg.role) == (g.name, g.kind, g.bits, g.n, g.d, g.role)
+            _bits_equal(rg.values, g.dequantize())
+            ps = g.params()
+            for k in ps:
+                _bits_equal(rg.params[k].astype(np.float32), ps[k].astype(np.float32))
+            lab = g.labels()
+            assert (lab is None) == (rg.labels is None)
+            if lab is not None:
+                assert np.array_equal(lab, rg.labels)
+        x, y = p.samples()
+        _bits_equal(r.samples, x)
+    return r
+
+
+@pytest.mark.parametrize("kind, bits", [(k, b) for k in codecs.QUANTIZER_KINDS for b in codecs.ALLOWED_BITS[k]])
+def test_v2_bit_identical_every_kind_width_encoding_and_label_mode(kind, bits):
+    from edge_sdk.payload import Q8Param, encode_payload_v2
+
+    rng = np.random.default_rng(bits * 17 + len(kind))
+    recipe = {"version": 1, "optimizer": "sgd", "lr": 0.05, "schedule": "step", "steps": 900, "batch_size": 64,
+              "momentum": 0.9, "weight_decay": 5e-4, "decay_every": 300, "gamma": 0.5}
+    for d, n, c, variant, mode in [(13, 9, 5, "f4", "packed"), (8, 40, 32, "q8", "counts"), (3, 17, 300, "f2", "counts"),
+                                   (1, 2, 1, "c4", "packed")]:
+        x = (rng.normal(size=(n, d)) * rng.uniform(0.1, 30)).astype(np.float32)
+        if kind == "none":
+            groups = [SampleGroup("z", "none", 0, n=n, d=d),
+                      SampleGroup("s", "float32", 32, data=x, labels=rng.integers(0, c, n))]
+        else:
+            params = _params_for(kind, bits, x, rng, False, variant == "f2") if kind in ("uniform_clip", "codebook") \
+                else None
+            if kind == "affine_sample" and variant == "c4":
+                x = x - x.max(1, keepdims=True)
+            codes, p = codecs.quantize(x, kind, bits, params)
+            enc = {}
+            if variant == "q8" and kind in ("symmetric_per_sample", "affine_sample"):
+                name = "scale" if kind == "symmetric_per_sample" else "lo"
+                q = Q8Param.fit(p[name], "up" if name == "scale" else "down")
+                codes, _ = codecs.quantize(x, kind, bits, {**p, name: q.values()})
+                p = {**p, name: q}
+            elif variant == "f2" and p:
+                p = {k: v.astype(np.float16) for k, v in p.items()}
+                codes, _ = codecs.quantize(x, kind, bits, {k: v.astype(np.float32) for k, v in p.items()}) \
+                    if kind != "symmetric_per_sample" else (codes, None)
+            elif variant == "c4" and kind == "affine_sample":
+                enc = {"hi": "c4"}
+            groups = [SampleGroup("g", kind, bits, data=codes, params=p, labels=rng.integers(0, c, n),
+                                  param_encodings=enc)]
+        key = generate_keypair()[0] if variant == "q8" else None
+        _compare_v2(encode_payload_v2(groups, c, task_digest=hashlib.sha256(bytes([bits])).digest() if c > 2 else None,
+                                      recipe=recipe if mode == "counts" else None, label_mode=mode, signing_key=key))
+
+
+def test_v2_differential_mutations_agree():
+    from test_payload_attacks import _v2_base
+
+    base = _v2_base()
+    hlen = int.from_bytes(base[12:16], "little")
+    rng = np.random.default_rng(11)
+    accepted = rejected = 0
+    for _ in range(600):
+        body = bytearray(base[:-32])
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(16, len(body)))
+            body[i] ^= 1 << int(rng.integers(0, 8))
+        if rng.integers(0, 4) == 0:  # also change the header length field
+            body[12:16] = (hlen + int(rng.integers(-3, 4))).to_bytes(4, "little", signed=True)
+        b = bytes(body) + hashlib.sha256(bytes(body)).digest()
+        try:
+            ref.decode(b)
+        except ref.RefError as exc:
+            with pytest.raises(PayloadError) as pkg:
+                with read_payload(b) as p:
+                    p.decode_all()
+            assert type(pkg.value).__name__ == exc.name, (exc, pkg.value, b.hex())
+            rejected += 1
+            continue
+        _compare_v2(b)
+        accepted += 1
+    assert accepted >= 30 and rejected >= 150, (accepted, rejected)
+
+
+def test_v2_bit_identical_on_the_frozen_sample():
+    r = _compare_v2((DATA / "payload_v2_sample.epl").read_bytes())
+    assert r.signed and r.labels is not None

@@ -53,6 +53,30 @@ def matrix_adam():
     return spec, _session(spec)
 
 
+AFFINE = ([GraphGroup(f"as{b}", "affine_set", b, D) for b in range(1, 9)]
+          + [GraphGroup(f"af{b}", "affine_feature", b, D) for b in range(1, 9)]
+          + [GraphGroup(f"ap{b}", "affine_sample", b, D) for b in range(1, 9)])
+
+
+@pytest.fixture(scope="module")
+def affine_adam():
+    spec = TrainGraphSpec(MODEL, tuple(AFFINE), "adam", debug_features=True)
+    return spec, _session(spec)
+
+
+def test_dequantize_affine_every_granularity_and_width(affine_adam):
+    """features output == edge_sdk.codecs.dequantize bit for bit for affine_set/feature/sample at 1..8 bits."""
+    spec, sess = affine_adam
+    r = Runner(spec, sess, HP["adam"], seed=4)
+    for k, g in spec.graph_groups():
+        out, xo, _, _ = r.step({k: 7})
+        np.testing.assert_array_equal(out["features"], xo, err_msg=f"group {g.name}")
+    # mixed batches over several affine groups: parity of the training step itself
+    for _ in range(5):
+        r.step({k: int(r.rng.integers(0, 9)) for k, _ in spec.graph_groups()})
+    assert r.max_rel_err() < 1e-4
+
+
 @pytest.fixture(scope="module")
 def small_sgd():
     groups = (GraphGroup("a", "codebook", 3, D), GraphGroup("b", "symmetric_per_sample", 8, D),
@@ -80,7 +104,8 @@ class Runner:
         for k, g in self.spec.graph_groups():
             if g.role != "samples":
                 continue
-            fixed = {n.split(".", 1)[1]: v for n, v in self.fixed[k].items() if n.split(".", 1)[1] in ("alpha", "levels")}
+            fixed = {} if g.per_row_params else {n.split(".", 1)[1]: v for n, v in self.fixed[k].items()
+                                                 if not n.endswith((".packed", ".values"))}
             gb = random_group_batch(k, g, sizes.get(k, 0), self.rng, fixed)
             feed.update(gb.feed)
             xs.append(gb.x)

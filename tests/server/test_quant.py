@@ -20,6 +20,7 @@ from edge_sdk.errors import ConfigError  # noqa: E402
 CASES = [("uniform", b, pf) for b in allowed_bits("uniform") for pf in (False, True)]
 CASES += [("codebook", b, False) for b in allowed_bits("codebook")]
 CASES += [("apot", b, False) for b in allowed_bits("apot")]
+CASES += [(k, b, False) for k in ("affine_set", "affine_feature", "affine_sample") for b in allowed_bits(k)]
 
 
 def _x(seed=0, n=64, d=7):
@@ -110,4 +111,20 @@ def test_bad_arguments():
         make_quantizer("uniform", 1, x)
     with pytest.raises(ConfigError):
         make_quantizer("codebook", 2, x, per_feature=True)
-    assert set(QUANTIZERS) == {"uniform", "apot", "codebook"}
+    assert set(QUANTIZERS) == {"uniform", "apot", "codebook", "affine_set", "affine_feature", "affine_sample"}
+
+
+def test_affine_ste_gradients():
+    """Affine set/feature: gradient 1 to x inside [lo, hi], 0 outside; lo and hi learn; bit-exact with codecs."""
+    x = _x(3)
+    q = make_quantizer("affine_feature", 3, x * 0.5)
+    xt = x.clone().requires_grad_(True)
+    q(xt).sum().backward()
+    lo, hi = q.export_params()["lo"], q.export_params()["hi"]
+    inside = (x.numpy() >= lo) & (x.numpy() <= hi)
+    np.testing.assert_array_equal(xt.grad.numpy(), inside.astype(np.float32))
+    assert q.lo.grad is not None and q.hi.grad is not None
+    # per-sample ranges come from the rows themselves: every row's min and max decode exactly
+    qs = make_quantizer("affine_sample", 2, x)
+    y = qs(x).detach().numpy()
+    np.testing.assert_array_equal(y.min(1), x.numpy().min(1))

@@ -1,0 +1,89 @@
+"""The frozen v2.0 sample (tests/data/payload_v2_sample.epl with its task blob payload_v2_sample.task.json) must
+load forever, with exactly the decoded content recorded in payload_v2_sample.json. Never regenerate these files
+for a reader change: a v2.0 reader that cannot read them is broken. (``python tests/core/test_payload_frozen_v2.py
+--regenerate`` exists only to create them once.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SAMPLE = DATA / "payload_v2_sample.epl"
+BLOB = DATA / "payload_v2_sample.task.json"
+EXPECTED = DATA / "payload_v2_sample.json"
+PUBKEY = DATA / "payload_v2_sample.pub"
+KEY_SEED = hashlib.sha256(b"edge-sdk payload v2 frozen sample test key").digest()
+
+
+def _decoded(p) -> dict:
+    groups = []
+    for g in p.groups:
+        e = {"name": g.name, "role": g.role, "kind": g.kind, "bits": g.bits, "n": g.n, "d": g.d,
+             "params": {k: v.astype(np.float64).tolist() for k, v in g.params().items()},
+             "labels": None if g.labels() is None else g.labels().tolist(),
+             "dequantized": g.dequantize().astype(np.float64).tolist()}
+        if g.kind not in ("float16", "float32", "none"):
+            e["codes"] = g.codes().tolist()
+        groups.append(e)
+    x, y = p.samples()
+    return {"size": p.size, "sha256": p.sha256, "signed": p.signed, "key_id": p.key_id, "version": list(p.version),
+            "num_classes": p.num_classes, "task_digest": p.task_digest, "task": p.task, "graph": p.graph,
+            "recipe": p.recipe, "label_mode": p.label_mode, "groups": groups, "samples_shape": list(x.shape),
+            "samples_labels": None if y is None else y.tolist(),
+            "file_sha256": hashlib.sha256(SAMPLE.read_bytes()).hexdigest()}
+
+
+def test_frozen_v2_sample_loads_forever():
+    from edge_sdk.payload import read_payload
+
+    expected = json.loads(EXPECTED.read_text())
+    with read_payload(SAMPLE, trusted_keys=[PUBKEY], require_signature=True, task_blob=BLOB) as p:
+        assert p.signature_status == "verified"
+        got = _decoded(p)
+    assert got == expected
+
+
+def regenerate() -> None:  # pragma: no cover - run by hand once
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge_sdk import codecs
+    from edge_sdk.payload import Q8Param, SampleGroup, read_payload, save_public_key, write_payload_v2
+    from edge_sdk.payload.taskblob import write_task_blob
+
+    rng = np.random.default_rng(20261129)
+    x = rng.normal(size=(14, 8)).astype(np.float32)
+    x -= x.max(1, keepdims=True)  # one-signed rows, as beam inputs
+    c = 5
+    pa = codecs.affine_params_for(x[:6], "affine_sample")
+    lo = Q8Param.fit(pa["lo"], "down")
+    c1, _ = codecs.quantize(x[:6], "affine_sample", 3, {"lo": lo.values(), "hi": pa["hi"]})
+    pf = {k: v.astype(np.float16) for k, v in codecs.affine_params_for(x[6:10], "affine_feature").items()}
+    c2, _ = codecs.quantize(x[6:10], "affine_feature", 2, {k: v.astype(np.float32) for k, v in pf.items()})
+    c3, p3 = codecs.quantize(x[10:13], "codebook", 1, {"levels": np.array([-1.5, -0.2], np.float32)})
+    c4, p4 = codecs.quantize(x[13:], "symmetric_per_sample", 4)
+    groups = [
+        SampleGroup("a", "affine_sample", 3, data=c1, params={"lo": lo, "hi": pa["hi"]}, labels=rng.integers(0, c, 6),
+                    param_encodings={"hi": "c4"}),
+        SampleGroup("b", "affine_feature", 2, data=c2, params=pf, labels=rng.integers(0, c, 4)),
+        SampleGroup("c", "codebook", 1, data=c3, params=p3, labels=rng.integers(0, c, 3)),
+        SampleGroup("dropped", "none", 0, n=2, d=8),
+        SampleGroup("d", "symmetric_per_sample", 4, data=c4, params=p4, labels=rng.integers(0, c, 1)),
+    ]
+    task = {"kind": "beam", "model": {"kind": "mlp", "input_dim": 8, "num_classes": c, "hidden": [16]}}
+    blob = write_task_blob(BLOB, task, {"sha256": hashlib.sha256(b"graph").hexdigest(), "size": 5})
+    recipe = {"version": 1, "optimizer": "adam", "lr": 0.003, "schedule": "cosine", "steps": 1500, "batch_size": 32,
+              "weight_decay": 0.0}
+    key = Ed25519PrivateKey.from_private_bytes(KEY_SEED)
+    write_payload_v2(SAMPLE, groups, c, task_digest=blob.digest, recipe=recipe, label_mode="counts", signing_key=key)
+    save_public_key(PUBKEY, key.public_key(), "raw")
+    with read_payload(SAMPLE, trusted_keys=[PUBKEY], task_blob=BLOB) as p:
+        EXPECTED.write_text(json.dumps(_decoded(p), indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__" and "--regenerate" in sys.argv:
+    regenerate()
