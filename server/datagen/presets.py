@@ -3,8 +3,8 @@
 Source of truth: ``datasets/3gpp/presets/*.toml`` in the repository. The installed package carries byte-identical
 copies in ``edge_sdk/server/datagen/presets_*.toml`` (package data ``*.toml`` directly in this folder); the test
 ``tests/server/test_datagen_presets.py::test_package_copies_identical`` fails when the two drift apart, and
-``python tools/make_reference_data.py --sync-presets`` re-copies them. A preset is found by name (repository copy
-first, then the package copy) or by path.
+``.venv/bin/python tools/make_reference_data.py --sync-presets`` re-copies them. A preset is found by name
+(repository copy first, then the package copy) or by path.
 
 Every key is required and unknown keys are rejected (:class:`~edge_sdk.errors.ConfigError` naming the key), so a
 preset cannot silently omit or misspell a parameter. Sources of the values: datasets/3gpp/README.md.
