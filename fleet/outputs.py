@@ -8,11 +8,14 @@ seed and the edge-sdk version.
 
 ``summary.json``: scenario (parsed TOML and source), versions, seeds, backend, memo, measured timing, the release's
 tiers, and per round and tier: devices, failures by reason, time-to-model p50/p90, the time by which 50% / 90% of
-the round's devices hold a model, bytes per device, bytes on the air, KPI percentiles.
+the round's devices hold a model, fetch time p50/p90 (channel request to the tier's last byte, devices that
+downloaded), bytes per device, bytes on the air (re-sent bytes and headers included), re-sent bytes, requests, drops,
+KPI percentiles.
 
 Plots (PNG): ``ttm_cdf.png`` (CDF of time-to-model per tier), ``accuracy_vs_bytes.png`` (fleet mean Top-1, a device
 counting with the model it holds and 0 without one, against cumulative bytes on the air, in time order), ``tier_mix.png`` (devices per
-tier and failure, per class).
+tier and failure, per class), ``top1_cdf.png`` (CDF of the devices' Top-1 on their own local data per tier, last
+round).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def group_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "failures": dict(sorted(fails.items())),
         "time_to_model_s": {"p50": _pct([r["time_to_model_s"] for r in trained], 50),
                             "p90": _pct([r["time_to_model_s"] for r in trained], 90)},
+        "fetch_time_s": {"p50": _pct([r["fetch_time_s"] for r in trained if r["fetch_time_s"] is not None], 50),
+                         "p90": _pct([r["fetch_time_s"] for r in trained if r["fetch_time_s"] is not None], 90)},
         "fleet_time_to_50pct_s": _coverage_time(ttm, n, 0.5),
         "fleet_time_to_90pct_s": _coverage_time(ttm, n, 0.9),
         "bytes_per_device": {"mean": float(np.mean(bytes_down)) if n else None, "p50": _pct(bytes_down, 50),
@@ -133,6 +138,18 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------- plots
+def _save(fig: Any, path: Path) -> None:
+    """PNG bytes rendered in memory, then written atomically (no half-written plot is ever visible)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue(), make_parents=True)
+
+
 def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     try:
         import matplotlib
@@ -164,8 +181,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title(f"{title}: time to model per tier" if title else "time to model per tier", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "ttm_cdf.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(fig, paths[-1])
 
     # 2. fleet accuracy vs cumulative bytes on the air: devices in order of their round's end (model ready, or
     # the deadline for a failure); a device counts with the Top-1 of the model it holds now, 0 without one
@@ -199,8 +215,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title("fleet accuracy vs bytes on the air", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "accuracy_vs_bytes.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(fig, paths[-1])
 
     # 3. tier mix per device class (and failures)
     classes = sorted({r["device_class"] for r in rows})
@@ -219,8 +234,29 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
     ax.set_title("tier mix per device class", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "tier_mix.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(fig, paths[-1])
+
+    # 4. accuracy distribution per tier: CDF of each device's Top-1 on its own local drops, for the models the fleet
+    # holds after the last round (devices without a model are left out; their share is in the tier mix)
+    last = max((r["round"] for r in rows), default=0)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for t in tiers:
+        x = np.sort([100 * r["top1"] for r in rows if r["round"] == last and r["tier"] == t
+                     and r["failure"] is None and r.get("top1") is not None])
+        if len(x):
+            ax.step(np.concatenate([[x[0]], x]), np.arange(len(x) + 1) / len(x), where="post", color=colors[t],
+                    label=f"{t}: p10/p50/p90 {np.percentile(x, 10):.1f}/{np.percentile(x, 50):.1f}/"
+                          f"{np.percentile(x, 90):.1f} % ({len(x)} devices)")
+    ax.set_xlabel("Top-1 on the device's own local drops (%)")
+    ax.set_ylabel("fraction of the tier's devices with a model")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"accuracy per tier after round {last}", fontsize=10)
+    fig.tight_layout()
+    paths.append(out_dir / "top1_cdf.png")
+    _save(fig, paths[-1])
     return paths
 
 
@@ -248,21 +284,25 @@ def report_text(summary: Mapping[str, Any]) -> str:
     lines.append(f"fleet run: scenario {sc.get('name')} ({sc.get('source')}), {summary.get('devices')} devices, "
                  f"seed {summary.get('seed')}, backend {summary.get('backend', {}).get('backend')}, "
                  f"memo {'on' if summary.get('memo') else 'off'}")
-    head = (f"{'round':>5} {'tier':>6} {'devices':>8} {'model':>7} {'ttm p50':>9} {'ttm p90':>9} {'50% fleet':>10} "
-            f"{'90% fleet':>10} {'B/device':>9} {'on air':>9} {'Top-1 p10/p50/p90 %':>20}  failures")
+    head = (f"{'round':>5} {'tier':>6} {'devices':>8} {'model':>7} {'fetch p90':>9} {'ttm p50':>9} {'ttm p90':>9} "
+            f"{'50% fleet':>10} "
+            f"{'90% fleet':>10} {'B/device':>9} {'on air':>9} {'resent':>9} {'drops':>6} {'Top-1 p10/p50/p90 %':>20}  "
+            "failures")
     for r, st in summary.get("stats", {}).items():
         lines.append("")
         lines.append(head)
         for tier, g in list(st["tiers"].items()) + [("all", st["all"])]:
             t1 = g["top1"]
             if g["trained"] == 0:  # nobody downloaded or trained anything (all up to date or failed early)
-                g = {**g, "time_to_model_s": {"p50": None, "p90": None}}
+                g = {**g, "time_to_model_s": {"p50": None, "p90": None}, "fetch_time_s": {"p50": None, "p90": None}}
             fails = ", ".join(f"{k} {v}" for k, v in g["failures"].items()) or "-"
             lines.append(
-                f"{r:>5} {tier:>6} {g['devices']:>8} {g['with_model']:>7} {_s(g['time_to_model_s']['p50']):>9} "
+                f"{r:>5} {tier:>6} {g['devices']:>8} {g['with_model']:>7} "
+                f"{_s(g.get('fetch_time_s', {}).get('p90')):>9} {_s(g['time_to_model_s']['p50']):>9} "
                 f"{_s(g['time_to_model_s']['p90']):>9} {_s(g['fleet_time_to_50pct_s']):>10} "
                 f"{_s(g['fleet_time_to_90pct_s']):>10} {format_size(g['bytes_per_device']['mean'] or 0):>9} "
-                f"{format_size(g['bytes_on_air']):>9} {_p(t1['p10']) + '/' + _p(t1['p50']) + '/' + _p(t1['p90']):>20}  {fails}")
+                f"{format_size(g['bytes_on_air']):>9} {format_size(g['bytes_resent']):>9} {g['drops']:>6} "
+                f"{_p(t1['p10']) + '/' + _p(t1['p50']) + '/' + _p(t1['p90']):>20}  {fails}")
     if summary.get("live"):
         from edge_sdk.fleet.live import live_text
 

@@ -105,24 +105,29 @@ class FleetRelease:
 def device_trainer(payload_path: os.PathLike[str] | str, graph_path: os.PathLike[str] | str, *,
                    train_graph: Any = None, trusted_keys: Any = None) -> Any:
     """The device runtime's :class:`~edge_sdk.device.trainer.Trainer` for a payload, configured as a device that
-    follows the payload's recipe: when the recipe gives the server's update count (``steps``) and no ``epochs``,
-    the device trains ``ceil(steps / batches per epoch)`` whole epochs (as ``make demo`` does)."""
+    follows the payload's recipe: one ORT thread, and — while the runtime trains whole epochs — the epochs that cover
+    the recipe's update count (``ceil(steps / batches per epoch)``, as ``make demo`` does) when the recipe gives
+    ``steps`` and the runtime would not run exactly that many on its own."""
     from edge_sdk.device.trainer import Trainer
 
-    tr = Trainer(payload_path, graph_path, trusted_keys=trusted_keys or None,
-                 require_signature=bool(trusted_keys), train_graph=train_graph, threads=1)
+    keys = trusted_keys or None
+    tr = Trainer(payload_path, graph_path, trusted_keys=keys, require_signature=bool(keys), train_graph=train_graph,
+                 threads=1)
     recipe = dict(tr.task.get("train") or {})
-    if "steps" in recipe and "epochs" not in recipe:
-        epochs = max(1, math.ceil(int(recipe["steps"]) / tr.steps_per_epoch))
-        tr = Trainer(payload_path, graph_path, trusted_keys=trusted_keys or None,
-                     require_signature=bool(trusted_keys), train_graph=tr.graph, threads=1, epochs=epochs)
+    steps = recipe.get("steps")
+    per_epoch = getattr(tr, "steps_per_epoch", None)
+    if isinstance(steps, int) and "epochs" not in recipe and per_epoch and getattr(tr, "total_steps", steps) != steps:
+        tr = Trainer(payload_path, graph_path, trusted_keys=keys, require_signature=bool(keys), train_graph=tr.graph,
+                     threads=1, epochs=max(1, math.ceil(steps / per_epoch)))
     return tr
 
 
-def train_key(payload_digest: str, graph_digest: str, config: dict[str, Any]) -> str:
-    cfg = {k: v for k, v in config.items() if k != "threads"}
+def train_key(payload_digest: str, graph_digest: str, config: Any) -> str:
+    """Canonical JSON of what determines the trained model: payload, graph, training config (threads aside)."""
+    cfg = asdict(config) if not isinstance(config, dict) else dict(config)
+    cfg.pop("threads", None)
     return json.dumps({"payload": payload_digest, "graph": graph_digest, "config": cfg}, sort_keys=True,
-                      separators=(",", ":"))
+                      separators=(",", ":"), default=str)
 
 
 def _channel_bytes(rec: ChannelRecord, head: BlobRef, before: list[BlobRef]) -> int:
@@ -148,7 +153,7 @@ def _tiers_of(store: Store, m: Manifest, r: int, trusted: list[str] | None,
             n_state = n_params * len(tr.graph.meta["state_suffixes"])
             cache[key] = Tier(name=mt.name, round=r, payload=mt.payload, graph=mt.graph,
                               expected_top1=mt.kpis.get("top1"), train_steps=int(tr.total_steps), train_config=cfg,
-                              train_key=train_key(mt.payload.digest, mt.graph.digest, cfg),
+                              train_key=train_key(mt.payload.digest, mt.graph.digest, tr.config),
                               device_state_bytes=4 * (2 * n_params + n_state), task=dict(tr.task))
         t = cache[key]
         out.append(Tier(**{**t.__dict__, "name": mt.name, "round": r, "expected_top1": mt.kpis.get("top1"),

@@ -198,7 +198,6 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         describe = backend.describe()
         blobs = {digest: release.blob_path(digest).read_bytes() for digest in release.blobs()}
         backend.share("blobs", blobs)
-        backend.share("configs", {t.train_key: t.train_config for t in release.tiers()})
         backend.share("trusted_keys", _raw_keys(trusted))
         backend.share("pool", feats)
         t0 = time.perf_counter()

@@ -8,9 +8,9 @@ model (onnxruntime with ``intra_op_num_threads = inter_op_num_threads = 1``, set
 exactly as a device does (:func:`edge_sdk.fleet.release.device_trainer`), so identical (payload, graph, config)
 give bit-identical models on every backend.
 
-Shared values (put once per run by the driver): ``blobs`` {"sha256:<hex>": bytes}, ``configs`` {train_key: TrainConfig
-dict}, ``trusted_keys`` [PEM bytes], ``pool`` {task id: (X float32 [M, D], R float32 [M, n_tx])}, and with the
-memo ``models`` {train_key: inference ONNX bytes}.
+Shared values (put once per run by the driver): ``blobs`` {"sha256:<hex>": bytes}, ``trusted_keys`` [PEM bytes],
+``pool`` {task id: (X float32 [M, D], R float32 [M, n_tx])}, and with the memo ``models`` {train_key: inference ONNX
+bytes}.
 """
 
 from __future__ import annotations
@@ -117,18 +117,20 @@ class WorkerContext:
 
 
 def _train(ctx: WorkerContext, key: str) -> TrainResult:
+    """Train as a device would: the payload's own recipe and seed (:func:`edge_sdk.fleet.release.device_trainer`,
+    the same call that made ``key`` in the driver), this worker's session of the graph."""
     import json
 
-    from edge_sdk.device.trainer import TrainConfig, Trainer
+    from edge_sdk.fleet.release import device_trainer, train_key
 
     k = json.loads(key)
-    cfg = TrainConfig(**ctx.shared("configs")[key])
     t0 = time.perf_counter()
     try:
-        graph = ctx.train_graph(k["graph"])
         trusted = ctx.shared("trusted_keys") or None
-        tr = Trainer(ctx.blob_path(k["payload"]), ctx.blob_path(k["graph"]), cfg, trusted_keys=trusted,
-                     require_signature=bool(trusted), train_graph=graph)
+        tr = device_trainer(ctx.blob_path(k["payload"]), ctx.blob_path(k["graph"]),
+                            train_graph=ctx.train_graph(k["graph"]), trusted_keys=trusted)
+        if train_key(k["payload"], k["graph"], tr.config) != key:
+            raise RuntimeError("the worker's training config differs from the driver's")  # pragma: no cover
         st = tr.train()
         model = tr.model_bytes(st.params)
         loss = float(st.history[-1]["loss"]) if st.history else None

@@ -26,4 +26,8 @@ def test_ray_backend_matches_inline(release_dir: Path, tmp_path: Path) -> None:
     assert {k: v for k, v in a.table.items() if k not in WALL_COLUMNS} == \
         {k: v for k, v in b.table.items() if k not in WALL_COLUMNS}
     assert len({w for w in b.table["worker"] if w is not None}) >= 1
-    assert (tmp_path / "devices.parquet").exists()
+    from edge_sdk.fleet.outputs import read_parquet
+
+    on_disk = read_parquet(tmp_path / "devices.parquet")
+    assert {k: v for k, v in on_disk.items() if k not in WALL_COLUMNS} == \
+        {k: v for k, v in a.table.items() if k not in WALL_COLUMNS}

@@ -40,7 +40,7 @@ def parse(text: str) -> object:
 
 def test_presets_load() -> None:
     names = preset_names()
-    assert {"lte-mixed-1k", "rural-3g-10k"} <= set(names)
+    assert {"lte-mixed-1k", "rural-3g-10k", "lte-tiers-10k"} <= set(names)
     for n in names:
         sc = load_scenario(n)
         assert sum(sc.class_counts()) == sc.devices
@@ -49,6 +49,9 @@ def test_presets_load() -> None:
         assert all(k.is_file() for k in sc.release.trusted_keys) and sc.local_data.pool.is_file()
     assert load_scenario("lte-mixed-1k").devices == 1000
     assert load_scenario("rural-3g-10k").devices == 10_000
+    tiers = load_scenario("lte-tiers-10k")
+    assert tiers.devices == 10_000 and tiers.release.policy == "shares"
+    assert dict(tiers.release.shares) == {"full": 1.0, "36x": 1.0, "180x": 1.0}
 
 
 def test_minimal_and_units() -> None:

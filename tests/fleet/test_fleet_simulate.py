@@ -51,7 +51,7 @@ def test_end_to_end_inline_writes_every_output(release_dir: Path, tmp_path: Path
     assert s["memo"] is True and s["trainings"] == 3
     assert s["stats"]["0"]["all"]["devices"] == 24
     assert s["timing"]["step_time_s"] and s["backend"]["backend"] == "inline"
-    for png in ("ttm_cdf.png", "accuracy_vs_bytes.png", "tier_mix.png"):
+    for png in ("ttm_cdf.png", "accuracy_vs_bytes.png", "tier_mix.png", "top1_cdf.png"):
         assert (tmp_path / png).stat().st_size > 5000
     assert (tmp_path / "events.parquet").exists() and (tmp_path / "report.txt").read_text().count("round") >= 2
     assert res.summary["stats"] == s["stats"]
@@ -77,11 +77,14 @@ def test_persistent_memo_is_reused(release_dir: Path, tmp_path: Path) -> None:
     assert comparable(a.table) == comparable(b.table)
 
 
-def test_process_backend_gives_the_same_table_as_inline(release_dir: Path) -> None:
+def test_process_backend_writes_the_same_parquet_as_inline(release_dir: Path, tmp_path: Path) -> None:
     sc = scenario(release_dir, devices=30)
-    a = simulate(sc, None, RunOptions(backend="inline", progress=False))
-    b = simulate(sc, None, RunOptions(backend="process", workers=2, progress=False, batch_size=7))
+    a = simulate(sc, tmp_path / "inline", RunOptions(backend="inline", progress=False, plots=False))
+    b = simulate(sc, tmp_path / "process", RunOptions(backend="process", workers=2, progress=False, batch_size=7,
+                                                      plots=False))
     assert comparable(a.table) == comparable(b.table)
+    pa, pb = (read_parquet(tmp_path / d / "devices.parquet") for d in ("inline", "process"))
+    assert comparable(pa) == comparable(pb) and list(pa) == list(pb)  # same columns, same values, same order
     assert len({w for w in b.table["worker"] if w is not None}) >= 1
 
 
@@ -144,3 +147,26 @@ def test_preset_with_signed_store_trains_every_device(tmp_path: Path) -> None:
     assert {r["signature"] for r in res.summary["release"]["rounds"]} == {"verified"}
     tiers = dict(zip(t["device_class"], t["tier"], strict=True))
     assert tiers["gnb"] == "full" and tiers["ue-flagship"] == "36x" and tiers["ue-budget"] == "180x"
+
+
+def test_tier_comparison_preset_assigns_tiers_at_random(tmp_path: Path) -> None:
+    """``lte-tiers-10k`` answers "36x vs 180x vs full" on one fleet: each device draws its tier (a third each) whatever
+    its class, every class can afford every tier, and the report gives each tier's time to 90 %, bytes on the air
+    with the re-sent bytes and drops, and its Top-1 distribution on the devices' own drops."""
+    from edge_sdk.fleet.scenario import load_scenario
+
+    sc = load_scenario("lte-tiers-10k").with_devices(36)
+    res = simulate(sc, tmp_path, RunOptions(backend="inline", progress=False))
+    t = res.table
+    assert all(f is None for f in t["failure"]), set(t["failure_detail"])
+    r0 = [i for i, r in enumerate(t["round"]) if r == 0]
+    assert {t["tier"][i] for i in r0} == {"full", "36x", "180x"}
+    per_class = {c: {t["tier"][i] for i in r0 if t["device_class"][i] == c} for c in ("gnb", "ue-flagship", "ue-budget")}
+    assert all(len(v) >= 2 for v in per_class.values()), per_class  # drawn per device, not chosen by class
+    tiers = res.summary["stats"]["0"]["tiers"]
+    assert tiers["full"]["top1"]["mean"] > tiers["180x"]["top1"]["mean"]
+    assert tiers["full"]["bytes_on_air"] > tiers["36x"]["bytes_on_air"] > tiers["180x"]["bytes_on_air"]
+    assert all(g["fleet_time_to_90pct_s"] is not None for g in tiers.values())
+    report = (tmp_path / "report.txt").read_text()
+    assert "resent" in report and "drops" in report and "90% fleet" in report
+    assert (tmp_path / "top1_cdf.png").stat().st_size > 5000
