@@ -94,11 +94,14 @@ def load_cifar_task(root: str | os.PathLike, which: str = "cifar10", width: int 
 
 
 def load_beam(train_path: str | os.PathLike, test_path: str | os.PathLike, task_spec: dict | None = None,
-              hidden: tuple[int, ...] = (128, 128)) -> TaskData:
+              hidden: tuple[int, ...] | None = None, model: str | None = None) -> TaskData:
     """Beam task from two schema-v1 HDF5 files (edge_sdk.beam) and a ``BeamTaskSpec`` dict.
 
-    The task spec is fitted on the training file (normalisation) and stored fitted in ``task["beam"]``;
-    the model is an MLP ``input_dim -> hidden -> n_tx``.
+    The task spec is fitted on the training file (normalisation) and stored fitted in ``task["beam"]``.
+    ``model`` (default: ``"mlp"`` for BM-Case1, ``"gru"`` for BM-Case2): ``"mlp"`` = MLP ``input_dim -> hidden
+    -> n_tx`` (hidden default (128, 128)); ``"gru"`` (BM-Case2 only) = the temporal model of
+    :mod:`edge_sdk.server.case2` (GRU over the K measurement instants, hidden default (128,), with the residual
+    start at sample-and-hold of the latest measurement).
     """
     try:
         from edge_sdk.beam.dataset import read_beam_h5
@@ -116,7 +119,18 @@ def load_beam(train_path: str | os.PathLike, test_path: str | os.PathLike, task_
     yte = np.asarray(spec_b.labels(te), np.int64)
     rte = np.asarray(spec_b.target_rsrp(te), np.float32)
     num_classes = int(rte.shape[1])
-    spec = ModelSpec(kind="mlp", input_dim=int(xtr.shape[1]), num_classes=num_classes, hidden=tuple(hidden))
+    kind = model or ("gru" if spec_b.case == "case2" else "mlp")
+    if kind == "gru":
+        if spec_b.case != "case2":
+            raise ConfigError("model 'gru' (temporal) needs a BM-Case2 task spec (case='case2', history K)")
+        from edge_sdk.server.case2 import Candidate
+
+        spec = Candidate("gru", tuple(hidden or (128,)), norm=spec_b.norm).model_spec(spec_b)
+    elif kind == "mlp":
+        spec = ModelSpec(kind="mlp", input_dim=int(xtr.shape[1]), num_classes=num_classes,
+                         hidden=tuple(hidden or (128, 128)))
+    else:
+        raise ConfigError(f"unknown beam model {kind!r}; use 'mlp' or 'gru'")
     task = {"kind": "beam", "beam": spec_b.to_dict(), "model": spec.to_dict()}
     extra = {"input_constraint": "max_zero"} if getattr(spec_b, "norm", None) == "per_sample_max" else {}
     return TaskData("beam", xtr, ytr, xte, yte, num_classes, spec, task, rsrp_test=rte, extra=extra)

@@ -13,6 +13,11 @@ Architectures (exactly what ``ModelSpec`` documents, so the device's ONNX graph 
 
 * ``mlp``: ``[B, input_dim] -> (Linear -> ReLU) x len(hidden) -> Linear -> logits [B, num_classes]``;
   parameters ``fc{i}.weight [out, in]``, ``fc{i}.bias [out]``.
+* ``gru`` (temporal, BM-Case2): ``[B, K * F]`` -> reshape ``[B, K, F]`` -> GRU cell over the K steps from
+  ``h_0 = 0`` (torch.nn.GRU equations, gates r, z, n; parameters ``gru.weight_ih [3H, F]``, ``gru.weight_hh
+  [3H, H]``, ``gru.bias_ih``, ``gru.bias_hh [3H]``) -> ``logits = head(h_K) + skip(x_K)`` (``head.weight [C,
+  H]``, ``head.bias [C]``, ``skip.weight [C, F]``, no bias). Written out step by step (no ``torch.nn.GRU``) so
+  that the ONNX training graph computes exactly this.
 * ``convnet`` (the DD-standard ConvNet of DC/DM/MTT, Zhao et al. 2021): ``depth`` x (Conv3x3 (padding 1,
   ``width`` channels) -> GroupNorm(groups = width, i.e. instance norm, affine, eps 1e-5) -> ReLU ->
   AvgPool 2x2) -> flatten (C, H, W order) -> Linear. No BatchNorm, so the forward pass of a sample never
@@ -54,8 +59,26 @@ def _as_input(spec: ModelSpec, x: Tensor) -> Tensor:
     return x
 
 
+def gru_state(spec: ModelSpec, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    """Last GRU state ``h_K`` ``[B, H]`` of kind ``gru`` for inputs ``x`` ``[B, K * F]`` (module docstring)."""
+    k, f = spec.in_shape
+    xs = x.reshape(x.shape[0], k, f)
+    h = x.new_zeros(x.shape[0], spec.hidden[0])
+    w_ih, w_hh, b_ih, b_hh = (params[f"gru.{n}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    for t in range(k):
+        i_r, i_z, i_n = F.linear(xs[:, t], w_ih, b_ih).chunk(3, dim=1)
+        h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, dim=1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        h = (1.0 - z) * n + z * h
+    return h
+
+
 def features(spec: ModelSpec, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-    """Penultimate activations ``[B, F]`` (input of the last Linear layer)."""
+    """Penultimate activations ``[B, F]`` (input of the last Linear layer; ``gru``: the last state h_K)."""
+    if spec.kind == "gru":
+        return gru_state(spec, params, x)
     h = _as_input(spec, x)
     if spec.kind == "mlp":
         for i in range(len(spec.hidden)):
@@ -73,13 +96,18 @@ def head_names(spec: ModelSpec) -> tuple[str, str]:
     if spec.kind == "mlp":
         i = len(spec.hidden)
         return f"fc{i}.weight", f"fc{i}.bias"
+    if spec.kind == "gru":
+        return "head.weight", "head.bias"
     return "fc.weight", "fc.bias"
 
 
 def forward(spec: ModelSpec, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """Logits ``[B, num_classes]`` for inputs ``x``."""
     w, b = head_names(spec)
-    return F.linear(features(spec, params, x), params[w], params[b])
+    out = F.linear(features(spec, params, x), params[w], params[b])
+    if spec.kind == "gru":  # + skip(x_K): the latest step's input, linearly
+        out = out + F.linear(x[:, -spec.in_shape[1]:], params["skip.weight"])
+    return out
 
 
 class SpecModel(nn.Module):

@@ -1,16 +1,16 @@
 """Faithfulness table of the TR 38.901 beam-management generator against TR 38.843 headline numbers.
 
-    python tools/faithfulness.py --out runs/faithfulness            # full run (100k/20k Case1, 400/200 Case2)
-    python tools/faithfulness.py --out /tmp/f --train 5000 --test 2000 --c2-train 40 --c2-test 20 --epochs 3
+    python tools/faithfulness.py --out runs/faithfulness            # full run (100k/20k Case1 drops)
+    python tools/faithfulness.py --out /tmp/f --train 5000 --test 2000 --epochs 3
     python tools/faithfulness.py --stats datasets/3gpp/reference/train.h5      # dataset-card statistics only
 
 Steps: (1) generate (or resume / reuse) BM-Case1 train/test files and BM-Case2 train/test files with
 ``generate_dataset`` (fixed seeds, CPU); (2) train the reference MLP (input -> 256 -> 256 -> n_tx, ReLU, Adam
 lr 1e-3, batch 512, cross-entropy on the Top-1 label) with :class:`edge_sdk.beam.taskspec.BeamTaskSpec` inputs
 for Set B 1/4 and 1/8 with the best Rx beam and with a random Rx beam; (3) KPIs on the test set with
-:func:`edge_sdk.beam.kpis.beam_kpis` and the best-of-Set-B baseline; BM-Case2: MLP on K = 4 past Set B (1/4)
-measurements predicting the Top-1 one period ahead vs sample-and-hold, at 40/80/160 ms periods; (4) print a
-table and write ``<out>/faithfulness.json`` and ``<out>/faithfulness.md``.
+:func:`edge_sdk.beam.kpis.beam_kpis` and the best-of-Set-B baseline; (4) print a table and write
+``<out>/faithfulness.json`` and ``<out>/faithfulness.md``. BM-Case2 (temporal) is evaluated by
+``tools/case2_eval.py`` (models chosen on validation, both sample-and-hold baselines).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ RANGES = {
     "1/8": {"top1": (0.50, 0.80), "top1_1db": (0.70, 0.90), "top2": (0.70, 0.90), "rsrp_diff_mean": (0.0, 2.0),
             "best_of_setb_top1": (0.125, 0.125)},
 }
-SEEDS = {"train": 101, "test": 202, "c2train": 303, "c2test": 404}
+SEEDS = {"train": 101, "test": 202}
 
 
 def _generate(out: Path, preset: str, n: int, seed: int, tag: str) -> Path:
     from edge_sdk.server.datagen.generate import generate_dataset
 
     path = out / f"{preset}-{tag}.h5"
-    steps = 100 if preset.endswith("case2") else 1
+    steps = 1
     if path.exists():
         from edge_sdk.beam.h5schema import open_beam_h5
 
@@ -99,28 +99,6 @@ def case1_rows(train_ds, test_ds, epochs: int) -> list[dict]:
     return rows
 
 
-def case2_rows(train_ds, test_ds, epochs: int, step_s: float) -> list[dict]:
-    from edge_sdk.beam.kpis import beam_kpis, sample_and_hold_scores
-    from edge_sdk.beam.taskspec import BeamTaskSpec
-
-    rows = []
-    for period_ms in (40, 80, 160):
-        p = int(round(period_ms / 1000 / step_s))
-        row: dict = {"period_ms": period_ms, "period_steps": p, "history": 4, "horizon": 1}
-        for setb in ("1/4", "all"):
-            spec = BeamTaskSpec(n_tx=train_ds.n_tx, setb=setb, case="case2", history=4, horizon=1,
-                                period_steps=p).fit(train_ds)
-            model = train_mlp(spec.inputs(train_ds), spec.labels(train_ds), spec.num_classes, epochs)
-            tgt = spec.target_rsrp(test_ds)
-            row["mlp" if setb == "1/4" else "mlp_setb_all"] = beam_kpis(scores_of(model, spec.inputs(test_ds)), tgt)
-            if setb == "1/4":
-                row["sample_and_hold"] = beam_kpis(sample_and_hold_scores(spec, test_ds), tgt)
-                row["n_train"] = int(len(spec.anchors(train_ds)))
-                row["n_test"] = int(len(tgt))
-        rows.append(row)
-    return rows
-
-
 def dataset_stats(ds) -> dict:
     """Label histogram, LOS/indoor share, RSRP spread of a Case1 dataset (for the dataset card)."""
     r = ds.rsrp.astype(np.float32)
@@ -160,14 +138,6 @@ def print_table(res: dict) -> None:
         rnd = [r for r in res["case1"] if r["setb"] == setb and r["rx_mode"] == "random"][0]
         print(f"random-Rx loss {setb}: {100 * (best['mlp']['top1'] - rnd['mlp']['top1']):.1f} points "
               "(TR 38.843: 20-50)")
-    if res.get("case2"):
-        print("\nBM-Case2 (uma-fr2-case2, Set B 1/4, K=4 past measurements, predict 1 period ahead)")
-        print(f"{'period':>7} {'MLP Top-1':>9} {'MLP 1dB':>8} {'MLP(A) Top-1':>12} {'S&H Top-1':>9} "
-              f"{'S&H 1dB':>8} {'n_test':>7}")
-        for r in res["case2"]:
-            print(f"{r['period_ms']:5d}ms {_pct(r['mlp']['top1']):>9} {_pct(r['mlp']['top1_1db']):>8} "
-                  f"{_pct(r['mlp_setb_all']['top1']):>12} {_pct(r['sample_and_hold']['top1']):>9} "
-                  f"{_pct(r['sample_and_hold']['top1_1db']):>8} {r['n_test']:7d}")
 
 
 def render_markdown(res: dict) -> str:
@@ -192,25 +162,6 @@ def render_markdown(res: dict) -> str:
         lines.append("")
         lines.append(f"Random instead of best Rx beam, Set B {setb}: Top-1 "
                      f"{100 * (best['mlp']['top1'] - rnd['mlp']['top1']):.1f} points lower (TR 38.843: 20-50).")
-    if res.get("case2"):
-        c = res["case2_sizes"]
-        lines += [
-            "",
-            f"BM-Case2, preset `uma-fr2-case2`, {c['train_traj']} training / {c['test_traj']} test trajectories of "
-            f"{c['steps']} steps (20 ms); K = 4 past measurements one period apart, predict the Top-1 beam one "
-            "period ahead. MLP(B): Set B 1/4 measured; MLP(A): Set B = Set A measured; sample-and-hold (S&H): the "
-            "full Set A sweep at t held for t + period.",
-            "",
-            "| period | MLP(B) Top-1 | MLP(B) 1 dB | MLP(B) mean diff | MLP(A) Top-1 | MLP(A) 1 dB | S&H Top-1 | "
-            "S&H 1 dB | S&H mean diff | test examples |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in res["case2"]:
-            m, a, h = r["mlp"], r["mlp_setb_all"], r["sample_and_hold"]
-            lines.append(f"| {r['period_ms']} ms | {100 * m['top1']:.1f} | {100 * m['top1_1db']:.1f} | "
-                         f"{m['rsrp_diff_mean']:.2f} | {100 * a['top1']:.1f} | {100 * a['top1_1db']:.1f} | "
-                         f"{100 * h['top1']:.1f} | {100 * h['top1_1db']:.1f} | {h['rsrp_diff_mean']:.2f} | "
-                         f"{r['n_test']:,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -219,8 +170,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "faithfulness")
     ap.add_argument("--train", type=int, default=100_000, help="BM-Case1 training drops")
     ap.add_argument("--test", type=int, default=20_000, help="BM-Case1 test drops")
-    ap.add_argument("--c2-train", type=int, default=400, help="BM-Case2 training trajectories (100 steps each)")
-    ap.add_argument("--c2-test", type=int, default=200, help="BM-Case2 test trajectories")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--stats", type=Path, help="only print the statistics (JSON) of this Case1 HDF5 file")
@@ -245,11 +194,6 @@ def main(argv: list[str] | None = None) -> dict:
                  "n_train": tr.n, "n_test": te.n, "epochs": args.epochs, "ranges_tr38843": RANGES,
                  "stats_train": dataset_stats(tr)}
     res["case1"] = case1_rows(tr, te, args.epochs)
-    if args.c2_train > 0 and args.c2_test > 0:
-        c2tr = read_beam_h5(_generate(out, "uma-fr2-case2", args.c2_train, SEEDS["c2train"], "train"))
-        c2te = read_beam_h5(_generate(out, "uma-fr2-case2", args.c2_test, SEEDS["c2test"], "test"))
-        res["case2_sizes"] = {"train_traj": args.c2_train, "test_traj": args.c2_test, "steps": 100}
-        res["case2"] = case2_rows(c2tr, c2te, args.epochs, float(c2tr.time_step_s or 0.02))
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print_table(res)
     atomic_write_text(out / "faithfulness.json", json.dumps(res, indent=1))

@@ -207,7 +207,10 @@ class BeamH5Writer:
         if part.exists():
             part.unlink()
         h5py = _h5py()
-        f = h5py.File(part, "w", libver=("v110", "latest"))
+        # libver up to v108: superblock v0, whose writer lock is an OS file lock released when the process dies.
+        # With v110+ (superblock v3) HDF5 marks the file "open for write" in the superblock, and after a SIGKILL
+        # no later open succeeds (HDF5 asks for the h5clear tool), so the .partial could not be resumed.
+        f = h5py.File(part, "w", libver=("earliest", "v108"))
         try:
             root = {
                 "schema": SCHEMA_NAME,
@@ -531,8 +534,10 @@ class BeamH5File:
         *,
         allow_incomplete: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        allow_virtual: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._allow_virtual = allow_virtual
         h5py = _h5py()
         if not self.path.exists():
             raise FileNotFoundError(f"no such file: {self.path}")
@@ -597,6 +602,12 @@ class BeamH5File:
             raise DatasetError(
                 f"{where}: arrays need {total} bytes > max_bytes={max_bytes}; pass a larger max_bytes"
             )
+        if any(self._f[name].is_virtual for name in table):  # a stitched sharded dataset (edge_sdk.beam.vds)
+            if not self._allow_virtual:
+                raise DatasetError(f"{where}: a shard file must not itself be a stitched (virtual) dataset")
+            from edge_sdk.beam.vds import check_virtual_sources
+
+            self.shard_files: list[str] = check_virtual_sources(self._f, self.path, attrs)
         self.attrs: dict[str, Any] = attrs
         self.case: str = case
         self.n: int = n

@@ -16,8 +16,11 @@ KPIs (fractions in [0, 1], not percent; RSRP differences in dB):
 * ``n``: number of examples.
 
 Baselines return ``scores`` aligned with ``spec.target_rsrp(ds)``: :func:`best_of_setb_scores` (choose the Set
-B beam with the highest measured RSRP; TR 38.843 non-AI baseline) and :func:`sample_and_hold_scores`
-(BM-Case2: the Set A ranking of the last measurement instant t is held for t + F p). RS overhead:
+B beam with the highest measured RSRP; TR 38.843 non-AI baseline; in BM-Case2 the latest measurement is used, i.e.
+sample-and-hold of the best measured Set B beam, also named :func:`sample_and_hold_setb_scores`),
+:func:`sample_and_hold_scores` (BM-Case2: the Set A ranking of the last measurement instant t -- a full Set A
+sweep -- is held for t + F p) and :func:`history_average_scores` (BM-Case2, a simple non-AI baseline: the mean
+linear power of each beam over the K measurement instants of the window). RS overhead:
 :func:`rs_overhead_reduction`.
 """
 
@@ -118,3 +121,32 @@ def sample_and_hold_scores(spec: BeamTaskSpec, ds: BeamDataset) -> np.ndarray:
         raise ConfigError("sample-and-hold is a BM-Case2 baseline; use a case2 task spec")
     rows = spec.anchors(ds)
     return ds.best_rx_rsrp()[rows]
+
+
+def sample_and_hold_setb_scores(spec: BeamTaskSpec, ds: BeamDataset) -> np.ndarray:
+    """BM-Case2 sample-and-hold of the best measured Set B beam: the Set B beam with the highest RSRP at the last
+    measurement instant t (spec's Rx mode) is held for t + F p; scores [M, n_tx] (-inf outside Set B)."""
+    if spec.case != "case2":
+        raise ConfigError("sample-and-hold is a BM-Case2 baseline; use a case2 task spec")
+    return best_of_setb_scores(spec, ds)
+
+
+def history_average_scores(spec: BeamTaskSpec, ds: BeamDataset, *, seta: bool) -> np.ndarray:
+    """BM-Case2 non-AI baseline: each beam scored by its mean linear power over the K instants of the window.
+
+    ``seta=True``: full Set A sweeps (ideal best-over-Rx RSRP) at every instant -- K times the measurements of
+    sample-and-hold; ``seta=False``: the spec's Set B measurements (Rx mode and impairments applied), -inf
+    outside Set B. Scores are dB of the mean power, [M, n_tx].
+    """
+    if spec.case != "case2":
+        raise ConfigError("history averaging is a BM-Case2 baseline; use a case2 task spec")
+    _, win, _ = spec._case2_rows(ds)
+    if seta:
+        m = ds.best_rx_rsrp()[win]  # [M, K, n_tx]
+        return (10.0 * np.log10(np.power(10.0, m.astype(np.float64) / 10.0).mean(axis=1))).astype(np.float32)
+    if not spec.is_subset:
+        raise ConfigError("Set B history averaging is defined for Set B subset of Set A, not for wide beams")
+    mb = spec.measurements(ds)[win]  # [M, K, n_b]
+    out = np.full((len(win), spec.n_tx), -np.inf, dtype=np.float32)
+    out[:, spec.resolved_setb()] = 10.0 * np.log10(np.power(10.0, mb.astype(np.float64) / 10.0).mean(axis=1))
+    return out

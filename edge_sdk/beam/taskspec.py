@@ -39,6 +39,9 @@ measurements carry their own): Gaussian, sigma = meas_error_db / 1.96 so 95% fal
   alike and do not change which beam is best; so the model sees the beam *shape* only and the same inputs
   come out on a device whose absolute RSRP is biased. ``scale_db`` defaults to 10 dB; ``fit`` sets it to the
   standard deviation of the relative values on the training data.
+* ``"rel_linear"``: ``x = 10 ** ((m - max(m)) / 10)``, the linear power relative to the strongest measurement of
+  the window, in (0, 1] (no fitted parameters; the strongest beams keep distinct values while weak ones fade to
+  0 -- the BM-Case2 models learn the near-tie structure of the top beams more easily with it).
 * ``"affine"``: ``x = (m - offset_db) / scale_db``; ``fit`` sets mean / standard deviation (scalars over all
   entries) of the training data; defaults -100 dBm / 20 dB.
 * ``"none"``: ``x = m`` in dBm.
@@ -65,7 +68,7 @@ from edge_sdk.errors import ConfigError, DatasetError, SchemaError
 SPEC_VERSION = 1
 SETB_KINDS = ("1/4", "1/8", "all", "explicit", "wide")
 RX_MODES = ("best", "random", "fixed")
-NORMS = ("per_sample_max", "affine", "none")
+NORMS = ("per_sample_max", "rel_linear", "affine", "none")
 N_ZEN = 4
 O4 = (0, 2, 1, 3)
 O8 = (0, 4, 2, 6)
@@ -408,7 +411,7 @@ class BeamTaskSpec:
     def _raw(self, m: np.ndarray) -> np.ndarray:
         """Pre-normalised values float64 [N, D] (relative for per_sample_max)."""
         a = self._prepare(m).reshape(len(m), -1)
-        if self.norm == "per_sample_max" and a.shape[0]:
+        if self.norm in ("per_sample_max", "rel_linear") and a.shape[0]:
             a = a - a.max(axis=1, keepdims=True)
         return a
 
@@ -421,6 +424,8 @@ class BeamTaskSpec:
         a = self._raw(setb_rsrp_dbm)
         if self.norm == "none":
             return a.astype(np.float32)
+        if self.norm == "rel_linear":
+            return np.power(10.0, a / 10.0).astype(np.float32)
         off = 0.0 if self.norm == "per_sample_max" else float(self.offset_db or 0.0)
         return ((a - off) / float(self.scale_db or 1.0)).astype(np.float32)
 
@@ -430,7 +435,7 @@ class BeamTaskSpec:
         if m.shape[0] == 0:
             raise DatasetError("cannot fit normalisation on an empty dataset")
         a = self._raw(m)
-        if self.norm == "none":
+        if self.norm in ("none", "rel_linear"):
             return dataclasses.replace(self, fitted=True)
         std = float(a.std())
         scale = std if std > 1e-6 else 1.0

@@ -31,10 +31,18 @@ def cli() -> None:
 @click.option(
     "--batch", type=int, default=1000, show_default=True, help="Rows per chunk (part of determinism)."
 )
-@click.option("--resume/--no-resume", default=False, show_default=True, help="Continue FILE.h5.partial.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.h5.")
+@click.option("--resume/--no-resume", default=False, show_default=True,
+              help="Continue FILE.h5.partial (sharded: keep finished shards, continue unfinished ones).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.h5 (and its shard files).")
+@click.option("--shards", type=int, default=1, show_default=True,
+              help="Split the run into K shard files (FILE.shardIofK.h5) stitched into FILE.h5 (HDF5 virtual "
+                   "dataset); the rows equal those of the unsharded run.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where shards run: a local process pool, or Ray (needs the fleet extra).")
+@click.option("--workers", type=int, default=None, help="Local processes / local Ray CPUs [default: min(K, CPUs)].")
+@click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto) instead of starting one.")
 def generate(preset: str, samples: int, seed: int, out: str, device: str, batch: int, resume: bool,
-             overwrite: bool) -> None:  # fmt: skip
+             overwrite: bool, shards: int, backend: str, workers: int | None, ray_address: str | None) -> None:
     """Generate a beam dataset with the Sionna TR 38.901 generator (needs the server extra)."""
     try:
         from edge_sdk.server.datagen.generate import generate_dataset
@@ -42,6 +50,15 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         raise ConfigError(
             f"'data generate' needs the server extra (pip install 'edge-sdk[server]'): {exc}"
         ) from None
+    if shards > 1 or backend == "ray":
+        from edge_sdk.server.datagen.shards import generate_sharded
+
+        sh = generate_sharded(preset, samples, seed, out, shards=shards, backend=backend, workers=workers,
+                              device=device, batch=batch, resume=resume, overwrite=overwrite,
+                              ray_address=ray_address)
+        click.echo(f"wrote {sh.path}: {sh.n} rows ({sh.n_new} new) in {len(sh.shards)} shards, "
+                   f"{sh.seconds:.1f} s on {sh.backend} with {sh.workers} workers ({sh.samples_per_s:.0f} rows/s)")
+        return
     res = generate_dataset(
         preset=preset, samples=samples, seed=seed, out=out, device=device, batch=batch, resume=resume,
         progress=True, overwrite=overwrite,

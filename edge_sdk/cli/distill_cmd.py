@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from edge_sdk.cli.beam_task import beam_task_options, parse_beam_task
 from edge_sdk.errors import ConfigError
 
 QUANTIZERS = ["uniform", "apot", "codebook", "float32", "float16"]
@@ -46,13 +47,14 @@ def _method_names() -> list[str]:
 @click.option("--seeds", type=int, default=3, show_default=True, help="evaluation seeds (>= 3 for the protocol)")
 @click.option("--steps", type=int, default=2000, show_default=True, help="evaluation training updates per seed")
 @click.option("--seed", type=int, default=0, show_default=True, help="distillation seed")
-@click.option("--hidden", type=str, default="128,128", show_default=True, help="beam MLP hidden widths")
+@click.option("--hidden", type=str, default=None, help="beam model hidden widths (default: MLP 128,128; GRU 128)")
+@beam_task_options
 @click.option("--no-graph", is_flag=True, help="do not export graph.onnx")
 @click.option("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--no-progress", is_flag=True)
 def cli(train_path, test_path, dataset, method, budget, compression, quantizer, bits, per_feature, ipc, iterations,
-        soft_labels, seeds, steps, seed, hidden, no_graph, device, out_dir, no_progress) -> None:
+        soft_labels, seeds, steps, seed, hidden, beam_task, model, no_graph, device, out_dir, no_progress) -> None:
     """Distill a training set into a payload that fits a byte budget, and evaluate it."""
     if method != "full" and (compression is None) == (budget is None):
         raise ConfigError("give exactly one of --budget (e.g. 16KiB) or --compression (e.g. 36x)")
@@ -66,9 +68,12 @@ def cli(train_path, test_path, dataset, method, budget, compression, quantizer, 
     if seeds < 1:
         raise ConfigError("--seeds must be >= 1")
     try:
-        hid = tuple(int(h) for h in hidden.split(",") if h.strip())
+        hid = tuple(int(h) for h in hidden.split(",") if h.strip()) if hidden is not None else None
     except ValueError:
         raise ConfigError(f"--hidden must be comma-separated ints, got {hidden!r}") from None
+    task = parse_beam_task(beam_task)
+    if (task is not None or model is not None) and train_path is None:
+        raise ConfigError("--beam-task/--model apply to beam data: give --data TRAIN.h5 --test TEST.h5")
     bits_val: int | str | None
     if bits is None or bits == "auto":
         bits_val = bits
@@ -82,4 +87,5 @@ def cli(train_path, test_path, dataset, method, budget, compression, quantizer, 
     run_distill(train_path=train_path, test_path=test_path, dataset=dataset, method=method, budget=budget,
                 compression=compression, quantizer=quantizer, bits=bits_val, per_feature=per_feature, ipc=ipc,
                 iterations=iterations, soft_labels=soft_labels, seeds=seeds, steps=steps, seed=seed, hidden=hid,
+                beam_task=task, model=model,
                 graph=not no_graph, device=device, out_dir=Path(out_dir), progress=not no_progress)

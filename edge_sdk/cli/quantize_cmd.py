@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from edge_sdk.cli.beam_task import beam_task_options, parse_beam_task
 from edge_sdk.errors import ConfigError
 
 
@@ -30,6 +31,7 @@ from edge_sdk.errors import ConfigError
 @click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False), help="beam test HDF5")
 @click.option("--beam-norm", type=click.Choice(["per_sample_max", "affine"]), default=None,
               help="beam input normalisation (BeamTaskSpec.norm; default per_sample_max)")
+@beam_task_options
 @click.option("--dataset", type=str, default=None, help="'digits' (or cifar10:PATH) instead of --data/--test")
 @click.option("--compression", type=str, default=None, help="ratio vs float32 bytes: 16x, 93.75%")
 @click.option("--budget", type=str, default=None, help="byte budget of the whole payload file: 16KiB, 20000")
@@ -50,7 +52,7 @@ from edge_sdk.errors import ConfigError
 @click.option("--no-graph", is_flag=True,
               help="do not export OUT/graph.onnx (the payload then names no graph; the device cannot train on it)")
 @click.option("--no-progress", is_flag=True)
-def cli(method, train_path, test_path, beam_norm, dataset, compression, budget, prune, keep, allocation, k, threshold, no_drop,
+def cli(method, train_path, test_path, beam_norm, beam_task, model, dataset, compression, budget, prune, keep, allocation, k, threshold, no_drop,
         class_balanced, scale_dtype, ref_epochs, sens_bits, seeds, steps, seed, out_dir, no_graph, no_progress) -> None:
     """Quantize a training set per sample under a byte budget (ADQ) and evaluate it."""
     if (compression is None) == (budget is None) and method != "full":
@@ -64,12 +66,17 @@ def cli(method, train_path, test_path, beam_norm, dataset, compression, budget, 
         raise ConfigError("give --data TRAIN.h5 --test TEST.h5, or --dataset digits")
     if seeds < 1:
         raise ConfigError("--seeds must be >= 1")
+    task = parse_beam_task(beam_task)
+    if (task is not None or model is not None) and train_path is None:
+        raise ConfigError("--beam-task/--model apply to beam data: give --data TRAIN.h5 --test TEST.h5")
     from edge_sdk.server.adq.run_cli import run_quantize
 
     run_quantize(
         method=method, train_path=train_path, test_path=test_path, dataset=dataset, beam_norm=beam_norm,
+        beam_task=task, model=model,
         budget_spec=compression if compression is not None else (budget or "1x"), budget_is_bytes=budget is not None,
         prune=prune, keep=keep, allocation=allocation, k=k, threshold=threshold, allow_drop=not no_drop,
         class_balanced=class_balanced, scale_dtype=scale_dtype, ref_epochs=ref_epochs, sens_bits=sens_bits,
         seeds=seeds, steps=steps, seed=seed, out_dir=Path(out_dir), progress=not no_progress, graph=not no_graph,
     )
+

@@ -13,16 +13,23 @@ PAYLOAD_NAME = "payload.epl"
 GRAPH_NAME = "graph.onnx"
 
 
-def load_data(train_path, test_path, dataset, beam_norm: str | None = None):
-    """TaskData from beam HDF5 files (``beam_norm``: ``BeamTaskSpec.norm``) or a named dataset."""
+def load_data(train_path, test_path, dataset, beam_norm: str | None = None, beam_task: dict | None = None,
+              model: str | None = None):
+    """TaskData from beam HDF5 files (``beam_task``: a ``BeamTaskSpec`` dict, e.g. BM-Case2; ``beam_norm``:
+    its ``norm``; ``model``: ``mlp`` | ``gru``, see :func:`edge_sdk.server.datasets.load_beam`) or a named
+    dataset."""
     from edge_sdk.server import datasets
 
     if train_path is not None:
-        return datasets.load_beam(train_path, test_path, task_spec={"norm": beam_norm} if beam_norm else None)
+        task = dict(beam_task or {})
+        if beam_norm:
+            task["norm"] = beam_norm
+        return datasets.load_beam(train_path, test_path, task_spec=task or None, model=model)
     return datasets.load_task(dataset)
 
 
-def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str | None = None, budget_spec: str, budget_is_bytes: bool,
+def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str | None = None,
+                 beam_task: dict | None = None, model: str | None = None, budget_spec: str, budget_is_bytes: bool,
                  prune, keep: float, allocation: str, k: int, threshold, allow_drop: bool, class_balanced: bool,
                  scale_dtype: str, ref_epochs: int, sens_bits: int, seeds: int, steps: int, seed: int,
                  out_dir: Path, progress: bool = True, graph: bool = True) -> dict:
@@ -35,7 +42,7 @@ def run_quantize(*, method: str, train_path, test_path, dataset, beam_norm: str 
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = load_data(train_path, test_path, dataset, beam_norm)
+    data = load_data(train_path, test_path, dataset, beam_norm, beam_task, model)
     if budget_is_bytes:
         from edge_sdk.server.budget import parse_budget
 

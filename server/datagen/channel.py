@@ -20,7 +20,9 @@ What this module adds:
 * **UE element pattern.** TR 38.802 Table A.2.1-8 (90 deg HPBW, 5 dBi) is not a Sionna pattern; it is the same
   parametric form as TR 38.901 Table 7.3-1, so the UE element's pattern function is replaced by
   ``_radiation_pattern_38901_table`` with the preset's HPBW/gain/SLA/A_max.
-* **Time evolution (BM-Case2)**, see :meth:`BeamChannel.evolve`.
+* **Spatially consistent trajectories (BM-Case2)**, see :meth:`BeamChannel.track`: one trajectory per
+  snapshot with Sionna's TR 38.901 Sec. 7.6.3.1 spatial consistency, plus the Doppler phase of eq. 7.5-22
+  integrated along the track.
 
 Shapes: ``B`` drops (one UE and one gNB sector per drop), ``P`` paths (clusters incl. sub-clusters), ``C``
 clusters, ``R`` rays per cluster; beam powers float32 [B, n_tx, n_rx]; reference coefficients complex64
@@ -38,7 +40,7 @@ from edge_sdk.server.datagen.presets import Preset
 
 from edge_sdk.errors import ConfigError
 
-SPEED_OF_LIGHT = 299_792_458.0
+SPEED_OF_LIGHT = 299_792_458.0  # m/s
 
 
 @dataclass
@@ -141,9 +143,16 @@ class BeamChannel:
                   direction="downlink", enable_pathloss=True, enable_shadow_fading=s.enable_shadow_fading,
                   device=device, spec_version=s.spec_version)
         self.channel = cls(**kw)
-        # A second model used only for the geometry (LOS angles, 3D distance, basic path loss) of the
-        # trajectory steps in BM-Case2; it never draws rays.
-        self._geometry = cls(**kw, always_generate_lsp=True)
+        traj = preset.trajectory
+        self._track_fields = None
+        if traj is not None:
+            # BM-Case2: a second model with TR 38.901 Sec. 7.6.3.1 spatial consistency for whole trajectories
+            # (LOS state, LSPs; route "spatial_consistency" also the clusters) and blockage model A (Sec. 7.6.4.1)
+            kw["enable_spatial_consistency"] = True
+            if traj.blockage != "none":
+                kw.update(enable_blockage=True, blockage_model="A",
+                          blockage_self_blocking=traj.blockage.split("-", 1)[1])
+            self._track_fields = cls(**kw)
 
     # ------------------------------------------------------------------ drops
     def sample_drops(self, n: int, gen: torch.Generator) -> Drops:
@@ -219,8 +228,11 @@ class BeamChannel:
         h = torch.stack(out, dim=1)
         return h * st.gain[:, None, None, None, None].to(h.dtype)
 
-    def beam_power(self, st: LinkState, w_tx: torch.Tensor, w_rx: torch.Tensor) -> torch.Tensor:
+    def beam_power(self, st: LinkState, w_tx: torch.Tensor, w_rx: torch.Tensor, coherent: bool = True) -> torch.Tensor:
         """Beamformed power summed over paths, float32 [B, n_tx, n_panels * n_rx_beams] (linear gain).
+
+        ``coherent=False`` gives the local mean instead (ray powers added, i.e. the power averaged over the
+        random ray phases: the beam pattern without small-scale fading; used by the physical validation).
 
         Equals ``rsrp.beam_pair_power(self.coefficients(st), w_tx, w_rx)`` (checked in the tests) but works in
         the beam domain: for identical single-polarized elements every ray's channel is rank one,
@@ -245,6 +257,12 @@ class BeamChannel:
         los = st.los
         nlos_scale = torch.where(los, torch.sqrt(1.0 / (kf + 1.0)), torch.ones_like(kf))
         los_scale = torch.where(los, torch.sqrt(kf / (kf + 1.0)), torch.zeros_like(kf))
+        los_block = getattr(rays, "los_blockage_loss_db", None)  # TR 38.901 Sec. 7.6.4.1 (blockage model A)
+        if los_block is not None:
+            los_scale = los_scale * torch.pow(10.0, -los_block.reshape(n_b) / 20.0)
+        block = getattr(rays, "blockage_loss_db", None)
+        if block is not None and not getattr(rays, "blockage_loss_applied_to_powers", False):
+            raise ConfigError("per-ray blockage losses are not supported by the beam-domain RSRP")
         # sub-clusters of the two strongest clusters (rays 1-8,19,20 / 9-12,17,18 / 13-16)
         n_c, n_r = rays.aoa.shape[-2:]
         groups = torch.zeros(3, n_r, device=self.device)
@@ -290,6 +308,14 @@ class BeamChannel:
             af_rx_los = torch.polar(one, k * torch.einsum("bx,bnx->bn", r_rx_los, d_rx)) @ wr.T  # [B,Q]
             los_rx.append(f_los[:, None] * af_rx_los)
         m = torch.stack(m_parts, dim=3)  # [B, C, R, panels, 3, Q]
+        los_part = (los_delay * los_scale)[:, None, None, None] * af_tx_los[:, :, None, None] \
+            * torch.stack(los_rx, dim=1)[:, None, :, :]  # [B, T, panels, Q]
+        if not coherent:
+            ray_p = (m.real.square() + m.imag.square()).sum(dim=4)  # [B, C, R, panels, Q]
+            tx_p = af_tx.real.square() + af_tx.imag.square()  # [B, C, R, T]
+            p = torch.einsum("bcrt,bcrpq->btpq", tx_p, ray_p) * nlos_scale[:, None, None, None].square()
+            p = p + los_part.real.square() + los_part.imag.square()
+            return p.reshape(n_b, n_t, n_pan * n_q) * st.gain[:, None, None].square()
         # y[b, c, t, (panel, g, q)] = sum_r AF_t(ray) M[b, c, r, (panel, g, q)]  (one batched matmul)
         y = torch.matmul(af_tx.transpose(-1, -2), m.reshape(n_b, n_c, n_r, -1))
         y = y.reshape(n_b, n_c, n_t, n_pan, 3, n_q)
@@ -298,8 +324,7 @@ class BeamChannel:
                         torch.cat([weak_total, torch.zeros_like(y[:, :, :, :, 1:])], dim=4))
         y = y * nlos_scale[:, None, None, None, None, None].to(y.dtype)
         # LOS ray on the first path in delay (sub-cluster 1 of a strong cluster, or the whole weak cluster)
-        y_los = (los_delay * los_scale)[:, None, None, None] * af_tx_los[:, :, None, None] \
-            * torch.stack(los_rx, dim=1)[:, None, :, :]  # [B, T, panels, Q]
+        y_los = los_part
         bidx = torch.arange(n_b, device=self.device)
         y[bidx, first, :, :, 0, :] = y[bidx, first, :, :, 0, :] + y_los
         p = (y.real.square() + y.imag.square()).sum(dim=(1, 4))  # [B, T, panels, Q]
@@ -331,64 +356,153 @@ class BeamChannel:
             sf = torch.ones_like(sf)
         return (torch.pow(10.0, -pathloss_db / 20.0) * torch.sqrt(sf))[:, 0, 0]
 
-    def evolve(self, start: Drops, steps: torch.Tensor, yaw_steps: torch.Tensor) -> LinkState:
-        """BM-Case2: channel along trajectory steps that share one set of LSPs and clusters (one "block").
 
-        ``start`` holds the block-start drops (B blocks); ``steps`` float32 [B, T, 3] the UE positions of the T
-        steps of each block and ``yaw_steps`` [B, T] the UE yaw. Simplification of TR 38.901 Sec. 7.6.3
-        spatial consistency (documented in the dataset card):
+    def track(self, pos: torch.Tensor, yaw: torch.Tensor, velocity: torch.Tensor) -> LinkState:
+        """BM-Case2: the channel along ``n`` trajectories of ``T`` positions (``trajectory.time_evolution``).
 
-        * LSPs (SF, K, DS, angle spreads), the LOS/NLOS state, the clusters/rays and their initial phases are
-          drawn once at the block start and kept for the whole block;
-        * at each step the LOS geometry (LOS AoD/AoA/ZoD/ZoA, 3D distance and LOS phase) and the basic path
-          loss follow the true UE position (Sionna scenario geometry at that position, same LOS state);
-        * every cluster/ray angle is shifted by the change of the LOS angles since the block start (clusters
-          keep their offsets relative to the LOS direction, as in steps 7-8 of Sec. 7.5);
-        * ray phases advance by 2 pi / lambda * r_hat_rx . (p_t - p_0) (plane-wave phase of each arriving ray:
-          TR 38.901 eq. 7.5-22's Doppler term integrated over the displacement), added to the step-10 phases.
+        :param pos: UE positions float32 [n, T, 3], metres (one trajectory per row, ``time_step_s`` apart)
+        :param yaw: UE yaw float32 [n, T], rad (panel 1 boresight; turns with the heading)
+        :param velocity: UE velocity float32 [n, T, 3], m/s (recorded in the topology; the Doppler phase is
+            integrated from the positions)
+        :returns: link state of ``n * T`` rows, trajectory-major (row = i * T + t)
 
-        Returns the link state of B*T rows, block-major (row = b*T + t).
+        Both routes place the whole trajectory in one Sionna snapshot with TR 38.901 Sec. 7.6.3.1 spatial
+        consistency (``enable_spatial_consistency=True``; the T positions of trajectory i are the T UTs of batch
+        element i with one ``spatial_consistency_track_id``). From it come, per position: the LOS/NLOS state
+        (Gaussian copula, correlation distance 50 m UMa/UMi, Table 7.6.3.1-2), the LOS geometry, the basic path
+        loss, the shadow-fading field (Table 7.5-6 correlation distances) and, with ``blockage``, blockage model
+        A (Sec. 7.6.4.1, blockers correlated over 10 m). The routes differ in the clusters:
+
+        * ``"procedure_a"`` (default, :meth:`_track_procedure_a`): clusters and rays drawn at t0 (one set
+          conditioned on LOS, one on NLOS) and moved by Sec. 7.6.3.2 Procedure A (:mod:`.mobility`); a position
+          uses the set of its LOS state.
+        * ``"spatial_consistency"`` (:meth:`_track_snapshot`): Sionna's spatially consistent clusters at every
+          position, plus the Doppler phase of eq. 7.5-22 integrated along the track (:func:`doppler_phase`).
         """
-        ch = self.channel
-        n_b, n_t = steps.shape[:2]
-        self._set(ch, start)
-        lsp = ch._lsp
-        rays = ch._ray_sampler(lsp)
-        rays.phases = ch._cir_sampler._step_10(rays.aoa.shape)
+        traj = self.preset.trajectory
+        if traj is None or self._track_fields is None:
+            raise ConfigError("track() needs a BM-Case2 preset with a [trajectory] section")
+        n, t_steps = pos.shape[:2]
+        if t_steps < 2:
+            raise ConfigError("a trajectory needs at least 2 positions")
+        ch = self._track_fields
+        bs_loc, bs_ori = self._bs(n)
+        ut_ori = torch.zeros(n, t_steps, 3, device=self.device)
+        ut_ori[..., 0] = yaw
+        ch.reset_topology()
+        ch.set_topology(
+            ut_loc=pos, bs_loc=bs_loc, ut_orientations=ut_ori, bs_orientations=bs_ori, ut_velocities=velocity,
+            in_state=torch.zeros(n, t_steps, dtype=torch.bool, device=self.device), los="random",
+            spatial_consistency_track_ids=torch.zeros(n, t_steps, dtype=torch.int64, device=self.device),
+        )
+        if traj.time_evolution == "spatial_consistency":
+            rays, k_factor, c_ds = self._track_snapshot(pos)
+        else:
+            rays, k_factor, c_ds = self._track_procedure_a(pos, yaw)
         sc = ch._scenario
-        deg = math.pi / 180.0
-        los0 = sc.los[:, 0, 0].clone()
-        ang0 = {k: getattr(sc, k)[:, 0, 0].clone() * deg for k in ("los_aoa", "los_aod", "los_zoa", "los_zod")}
-        c_ds = sc.get_param("cDS") * 1e-9
 
-        def rep(x: torch.Tensor) -> torch.Tensor:
-            return x.repeat_interleave(n_t, dim=0)
+        def flat(x: torch.Tensor) -> torch.Tensor:
+            """[n, 1, T, ...] -> [n * T, 1, 1, ...] (one link per row)."""
+            return x.transpose(1, 2).reshape(n * t_steps, 1, 1, *x.shape[3:])
 
         for name, val in list(vars(rays).items()):
-            if isinstance(val, torch.Tensor) and val.dim() > 0 and val.shape[0] == n_b:
-                setattr(rays, name, rep(val))
-        p0 = rep(start.ut_loc)
-        flat = steps.reshape(n_b * n_t, 3)
-        step_drops = Drops(ut_loc=flat, indoor=rep(start.indoor), yaw=yaw_steps.reshape(-1),
-                           velocity=flat - p0)
-        geo = self._geometry
-        self._set(geo, step_drops, los=rep(los0))
-        gs = geo._scenario
-        # shift cluster angles with the LOS direction (radians; zeniths clamped to [0, pi])
-        for ray_name, los_name, zen in (("aoa", "los_aoa", False), ("aod", "los_aod", False),
-                                        ("zoa", "los_zoa", True), ("zod", "los_zod", True)):
-            d = gs.__getattribute__(los_name)[:, 0, 0] * deg - rep(ang0[los_name])
-            if not zen:
-                d = torch.remainder(d + math.pi, 2 * math.pi) - math.pi
-            new = getattr(rays, ray_name) + d[:, None, None, None, None]
-            setattr(rays, ray_name, new.clamp(0.0, math.pi) if zen else new)
-        r_hat = torch.stack([torch.sin(rays.zoa) * torch.cos(rays.aoa), torch.sin(rays.zoa) * torch.sin(rays.aoa),
-                             torch.cos(rays.zoa)], dim=-1)  # [B*T, 1, 1, C, R, 3]
-        disp = step_drops.velocity[:, None, None, None, None, :]  # p_t - p_0
-        dphi = 2.0 * math.pi / self.wavelength_m * (r_hat * disp).sum(-1)
-        rays.phases = rays.phases + dphi[..., None]
-        gain = self._gain(gs.basic_pathloss, rep(lsp.sf))
-        st = self._state(geo, step_drops, gain, rays, lsp, gs)
-        st.k_factor = rep(lsp.k_factor)
-        st.c_ds = rep(c_ds)
-        return st
+            if isinstance(val, torch.Tensor) and val.dim() >= 3 and val.shape[:3] == (n, 1, t_steps):
+                setattr(rays, name, flat(val))
+        deg = math.pi / 180.0
+        return LinkState(
+            rays=rays, k_factor=flat(k_factor), c_ds=flat(c_ds),
+            los_angles={a: flat(getattr(sc, a)) * deg for a in ("los_aoa", "los_aod", "los_zoa", "los_zod")},
+            los=flat(sc.los)[:, 0, 0].clone(), distance_3d=flat(sc.distance_3d),
+            bs_orientations=bs_ori.repeat_interleave(t_steps, dim=0), yaw=yaw.reshape(-1),
+            gain=self._gain(flat(ch._lsp.pathloss), flat(ch._lsp.sf)),
+            indoor=torch.zeros(n * t_steps, dtype=torch.bool, device=self.device), ut_loc=pos.reshape(n * t_steps, 3),
+        )
+
+    def _track_snapshot(self, pos: torch.Tensor):
+        """Route "spatial_consistency": Sionna's spatially consistent rays at every position (cluster and ray
+        random variables correlated with exp(-d/D), D = 40/50 m UMa LOS/NLOS, 12/15 m UMi; cluster-angle signs
+        and ray couplings shared by the track), plus the integrated Doppler phase. Returns (rays [n, 1, T, ...],
+        K-factor [n, 1, T], c_DS [n, 1, T] s)."""
+        ch = self._track_fields
+        assert ch is not None
+        rays = ch._ray_sampler(ch._lsp)  # rays.phases drawn by Sionna (spatially consistent), not step 10
+        rays.phases = rays.phases + doppler_phase(rays, pos, self.wavelength_m)[..., None]
+        return rays, ch._lsp.k_factor, ch._scenario.get_param("cDS") * 1e-9
+
+    def _track_procedure_a(self, pos: torch.Tensor, yaw: torch.Tensor):
+        """Route "procedure_a" (see :meth:`track` and :mod:`.mobility`). Returns like :meth:`_track_snapshot`."""
+        from edge_sdk.server.datagen.mobility import cluster_angle_deg, procedure_a
+
+        fields = self._track_fields
+        assert fields is not None
+        n, t_steps = pos.shape[:2]
+        los_t = fields._scenario.los[:, 0, :]  # [n, T] spatially consistent LOS state along each track
+        start = Drops(ut_loc=pos[:, 0].contiguous(), indoor=torch.zeros(n, dtype=torch.bool, device=self.device),
+                      yaw=yaw[:, 0].contiguous(), velocity=torch.zeros(n, 3, device=self.device))
+        sets = {}
+        for state in (True, False):  # clusters at t0 for both states (TR 38.901 Sec. 7.5 steps 5-10, by Sionna)
+            ch = self.channel
+            self._set(ch, start, los=torch.full((n,), state, dtype=torch.bool, device=self.device))
+            lsp = ch._lsp
+            r0 = ch._ray_sampler(lsp)
+            r0.phases = ch._cir_sampler._step_10(r0.aoa.shape)
+            d3 = ch._scenario.distance_3d[:, 0, 0]
+            path_len = r0.delays[:, 0, 0] * SPEED_OF_LIGHT + d3[:, None]
+            ev = procedure_a(r0.aoa[:, 0, 0], r0.aod[:, 0, 0], r0.zoa[:, 0, 0], r0.zod[:, 0, 0], path_len, pos,
+                             self.wavelength_m)
+            sets[state] = (r0, ev, lsp.k_factor[:, 0, 0], ch._scenario.get_param("cDS")[:, 0, 0] * 1e-9)
+        (rl, el, kl, cl), (rn, en, _kn, cn) = sets[True], sets[False]
+        pick = los_t[:, :, None, None]  # [n, T, 1, 1]
+
+        def sel(a_los: torch.Tensor, a_nlos: torch.Tensor) -> torch.Tensor:
+            """Per position the tensor of the active set, [n, T, ...] -> [n, 1, T, ...]."""
+            p = pick.reshape(n, t_steps, *([1] * (a_los.dim() - 2)))
+            return torch.where(p, a_los, a_nlos)[:, None]
+
+        def t0(x: torch.Tensor) -> torch.Tensor:
+            """Constant t0 tensor [n, 1, 1, ...] -> [n, T, ...]."""
+            return x[:, 0, 0][:, None].expand(n, t_steps, *x.shape[3:])
+
+        aoa, aod = sel(el.aoa, en.aoa), sel(el.aod, en.aod)
+        zoa, zod = sel(el.zoa, en.zoa), sel(el.zod, en.zod)
+        phases = sel(t0(rl.phases), t0(rn.phases)) + sel(el.phase, en.phase)[..., None]
+        powers = sel(t0(rl.powers), t0(rn.powers))
+        los_block = block = None
+        model = getattr(fields._ray_sampler, "_blockage_model", None)
+        if model is not None:  # blockage model A on the moving cluster angles (Sec. 7.6.4.1), 10 m correlation
+            sc = fields._scenario
+            closs, los_block = model(cluster_angle_deg(aoa), cluster_angle_deg(zoa), sc.los_aoa, sc.los_zoa)
+            powers = powers * torch.pow(10.0, -closs / 10.0)
+            block = closs[..., None].expand_as(aoa)  # informational (already in the powers), as in Sionna
+        rays = type(rl)(
+            delays=sel(t0(rl.delays), t0(rn.delays)), powers=powers, aoa=aoa, aod=aod, zoa=zoa, zod=zod,
+            xpr=sel(t0(rl.xpr), t0(rn.xpr)), phases=phases, los_blockage_loss_db=los_block,
+            blockage_loss_db=block, blockage_loss_applied_to_powers=model is not None,
+            strongest_cluster_indices=sel(t0(rl.strongest_cluster_indices), t0(rn.strongest_cluster_indices)),
+        )
+        k_factor = kl[:, None, None].expand(n, 1, t_steps)
+        c_ds = torch.where(los_t, cl[:, None], cn[:, None])[:, None]
+        return rays, k_factor, c_ds
+
+
+def doppler_phase(rays, pos: torch.Tensor, wavelength_m: float) -> torch.Tensor:
+    """Accumulated Doppler phase of every ray along a track, rad, [n, 1, T, C, R] (same cluster order as ``rays``).
+
+    ``rays`` holds Sionna rays of a track snapshot ([n, 1, T, C, R], clusters sorted by delay at each position,
+    ``rays.cluster_sort_indices`` [n, 1, T, C] = physical cluster of each sorted slot); ``pos`` [n, T, 3] m.
+    Phase of ray (c, m) at position k: ``2 pi / lambda * sum_{j=1..k} r(c, m, j)^T (p_j - p_{j-1})`` with r the
+    unit vector of the ray's arrival direction (ZoA, AoA) at position j (eq. 7.5-22's Doppler term, integrated
+    over the travelled path instead of v t, so a curved track and drifting angles are handled).
+    """
+    idx = rays.cluster_sort_indices  # [n, 1, T, C]
+    idx_r = idx[..., None].expand_as(rays.aoa)
+    # per physical cluster: phys[..., idx[c], :] = sorted[..., c, :]
+    aoa = torch.empty_like(rays.aoa).scatter_(3, idx_r, rays.aoa)
+    zoa = torch.empty_like(rays.zoa).scatter_(3, idx_r, rays.zoa)
+    r_hat = torch.stack([torch.sin(zoa) * torch.cos(aoa), torch.sin(zoa) * torch.sin(aoa), torch.cos(zoa)], -1)
+    step = torch.zeros_like(pos)
+    step[:, 1:] = pos[:, 1:] - pos[:, :-1]  # [n, T, 3]
+    inc = (r_hat * step[:, None, :, None, None, :].to(r_hat.dtype)).sum(-1)  # [n, 1, T, C, R] m
+    acc = torch.cumsum(inc.double(), dim=2)  # float64: the sum reaches ~1e3 wavelengths
+    phase = torch.remainder(acc * (2.0 * math.pi / wavelength_m), 2.0 * math.pi).to(rays.aoa.dtype)
+    return torch.gather(phase, 3, idx_r)  # back to the sorted cluster slots

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edge_sdk.server.datagen.channel import BeamChannel, Drops, LinkState
+from edge_sdk.server.datagen.channel import BeamChannel, LinkState
 from edge_sdk.server.datagen.codebook import gnb_codebook, ue_codebook
 from edge_sdk.server.datagen.presets import Preset, load_preset
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
@@ -27,7 +27,8 @@ from edge_sdk.server.datagen.trajectory import sample_trajectories
 from edge_sdk.beam.dataset import top1_label
 from edge_sdk.errors import ConfigError, DatasetError
 
-GENERATOR_VERSION = "edge-sdk-datagen/1"
+#: version 2: BM-Case2 trajectories with TR 38.901 spatial consistency (version 1: 50 m blocks); Case1 unchanged
+GENERATOR_VERSION = "edge-sdk-datagen/2"
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -94,33 +95,40 @@ class BeamGenerator:
         }
 
     def case2_chunk(self, n_traj: int, seed: int, traj_offset: int) -> dict[str, np.ndarray]:
-        """``n_traj`` trajectories of ``steps_per_trajectory`` steps -> rows (trajectory-major)."""
+        """``n_traj`` trajectories of ``steps_per_trajectory`` steps -> rows (trajectory-major).
+
+        Each trajectory is one spatially consistent Sionna snapshot (:meth:`BeamChannel.track`)."""
         cfg = self.preset.trajectory
         assert cfg is not None
         gen = self._seed(seed)
         t_steps = cfg.steps_per_trajectory
         start = self.channel.sample_drops(n_traj, gen)
         xy, yaw = sample_trajectories(start.ut_loc[:, :2].cpu(), start.yaw.cpu(), cfg, gen)
-        step_len = cfg.speed_kmh / 3.6 * cfg.time_step_s
-        blk = max(1, min(t_steps, int(cfg.redraw_distance_m // step_len)))
-        n_blk = -(-t_steps // blk)
-        pad = n_blk * blk - t_steps
-        if pad:  # extend the last block by continuing the last step (rows dropped below)
-            last = xy[:, -1:, :] + (xy[:, -1:, :] - xy[:, -2:-1, :]) * torch.arange(1, pad + 1)[None, :, None]
-            xy = torch.cat([xy, last], dim=1)
-            yaw = torch.cat([yaw, yaw[:, -1:].expand(-1, pad)], dim=1)
         z = self.preset.scenario.ut_height_m
-        pos = torch.cat([xy, torch.full((*xy.shape[:2], 1), z)], dim=-1).to(self.device)  # [n, T', 3]
-        pos_b = pos.reshape(n_traj * n_blk, blk, 3)
-        yaw_b = yaw.to(self.device).reshape(n_traj * n_blk, blk)
-        bstart = Drops(ut_loc=pos_b[:, 0, :].contiguous(), indoor=start.indoor.repeat_interleave(n_blk),
-                       yaw=yaw_b[:, 0].contiguous(), velocity=torch.zeros_like(pos_b[:, 0, :]))
-        rows = self._rows(self.channel.evolve(bstart, pos_b, yaw_b))
-        keep = (np.arange(n_blk * blk)[None, :] < t_steps).repeat(n_traj, 0).reshape(-1)
-        rows = {k: v[keep] for k, v in rows.items()}
+        pos = torch.cat([xy, torch.full((*xy.shape[:2], 1), z)], dim=-1).to(self.device)  # [n, T, 3]
+        vel = torch.zeros_like(pos)
+        vel[:, :-1] = (pos[:, 1:] - pos[:, :-1]) / cfg.time_step_s
+        vel[:, -1] = vel[:, -2]
+        rows = self._rows(self.channel.track(pos, yaw.to(self.device), vel))
         rows["traj_id"] = np.repeat(np.arange(traj_offset, traj_offset + n_traj, dtype=np.int32), t_steps)
         rows["t_index"] = np.tile(np.arange(t_steps, dtype=np.int32), n_traj)
         return rows
+
+
+_GENERATORS: dict[tuple[str, str], BeamGenerator] = {}
+
+
+def cached_generator(p: Preset, device: str) -> BeamGenerator:
+    """A :class:`BeamGenerator` per (preset, device), reused within a process (a worker running several shards
+    builds the Sionna models once). Safe because every chunk re-seeds all randomness (chunk outputs do not depend
+    on earlier chunks; the resume tests check it)."""
+    key = (json.dumps(p.to_dict(), sort_keys=True), device)
+    gen = _GENERATORS.get(key)
+    if gen is None:
+        if len(_GENERATORS) >= 4:
+            _GENERATORS.clear()
+        gen = _GENERATORS[key] = BeamGenerator(p, device)
+    return gen
 
 
 @dataclass
@@ -162,27 +170,14 @@ def _attrs(preset: Preset, seed: int, batch: int, device: str) -> dict:
     return a
 
 
-def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int = 1000, seed: int = 0,
-                     out: str | Path = "beam.h5", device: str = "auto", batch: int = 1000, resume: bool = False,
-                     progress: bool = True, overwrite: bool = False) -> GenerateResult:
-    """Generate ``samples`` rows of preset ``preset`` into the HDF5 file ``out`` (schema v1).
-
-    :param preset: preset name (``uma-fr2-case1``), path to a TOML file, or a :class:`Preset`
-    :param samples: rows to write; BM-Case2: a multiple of ``trajectory.steps_per_trajectory`` (rows =
-        trajectories x steps)
-    :param seed: run seed; chunk k uses :func:`chunk_seed` (seed, k)
-    :param batch: rows per chunk (Case2: rounded down to whole trajectories); part of the determinism contract
-    :param resume: continue ``<out>.partial`` of an interrupted run with the same preset/seed/batch/device type
-    :param device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``
-    """
-    p = preset if isinstance(preset, Preset) else load_preset(preset)
+def normalise_args(p: Preset, samples: int, seed: int, batch: int) -> int:
+    """Validate the run arguments; returns the effective chunk size (BM-Case2: whole trajectories)."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"samples must be a positive integer, got {samples!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    steps = 1
     if p.case == "case2":
         assert p.trajectory is not None
         steps = p.trajectory.steps_per_trajectory
@@ -192,48 +187,77 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
                 f"steps); e.g. --samples {max(1, samples // steps) * steps}"
             )
         batch = max(steps, batch - batch % steps)
+    return batch
+
+
+def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int = 1000, seed: int = 0,
+                     out: str | Path = "beam.h5", device: str = "auto", batch: int = 1000, resume: bool = False,
+                     progress: bool = True, overwrite: bool = False,
+                     rows: tuple[int, int] | None = None, extra_attrs: dict | None = None) -> GenerateResult:
+    """Generate ``samples`` rows of preset ``preset`` into the HDF5 file ``out`` (schema v1).
+
+    :param preset: preset name (``uma-fr2-case1``), path to a TOML file, or a :class:`Preset`
+    :param samples: rows of the run; BM-Case2: a multiple of ``trajectory.steps_per_trajectory`` (rows =
+        trajectories x steps)
+    :param seed: run seed; chunk k uses :func:`chunk_seed` (seed, k)
+    :param batch: rows per chunk (Case2: rounded down to whole trajectories); part of the determinism contract
+    :param resume: continue ``<out>.partial`` of an interrupted run with the same preset/seed/batch/device type
+    :param device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``
+    :param rows: write only the run's rows ``[start, stop)`` (a shard; both on chunk boundaries, see
+        :mod:`.shards`): chunk k is still seeded by ``chunk_seed(seed, k)`` with the run-global k, so the shards of
+        a run hold exactly the rows of the unsharded run
+    :param extra_attrs: more root attributes (the shard's index and row offset)
+    """
+    p = preset if isinstance(preset, Preset) else load_preset(preset)
+    batch = normalise_args(p, samples, seed, batch)
+    steps = p.trajectory.steps_per_trajectory if p.case == "case2" and p.trajectory is not None else 1
+    r0, r1 = (0, samples) if rows is None else (int(rows[0]), int(rows[1]))
+    if not (0 <= r0 < r1 <= samples) or r0 % batch or (r1 % batch and r1 != samples):
+        raise ConfigError(f"rows [{r0}, {r1}) must lie in [0, {samples}] on chunk boundaries of {batch}")
+    n_rows = r1 - r0
     dev = resolve_device(device)
     from edge_sdk.beam.h5schema import BeamH5Writer
 
     out = Path(out)
-    attrs = _attrs(p, seed, batch, dev)
+    attrs = {**_attrs(p, seed, batch, dev), **(extra_attrs or {})}
     if resume and BeamH5Writer.can_resume(out):
         w = BeamH5Writer.open_resume(out)
         old = w.attrs
-        for k in ("preset", "seed", "chunk_size", "device_type", "generator_version"):
+        for k in ("preset", "seed", "chunk_size", "device_type", "generator_version", *sorted(extra_attrs or {})):
             if old.get(k) != attrs[k]:
                 w.close()
                 raise ConfigError(
                     f"cannot resume {out}: its {k} ({old.get(k)!r}) differs from this run's ({attrs[k]!r}); "
                     "rerun with the same preset/seed/batch/device or without --resume"
                 )
-        if old.get("n_target") not in (-1, samples):
+        if old.get("n_target") not in (-1, n_rows):
             w.close()
-            raise ConfigError(f"cannot resume {out}: it was started for {old.get('n_target')} samples, not {samples}")
+            raise ConfigError(f"cannot resume {out}: it was started for {old.get('n_target')} samples, not {n_rows}")
     else:
         if resume and out.exists():
             raise DatasetError(f"{out} is already complete; nothing to resume")
-        w = BeamH5Writer.create(out, attrs, n_tx=p.n_tx, n_rx=p.n_rx, case=p.case, n_target=samples,
+        w = BeamH5Writer.create(out, attrs, n_tx=p.n_tx, n_rx=p.n_rx, case=p.case, n_target=n_rows,
                                 overwrite=overwrite)
-    gen = BeamGenerator(p, dev)
     start = time.perf_counter()
     n0 = w.n_done
-    if n0 % batch and n0 != samples:
+    if n0 % batch and n0 != n_rows:
         w.close()
         raise DatasetError(f"cannot resume {out}: {n0} rows is not a whole number of chunks of {batch}")
     from tqdm import tqdm
 
     try:
-        with tqdm(total=samples, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
-            while w.n_done < samples:
-                k = w.n_done // batch
-                n = min(batch, samples - w.n_done)
+        gen = cached_generator(p, dev)
+        with tqdm(total=n_rows, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
+            while w.n_done < n_rows:
+                g0 = r0 + w.n_done  # run-global row of this chunk
+                k = g0 // batch
+                n = min(batch, r1 - g0)
                 cs = chunk_seed(seed, k)
                 if p.case == "case1":
-                    rows = gen.case1_chunk(n, cs)
+                    chunk = gen.case1_chunk(n, cs)
                 else:
-                    rows = gen.case2_chunk(n // steps, cs, traj_offset=w.n_done // steps)
-                w.append(rows)
+                    chunk = gen.case2_chunk(n // steps, cs, traj_offset=g0 // steps)
+                w.append(chunk)
                 bar.update(n)
         path = w.finalize()
     except BaseException:
@@ -241,4 +265,4 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
             w.close()
         raise
     secs = time.perf_counter() - start
-    return GenerateResult(path=Path(path), n=samples, n_new=samples - n0, seconds=secs, device=dev)
+    return GenerateResult(path=Path(path), n=n_rows, n_new=n_rows - n0, seconds=secs, device=dev)

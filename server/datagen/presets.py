@@ -24,6 +24,8 @@ from edge_sdk.errors import ConfigError
 REPO_PRESET_DIR = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "presets"
 PACKAGE_PRESET_DIR = Path(__file__).resolve().parent
 PACKAGE_PREFIX = "presets_"
+#: longest BM-Case2 trajectory (positions per spatially consistent snapshot)
+MAX_TRACK_STEPS = 512
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class TrajectoryCfg:
     steps_per_trajectory: int
     segment_mean_s: float
     heading_change_max_deg: float
-    redraw_distance_m: float
+    time_evolution: str  # "procedure_a" | "spatial_consistency" (see BeamChannel.track)
+    blockage: str  # "none" | "A-portrait" | "A-landscape" (TR 38.901 Sec. 7.6.4.1 blockage model A)
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ _CHOICES = {
     ("scenario", "spec_version"): ("16.1", "19.2"),
     ("gnb_array", "element_pattern"): ("38.901",),
     ("ue_array", "element_pattern"): ("38.802", "38.901", "omni"),
+    ("trajectory", "blockage"): ("none", "A-portrait", "A-landscape"),
+    ("trajectory", "time_evolution"): ("procedure_a", "spatial_consistency"),
 }
 
 
@@ -260,7 +265,7 @@ def _validate(p: Preset) -> None:
     if p.case == "case2":
         t = p.trajectory
         assert t is not None
-        for k in ("speed_kmh", "time_step_s", "segment_mean_s", "redraw_distance_m"):
+        for k in ("speed_kmh", "time_step_s", "segment_mean_s"):
             if getattr(t, k) <= 0:
                 raise ConfigError(f"preset key trajectory.{k} must be > 0")
         if s.indoor_probability != 0.0:
@@ -268,8 +273,11 @@ def _validate(p: Preset) -> None:
                 "BM-Case2 presets must set scenario.indoor_probability = 0.0 (trajectories are outdoor; the "
                 "time evolution models no O2I loss)"
             )
-        if t.steps_per_trajectory < 2:
-            raise ConfigError("trajectory.steps_per_trajectory must be >= 2")
+        if not 2 <= t.steps_per_trajectory <= MAX_TRACK_STEPS:
+            raise ConfigError(
+                f"trajectory.steps_per_trajectory must be in [2, {MAX_TRACK_STEPS}] (one trajectory is one "
+                "spatially consistent snapshot: Sionna factorises a T x T correlation matrix per track)"
+            )
         if not 0 <= t.heading_change_max_deg <= 180:
             raise ConfigError("trajectory.heading_change_max_deg must be in [0, 180]")
 

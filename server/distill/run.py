@@ -92,7 +92,8 @@ def _auto_bits(data: TaskData, cfg: DistillConfig, budget: int, ev: EvalConfig) 
 
 def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd", budget=None, compression=None,
                 quantizer=None, bits=None, per_feature=False, ipc=None, iterations=300, soft_labels=False, seeds=3,
-                steps=2000, seed=0, hidden=(128, 128), graph=True, device=None, out_dir: Path, progress=True,
+                steps=2000, seed=0, hidden=None, beam_task=None, model=None, graph=True, device=None, out_dir: Path,
+                progress=True,
                 data: TaskData | None = None, extra_cfg: dict[str, Any] | None = None) -> dict:
     from edge_sdk.server.distill import distill
 
@@ -100,7 +101,8 @@ def run_distill(*, train_path=None, test_path=None, dataset=None, method="quadd"
     dev = device or default_device()
     method = resolve_method(method)
     if data is None:
-        data = load_beam(train_path, test_path, hidden=hidden) if train_path else load_task(dataset)
+        data = (load_beam(train_path, test_path, task_spec=beam_task, hidden=hidden, model=model) if train_path
+                else load_task(dataset))
     t_load = time.perf_counter() - t_start
     if quantizer is None:
         quantizer = "codebook" if method.startswith(("quadd", "ptq")) else "float32"

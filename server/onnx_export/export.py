@@ -285,13 +285,15 @@ def export_inference_graph(
     path: str | os.PathLike[str],
     params: dict[str, np.ndarray] | None = None,
 ) -> GraphInfo:
-    """MLP inference graph ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the weights are
-    initializers; without, they are graph inputs named like the ModelSpec parameters."""
+    """Inference graph (kinds mlp and gru) ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the
+    weights are initializers; without, they are graph inputs named like the ModelSpec parameters."""
     import torch
-    from edge_sdk.server.onnx_export.step import mlp_forward
+    from edge_sdk.server.onnx_export.layout import GRAPH_KINDS
+    from edge_sdk.server.onnx_export.step import model_forward
 
-    if model_spec.kind != "mlp":
-        raise ConfigError("export_inference_graph supports ModelSpec kind 'mlp' only")
+    if model_spec.kind not in GRAPH_KINDS:
+        raise ConfigError(f"export_inference_graph supports ModelSpec kinds {GRAPH_KINDS} only")
+    mlp_forward = model_forward(model_spec)
     names = [n for n, _ in model_spec.param_shapes()]
     shapes = dict(model_spec.param_shapes())
     x = torch.zeros((7, model_spec.input_dim), dtype=torch.float32)

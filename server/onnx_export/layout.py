@@ -38,6 +38,8 @@ GRAPH_VERSION = 1
 #: metadata_props key holding the JSON self-description of a training graph
 META_KEY = "edge_sdk.train_graph"
 OPTIMIZERS = ("sgd", "adam")
+#: model kinds whose training step exports to plain ONNX (gru: the BM-Case2 temporal model, unrolled over K)
+GRAPH_KINDS = ("mlp", "gru")
 ROLES = ("samples", "soft_labels")
 HYPER_NAMES: dict[str, tuple[str, ...]] = {
     "sgd": ("lr", "momentum", "weight_decay"),
@@ -107,9 +109,9 @@ class TrainGraphSpec:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.model.kind != "mlp":
+        if self.model.kind not in GRAPH_KINDS:
             raise ConfigError(
-                "only ModelSpec kind 'mlp' has an exportable training step (convnet backward needs "
+                f"only ModelSpec kinds {GRAPH_KINDS} have an exportable training step (convnet backward needs "
                 "conv/pool backward rules the ONNX exporter lacks; see docs/onnx-graph.md)"
             )
         samples = self.sample_groups()

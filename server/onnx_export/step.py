@@ -30,6 +30,7 @@ import torch
 from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
 
 from edge_sdk.codecs import AFFINE_KINDS
+from edge_sdk.modelspec import ModelSpec
 
 
 def unpack_codes(packed: torch.Tensor, g: GraphGroup) -> torch.Tensor:
@@ -76,6 +77,22 @@ def mlp_forward(x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
     return h
 
 
+def model_forward(spec: ModelSpec) -> Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]:
+    """``f(x, params) -> logits`` for ``spec`` with ``params`` in ``spec.param_shapes()`` order: ``mlp`` is
+    :func:`mlp_forward`; ``gru`` is :func:`edge_sdk.server.models.forward` (the GRU unrolled over the K history
+    steps: MatMul, Sigmoid, Tanh, Mul, Add only)."""
+    if spec.kind == "mlp":
+        return mlp_forward
+    from edge_sdk.server.models import forward
+
+    names = [n for n, _ in spec.param_shapes()]
+
+    def f(x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+        return forward(spec, dict(zip(names, params, strict=True)), x)
+
+    return f
+
+
 def loss_fn(
     logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, soft_weight: torch.Tensor | None
 ) -> torch.Tensor:
@@ -96,6 +113,7 @@ def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
     n_params = len(spec.param_names())
     hyper = HYPER_NAMES[spec.optimizer]
     n_state = len(spec.state_names())
+    fwd = model_forward(spec.model)
 
     def step(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pos = 0
@@ -122,7 +140,7 @@ def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
         soft = None if not ts else (ts[0] if len(ts) == 1 else torch.cat(ts, dim=0))
 
         def objective(*ps: torch.Tensor) -> torch.Tensor:
-            return loss_fn(mlp_forward(x, list(ps)), labels, soft, soft_weight)
+            return loss_fn(fwd(x, list(ps)), labels, soft, soft_weight)
 
         grads, loss = torch.func.grad_and_value(objective, argnums=tuple(range(n_params)))(*params)
         new_p, new_s = optimizer_update(spec.optimizer, params, list(grads), state, hp)

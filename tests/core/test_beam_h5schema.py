@@ -222,3 +222,31 @@ def test_inspect_crashed_partial(tmp_path):
             f.read("label", np.array([10]))
     with pytest.raises(DatasetError, match="incomplete"):
         read_beam_h5(part)
+
+
+def test_resume_after_sigkill(tmp_path):
+    """A writer process killed with SIGKILL (no close) leaves a .partial that the next run resumes with the
+    committed rows (with HDF5's v110+ superblock the file would stay marked 'open for write' and be unreadable)."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "x.h5"
+    code = (
+        "import os, signal, numpy as np\n"
+        "from edge_sdk.beam.h5schema import BeamH5Writer\n"
+        f"w = BeamH5Writer.create({str(out)!r}, {ATTRS!r}, 8, 2, 'case1', n_target=20)\n"
+        "rng = np.random.default_rng(0)\n"
+        "w.append({'rsrp': rng.uniform(-130, -60, (12, 8, 2)), 'los': np.zeros(12, bool),\n"
+        "          'indoor': np.zeros(12, bool), 'd2d': np.full(12, 50.0), 'ue_pos': np.zeros((12, 3)),\n"
+        "          'cell': np.zeros(12, int)})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert BeamH5Writer.can_resume(out) and not out.exists()
+    w = BeamH5Writer.open_resume(out)
+    assert w.n_done == 12
+    w.append(_batch(np.random.default_rng(1), 8))
+    w.finalize()
+    assert read_beam_h5(out).n == 20

@@ -9,8 +9,10 @@ from edge_sdk.beam.kpis import (
     KPI_KEYS,
     beam_kpis,
     best_of_setb_scores,
+    history_average_scores,
     rs_overhead_reduction,
     sample_and_hold_scores,
+    sample_and_hold_setb_scores,
     topk_predictions,
 )
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
@@ -101,3 +103,26 @@ def test_sample_and_hold_baseline():
     assert 0.0 < k["top1"] <= 1.0
     with pytest.raises(ConfigError, match="Case2"):
         sample_and_hold_scores(BeamTaskSpec(), ds)
+
+
+def test_case2_setb_hold_and_history_average_baselines():
+    ds = make_synthetic_beam_dataset(300, seed=5, case="case2", steps=15)
+    sp = BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1, period_steps=2)
+    rows, win, tgt = sp._case2_rows(ds)
+    # S&H of the best measured Set B beam = best-of-Set-B on the latest measurement of the window
+    sb = sample_and_hold_setb_scores(sp, ds)
+    np.testing.assert_array_equal(sb, best_of_setb_scores(sp, ds))
+    np.testing.assert_array_equal(sb[:, sp.resolved_setb()], sp.measurements(ds)[win[:, -1]])
+    # history average: dB of the mean linear power over the K instants
+    a = history_average_scores(sp, ds, seta=True)
+    best = ds.best_rx_rsrp().astype(np.float64)
+    want = 10 * np.log10(np.mean(10 ** (best[win] / 10), axis=1))
+    np.testing.assert_allclose(a, want, rtol=1e-5)
+    b = history_average_scores(sp, ds, seta=False)
+    assert np.isneginf(np.delete(b, sp.resolved_setb(), axis=1)).all()
+    np.testing.assert_allclose(b[:, sp.resolved_setb()], want[:, sp.resolved_setb()], rtol=1e-5)  # best Rx
+    k1 = BeamTaskSpec(case="case2", setb="all", history=1, horizon=1)
+    np.testing.assert_allclose(history_average_scores(k1, ds, seta=True), sample_and_hold_scores(k1, ds), rtol=1e-5)
+    for f in (sample_and_hold_setb_scores, lambda s, d: history_average_scores(s, d, seta=True)):
+        with pytest.raises(ConfigError, match="Case2"):
+            f(BeamTaskSpec(), ds)

@@ -63,7 +63,7 @@ def test_dict_round_trip_and_errors(ds1):
 
 
 @pytest.mark.parametrize("setb", ["1/4", "1/8", "all", "wide"])
-@pytest.mark.parametrize("norm", ["per_sample_max", "affine", "none"])
+@pytest.mark.parametrize("norm", ["per_sample_max", "rel_linear", "affine", "none"])
 def test_device_equivalence_best_rx(ds1, setb, norm):
     sp = BeamTaskSpec(setb=setb, norm=norm).fit(ds1)
     x = sp.inputs(ds1)
@@ -113,6 +113,12 @@ def test_normalisations(ds1):
     q = BeamTaskSpec(norm="none", rsrp_quant_db=1.0)
     xq = q.inputs_from_measurements(np.array([[-150.0, -99.6, -30.0, -80.2, -60.5, -70.0, -71.4, -44.0]]))
     assert xq.tolist() == [[-140.0, -100.0, -44.0, -80.0, -60.0, -70.0, -71.0, -44.0]]
+    lin = BeamTaskSpec(norm="rel_linear").fit(ds1)  # nothing to fit
+    xl = lin.inputs_from_measurements(m)
+    np.testing.assert_allclose(xl, np.power(10.0, (m - m.max(axis=1, keepdims=True)) / 10.0), rtol=1e-6)
+    assert np.allclose(xl.max(axis=1), 1.0) and (xl > 0).all()
+    np.testing.assert_allclose(lin.inputs_from_measurements(m - 12.0), xl, rtol=1e-5)  # offset invariant
+    assert BeamTaskSpec.from_dict(lin.to_dict()) == lin
     with pytest.raises(ConfigError, match="shape"):
         sp.inputs_from_measurements(m[:, :7])
     with pytest.raises(ConfigError, match="NaN"):

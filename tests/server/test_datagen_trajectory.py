@@ -16,7 +16,8 @@ from edge_sdk.server.datagen.trajectory import sample_trajectories  # noqa: E402
 
 def test_trajectory_statistics() -> None:
     cfg = TrajectoryCfg(speed_kmh=30.0, time_step_s=0.02, steps_per_trajectory=1000, segment_mean_s=5.0,
-                        heading_change_max_deg=45.0, redraw_distance_m=50.0)
+                        heading_change_max_deg=45.0, time_evolution="procedure_a",
+                        blockage="none")
     n = 400
     g = torch.Generator().manual_seed(0)
     start = torch.zeros(n, 2)

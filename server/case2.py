@@ -1,0 +1,255 @@
+"""BM-Case2 temporal beam prediction: data splits, recipe selection on validation, and evaluation vs baselines.
+
+API (used by ``tools/case2_eval.py``, which makes the dataset card's BM-Case2 tables)::
+
+    from edge_sdk.server.case2 import Candidate, Recipe, split_by_trajectory, task_arrays, select, train
+    tr, val = split_by_trajectory(train_ds, val_share=0.2, seed=0)       # whole trajectories to validation
+    splits = Splits(BeamTaskSpec(case="case2", ...), tr, val, test_ds)     # task specs fitted on tr, cached
+    best, table = select(default_candidates(), splits)                   # recipe search on validation only
+    res = evaluate(best, splits, seeds=(1, 2, 3))                        # test KPIs, mean / std of 3 seeds
+
+Protocol (every number in the card follows it):
+
+* training trajectories are split into train / validation **by trajectory** (windows of one trajectory never sit
+  on both sides); the test file is another run (other seed) and is only touched by the final evaluation;
+* a candidate = model (kind ``mlp`` or ``gru``, widths) + recipe (Adam, learning rate, weight decay, label
+  smoothing, batch, at most ``max_epochs`` with early stopping: ``patience`` epochs without a better validation
+  Top-1). :func:`select` trains every candidate once (seed 0) and ranks them by validation Top-1;
+* the chosen candidate is retrained with seeds 1, 2, 3; each run keeps the epoch with the best validation Top-1
+  and is scored once on the test set (mean and std of the 3 runs reported);
+* models start from ``init_params(model_spec, seed)`` (the contract the device uses) and batches follow
+  ``epoch_order(N, seed, epoch)``; the loss is cross-entropy on the Top-1 label of the target instant.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from edge_sdk.server.models import forward, init_torch_params
+
+from edge_sdk.beam.dataset import BeamDataset
+from edge_sdk.beam.kpis import beam_kpis
+from edge_sdk.beam.taskspec import BeamTaskSpec
+from edge_sdk.errors import ConfigError, DatasetError
+from edge_sdk.modelspec import ModelSpec, epoch_order
+
+#: logit gain of the residual start: the inputs are in units of the fitted scale (about 8 dB), so 1 dB of RSRP
+#: difference is about 1.2 logits
+SKIP_GAIN = 10.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Adam training with early stopping on the validation Top-1."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    #: 0: cross-entropy on the Top-1 label; T > 0: cross-entropy on soft targets softmax(RSRP_target / T dB)
+    #: (the future beam pattern instead of its noisy argmax)
+    soft_temperature_db: float = 0.0
+    batch_size: int = 512
+    max_epochs: int = 40
+    patience: int = 6
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.batch_size >= 1 and self.max_epochs >= 1 and self.patience >= 1):
+            raise ConfigError(f"invalid recipe {self}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model kind + widths + recipe; ``model_spec(task)`` builds the ModelSpec for a task."""
+
+    kind: str
+    hidden: tuple[int, ...]
+    recipe: Recipe = field(default_factory=Recipe)
+    norm: str = "per_sample_max"  # BeamTaskSpec input normalisation (per_sample_max dB or rel_linear)
+
+    def model_spec(self, task: BeamTaskSpec) -> ModelSpec:
+        if self.kind == "gru":  # residual start at the latest measurement (sample-and-hold), see ModelSpec
+            classes = tuple(int(c) for c in task.resolved_setb()) if task.is_subset else ()
+            return ModelSpec(kind="gru", input_dim=task.input_dim, num_classes=task.num_classes,
+                             hidden=self.hidden, in_shape=(task.history, task.n_setb), skip_classes=classes,
+                             skip_gain=SKIP_GAIN if classes else 0.0)
+        return ModelSpec(kind=self.kind, input_dim=task.input_dim, num_classes=task.num_classes, hidden=self.hidden)
+
+    def label(self) -> str:
+        r = self.recipe
+        return (f"{self.kind}{'-'.join(map(str, self.hidden))} {self.norm} lr={r.lr:g} wd={r.weight_decay:g}"
+                + (f" ls={r.label_smoothing:g}" if r.label_smoothing else "")
+                + (f" T={r.soft_temperature_db:g}" if r.soft_temperature_db else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hidden": list(self.hidden), "norm": self.norm, "recipe": asdict(self.recipe)}
+
+
+@dataclass
+class Arrays:
+    """Model inputs ``x`` [M, D] float32, labels ``y`` [M] int64, ideal Set A RSRP at the target ``rsrp`` [M, n_tx]."""
+
+    x: np.ndarray
+    y: np.ndarray
+    rsrp: np.ndarray
+
+
+@dataclass
+class Fit:
+    """A trained model: parameters of the best validation epoch, that epoch (1-based), its validation Top-1,
+    the per-epoch validation Top-1 and the wall time."""
+
+    params: dict[str, torch.Tensor]
+    epochs: int
+    val_top1: float
+    curve: list[float]
+    seconds: float
+
+
+def split_by_trajectory(ds: BeamDataset, val_share: float = 0.2, seed: int = 0) -> tuple[BeamDataset, BeamDataset]:
+    """(train, validation) of a BM-Case2 dataset, whole trajectories to each side (a seeded draw)."""
+    if ds.traj_id is None:
+        raise DatasetError("a BM-Case2 dataset (traj_id) is needed")
+    if not 0.0 < val_share < 1.0:
+        raise ConfigError("val_share must be in (0, 1)")
+    ids = np.unique(ds.traj_id)
+    rng = np.random.Generator(np.random.PCG64([int(seed), 0xCA5E2]))
+    val_ids = rng.choice(ids, size=max(1, int(round(val_share * len(ids)))), replace=False)
+    is_val = np.isin(ds.traj_id, val_ids)
+    return ds.subset(~is_val), ds.subset(is_val)
+
+
+def task_arrays(spec: BeamTaskSpec, ds: BeamDataset) -> Arrays:
+    """The examples of ``ds`` under ``spec`` (inputs, Top-1 labels, target RSRP for the KPIs)."""
+    return Arrays(np.ascontiguousarray(spec.inputs(ds), np.float32), np.asarray(spec.labels(ds), np.int64),
+                  np.asarray(spec.target_rsrp(ds), np.float32))
+
+
+@torch.no_grad()
+def scores(spec: ModelSpec, params: dict[str, torch.Tensor], x: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """Logits float32 [M, n_tx]."""
+    out = [forward(spec, params, torch.from_numpy(x[s:s + batch])).numpy() for s in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)
+
+
+def _top1(spec: ModelSpec, params: dict[str, torch.Tensor], a: Arrays) -> float:
+    return float((scores(spec, params, a.x).argmax(1) == a.y).mean())
+
+
+def train(mspec: ModelSpec, tr: Arrays, val: Arrays, recipe: Recipe, seed: int) -> Fit:
+    """Adam from ``init_params(mspec, seed)`` with early stopping on the validation Top-1 (module docstring)."""
+    t0 = time.perf_counter()
+    params = init_torch_params(mspec, seed, requires_grad=True)
+    opt = torch.optim.Adam(params.values(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    x, y = torch.from_numpy(tr.x), torch.from_numpy(tr.y)
+    target: torch.Tensor = y
+    if recipe.soft_temperature_db > 0:
+        r = torch.from_numpy(tr.rsrp)
+        target = torch.softmax((r - r.max(dim=1, keepdim=True).values) / recipe.soft_temperature_db, dim=1)
+    best_params = {k: v.detach().clone() for k, v in params.items()}
+    best, best_ep = _top1(mspec, params, val), 0  # epoch 0: the initial model (the residual start) may win
+    curve = [best]
+    for ep in range(recipe.max_epochs):
+        order = torch.from_numpy(epoch_order(len(x), seed, ep))
+        for s in range(0, len(x), recipe.batch_size):
+            idx = order[s:s + recipe.batch_size]
+            loss = F.cross_entropy(forward(mspec, params, x[idx]), target[idx],
+                                   label_smoothing=recipe.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        acc = _top1(mspec, params, val)
+        curve.append(acc)
+        if acc > best:
+            best, best_ep = acc, ep + 1
+            best_params = {k: v.detach().clone() for k, v in params.items()}
+        elif ep + 1 - best_ep >= recipe.patience:
+            break
+    return Fit(best_params, best_ep, best, curve, time.perf_counter() - t0)
+
+
+class Splits:
+    """Train / validation / test datasets of one setting; task specs (per input normalisation, fitted on the
+    train part) and their example arrays are built once and cached."""
+
+    def __init__(self, base: BeamTaskSpec, train: BeamDataset, val: BeamDataset, test: BeamDataset) -> None:
+        self.base = base
+        self.data = {"train": train, "val": val, "test": test}
+        self._specs: dict[str, BeamTaskSpec] = {}
+        self._arrays: dict[tuple[str, str], Arrays] = {}
+
+    def spec(self, norm: str) -> BeamTaskSpec:
+        if norm not in self._specs:
+            self._specs[norm] = replace(self.base, norm=norm, offset_db=None, scale_db=None,
+                                        fitted=False).fit(self.data["train"])
+        return self._specs[norm]
+
+    def arrays(self, norm: str, part: str) -> Arrays:
+        if (norm, part) not in self._arrays:
+            self._arrays[(norm, part)] = task_arrays(self.spec(norm), self.data[part])
+        return self._arrays[(norm, part)]
+
+
+def select(candidates: list[Candidate], splits: Splits, seed: int = 0) -> tuple[Candidate, list[dict[str, Any]]]:
+    """Train each candidate once (``seed``) and rank by validation Top-1; returns the best and the table."""
+    if not candidates:
+        raise ConfigError("no candidates to select from")
+    rows = []
+    for c in candidates:
+        task = splits.spec(c.norm)
+        fit = train(c.model_spec(task), splits.arrays(c.norm, "train"), splits.arrays(c.norm, "val"), c.recipe, seed)
+        rows.append({"candidate": c.label(), "spec": c.to_dict(), "val_top1": fit.val_top1, "epochs": fit.epochs,
+                     "seconds": round(fit.seconds, 1)})
+    order = sorted(range(len(rows)), key=lambda i: -rows[i]["val_top1"])
+    return candidates[order[0]], [rows[i] for i in order]
+
+
+def evaluate(c: Candidate, splits: Splits, seeds: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
+    """Retrain ``c`` with ``seeds`` and report test KPIs per seed, mean and std (population)."""
+    task = splits.spec(c.norm)
+    mspec = c.model_spec(task)
+    tr, val, te = (splits.arrays(c.norm, p) for p in ("train", "val", "test"))
+    per = []
+    for s in seeds:
+        fit = train(mspec, tr, val, c.recipe, s)
+        k = beam_kpis(scores(mspec, fit.params, te.x), te.rsrp)
+        per.append({**k, "seed": s, "epochs": fit.epochs, "val_top1": fit.val_top1})
+    keys = [k for k in per[0] if k not in ("seed", "n")]
+    return {"candidate": c.to_dict(), "label": c.label(), "params": mspec.num_params(), "task": task.to_dict(),
+            "per_seed": per, "mean": {k: float(np.mean([p[k] for p in per])) for k in keys},
+            "std": {k: float(np.std([p[k] for p in per])) for k in keys}, "n_test": int(len(te.y))}
+
+
+def default_candidates(max_epochs: int = 40, patience: int = 6,
+                       lrs: tuple[float, ...] = (1e-3, 3e-3)) -> list[Candidate]:
+    """The grid searched on validation, per model kind: MLP 256-256 (kind mlp) and GRU-128 with the residual
+    start (kind gru); input normalisation per-sample-max dB or relative linear power; Adam learning rates
+    ``lrs`` (default 1e-3 / 3e-3); at most ``max_epochs`` with early stopping after ``patience``."""
+    out = []
+    for kind, hidden in (("mlp", (256, 256)), ("gru", (128,))):
+        for norm in ("per_sample_max", "rel_linear"):
+            for lr in lrs:
+                out.append(Candidate(kind, hidden, Recipe(lr=lr, max_epochs=max_epochs, patience=patience),
+                                     norm=norm))
+    return out
+
+
+def first_trajectories(ds: BeamDataset, n: int | None) -> BeamDataset:
+    """The rows of the first ``n`` trajectories (by id) of a BM-Case2 dataset; all of them when ``n`` is None."""
+    if n is None:
+        return ds
+    if ds.traj_id is None:
+        raise DatasetError("a BM-Case2 dataset (traj_id) is needed")
+    if n < 1:
+        raise ConfigError("the number of trajectories must be >= 1")
+    keep = np.unique(ds.traj_id)[:n]
+    return ds.subset(np.isin(ds.traj_id, keep))
+
+
+def with_recipe(c: Candidate, **kw: Any) -> Candidate:
+    """``c`` with recipe fields replaced."""
+    return replace(c, recipe=replace(c.recipe, **kw))

@@ -1,0 +1,61 @@
+"""BM-Case2 end to end on small data: `edge-sdk quantize --beam-task <Case2 spec>` writes a payload of quantized
+temporal windows whose task is the Case2 spec with the temporal model (kind gru) and its training graph; the
+torch-free device trains on it and evaluates on local Case2 measurements with the same windows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from edge_sdk.beam.h5schema import write_beam_h5  # noqa: E402
+from edge_sdk.beam.synthetic import make_synthetic_beam_dataset  # noqa: E402
+from edge_sdk.cli.beam_task import parse_beam_task  # noqa: E402
+from edge_sdk.cli.main import main  # noqa: E402
+from edge_sdk.errors import ConfigError  # noqa: E402
+
+TASK = {"case": "case2", "setb": "1/4", "history": 3, "horizon": 1, "period_steps": 2}
+
+
+def test_case2_payload_trains_on_the_device(tmp_path) -> None:
+    from edge_sdk.payload import read_payload
+
+    write_beam_h5(tmp_path / "train.h5", make_synthetic_beam_dataset(1000, seed=1, case="case2", steps=20))
+    write_beam_h5(tmp_path / "test.h5", make_synthetic_beam_dataset(400, seed=2, case="case2", steps=20))
+    assert main(["quantize", "--method", "adq", "--data", str(tmp_path / "train.h5"), "--test",
+                 str(tmp_path / "test.h5"), "--compression", "16x", "--beam-task", json.dumps(TASK),
+                 "--seeds", "1", "--steps", "50", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
+    with read_payload(tmp_path / "q" / "payload.epl") as p:
+        task = p.task
+    assert task["beam"]["case"] == "case2" and task["beam"]["history"] == 3 and task["beam"]["setb"] == "1/4"
+    model = task["model"]
+    assert model["kind"] == "gru" and model["in_shape"] == [3, 8] and model["input_dim"] == 24
+    assert main(["device", "train", "--payload", str(tmp_path / "q" / "payload.epl"), "--graph",
+                 str(tmp_path / "q" / "graph.onnx"), "--eval", str(tmp_path / "test.h5"),
+                 "--epochs", "2", "--out", str(tmp_path / "dev")]) == 0
+    rep = json.loads((tmp_path / "dev" / "report.json").read_text())
+    # the device scored its model on the Case2 windows of its local file (400 rows / 20 trajectories)
+    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.taskspec import BeamTaskSpec
+
+    n_windows = len(BeamTaskSpec.from_dict(task["beam"]).labels(read_beam_h5(tmp_path / "test.h5")))
+    assert rep["kpis"]["n"] == n_windows and 0.0 <= rep["kpis"]["top1"] <= 1.0
+    assert np.isfinite(rep["history"][-1]["loss"])
+
+
+def test_beam_task_option_errors(tmp_path, capsys) -> None:
+    assert parse_beam_task(None) is None
+    assert parse_beam_task(json.dumps(TASK))["history"] == 3
+    f = tmp_path / "t.json"
+    f.write_text(json.dumps(TASK))
+    assert parse_beam_task(str(f)) == parse_beam_task(json.dumps(TASK))
+    for bad, msg in (("{not json", "not valid JSON"), ("[1, 2]", "neither"), (str(tmp_path / "missing.json"), "neither"),
+                     ('{"case": "case3"}', "case"), ('{"history": -1, "case": "case2"}', "history")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_beam_task(bad)
+    assert main(["quantize", "--dataset", "digits", "--compression", "16x", "--model", "gru",
+                 "--out", str(tmp_path / "x")]) != 0
+    assert "apply to beam data" in capsys.readouterr().err
