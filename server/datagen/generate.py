@@ -37,15 +37,27 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; validates explicit choices."""
+    """``"auto"`` -> CUDA when available else ``"cpu"``; validates explicit choices.
+
+    CUDA is returned with its index (``"cuda:0"``): Sionna's blocks accept only the names in
+    ``sionna.phy.config.available_devices`` (``"cpu"``, ``"cuda:0"``, ...) and refuse a bare ``"cuda"``
+    (found on a GPU run: ``ValueError: Invalid device: cuda``).
+    """
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-        return device
+        index_text = device[len("cuda"):]
+        if index_text == "":
+            return f"cuda:{torch.cuda.current_device()}"
+        if index_text.startswith(":") and index_text[1:].isdigit():
+            index = int(index_text[1:])
+            if index >= torch.cuda.device_count():
+                raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            return f"cuda:{index}"
     raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
 
 

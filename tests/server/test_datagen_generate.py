@@ -167,3 +167,23 @@ def test_doppler_phase_follows_rays_through_delay_sorting() -> None:
     want = torch.gather(want_phys[None, None], 3, idx_r)
     diff = torch.remainder(got - want + torch.pi, 2 * torch.pi) - torch.pi
     assert float(diff.abs().max()) < 1e-4
+
+
+def test_resolve_device_names_cuda_with_its_index(monkeypatch) -> None:
+    """Sionna's blocks accept 'cuda:0' but refuse a bare 'cuda' (seen on a GPU run), so CUDA gets its index."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert G.resolve_device("auto") == "cuda:0"
+    assert G.resolve_device("cuda") == "cuda:0"
+    assert G.resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ConfigError, match="2 CUDA device"):
+        G.resolve_device("cuda:2")
+    with pytest.raises(ConfigError, match="cuda\\[:N\\]"):
+        G.resolve_device("cuda:x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert G.resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match="not available"):
+        G.resolve_device("cuda")
