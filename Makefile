@@ -9,13 +9,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench lint cli-docs check-docs clean
+.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint cli-docs check-docs clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
 	@echo "make test   - set up .venv and run the default test suite (+ the torch-free device install test)"
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
+	@echo "make bench-peers - device training step vs eager torch, onnxruntime-training, LiteRT, ExecuTorch (own venvs)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
 	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
@@ -51,6 +52,13 @@ bench: $(STAMP)
 	mkdir -p bench-results
 	$(PY) tools/bench.py --out bench-results
 
+# Each peer runtime in its own venv under .venv-peers/ (the product's dependencies never change); a peer that
+# cannot be installed is reported by the benchmark, the others still run. Run it on a quiet machine.
+bench-peers: $(STAMP)
+	bash tools/peers/install_peers.sh
+	mkdir -p bench-results
+	$(PY) tools/bench_peers.py --out bench-results
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_sdk server device serve fleet tests tools
 	$(VENV)/bin/mypy
@@ -62,4 +70,4 @@ check-docs: $(STAMP)
 	$(PY) tools/check_docs.py
 
 clean:
-	rm -rf $(VENV) bench-results .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-peers bench-results .pytest_cache build *.egg-info

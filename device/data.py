@@ -34,7 +34,13 @@ class GroupFeed:
         return int(self.data.shape[0])
 
     def feed(self, sel: np.ndarray) -> dict[str, np.ndarray]:
+        """Feeds for the rows ``sel`` (sorted, unique local indices; all rows are fed without a copy)."""
         key = "values" if self.kind in ("float16", "float32") else "packed"
+        if sel.size == self.n:  # every row, in order (sel is sorted and unique)
+            out = {f"g{self.k}.{key}": self.data}
+            out.update({f"g{self.k}.{n}": v for n, v in self.row_params.items()})
+            out.update({f"g{self.k}.{n}": v for n, v in self.fixed_params.items()})
+            return out
         out = {f"g{self.k}.{key}": np.ascontiguousarray(self.data[sel])}
         out.update({f"g{self.k}.{n}": np.ascontiguousarray(v[sel]) for n, v in self.row_params.items()})
         out.update({f"g{self.k}.{n}": v for n, v in self.fixed_params.items()})
@@ -83,7 +89,7 @@ class PayloadData:
             raise DeviceError(f"labels outside [0, {nc})")
 
     def batch_feed(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Feeds for the global sample indices ``idx`` (any order; sorted here)."""
+        """Feeds for the global sample indices ``idx`` (any order, no repeats; sorted here)."""
         idx = np.sort(np.asarray(idx, np.int64))
         feed: dict[str, np.ndarray] = {}
         for g in self.groups:

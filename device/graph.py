@@ -17,7 +17,16 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_sdk.errors import DeviceError, SchemaError
-from edge_sdk.graphmeta import GRAPH_FORMAT, HYPER_NAMES, META_KEY, SUPPORTED_VERSIONS, GraphMeta
+from edge_sdk.graphmeta import (
+    GRAPH_FORMAT,
+    HYPER_NAMES,
+    META_KEY,
+    PER_STEP_HYPER,
+    SUPPORTED_VERSIONS,
+    THETA,
+    VERSION_VARIANT,
+    GraphMeta,
+)
 from edge_sdk.modelspec import ModelSpec
 
 __all__ = ["GRAPH_FORMAT", "META_KEY", "SUPPORTED_VERSIONS", "TrainGraph", "check_groups", "load_train_graph"]
@@ -59,6 +68,16 @@ class TrainGraph:
     @property
     def has_soft(self) -> bool:
         return "soft_weight" in self.meta["inputs"]
+
+    @property
+    def variant(self) -> str:
+        """``step`` (format v1) or ``epoch`` (format v2)."""
+        return VERSION_VARIANT[int(self.meta["version"])]
+
+    @property
+    def flat_state_names(self) -> list[str]:
+        """Epoch variant: the optimizer-state vectors ``theta.<suffix>``."""
+        return [f"{THETA}.{s}" for s in self.meta["state_suffixes"]]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One training step: returns {output name: array} (``loss``, ``new.<param>``, ``new.<state>``)."""
@@ -122,8 +141,16 @@ def expected_input_specs(gm: GraphMeta) -> dict[str, tuple[str, tuple[int | None
         elif g.kind == "codebook":
             out[f"g{k}.levels"] = (f, (1 << g.bits,))
     out["labels"] = (_ONNX_DTYPES["int64"], (None,))
+    epoch = gm.variant == "epoch"
+    if epoch:
+        out["batches"] = (_ONNX_DTYPES["int64"], (None, None))
     for h in (["soft_weight"] if gm.has_soft else []) + list(HYPER_NAMES[gm.optimizer]):
-        out[h] = (f, ())
+        out[h] = (f, (None,) if epoch and h in PER_STEP_HYPER else ())
+    if epoch:
+        p = gm.model.num_params()
+        out[THETA] = (f, (p,))
+        out.update({n: (f, (p,)) for n in gm.flat_state_names})
+        return out
     shapes = dict(gm.model.param_shapes())
     for n in gm.param_names:
         out[n] = (f, shapes[n])

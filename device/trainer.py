@@ -5,7 +5,8 @@ check the graph bytes against the payload's graph digest -> initial parameters f
 ``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) -> for each epoch, batches
 in ``epoch_order(N, seed, epoch)`` order (last batch may be smaller) -> one graph run per batch -> atomic
 checkpoint after every epoch (format v1, ``edge_sdk.device.checkpoint``) -> standalone inference ONNX with the
-weights as initializers. Everything the device reads is validated before anything is allocated: the payload, the
+weights as initializers. An epoch graph (format v2, the default export) takes a whole epoch's steps in one or a few
+``run()`` calls, a step graph (v1) one step per call (:mod:`edge_sdk.device.executor`). Everything the device reads is validated before anything is allocated: the payload, the
 task spec (``edge_sdk.schema.TaskSpec``, the beam task, the model spec), the graph's self-description against the
 graph itself, the estimated training memory against ``TrainLimits`` (docs/device.md, "What the device validates").
 
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
 from edge_sdk.device.data import PayloadData
+from edge_sdk.device.executor import DECODE_BUDGET_BYTES, make_executor
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 
@@ -205,6 +207,9 @@ class Trainer:
         if self.data.has_soft != self.graph.has_soft:
             raise DeviceError("soft-label groups of payload and graph disagree")
         self.bytes_received = int(self.payload.size) + int(self.graph.size)
+        # the epoch graph decodes the rows of many batches per run: within what the memory bound leaves
+        decode_budget = min(DECODE_BUDGET_BYTES, max(0, self.limits.max_train_memory - self.memory.total))
+        self.executor = make_executor(self.graph, self.data, decode_budget)
         self.steps_per_epoch = -(-self.data.n // self.config.batch_size)
         self.total_steps = self.steps_per_epoch * self.config.epochs
 
@@ -268,25 +273,16 @@ class Trainer:
         return out
 
     def train_epoch(self, st: TrainState, progress: Callable[[int], Any] | None = None) -> float:
-        """One epoch in ``epoch_order``; updates ``st`` in place; returns the mean loss."""
+        """One epoch in ``epoch_order``; updates ``st`` in place; returns the mean loss. The steps run through
+        the executor of the graph's variant (:mod:`edge_sdk.device.executor`): K steps per ``run()`` for an
+        epoch graph (format v2), one per ``run()`` for a step graph (v1)."""
         order = epoch_order(self.data.n, self.config.seed, st.epoch)
         bs = self.config.batch_size
-        losses = []
-        for s in range(0, self.data.n, bs):
-            feed = self.data.batch_feed(order[s: s + bs])
-            feed.update(self._hyper(st.step, st.epoch))
-            feed.update(st.params)
-            feed.update(st.state)
-            out = self.graph.run(feed)
-            loss = float(out["loss"])
-            if not math.isfinite(loss):
-                raise DeviceError(f"loss became {loss} at step {st.step}; lower the learning rate")
-            losses.append(loss)
-            st.params = {n: out[f"new.{n}"] for n in self.graph.param_names}
-            st.state = {n: out[f"new.{n}"] for n in self.graph.state_names}
-            st.step += 1
-            if progress is not None:
-                progress(1)
+        batches = [np.sort(order[s: s + bs]) for s in range(0, self.data.n, bs)]
+        hypers = [self._hyper(st.step + i, st.epoch) for i in range(len(batches))]
+        st.params, st.state, losses = self.executor.run(st.params, st.state, batches, hypers, first_step=st.step,
+                                                        progress=progress)
+        st.step += len(batches)
         st.epoch += 1
         mean = float(np.mean(losses))
         (st.history if st.history is not None else []).append({"epoch": st.epoch, "loss": mean})

@@ -3,7 +3,7 @@
 Layers (see docs/architecture.md):
 
 * ``edge_sdk`` (this folder): payload format, bit packing, numpy codecs, beam features and KPIs, CLI.
-  Imports numpy, h5py, pyarrow, cryptography - never torch.
+  Imports numpy, h5py, cryptography (pyarrow only where Parquet is written) - never torch.
 * ``edge_sdk.server`` (folder ``server/``): torch - data generation, distillation, quantization, export.
 * ``edge_sdk.device`` (folder ``device/``): numpy + onnxruntime - verify, train, evaluate.
 """

@@ -1,11 +1,17 @@
 """The training graph's self-description (``metadata_props["edge_sdk.train_graph"]``): typed schema and naming.
 
 The server writes it (``edge_sdk.server.onnx_export.layout.TrainGraphSpec.to_meta``), the device reads it before
-it trusts anything else in the graph (docs/onnx-graph.md, "Self-description"). JSON object, version 1::
+it trusts anything else in the graph (docs/onnx-graph.md, "Self-description"). JSON object, version 1 (the
+``step`` variant: one optimizer step per run)::
 
     {"format": "edge-sdk-train-graph", "version": 1, "model": ModelSpec dict, "optimizer": "sgd" | "adam",
      "groups": [{"name", "kind", "bits", "d", "role", "per_feature"}, ...],   # one per payload group, in order
      "inputs": [...], "outputs": [...], "hyper": [...], "state_suffixes": [...], "extra": {...} (optional)}
+
+Version 2 (the ``epoch`` variant: K steps per run, flat parameter vector ``theta``) has the same keys plus
+``"variant": "epoch"``, ``"theta_size": P`` (= the model's parameter count) and ``"per_step_hyper": ["lr",
+"step"]`` (the hyper-parameters given once per step, ``[K]``), and its own naming rules (inputs ``labels``,
+``batches``, ``theta``, ``theta.<suffix>``; outputs ``losses``, ``new.theta``, ``new.theta.<suffix>``).
 
 :meth:`GraphMeta.from_json` checks the types and bounds of every field and that ``inputs``, ``outputs``, ``hyper``
 and ``state_suffixes`` are exactly what the naming rules (:meth:`GraphMeta.expected_inputs`, ...) give for the
@@ -26,7 +32,13 @@ from edge_sdk.schema import as_bool, as_int, as_list, as_str, check_keys, expect
 
 META_KEY = "edge_sdk.train_graph"
 GRAPH_FORMAT = "edge-sdk-train-graph"
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (1, 2)
+#: format version -> graph variant: 1 = "step" (one step per run, per-tensor parameters), 2 = "epoch" (K steps per
+#: run in an ONNX Loop, flat parameter vector, rows decoded once per run)
+VERSION_VARIANT = {1: "step", 2: "epoch"}
+THETA = "theta"
+PER_STEP_HYPER = ("lr", "step")
+V2_KEYS = ("variant", "theta_size", "per_step_hyper")
 OPTIMIZERS = ("sgd", "adam")
 ROLES = ("samples", "soft_labels")
 HYPER_NAMES: dict[str, tuple[str, ...]] = {
@@ -70,6 +82,10 @@ class GraphMeta:
     outputs: tuple[str, ...]
     extra: dict[str, Any]
 
+    @property
+    def variant(self) -> str:
+        return VERSION_VARIANT[self.version]
+
     # ------------------------------------------------------------------------------- naming rules
     @property
     def has_soft(self) -> bool:
@@ -83,13 +99,25 @@ class GraphMeta:
     def state_names(self) -> list[str]:
         return [f"{p}.{s}" for p in self.param_names for s in STATE_SUFFIXES[self.optimizer]]
 
+    @property
+    def flat_state_names(self) -> list[str]:
+        """Version 2: the optimizer state vectors ``theta.<suffix>``."""
+        return [f"{THETA}.{s}" for s in STATE_SUFFIXES[self.optimizer]]
+
     def expected_inputs(self) -> list[str]:
         names = [n for k, g in enumerate(self.groups) for n in g.input_names(k)] + ["labels"]
+        if self.variant == "epoch":
+            names.append("batches")
         if self.has_soft:
             names.append("soft_weight")
-        return names + list(HYPER_NAMES[self.optimizer]) + self.param_names + self.state_names
+        names += list(HYPER_NAMES[self.optimizer])
+        if self.variant == "epoch":
+            return names + [THETA] + self.flat_state_names
+        return names + self.param_names + self.state_names
 
     def expected_outputs(self) -> list[str]:
+        if self.variant == "epoch":
+            return ["losses", f"new.{THETA}"] + [f"new.{n}" for n in self.flat_state_names]
         return ["loss"] + [f"new.{n}" for n in self.param_names + self.state_names]
 
     # ------------------------------------------------------------------------------------ parsing
@@ -107,14 +135,22 @@ class GraphMeta:
     @classmethod
     def from_dict(cls, d: Any, where: str = "graph metadata") -> GraphMeta:
         m = expect_dict(d, where)
-        check_keys(m, where, META_KEYS, ("extra",))
-        if m["format"] != GRAPH_FORMAT:
-            raise SchemaError(f"{where}.format is {m['format']!r}, not {GRAPH_FORMAT!r}: not an edge-sdk training graph")
-        version = m["version"]
+        version = m.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
             raise SchemaError(f"{where}.version {version!r} is not supported (this runtime reads "
                               f"{list(SUPPORTED_VERSIONS)}); upgrade edge-sdk or export the graph again")
+        check_keys(m, where, META_KEYS + (V2_KEYS if version == 2 else ()), ("extra",))
+        if m["format"] != GRAPH_FORMAT:
+            raise SchemaError(f"{where}.format is {m['format']!r}, not {GRAPH_FORMAT!r}: not an edge-sdk training graph")
         model = ModelSpec.from_dict(m["model"], f"{where}.model")
+        if version == 2:
+            if m["variant"] != VERSION_VARIANT[2]:
+                raise SchemaError(f"{where}.variant is {m['variant']!r}; a version 2 graph is an 'epoch' graph")
+            if as_int(m["theta_size"], f"{where}.theta_size", 1, 1 << 40) != model.num_params():
+                raise SchemaError(f"{where}.theta_size {m['theta_size']} is not the model's parameter count "
+                                  f"{model.num_params()}; export the graph again")
+            if m["per_step_hyper"] != list(PER_STEP_HYPER):
+                raise SchemaError(f"{where}.per_step_hyper must be {list(PER_STEP_HYPER)}")
         optimizer = get_str(m, "optimizer", where, OPTIMIZERS)
         groups = []
         for i, g in enumerate(as_list(m["groups"], f"{where}.groups", MAX_GROUPS)):

@@ -20,6 +20,9 @@ BUNDLES: dict[str, dict] = {
                   "train": (("epochs", 3), ("batch_size", 64), ("lr", 3e-3))},
     "soft_sgd": {"layout": "soft", "optimizer": "sgd", "hidden": (16,), "n_train": 256, "n_local": 64,
                  "train": (("epochs", 2), ("batch_size", 32), ("lr", 0.05), ("momentum", 0.9))},
+    # the same payload as beam_adam with a format-v1 (step variant) graph: devices keep training old graphs
+    "beam_adam_step": {"layout": "two", "optimizer": "adam", "hidden": (32,), "variant": "step",
+                       "train": (("epochs", 3), ("batch_size", 64), ("lr", 3e-3))},
 }
 
 

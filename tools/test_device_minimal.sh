@@ -17,10 +17,16 @@ run_in_venv() {  # $1 venv dir, rest: extra requirements
     "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install "${PIP_FLAGS[@]}" --upgrade pip
   fi
+  # a reused venv keeps packages the base install no longer names (pyarrow moved to the extras): drop them first,
+  # so the checks below see what `pip install .` brings
+  "$venv/bin/python" -m pip uninstall "${PIP_FLAGS[@]}" -y pyarrow >/dev/null 2>&1 || true
   "$venv/bin/python" -m pip install "${PIP_FLAGS[@]}" "$ROOT" pytest hypothesis "$@"
   "$venv/bin/python" -m pip install "${PIP_FLAGS[@]}" --force-reinstall --no-deps "$ROOT"  # current sources
   if "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "error: torch is importable in $venv; the base package must not pull it in" >&2; exit 1
+  fi
+  if "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
+    echo "error: pyarrow is importable in $venv; it belongs to the server/fleet extras, never the device" >&2; exit 1
   fi
   local ortv
   ortv="$("$venv/bin/python" -c 'import onnxruntime; print(onnxruntime.__version__)')"

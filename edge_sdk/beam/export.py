@@ -67,8 +67,9 @@ def export_parquet(src: Path, dst: Path, *, layout: str = "columns", full: bool 
         raise ConfigError(f"layout must be 'columns' or 'list', got {layout!r}")
     try:
         import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is a base dependency
-        raise ConfigError(f"Parquet export needs pyarrow: {exc}") from None
+    except ImportError as exc:  # pragma: no cover - pyarrow comes with the server and fleet extras
+        raise ConfigError(f"Parquet export needs pyarrow ({exc}): pip install 'edge-sdk[server]' or "
+                          "'edge-sdk[fleet]'") from None
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=dst.name + ".", suffix=".tmp", dir=dst.parent)

@@ -1,7 +1,7 @@
 """``edge-sdk export-graph``: export the ONNX dequantize-and-train graph for a payload (server side, torch).
 
-The graph depends only on the payload's group layout (kinds, widths, widths of rows, roles), the model spec
-and the optimizer; the batch size is a dynamic graph dimension. See docs/onnx-graph.md.
+The graph depends only on the payload's group layout (kinds, widths, widths of rows, roles), the model spec,
+the optimizer and the graph variant; the batch size is a dynamic graph dimension. See docs/onnx-graph.md.
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ import click
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
               help="default: the payload's task.train.optimizer, else adam")
+@click.option("--variant", type=click.Choice(["epoch", "step"]), default=None,
+              help="epoch: K steps per run, rows decoded once per run (format v2, fastest; the default for an "
+                   "MLP); step: one step per run (format v1: the default for other model kinds, and for device "
+                   "runtimes older than the epoch format)")
 @click.option("--model", "model_json", default=None,
               help='model spec JSON overriding task.model, e.g. \'{"kind":"mlp","input_dim":8,"num_classes":32,"hidden":[64]}\'')
-def cli(payload: Path, out: Path, optimizer: str | None, model_json: str | None) -> None:
+def cli(payload: Path, out: Path, optimizer: str | None, variant: str | None, model_json: str | None) -> None:
     """Export the training graph for PAYLOAD to OUT; prints its sha256/size and whether PAYLOAD names it."""
     from edge_sdk.errors import ConfigError
     from edge_sdk.modelspec import ModelSpec
     from edge_sdk.payload import read_payload
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
+    from edge_sdk.server.onnx_export.layout import default_variant
 
     with read_payload(payload) as p:
         task = dict(p.task or {})
@@ -37,8 +42,9 @@ def cli(payload: Path, out: Path, optimizer: str | None, model_json: str | None)
             raise ConfigError("the payload's task has no 'model' spec; pass --model JSON")
         spec = ModelSpec.from_dict(model_d)
         opt = optimizer or str((task.get("train") or {}).get("optimizer", "adam"))
-        info = write_graph_for_payload(p, spec, opt, out)
+        variant = variant or default_variant(spec)
+        info = write_graph_for_payload(p, spec, opt, out, variant=variant)
         named = p.graph
     match = named is not None and named.get("sha256") == info.sha256 and int(named.get("size", -1)) == info.size
     click.echo(json.dumps({"graph": str(info.path), "sha256": info.sha256, "size": info.size,
-                           "optimizer": opt, "payload_names_this_graph": match}, indent=1))
+                           "optimizer": opt, "variant": variant, "payload_names_this_graph": match}, indent=1))

@@ -26,6 +26,7 @@ from edge_sdk.server.onnx_export.layout import (
     META_KEY,
     GraphGroup,
     TrainGraphSpec,
+    default_variant,
     graph_groups_from,
 )
 
@@ -137,14 +138,29 @@ def _dynamic_shapes(spec: TrainGraphSpec) -> tuple[Any, ...]:
     return tuple(dyn)
 
 
+def all_nodes(graph: Any) -> list[Any]:
+    """Every node of ``graph`` and of its subgraphs (Loop/If/Scan bodies), depth first."""
+    out: list[Any] = []
+    for n in graph.node:
+        out.append(n)
+        for a in n.attribute:
+            if a.type == 5:  # GRAPH
+                out.extend(all_nodes(a.g))
+            elif a.type == 10:  # GRAPHS
+                for g in a.graphs:
+                    out.extend(all_nodes(g))
+    return out
+
+
 def check_graph(model: Any, max_opset: int = OPSET) -> None:
-    """Raise ConfigError unless every node is a default-domain op and the opset is <= ``max_opset``."""
+    """Raise ConfigError unless every node (subgraphs included) is a default-domain op and the opset is
+    <= ``max_opset``."""
     for imp in model.opset_import:
         if imp.domain in DEFAULT_DOMAINS and imp.version > max_opset:
             raise ConfigError(f"graph uses opset {imp.version} > {max_opset}")
     if len(model.functions):
         raise ConfigError("graph contains local functions; inline them before shipping")
-    bad = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in DEFAULT_DOMAINS})
+    bad = sorted({f"{n.domain}::{n.op_type}" for n in all_nodes(model.graph) if n.domain not in DEFAULT_DOMAINS})
     if bad:
         raise ConfigError(f"graph uses non-default-domain ops: {bad}")
 
@@ -161,9 +177,10 @@ def _name_batch_dims(graph: Any) -> None:
                 d.dim_param = names[d.dim_param]
 
 
-def _shorten_names(graph: Any) -> None:
-    """Rename intermediate tensors to short hex ids and drop node names (optional in ONNX): the exporter's
-    descriptive names are a large share of a small graph's bytes. Graph inputs/outputs keep their names."""
+def _shorten_names(graph: Any, prefix: str = "t") -> None:
+    """Rename intermediate tensors to short hex ids (``<prefix><n>``) and drop node names (optional in ONNX): the
+    exporter's descriptive names are a large share of a small graph's bytes. Graph inputs/outputs keep their
+    names."""
     keep = {v.name for v in graph.input} | {v.name for v in graph.output}
     mapping: dict[str, str] = {}
 
@@ -171,7 +188,7 @@ def _shorten_names(graph: Any) -> None:
         if not name or name in keep:
             return name
         if name not in mapping:
-            mapping[name] = f"t{len(mapping):x}"
+            mapping[name] = f"{prefix}{len(mapping):x}"
         return mapping[name]
 
     for init in graph.initializer:
@@ -186,7 +203,10 @@ def _shorten_names(graph: Any) -> None:
             node.output[i] = new(n)
 
 
-def _finalize(onnx_program: Any, meta: dict[str, str] | None) -> bytes:
+def _clean(onnx_program: Any) -> Any:
+    """The exported program as an ``onnx.ModelProto``: local functions inlined, opset imports pinned to the
+    default domain at OPSET, exporter stack traces / intermediate shapes / doc strings dropped (~80% of the
+    bytes, no effect on execution)."""
     import onnx
 
     with tempfile.TemporaryDirectory() as td:
@@ -201,9 +221,6 @@ def _finalize(onnx_program: Any, meta: dict[str, str] | None) -> bytes:
     keep = [imp for imp in model.opset_import if imp.domain in DEFAULT_DOMAINS]
     del model.opset_import[:]
     model.opset_import.extend(keep)
-    model.ir_version = IR_VERSION
-    model.producer_name = "edge-sdk"
-    # drop exporter stack traces and intermediate shapes: ~80% of the bytes, no effect on execution
     for node in model.graph.node:
         del node.metadata_props[:]
         node.doc_string = ""
@@ -211,8 +228,18 @@ def _finalize(onnx_program: Any, meta: dict[str, str] | None) -> bytes:
     for v in [*model.graph.input, *model.graph.output, *model.graph.initializer]:
         del v.metadata_props[:]
         v.doc_string = ""
-    _name_batch_dims(model.graph)
-    _shorten_names(model.graph)
+    return model
+
+
+def _finalize_model(model: Any, meta: dict[str, str] | None, *, name_dims: bool = True) -> bytes:
+    """IR version, producer, readable batch-dim names, short tensor names, metadata; then checked."""
+    import onnx
+
+    model.ir_version = IR_VERSION
+    model.producer_name = "edge-sdk"
+    if name_dims:
+        _name_batch_dims(model.graph)
+        _shorten_names(model.graph)
     del model.metadata_props[:]
     for k, v in (meta or {}).items():
         model.metadata_props.add(key=k, value=v)
@@ -221,8 +248,11 @@ def _finalize(onnx_program: Any, meta: dict[str, str] | None) -> bytes:
     return model.SerializeToString()
 
 
-def _export(fn: Any, args: Sequence[Any], input_names: list[str], output_names: list[str],
-            dynamic_shapes: tuple[Any, ...], meta: dict[str, str] | None) -> bytes:
+def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names: list[str],
+              dynamic_shapes: tuple[Any, ...], fold_limit: int | None = None) -> Any:
+    """Trace ``fn`` with ``make_fx`` (symbolic shapes) and export it (dynamo, OPSET) -> cleaned ModelProto.
+    ``fold_limit``: fold only constants of at most that many elements (the exporter's optimizer folds every
+    constant expression, which would store a table the graph can compute in a few ops as data)."""
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -238,12 +268,27 @@ def _export(fn: Any, args: Sequence[Any], input_names: list[str], output_names: 
             output_names=output_names,
             dynamic_shapes=dynamic_shapes,
             verbose=False,
+            optimize=fold_limit is None,
         )
-    return _finalize(prog, meta)
+    if fold_limit is not None:
+        import onnxscript.optimizer
+
+        prog.model = onnxscript.optimizer.optimize(prog.model, input_size_limit=fold_limit,
+                                                   output_size_limit=fold_limit)
+    return _clean(prog)
+
+
+def _export(fn: Any, args: Sequence[Any], input_names: list[str], output_names: list[str],
+            dynamic_shapes: tuple[Any, ...], meta: dict[str, str] | None) -> bytes:
+    return _finalize_model(_to_model(fn, args, input_names, output_names, dynamic_shapes), meta)
 
 
 def training_graph_bytes(spec: TrainGraphSpec) -> bytes:
-    """Serialized training graph for ``spec``."""
+    """Serialized training graph for ``spec`` (its ``variant``: ``step`` or ``epoch``)."""
+    if spec.variant == "epoch":
+        from edge_sdk.server.onnx_export.epoch import epoch_graph_model
+
+        return _finalize_model(epoch_graph_model(spec), {META_KEY: spec.meta_json()}, name_dims=False)
     from edge_sdk.server.onnx_export.step import make_step
 
     return _export(make_step(spec), example_inputs(spec), spec.input_names(), spec.output_names(),
@@ -257,11 +302,14 @@ def export_training_graph(
     path: str | os.PathLike[str],
     *,
     debug_features: bool = False,
+    variant: str | None = None,
 ) -> GraphInfo:
-    """Export the training step for ``model_spec`` consuming ``groups`` (payload layouts, a read payload, or
-    :class:`GraphGroup`s) with ``optimizer`` (``sgd``|``adam``) to ``path`` (atomic). Returns its digest."""
+    """Export the training graph for ``model_spec`` consuming ``groups`` (payload layouts, a read payload, or
+    :class:`GraphGroup`s) with ``optimizer`` (``sgd``|``adam``) to ``path`` (atomic). ``variant``: ``epoch``
+    (K steps per run, decode once per run; the default for an MLP) or ``step`` (format v1: one step per run; the
+    default for the other kinds, and for device runtimes older than the epoch format). Returns its digest."""
     spec = TrainGraphSpec(model=model_spec, groups=graph_groups_from(groups), optimizer=optimizer,
-                          debug_features=debug_features)
+                          debug_features=debug_features, variant=variant or default_variant(model_spec))
     data = training_graph_bytes(spec)
     path = Path(path)
     _atomic_write(path, data)
@@ -273,11 +321,12 @@ def write_graph_for_payload(
     model_spec: ModelSpec,
     optimizer: str = "adam",
     out_path: str | os.PathLike[str] = "graph.onnx",
+    variant: str | None = None,
 ) -> GraphInfo:
     """The one call distill/quantize make: write the graph that trains on a payload with these groups.
 
     Pass its ``GraphInfo.digest()`` as ``graph=`` to ``write_payload`` so the payload names its graph."""
-    return export_training_graph(model_spec, payload_layout_or_groups, optimizer, out_path)
+    return export_training_graph(model_spec, payload_layout_or_groups, optimizer, out_path, variant=variant)
 
 
 def export_inference_graph(
@@ -332,6 +381,7 @@ __all__ = [
     "GraphGroup",
     "GraphInfo",
     "TrainGraphSpec",
+    "all_nodes",
     "check_graph",
     "example_inputs",
     "export_inference_graph",

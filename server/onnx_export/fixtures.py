@@ -30,6 +30,7 @@ class BundleSpec:
     layout: str = "two"
     seed: int = 1
     train: tuple[tuple[str, Any], ...] = (("epochs", 3), ("batch_size", 64), ("lr", 3e-3))
+    variant: str = "epoch"  # training-graph variant (docs/onnx-graph.md): "epoch" (v2) or "step" (v1)
 
 
 def _levels(x: np.ndarray, bits: int) -> np.ndarray:
@@ -76,7 +77,7 @@ def make_bundle(out_dir: str | Path, spec: BundleSpec = BundleSpec()) -> dict[st
         groups = [SampleGroup("f32", "float32", 32, data=x.astype(np.float32), labels=y)]
     else:
         raise ValueError(f"unknown bundle layout {spec.layout!r}")
-    info = write_graph_for_payload(groups, model, spec.optimizer, out / "graph.onnx")
+    info = write_graph_for_payload(groups, model, spec.optimizer, out / "graph.onnx", variant=spec.variant)
     task = {"kind": "beam", "beam": task_spec.to_dict(), "model": model.to_dict(),
             "train": {"optimizer": spec.optimizer, "seed": 0, **dict(spec.train)}}
     pinfo = write_payload(out / "payload.bin", groups, num_classes=model.num_classes, task=task,

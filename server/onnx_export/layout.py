@@ -20,6 +20,16 @@ Graph input names (all float32 unless noted; ``B_k`` = rows of group k in this s
 
 Outputs: ``loss`` ``[]``, ``new.<param>`` for every parameter, ``new.<state>`` for every state tensor
 (and ``features`` float32 ``[B, D]``, the dequantized batch, when exported with ``debug_features=True``).
+
+That is the ``step`` variant (format version 1): one optimizer step per ``run()``. The ``epoch`` variant
+(format version 2, the default since it is several times faster; docs/onnx-graph.md) takes several steps per
+``run()``: its group inputs hold ``M_k`` rows (any rows of the payload, typically a whole epoch's), decoded
+once per run; ``labels`` ``[M]`` are the labels of those rows; ``batches`` int64 ``[K, B]`` lists, per step,
+the rows (positions in the concatenation of the samples groups' rows) of that step's batch; ``lr`` and
+``step`` are ``[K]`` (one value per step), the other hyper-parameters ``[]``; the parameters travel as one
+flat vector ``theta`` ``[P]`` (every parameter, C order, in ModelSpec order) and the optimizer state as
+``theta.<suffix>`` ``[P]``. Outputs: ``losses`` ``[K]``, ``new.theta``, ``new.theta.<suffix>`` (and
+``features`` ``[M, D]`` with ``debug_features``).
 """
 
 from __future__ import annotations
@@ -31,10 +41,18 @@ from typing import Any
 
 from edge_sdk.codecs import ALLOWED_BITS, PARAM_NAMES, RAW_KINDS, q_max
 from edge_sdk.errors import ConfigError
+from edge_sdk.graphmeta import PER_STEP_HYPER, THETA
 from edge_sdk.modelspec import ModelSpec
 
 GRAPH_FORMAT = "edge-sdk-train-graph"
-GRAPH_VERSION = 1
+#: format version per variant: "step" (one step per run, per-tensor parameters) is version 1, "epoch" (K steps
+#: per run, flat parameters, decode once per run) is version 2 (edge_sdk.graphmeta reads both)
+VARIANT_VERSIONS: dict[str, int] = {"step": 1, "epoch": 2}
+VARIANTS = tuple(VARIANT_VERSIONS)
+DEFAULT_VARIANT = "epoch"
+#: model kinds the epoch variant's hand-written backward covers; the others (gru) export the step variant only
+EPOCH_KINDS = ("mlp",)
+GRAPH_VERSION = max(VARIANT_VERSIONS.values())  # the newest format this exporter writes
 #: metadata_props key holding the JSON self-description of a training graph
 META_KEY = "edge_sdk.train_graph"
 OPTIMIZERS = ("sgd", "adam")
@@ -96,6 +114,11 @@ class GraphGroup:
         return self.kind in ("symmetric_per_sample", "affine_sample")
 
 
+def default_variant(model: ModelSpec) -> str:
+    """The fastest graph variant ``model``'s kind has: ``epoch`` for an MLP, ``step`` for the others."""
+    return DEFAULT_VARIANT if model.kind in EPOCH_KINDS else "step"
+
+
 @dataclass(frozen=True)
 class TrainGraphSpec:
     """Everything that fixes the structure of a training graph."""
@@ -105,8 +128,11 @@ class TrainGraphSpec:
     optimizer: str = "adam"
     debug_features: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: str = "step"
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"graph variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.model.kind not in GRAPH_KINDS:
@@ -114,6 +140,9 @@ class TrainGraphSpec:
                 f"only ModelSpec kinds {GRAPH_KINDS} have an exportable training step (convnet backward needs "
                 "conv/pool backward rules the ONNX exporter lacks; see docs/onnx-graph.md)"
             )
+        if self.variant == "epoch" and self.model.kind not in EPOCH_KINDS:
+            raise ConfigError(f"the epoch graph variant covers ModelSpec kinds {EPOCH_KINDS} (its backward is "
+                              f"written by hand); export kind {self.model.kind!r} with variant 'step'")
         samples = self.sample_groups()
         if not samples:
             raise ConfigError("a training graph needs at least one 'samples' group with bits > 0")
@@ -156,21 +185,37 @@ class TrainGraphSpec:
     def state_names(self) -> list[str]:
         return [f"{p}.{s}" for p in self.param_names() for s in STATE_SUFFIXES[self.optimizer]]
 
+    def theta_size(self) -> int:
+        """P: number of floats in the flat parameter vector (= ModelSpec.num_params())."""
+        return self.model.num_params()
+
+    def flat_state_names(self) -> list[str]:
+        """Epoch variant: the optimizer state vectors, ``theta.<suffix>`` ``[P]``."""
+        return [f"{THETA}.{s}" for s in STATE_SUFFIXES[self.optimizer]]
+
     def input_names(self) -> list[str]:
+        if self.variant == "epoch":
+            names = self.group_input_names() + ["labels", "batches"]
+            if self.has_soft:
+                names.append("soft_weight")
+            return names + list(HYPER_NAMES[self.optimizer]) + [THETA] + self.flat_state_names()
         names = self.group_input_names() + ["labels"]
         if self.has_soft:
             names.append("soft_weight")
         return names + list(HYPER_NAMES[self.optimizer]) + self.param_names() + self.state_names()
 
     def output_names(self) -> list[str]:
-        out = ["loss"] + [f"new.{n}" for n in self.param_names()] + [f"new.{n}" for n in self.state_names()]
+        if self.variant == "epoch":
+            out = ["losses", f"new.{THETA}"] + [f"new.{n}" for n in self.flat_state_names()]
+        else:
+            out = ["loss"] + [f"new.{n}" for n in self.param_names()] + [f"new.{n}" for n in self.state_names()]
         return out + (["features"] if self.debug_features else [])
 
     def to_meta(self) -> dict[str, Any]:
         """The JSON stored in the graph's metadata_props under :data:`META_KEY`."""
-        return {
+        meta: dict[str, Any] = {
             "format": GRAPH_FORMAT,
-            "version": GRAPH_VERSION,
+            "version": VARIANT_VERSIONS[self.variant],
             "model": self.model.to_dict(),
             "optimizer": self.optimizer,
             "groups": [asdict(g) for g in self.groups],
@@ -180,6 +225,9 @@ class TrainGraphSpec:
             "state_suffixes": list(STATE_SUFFIXES[self.optimizer]),
             **({"extra": self.extra} if self.extra else {}),
         }
+        if self.variant == "epoch":  # version 1 graphs keep their exact metadata (and bytes)
+            meta.update(variant="epoch", theta_size=self.theta_size(), per_step_hyper=list(PER_STEP_HYPER))
+        return meta
 
     def meta_json(self) -> str:
         return json.dumps(self.to_meta(), sort_keys=True, separators=(",", ":"))

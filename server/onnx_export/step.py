@@ -18,6 +18,10 @@ Dequantization reproduces :func:`edge_sdk.codecs.dequantize` (ADQ arXiv 2512.059
 symmetric_per_sample; QuADD uniform grid for uniform_clip; level lookup for codebook; min/max grids for the
 affine kinds).
 
+The epoch variant (:mod:`.epoch`) uses :func:`mlp_loss_and_grads` instead of autograd: the MLP's backward
+written out (three matmuls per layer, a ReLU mask, ``softmax - target`` at the logits), which exports to a
+third as many ONNX nodes as the traced autograd graph and none of its slow ``Where``/scatter kernels.
+
 Optimizers reproduce ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay added to the gradient) and
 ``torch.optim.Adam`` (Kingma & Ba 2015, Alg. 1, with L2 weight decay added to the gradient, ``amsgrad=False``).
 """
@@ -105,6 +109,49 @@ def loss_fn(
         return hard.mean()
     soft_ce = -(torch.softmax(soft, dim=1) * logp).sum(dim=1)
     return ((1.0 - soft_weight) * hard + soft_weight * soft_ce).mean()
+
+
+def mlp_loss_and_grads(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    soft: torch.Tensor | None,
+    soft_weight: torch.Tensor | None,
+    params: list[torch.Tensor],
+    num_classes: int,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Loss of :func:`loss_fn` on :func:`mlp_forward` and its gradients w.r.t. ``params``, by hand.
+
+    x ``[B, D]``, labels int64 ``[B]``, soft ``[B, C]`` logits or None, params ``[W0, b0, W1, b1, ...]`` with
+    W ``[out, in]``. With target ``t = (1-lam) onehot(y) + lam softmax(s)`` (``t = onehot(y)`` without soft
+    labels; every row of t sums to 1) the loss is ``-sum(t * log_softmax(z)) / B`` and
+    ``dL/dz = (softmax(z) - t) / B``; then per layer (from the last) ``dW = dh^T h_in``, ``db = sum_rows dh``,
+    ``dh_in = (dh W) * [h_in > 0]`` (ReLU'). Returns
+    ``(loss, [dW0, db0, dW1, db1, ...])``."""
+    n = len(params) // 2
+    hs = [x]  # hs[i] = input of layer i; the logits last
+    h = x
+    for i in range(n):
+        h = torch.addmm(params[2 * i + 1], h, params[2 * i].t())
+        if i < n - 1:
+            h = torch.relu(h)
+        hs.append(h)
+    batch = h.shape[0]
+    logp = torch.log_softmax(h, dim=1)
+    target = (labels.reshape(-1, 1) == torch.arange(num_classes).reshape(1, -1)).to(torch.float32)
+    if soft is not None and soft_weight is not None:
+        target = (1.0 - soft_weight) * target + soft_weight * torch.softmax(soft, dim=1)
+    loss = -(logp * target).sum() / batch
+    dh = (torch.exp(logp) - target) / batch
+    ones = torch.ones(batch, dtype=torch.float32)
+    grads: list[torch.Tensor] = [dh] * len(params)
+    for i in reversed(range(n)):
+        grads[2 * i] = dh.t() @ hs[i]
+        grads[2 * i + 1] = ones @ dh  # column sums as a matmul: onnxruntime's ReduceSum over rows is slower
+        if i > 0:
+            # ReLU' as a 0/1 float mask: Greater + Cast runs faster than Sign or Where in onnxruntime's CPU
+            # kernels (per-op times: tools/profile_device_step.py)
+            dh = (dh @ params[2 * i]) * (hs[i] > 0).to(torch.float32)
+    return loss, grads
 
 
 def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:

@@ -132,7 +132,7 @@ def _source_key(spec: TrainGraphSpec) -> str:
     h.update(str(spec.debug_features).encode())
     h.update(torch.__version__.encode())
     here = Path(__file__).parent
-    for name in ("step.py", "export.py", "layout.py", "../models.py"):  # models.py: the gru forward
+    for name in ("step.py", "epoch.py", "export.py", "layout.py", "../models.py"):  # models.py: the gru forward
         h.update((here / name).read_bytes())
     return h.hexdigest()[:24]
 

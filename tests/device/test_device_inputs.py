@@ -22,7 +22,8 @@ from edge_sdk.modelspec import ModelSpec
 from edge_sdk.schema import TaskSpec, TrainLimits, train_memory
 
 PAYLOAD = (ADAM / "payload.bin").read_bytes()
-GRAPH = (ADAM / "graph.onnx").read_bytes()
+GRAPH = (ADAM / "graph.onnx").read_bytes()  # the epoch graph (format v2)
+GRAPH_STEP = (ADAM.parent / "beam_adam_step" / "graph.onnx").read_bytes()  # the same layout, format v1
 
 
 def _files(tmp_path: Path, payload: bytes, graph: bytes = GRAPH) -> tuple[Path, Path]:
@@ -125,9 +126,9 @@ onnx = pytest.importorskip  # graph rewriting needs onnx (server extra); skipped
 @pytest.mark.parametrize("fn, raw, match", [
     (lambda m: [m], None, "must be a JSON object"),
     (lambda m: {k: v for k, v in m.items() if k != "groups"}, None, "lacks the key"),
-    (lambda m: {**m, "model": {**m["model"], "hidden": [60000, 60000]}}, None, "naming rules|input 'fc"),
+    (lambda m: {**m, "model": {**m["model"], "hidden": [60000, 60000]}}, None, "naming rules|input 'fc|theta_size"),
     (lambda m: {**m, "model": "mlp"}, None, "graph metadata.model must be a JSON object"),
-    (lambda m: {**m, "version": 2}, None, "version 2 is not supported"),
+    (lambda m: {**m, "version": 3}, None, "version 3 is not supported"),
     (lambda m: {**m, "version": True}, None, "version True"),
     (lambda m: {**m, "optimizer": "lbfgs"}, None, "optimizer"),
     (lambda m: {**m, "groups": [{**m["groups"][0], "bits": 40}, m["groups"][1]]}, None, "bits"),
@@ -137,15 +138,20 @@ onnx = pytest.importorskip  # graph rewriting needs onnx (server extra); skipped
     (lambda m: m, "{not json", "not JSON"),
     (lambda m: m, "[" * 100000, "not JSON"),
 ])
-def test_graph_metadata_schema(tmp_path, fn, raw, match):
+@pytest.mark.parametrize("variant", ["epoch", "step"])
+def test_graph_metadata_schema(tmp_path, fn, raw, match, variant):
     onnx("onnx")
-    graph = graph_with_meta(GRAPH, fn, raw)
+    graph = graph_with_meta(GRAPH if variant == "epoch" else GRAPH_STEP, fn, raw)
     p, g = _files(tmp_path, with_graph(PAYLOAD, graph), graph)
     with pytest.raises(SchemaError, match=match):
         Trainer(p, g)
 
 
-def test_graph_whose_metadata_lies_about_the_model(tmp_path):
+@pytest.mark.parametrize("variant, match", [
+    ("step", "input 'fc0.weight' is tensor\\(float\\) \\[32, 8\\]"),  # per-tensor inputs (format v1)
+    ("epoch", "theta_size 1344 is not the model's parameter count 2656"),  # one flat vector (format v2)
+])
+def test_graph_whose_metadata_lies_about_the_model(tmp_path, variant, match):
     """Metadata and names consistent, but the graph's real parameter inputs are smaller than the model it
     claims: refused before init_params would allocate the claimed model."""
     onnx("onnx")
@@ -153,9 +159,18 @@ def test_graph_whose_metadata_lies_about_the_model(tmp_path):
     def fn(m):
         m = {**m, "model": {**m["model"], "hidden": [64]}}
         return m
-    graph = graph_with_meta(GRAPH, fn)
+    graph = graph_with_meta(GRAPH if variant == "epoch" else GRAPH_STEP, fn)
     p, g = _files(tmp_path, with_graph(_task(lambda t: t["model"].update(hidden=[64])), graph), graph)
-    with pytest.raises(SchemaError, match="input 'fc0.weight' is tensor\\(float\\) \\[32, 8\\]"):
+    with pytest.raises(SchemaError, match=match):
+        Trainer(p, g)
+
+
+def test_epoch_graph_whose_metadata_lies_consistently_about_the_model(tmp_path):
+    """theta_size changed to match the claimed model too: the session's real 'theta' input shape refuses it."""
+    onnx("onnx")
+    graph = graph_with_meta(GRAPH, lambda m: {**m, "model": {**m["model"], "hidden": [64]}, "theta_size": 2656})
+    p, g = _files(tmp_path, with_graph(_task(lambda t: t["model"].update(hidden=[64])), graph), graph)
+    with pytest.raises(SchemaError, match="input 'theta' is tensor\\(float\\) \\[1344\\]"):
         Trainer(p, g)
 
 

@@ -24,8 +24,9 @@ from edge_sdk.errors import DeviceError, EdgeSdkError
 from edge_sdk.modelspec import ModelSpec, init_params
 
 DATA = Path(__file__).parent / "data"
-ADAM = DATA / "beam_adam"
-SOFT = DATA / "soft_sgd"
+ADAM = DATA / "beam_adam"  # epoch graph (format v2, the default export)
+SOFT = DATA / "soft_sgd"  # epoch graph with a soft-label group
+ADAM_STEP = DATA / "beam_adam_step"  # the same payload samples with a step graph (format v1)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -82,6 +83,53 @@ def test_soft_label_payload_trains():
     st = t.train()
     assert all(math.isfinite(h["loss"]) for h in st.history)
     assert st.history[-1]["loss"] < st.history[0]["loss"]
+
+
+def test_fixture_variants():
+    assert Trainer(ADAM / "payload.bin", ADAM / "graph.onnx").graph.variant == "epoch"
+    assert Trainer(SOFT / "payload.bin", SOFT / "graph.onnx").graph.variant == "epoch"
+    assert Trainer(ADAM_STEP / "payload.bin", ADAM_STEP / "graph.onnx").graph.variant == "step"
+
+
+def test_step_graph_v1_trains_like_the_epoch_graph():
+    """A device keeps training format-v1 (step) graphs; both variants follow the same batches, schedule and
+    optimizer, so the trained parameters agree to float rounding."""
+    a = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=3).train()
+    b = Trainer(ADAM_STEP / "payload.bin", ADAM_STEP / "graph.onnx", epochs=3).train()
+    for n in a.params:
+        np.testing.assert_allclose(a.params[n], b.params[n], rtol=1e-4, atol=1e-6, err_msg=n)
+    for n in a.state:
+        np.testing.assert_allclose(a.state[n], b.state[n], rtol=1e-3, atol=1e-7, err_msg=n)
+    assert [h["loss"] for h in a.history] == pytest.approx([h["loss"] for h in b.history], rel=1e-5)
+
+
+@pytest.mark.parametrize("bundle", [ADAM, SOFT])
+def test_epoch_chunks_do_not_change_training(bundle):
+    """A decode budget of a few rows splits every epoch into many runs; the result equals whole-epoch runs."""
+    from edge_sdk.device.executor import EpochExecutor
+
+    whole = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
+    small = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
+    small.executor = EpochExecutor(small.graph, small.data, decode_budget=3 * 4 * 40 * 10)
+    assert len(small.executor.chunks([np.arange(whole.config.batch_size)] * whole.steps_per_epoch)) > 2
+    assert len(whole.executor.chunks([np.arange(whole.config.batch_size)] * whole.steps_per_epoch)) == 1
+    sw, ss = whole.train(), small.train()
+    for n in sw.params:
+        np.testing.assert_allclose(sw.params[n], ss.params[n], rtol=0, atol=1e-6, err_msg=n)
+
+
+def test_epoch_progress_counts_every_step():
+    t = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2, batch_size=50)  # 512 = 10 x 50 + 12
+    seen: list[int] = []
+    st = t.initial_state()
+    t.train_epoch(st, seen.append)
+    assert sum(seen) == t.steps_per_epoch == 11 and st.step == 11
+    assert len(seen) == 2  # one run for the ten full batches, one for the last, smaller batch
+
+
+def test_nan_loss_is_a_device_error():
+    with pytest.raises(DeviceError, match="loss became"):
+        Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=1, lr=1e30, schedule="constant").train()
 
 
 def test_graph_must_match_payload_digest(tmp_path):

@@ -26,12 +26,13 @@ DATA = Path(__file__).resolve().parents[2] / "tests" / "device" / "data"
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("bundle", ["beam_adam", "soft_sgd"])
-def test_shipped_fixture_graph_is_fresh(bundle, tmp_path):
+@pytest.mark.parametrize("bundle,variant", [("beam_adam", "epoch"), ("soft_sgd", "epoch"), ("beam_adam_step", "step")])
+def test_shipped_fixture_graph_is_fresh(bundle, variant, tmp_path):
     """Re-exporting the graph for the shipped payload gives exactly the shipped graph and the digest the payload
     names; otherwise run `.venv/bin/python tools/make_device_fixtures.py`."""
     out = tmp_path / "g.onnx"
-    r = CliRunner().invoke(export_graph_cli, ["--payload", str(DATA / bundle / "payload.bin"), "--out", str(out)])
+    r = CliRunner().invoke(export_graph_cli, ["--payload", str(DATA / bundle / "payload.bin"), "--out", str(out),
+                                              "--variant", variant])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output[r.output.index("{"):])
     assert res["payload_names_this_graph"], "stale fixtures: run tools/make_device_fixtures.py"

@@ -13,21 +13,47 @@ from edge_sdk.modelspec import ModelSpec
 def test_constants_are_the_same():
     assert (layout.GRAPH_FORMAT, layout.GRAPH_VERSION, layout.META_KEY) == (
         graphmeta.GRAPH_FORMAT, graphmeta.SUPPORTED_VERSIONS[-1], graphmeta.META_KEY)
+    assert sorted(layout.VARIANT_VERSIONS.values()) == list(graphmeta.SUPPORTED_VERSIONS)
+    assert {v: k for k, v in layout.VARIANT_VERSIONS.items()} == graphmeta.VERSION_VARIANT
     assert layout.HYPER_NAMES == graphmeta.HYPER_NAMES and layout.STATE_SUFFIXES == graphmeta.STATE_SUFFIXES
     assert tuple(layout.OPTIMIZERS) == graphmeta.OPTIMIZERS and tuple(layout.ROLES) == graphmeta.ROLES
 
 
+@pytest.mark.parametrize("variant", ["step", "epoch"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("soft", [False, True])
-def test_server_meta_parses_on_the_device(optimizer, soft):
+def test_server_meta_parses_on_the_device(optimizer, soft, variant):
     model = ModelSpec(input_dim=6, num_classes=5, hidden=(7,))
     groups = [layout.GraphGroup(f"g{i}", kind, codecs.ALLOWED_BITS[kind][-1], 6 if kind != "none" else 6,
                                 per_feature=(kind == "uniform_clip"))
               for i, kind in enumerate(codecs.QUANTIZER_KINDS)]
     if soft:
         groups.append(layout.GraphGroup("soft", "codebook", 2, 5, role="soft_labels"))
-    spec = layout.TrainGraphSpec(model=model, groups=tuple(groups), optimizer=optimizer)
+    spec = layout.TrainGraphSpec(model=model, groups=tuple(groups), optimizer=optimizer, variant=variant)
     gm = graphmeta.GraphMeta.from_json(spec.meta_json())
+    assert gm.variant == variant
     assert gm.model == model and gm.optimizer == optimizer and gm.has_soft == soft
     assert list(gm.inputs) == spec.input_names() == gm.expected_inputs()
     assert list(gm.outputs) == spec.output_names() == gm.expected_outputs()
+
+
+def test_epoch_meta_fields_are_checked():
+    """A version-2 description must carry variant/theta_size/per_step_hyper, with the model's parameter count;
+    a version-1 description must not."""
+    import json
+
+    from edge_sdk.errors import SchemaError
+
+    model = ModelSpec(input_dim=6, num_classes=5, hidden=(7,))
+    groups = (layout.GraphGroup("a", "codebook", 4, 6),)
+    meta = layout.TrainGraphSpec(model=model, groups=groups, optimizer="adam", variant="epoch").to_meta()
+    for key, bad in (("theta_size", model.num_params() + 1), ("variant", "step"), ("per_step_hyper", ["lr"])):
+        with pytest.raises(SchemaError, match=key):
+            graphmeta.GraphMeta.from_json(json.dumps(dict(meta, **{key: bad})))
+    with pytest.raises(SchemaError, match="lacks"):
+        graphmeta.GraphMeta.from_json(json.dumps({k: v for k, v in meta.items() if k != "theta_size"}))
+    v1 = layout.TrainGraphSpec(model=model, groups=groups, optimizer="adam", variant="step").to_meta()
+    with pytest.raises(SchemaError, match="unknown"):
+        graphmeta.GraphMeta.from_json(json.dumps(dict(v1, variant="step")))
+    with pytest.raises(SchemaError, match="naming rules"):  # v1 names under a v2 header
+        graphmeta.GraphMeta.from_json(json.dumps(dict(meta, inputs=v1["inputs"])))
