@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint cli-docs check-docs clean
+.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint wheel cli-docs check-docs clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
@@ -17,7 +17,8 @@ help:
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
 	@echo "make bench-peers - device training step vs eager torch, onnxruntime-training, LiteRT, ExecuTorch (own venvs)"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy (every layer)"
+	@echo "make wheel  - build the wheel a device installs (dist/)"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
 	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
 
@@ -59,9 +60,16 @@ bench-peers: $(STAMP)
 	mkdir -p bench-results
 	$(PY) tools/bench_peers.py --out bench-results
 
+# ruff on every folder; mypy on every layer as the installed package edge_sdk (tools/typecheck.py: mypy cannot map
+# the package-dir folders itself; the tool builds the installed layout and reports paths in the source folders)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_sdk server device serve fleet tests tools
-	$(VENV)/bin/mypy
+	$(PY) tools/typecheck.py
+
+# the wheel a device installs (docs/install.md): dist/edge_sdk_ran-<version>-py3-none-any.whl
+wheel: $(STAMP)
+	rm -rf build/lib build/bdist.*  # setuptools reuses build/lib: a stale file would end up in the wheel
+	$(PIP) wheel -q --no-deps -w dist .
 
 cli-docs: $(STAMP)
 	$(PY) tools/gen_cli_docs.py
@@ -70,4 +78,4 @@ check-docs: $(STAMP)
 	$(PY) tools/check_docs.py
 
 clean:
-	rm -rf $(VENV) .venv-peers bench-results .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-peers bench-results .pytest_cache build dist *.egg-info

@@ -44,7 +44,7 @@ def task_of_model(sess: ort.InferenceSession) -> dict[str, Any] | None:
 def evaluate_beam(model: bytes | str | os.PathLike[str], data_path: str | os.PathLike[str],
                   task: dict[str, Any] | None = None) -> dict[str, float]:
     """Beam KPIs of ``model`` on the HDF5 file ``data_path``; ``task`` defaults to the model's own metadata."""
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.kpis import beam_kpis
     from edge_sdk.beam.taskspec import BeamTaskSpec
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from edge_sdk.device.data import PayloadData
 from edge_sdk.device.graph import TrainGraph
-
 from edge_sdk.errors import DeviceError
 
 #: bytes of decoded float32 rows (features + soft targets) one epoch-graph run may hold

@@ -32,12 +32,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import urllib3
-from edge_sdk.device.cache import ReleaseCache
 
+from edge_sdk.device.cache import ReleaseCache
 from edge_sdk.release.channel import MAX_RECORD_BYTES, check_channel_name, parse_channel_record
 from edge_sdk.release.digest import BlobRef, parse_digest
 from edge_sdk.release.errors import (
@@ -131,6 +131,16 @@ class FetchReport:
         return asdict(self)
 
 
+class Limiter(Protocol):
+    """What the fetch asks of a limiter: the size of the next read (:meth:`chunk`, bytes) and a call after each
+    read (:meth:`consume`, which may sleep). :class:`RateLimiter` is the default; a link model (e.g. the fleet's
+    ``ShapedLink``) can stand in for it."""
+
+    def chunk(self) -> int: ...
+
+    def consume(self, n: int) -> None: ...
+
+
 class RateLimiter:
     """Token bucket: at most ``rate`` bytes/s on average, bursts of at most ``burst`` bytes (0.1 s worth, at
     least 1 KiB). Sleeps in :meth:`consume`; ``None`` = no cap."""
@@ -217,12 +227,12 @@ class Fetcher:
     """One fetch: the HTTP client, the cache, the rate limiter and the running totals of the report."""
 
     def __init__(self, cfg: FetchConfig, log: Callable[[str], None] | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: Limiter | None = None) -> None:
         check_channel_name(cfg.channel)
         self.cfg = cfg
         self.cache = ReleaseCache(cfg.cache)
         self.http = _Http(cfg)
-        self.limiter = limiter if limiter is not None else RateLimiter(cfg.max_rate)
+        self.limiter: Limiter = limiter if limiter is not None else RateLimiter(cfg.max_rate)
         self.report = FetchReport(url=cfg.url, channel=cfg.channel, budget=cfg.budget, max_rate=cfg.max_rate)
         self.log = log or (lambda s: None)
         self.rng = random.Random()
@@ -546,7 +556,7 @@ class Fetcher:
 
 
 def fetch_release(cfg: FetchConfig, log: Callable[[str], None] | None = None,
-                  limiter: RateLimiter | None = None) -> FetchReport:
+                  limiter: Limiter | None = None) -> FetchReport:
     """Run one fetch (see the module docstring); returns its :class:`FetchReport`. ``limiter``: any object with
     ``chunk() -> int`` (bytes to read next) and ``consume(n)`` (may sleep), e.g. a per-second link model for
     the fleet simulator's live mode; default: a :class:`RateLimiter` of ``cfg.max_rate``."""

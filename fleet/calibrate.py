@@ -96,9 +96,8 @@ def measure_store_time(nbytes: int = 16 * 1024, repeats: int = 9) -> float:
     import shutil
     import tempfile
 
-    from edge_sdk.device.cache import ReleaseCache
-
     from edge_sdk.atomic import atomic_write_text
+    from edge_sdk.device.cache import ReleaseCache
 
     root = tempfile.mkdtemp(prefix="edge-sdk-fleet-store-")
     try:

@@ -40,11 +40,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+
 from edge_sdk.fleet.links import LinkModel, LinkState
 from edge_sdk.fleet.release import FleetRelease, Round
 from edge_sdk.fleet.scenario import DeviceClass, ReleaseSpec, TransferSpec
 from edge_sdk.fleet.seeds import rng
-
 from edge_sdk.release import BlobRef, TierChoice, choose_tier, tier_costs
 
 FAILURES = ("budget_too_small", "storage_full", "offline_too_long", "too_slow", "train_failed")

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.links import Availability, LinkState
 from edge_sdk.fleet.release import FleetRelease
 from edge_sdk.fleet.scenario import Scenario
-
-from edge_sdk.errors import ConfigError
 
 MAX_LIVE_DEVICES = 50
 #: devices fetching at the same time: each simulated device has a CPU of its own, the live ones share this

@@ -13,9 +13,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from edge_sdk.fleet.work import TrainResult
-
 from edge_sdk.atomic import atomic_write_bytes, atomic_write_text
+from edge_sdk.fleet.work import TrainResult
 
 
 def _ort_version() -> str:

@@ -112,7 +112,7 @@ def write_parquet(table: Table, path: Path, metadata: Mapping[str, str]) -> None
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ConfigError("writing Parquet needs pyarrow: pip install 'edge-sdk[fleet]'") from None
+        raise ConfigError("writing Parquet needs pyarrow: pip install -e '.[fleet]' in a checkout (docs/install.md)") from None
     import io
 
     t = pa.table({k: pa.array(v) for k, v in table.items()})
@@ -126,7 +126,7 @@ def read_parquet(path: Path) -> Table:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ConfigError("reading Parquet needs pyarrow: pip install 'edge-sdk[fleet]'") from None
+        raise ConfigError("reading Parquet needs pyarrow: pip install -e '.[fleet]' in a checkout (docs/install.md)") from None
     try:
         return pq.read_table(path).to_pydict()
     except (OSError, ValueError) as exc:
@@ -157,7 +157,7 @@ def write_plots(table: Table, out_dir: Path, title: str = "") -> list[Path]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("plots need matplotlib: pip install 'edge-sdk[fleet]'") from None
+        raise ConfigError("plots need matplotlib: pip install -e '.[fleet]' in a checkout (docs/install.md)") from None
     rows = rows_of(table)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edge_sdk.fleet.scenario import Scenario
-from edge_sdk.fleet.seeds import rng
 
 from edge_sdk.errors import ConfigError, EdgeSdkError
+from edge_sdk.fleet.scenario import Scenario
+from edge_sdk.fleet.seeds import rng
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Population:
 
 def read_pool_positions(path: Path) -> np.ndarray:
     """UE (x, y) positions of the pool, float64 [M, 2] (metres)."""
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
 
     try:
         ds = read_beam_h5(path)

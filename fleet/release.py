@@ -22,13 +22,12 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.fleet.scenario import ReleaseSpec
-
 from edge_sdk.errors import ConfigError, EdgeSdkError
+from edge_sdk.fleet.scenario import ReleaseSpec
 from edge_sdk.release import BlobRef, ChannelRecord, Manifest, ReleaseError, Store, publish
 from edge_sdk.release.channel import CHANNEL_HISTORY
 
@@ -104,27 +103,18 @@ class FleetRelease:
 
 def device_trainer(payload_path: os.PathLike[str] | str, graph_path: os.PathLike[str] | str, *,
                    train_graph: Any = None, trusted_keys: Any = None) -> Any:
-    """The device runtime's :class:`~edge_sdk.device.trainer.Trainer` for a payload, configured as a device that
-    follows the payload's recipe: one ORT thread, and — while the runtime trains whole epochs — the epochs that cover
-    the recipe's update count (``ceil(steps / batches per epoch)``, as ``make demo`` does) when the recipe gives
-    ``steps`` and the runtime would not run exactly that many on its own."""
+    """The device runtime's :class:`~edge_sdk.device.trainer.Trainer` for a payload, configured as a device with no
+    flags: it follows the payload's training recipe exactly (``edge_sdk.recipe.TrainRecipe``: the server's update
+    count, batch size, optimizer and schedule), i.e. it repeats the server's seed-0 evaluation run."""
     from edge_sdk.device.trainer import Trainer
 
-    keys = trusted_keys or None
-    tr = Trainer(payload_path, graph_path, trusted_keys=keys, require_signature=bool(keys), train_graph=train_graph,
-                 threads=1)
-    recipe = dict(tr.task.get("train") or {})
-    steps = recipe.get("steps")
-    per_epoch = getattr(tr, "steps_per_epoch", None)
-    if isinstance(steps, int) and "epochs" not in recipe and per_epoch and getattr(tr, "total_steps", steps) != steps:
-        tr = Trainer(payload_path, graph_path, trusted_keys=keys, require_signature=bool(keys), train_graph=tr.graph,
-                     threads=1, epochs=max(1, math.ceil(steps / per_epoch)))
-    return tr
+    return Trainer(payload_path, graph_path, trusted_keys=trusted_keys or None,
+                   require_signature=bool(trusted_keys), train_graph=train_graph, threads=1)
 
 
 def train_key(payload_digest: str, graph_digest: str, config: Any) -> str:
     """Canonical JSON of what determines the trained model: payload, graph, training config (threads aside)."""
-    cfg = asdict(config) if not isinstance(config, dict) else dict(config)
+    cfg = dict(config) if isinstance(config, dict) else config.to_dict()  # edge_sdk.device.trainer.TrainConfig
     cfg.pop("threads", None)
     return json.dumps({"payload": payload_digest, "graph": graph_digest, "config": cfg}, sort_keys=True,
                       separators=(",", ":"), default=str)
@@ -148,7 +138,7 @@ def _tiers_of(store: Store, m: Manifest, r: int, trusted: list[str] | None,
             except EdgeSdkError as exc:
                 raise ConfigError(f"release {m.release.release!r} tier {mt.name!r}: its payload and graph cannot be "
                                   f"trained on a device: {exc}") from None
-            cfg = asdict(tr.config)
+            cfg = tr.config.to_dict()
             n_params = sum(int(math.prod(s)) for _, s in tr.graph.model.param_shapes())
             n_state = n_params * len(tr.graph.meta["state_suffixes"])
             cache[key] = Tier(name=mt.name, round=r, payload=mt.payload, graph=mt.graph,

@@ -28,9 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_sdk.fleet.links import Availability, LinkModel, LognormalRate, TraceStats, read_trace_csv
-
 from edge_sdk.errors import ConfigError
+from edge_sdk.fleet.links import Availability, LinkModel, LognormalRate, TraceStats, read_trace_csv
 from edge_sdk.units import parse_duration, parse_rate, parse_size
 
 T = TypeVar("T")

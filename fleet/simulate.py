@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_sdk._version import __version__
+from edge_sdk.atomic import atomic_write_text
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.backends import make_backend
 from edge_sdk.fleet.engine import DeviceRound, Engine, Timing
 from edge_sdk.fleet.memo import Memo
@@ -40,10 +44,6 @@ from edge_sdk.fleet.population import Population, build_population, read_pool_po
 from edge_sdk.fleet.release import FleetRelease, Tier, resolve_release
 from edge_sdk.fleet.scenario import Scenario
 from edge_sdk.fleet.work import KPI_COLUMNS, DeviceResult, DeviceTask, TrainResult, device_task, train_task
-
-from edge_sdk._version import __version__
-from edge_sdk.atomic import atomic_write_text
-from edge_sdk.errors import ConfigError
 
 #: devices per backend task, by backend (Ray: 50-200 per task amortises its ~1.5 ms per-task cost)
 DEFAULT_BATCH = {"inline": 256, "process": 64, "ray": 100}
@@ -81,7 +81,7 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 def pool_features(path: Path, tiers: list[Tier]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Model inputs and ideal per-beam RSRP of every pool drop, per distinct task spec:
     {task id: (X float32 [M, D], R float32 [M, n_tx])}."""
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.taskspec import BeamTaskSpec
 
     ds = read_beam_h5(path)
@@ -223,8 +223,8 @@ def _simulate(scenario: Scenario, release: FleetRelease, out_dir: Path | None, o
         batches = [(memo is not None, tasks[i: i + bs]) for i in range(0, len(tasks), bs)]
         bar = _bar(len(tasks), "fleet devices", opt.progress)
         for _, out in backend.map(device_task, batches):
-            for res in out:
-                results[res.row] = res
+            for dres in out:
+                results[dres.row] = dres
             bar.update(len(out))
         bar.close()
         wall["devices"] = time.perf_counter() - t0

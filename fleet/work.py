@@ -145,9 +145,8 @@ def train_task(ctx: WorkerContext, key: str) -> TrainResult:
 
 
 def _evaluate(ctx: WorkerContext, task: DeviceTask, key: str, model: bytes) -> dict[str, float]:
-    from edge_sdk.device.evaluate import predict
-
     from edge_sdk.beam.kpis import beam_kpis
+    from edge_sdk.device.evaluate import predict
 
     x_all, r_all = ctx.shared("pool")[task.task_id]
     sess = ctx.model_session(key, model)

@@ -37,7 +37,6 @@ from typing import Any, TextIO
 
 import anyio
 import anyio.to_thread
-from edge_sdk.serve.auth import ANONYMOUS_READER, Principal, TokenSet
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -55,6 +54,7 @@ from edge_sdk.release.errors import (
     StoreError,
 )
 from edge_sdk.release.store import Store
+from edge_sdk.serve.auth import ANONYMOUS_READER, Principal, TokenSet
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import uvicorn
-from edge_sdk.serve.app import MAX_HEADER_BYTES, ServeApp, ServeConfig, create_app
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.serve.app import MAX_HEADER_BYTES, ServeApp, ServeConfig, create_app
 
 DEFAULT_LIMIT_CONCURRENCY = 1024
 

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.models import forward, init_torch_params
 
 from edge_sdk.beam.dataset import BeamDataset
 from edge_sdk.beam.kpis import beam_kpis
 from edge_sdk.beam.taskspec import BeamTaskSpec
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec, epoch_order
+from edge_sdk.server.models import forward, init_torch_params
 
 #: logit gain of the residual start: the inputs are in units of the fitted scale (about 8 dB), so 1 dB of RSRP
 #: difference is about 1.2 logits
@@ -198,13 +198,15 @@ def select(candidates: list[Candidate], splits: Splits, seed: int = 0) -> tuple[
     """Train each candidate once (``seed``) and rank by validation Top-1; returns the best and the table."""
     if not candidates:
         raise ConfigError("no candidates to select from")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    fits: list[float] = []
     for c in candidates:
         task = splits.spec(c.norm)
         fit = train(c.model_spec(task), splits.arrays(c.norm, "train"), splits.arrays(c.norm, "val"), c.recipe, seed)
         rows.append({"candidate": c.label(), "spec": c.to_dict(), "val_top1": fit.val_top1, "epochs": fit.epochs,
                      "seconds": round(fit.seconds, 1)})
-    order = sorted(range(len(rows)), key=lambda i: -rows[i]["val_top1"])
+        fits.append(float(fit.val_top1))
+    order = sorted(range(len(rows)), key=lambda i: -float(fits[i]))
     return candidates[order[0]], [rows[i] for i in order]
 
 

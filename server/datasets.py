@@ -27,9 +27,10 @@ from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskData:
-    """A classification task as flat arrays (shapes in the module docstring)."""
+    """A classification task as flat arrays (shapes in the module docstring). Immutable: derive a changed copy
+    with ``dataclasses.replace`` (e.g. another ``task`` dict), never assign to a field."""
 
     name: str
     X_train: np.ndarray
@@ -104,7 +105,7 @@ def load_beam(train_path: str | os.PathLike, test_path: str | os.PathLike, task_
     start at sample-and-hold of the latest measurement).
     """
     try:
-        from edge_sdk.beam.dataset import read_beam_h5
+        from edge_sdk.beam.h5reader import read_beam_h5
         from edge_sdk.beam.taskspec import BeamTaskSpec
     except ImportError as exc:  # pragma: no cover - only while edge_sdk.beam is incomplete
         raise ConfigError(f"beam data support is not available in this install: {exc}") from exc

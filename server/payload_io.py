@@ -1,53 +1,147 @@
-"""Compact set <-> payload v1 (edge_sdk.payload): one helper for every server method (distill and ADQ).
+"""Stored set <-> payload v1: the one path from a method's result to a payload file, for every method family.
 
 API::
 
-    from edge_sdk.server.payload_io import CompactSet, compact_from_codec, compact_from_quantizer, \
-        compact_float, to_groups, layouts_for, planned_size, write_compact, read_compact
-    cs = compact_from_codec(X, y, kind="uniform_clip", bits=2, params={"alpha": a})   # quantize with codecs
-    cs = compact_from_quantizer(X_syn, y, torch_quantizer)                           # learned QuADD params
+    from edge_sdk.server.payload_io import (CompactSet, Storage, SoftStorage, PayloadCost, compact_from_codec,
+        compact_from_quantizer, compact_float, write_compact, read_compact)
+    cs = compact_from_codec(X, y, Storage("uniform_clip", 2), params={"alpha": a})   # quantize with codecs
+    cs = compact_from_quantizer(X_syn, y, torch_quantizer, soft=logits)               # learned QuADD params
     cs = compact_float(X, y, "float32")                                               # raw float32/float16
-    info = write_compact(path, cs, num_classes=C, task=task, provenance=prov)       # atomic, PayloadInfo
+    cs = CompactSet.from_groups([SampleGroup(...), ...])                              # any layout (ADQ: one per width)
+    cost = PayloadCost(num_classes=C, task=task, provenance=prov, graph=digest)      # everything but the groups
+    cost.size(storage.layouts(n, d, C)) == cost.size(cs.layouts())                    # exact file size, no data
+    info = write_compact(path, cs, cost, budget_bytes=B)                             # atomic; refuses > B bytes
     X_hat, y, soft, payload = read_compact(path)                                      # what a device decodes
-    nbytes = planned_size(kind, bits, n, d, num_classes=C, task=task, provenance=prov, ...)  # no data
 
-``cs.X`` is float32 ``[N, D]``: the values *as decoded from the payload* (``codecs.dequantize`` of the
-stored codes), so evaluating on ``cs.X`` evaluates exactly what the device will train on.
+A :class:`CompactSet` is the groups that will be written (``edge_sdk.payload.SampleGroup``, in payload order)
+plus their decoded values ``X`` float32 [N, D], labels ``y`` int64 [N] and soft-label logits ``soft`` [N, C]
+(or None), decoded with ``edge_sdk.codecs`` exactly as a device decodes the payload (the ``samples`` groups with
+bits > 0 concatenated in order, ``Payload.samples()``), so evaluating ``X`` evaluates what the device trains on.
 
-Groups written: one ``role="samples"`` group named ``"samples"`` (hard labels attached) and, with soft
-labels, one ``role="soft_labels"`` group ``"soft"`` (``d = num_classes``; rows are *logits*, targets are
-``softmax(row)``; stored with ``soft_kind`` — default ``uniform_clip`` 8 bit with one alpha per class,
-or ``float16``). Everything is counted by ``payload_size``.
+Layouts: a distillation-style set is one ``role="samples"`` group ``"samples"`` (hard labels attached) and, with
+soft labels, one ``role="soft_labels"`` group ``"soft"`` (``d = num_classes``; rows are *logits*, targets are
+``softmax(row)``; stored as :class:`SoftStorage`: ``uniform_clip`` 8 bit with one alpha per class, or
+``float16``) — :class:`Storage` describes it. ADQ stores one group per bit width (``edge_sdk.server.adq``).
+Everything is counted by :class:`PayloadCost` (``edge_sdk.payload.payload_size``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from edge_sdk import codecs
 from edge_sdk.errors import ConfigError
+from edge_sdk.payload import GroupLayout, PayloadInfo, SampleGroup, payload_size, read_payload, write_payload
+
+SOFT_KINDS = ("uniform_clip", "float16")
 
 
-@dataclass
-class CompactSet:
-    """A compact training set ready to be written (shapes: ``X`` [N, D], ``y`` [N], ``soft`` [N, C])."""
+@dataclass(frozen=True)
+class SoftStorage:
+    """How soft-label logits [N, C] are stored: ``uniform_clip`` (``bits``, one alpha per class) or ``float16``."""
 
-    X: np.ndarray
-    y: np.ndarray
+    kind: str = "uniform_clip"
+    bits: int = 8
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOFT_KINDS:
+            raise ConfigError(f"soft labels are stored as {SOFT_KINDS}, got {self.kind!r}")
+        if self.kind == "float16" and self.bits != 16:
+            object.__setattr__(self, "bits", 16)
+        codecs.check_kind_bits(self.kind, self.bits)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a set of samples is stored as one ``samples`` group: payload ``kind`` and ``bits`` (``per_feature``:
+    one ``uniform_clip`` alpha per feature), plus ``soft`` labels when not None."""
+
     kind: str
     bits: int
-    data: np.ndarray  # uint8 codes [N, D] for quantized kinds; float array for raw kinds
-    params: dict[str, np.ndarray] = field(default_factory=dict)
     per_feature: bool = False
-    soft: np.ndarray | None = None  # decoded soft-label logits [N, C]
-    soft_data: np.ndarray | None = None
-    soft_kind: str = "uniform_clip"
-    soft_bits: int = 8
-    soft_params: dict[str, np.ndarray] = field(default_factory=dict)
+    soft: SoftStorage | None = None
+
+    def __post_init__(self) -> None:
+        codecs.check_kind_bits(self.kind, self.bits)
+        if self.per_feature and self.kind != "uniform_clip":
+            object.__setattr__(self, "per_feature", False)  # only uniform_clip has per-feature thresholds
+
+    def layouts(self, n: int, d: int, num_classes: int) -> list[GroupLayout]:
+        """``GroupLayout``s of ``n`` samples of ``d`` values stored this way (no data needed)."""
+        out = [GroupLayout(name="samples", role="samples", kind=self.kind, bits=self.bits, n=n, d=d,
+                           param_shapes=codecs.param_shapes(self.kind, self.bits, n, d, self.per_feature))]
+        if self.soft is not None:
+            s = self.soft
+            out.append(GroupLayout(name="soft", role="soft_labels", kind=s.kind, bits=s.bits, n=n, d=num_classes,
+                                   param_shapes=codecs.param_shapes(s.kind, s.bits, n, num_classes, True),
+                                   labeled=False))
+        return out
+
+
+@dataclass(frozen=True)
+class PayloadCost:
+    """Everything in a payload but the groups: ``num_classes``, the header's ``task`` and ``provenance`` dicts,
+    the training graph's digest ``graph`` (``{"sha256", "size"}`` or None) and whether it will be ``signed``.
+
+    Fix it before planning and pass the same object to :func:`write_compact`, so the planned size is the written
+    size. ``size(layouts)`` is exact (``edge_sdk.payload.payload_size``)."""
+
+    num_classes: int
+    task: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    graph: Mapping[str, Any] | None = None
+    signed: bool = False
+
+    def size(self, layouts: Sequence[GroupLayout]) -> int:
+        return int(payload_size(list(layouts), num_classes=self.num_classes, task=dict(self.task),
+                                provenance=dict(self.provenance), graph=dict(self.graph) if self.graph else None,
+                                signed=self.signed))
+
+    def with_graph(self, graph: Mapping[str, Any] | None) -> PayloadCost:
+        return replace(self, graph=dict(graph) if graph is not None else None)
+
+
+def decode_group(g: SampleGroup) -> np.ndarray:
+    """float32 [n, d] values of a group, as a device decodes them (``codecs.dequantize`` / raw floats)."""
+    if g.kind in codecs.RAW_KINDS:
+        return np.asarray(g.data, np.float32)
+    return codecs.dequantize(np.asarray(g.data), g.kind, g.bits, dict(g.params or {}))
+
+
+@dataclass(frozen=True)
+class CompactSet:
+    """Groups to write (payload order) + their decoded values (module docstring). Build with
+    :meth:`from_groups` or the ``compact_*`` helpers; ``info`` holds method details for the report."""
+
+    groups: tuple[SampleGroup, ...]
+    X: np.ndarray
+    y: np.ndarray
+    soft: np.ndarray | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_groups(cls, groups: Sequence[SampleGroup], info: Mapping[str, Any] | None = None) -> CompactSet:
+        xs, ys, softs = [], [], []
+        for g in groups:
+            if g.role == "samples" and g.bits > 0:
+                if g.labels is None:
+                    raise ConfigError(f"group {g.name!r} stores samples without labels")
+                xs.append(decode_group(g))
+                ys.append(np.asarray(g.labels, np.int64))
+            elif g.role == "soft_labels":
+                softs.append(decode_group(g))
+        if not xs:
+            raise ConfigError("the compact set stores no sample")
+        X = np.ascontiguousarray(np.concatenate(xs), np.float32)
+        soft = np.ascontiguousarray(np.concatenate(softs), np.float32) if softs else None
+        if soft is not None and soft.shape[0] != X.shape[0]:
+            raise ConfigError(f"soft labels cover {soft.shape[0]} rows, samples {X.shape[0]}")
+        return cls(tuple(groups), X, np.concatenate(ys), soft, dict(info or {}))
 
     @property
     def n(self) -> int:
@@ -57,12 +151,14 @@ class CompactSet:
     def d(self) -> int:
         return int(self.X.shape[1])
 
-    def targets(self) -> np.ndarray:
-        """Training targets: soft logits [N, C] when present, else hard labels [N]."""
-        return self.soft if self.soft is not None else self.y
+    def layouts(self) -> list[GroupLayout]:
+        return [g.layout() for g in self.groups]
+
+    def with_info(self, **info: Any) -> CompactSet:
+        return replace(self, info={**self.info, **info})
 
 
-def _check_xy(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     X = np.ascontiguousarray(X, np.float32)
     y = np.asarray(y, np.int64).reshape(-1)
     if X.ndim != 2 or X.shape[0] != y.shape[0]:
@@ -72,115 +168,80 @@ def _check_xy(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _encode_soft(cs: CompactSet, soft: np.ndarray | None, soft_kind: str, soft_bits: int) -> CompactSet:
-    if soft is None:
-        return cs
-    soft = np.ascontiguousarray(soft, np.float32)
-    if soft.shape[0] != cs.n:
+def _soft_group(soft: Any, n: int, storage: SoftStorage) -> SampleGroup:
+    s = np.ascontiguousarray(soft, np.float32)
+    if s.ndim != 2 or s.shape[0] != n:
         raise ConfigError("soft labels need one row per sample")
-    if soft_kind == "float16":
-        data = soft.astype(np.float16)
-        cs.soft, cs.soft_data, cs.soft_kind, cs.soft_bits, cs.soft_params = data.astype(np.float32), data, "float16", 16, {}
-        return cs
-    if soft_kind != "uniform_clip":
-        raise ConfigError("soft labels are stored as 'uniform_clip' or 'float16'")
-    alpha = np.maximum(np.abs(soft).max(axis=0), 1e-3).astype(np.float32)
-    codes, params = codecs.quantize(soft, "uniform_clip", soft_bits, {"alpha": alpha})
-    cs.soft = codecs.dequantize(codes, "uniform_clip", soft_bits, params)
-    cs.soft_data, cs.soft_kind, cs.soft_bits, cs.soft_params = codes, "uniform_clip", soft_bits, params
-    return cs
+    if storage.kind == "float16":
+        return SampleGroup(name="soft", kind="float16", bits=16, data=s.astype(np.float16), params={},
+                           labels=None, role="soft_labels")
+    alpha = np.maximum(np.abs(s).max(axis=0), 1e-3).astype(np.float32)
+    codes, params = codecs.quantize(s, "uniform_clip", storage.bits, {"alpha": alpha})
+    return SampleGroup(name="soft", kind="uniform_clip", bits=storage.bits, data=codes, params=params, labels=None,
+                       role="soft_labels")
 
 
-def compact_float(X, y, kind: str = "float32", soft=None, soft_kind: str = "uniform_clip", soft_bits: int = 8) -> CompactSet:
-    """Raw float32 / float16 samples."""
+def compact_float(X: Any, y: Any, kind: str = "float32", soft: Any = None,
+                  soft_storage: SoftStorage = SoftStorage()) -> CompactSet:
+    """Raw float32 / float16 samples (+ soft labels)."""
     X, y = _check_xy(X, y)
     if kind not in codecs.RAW_KINDS:
         raise ConfigError(f"compact_float needs kind float32 or float16, got {kind!r}")
-    data = X.astype(np.float16 if kind == "float16" else np.float32)
-    cs = CompactSet(data.astype(np.float32), y, kind, codecs.RAW_KINDS[kind], data)
-    return _encode_soft(cs, soft, soft_kind, soft_bits)
+    groups = [SampleGroup(name="samples", kind=kind, bits=codecs.RAW_KINDS[kind],
+                          data=X.astype(np.float16 if kind == "float16" else np.float32), params={}, labels=y)]
+    if soft is not None:
+        groups.append(_soft_group(soft, len(y), soft_storage))
+    return CompactSet.from_groups(groups)
 
 
-def compact_from_codec(X, y, kind: str, bits: int, params: dict[str, np.ndarray] | None = None, per_feature: bool = False,
-                       soft=None, soft_kind: str = "uniform_clip", soft_bits: int = 8) -> CompactSet:
-    """Quantize ``X`` with ``codecs.quantize(kind, bits, params)`` (raw kinds go to :func:`compact_float`)."""
-    if kind in codecs.RAW_KINDS:
-        return compact_float(X, y, kind, soft, soft_kind, soft_bits)
+def compact_from_codec(X: Any, y: Any, storage: Storage, params: Mapping[str, np.ndarray] | None = None,
+                       soft: Any = None) -> CompactSet:
+    """Quantize ``X`` with ``codecs.quantize(storage.kind, storage.bits, params)`` (raw kinds: stored as is)."""
+    if storage.kind in codecs.RAW_KINDS:
+        return compact_float(X, y, storage.kind, soft, storage.soft or SoftStorage())
     X, y = _check_xy(X, y)
-    codes, p = codecs.quantize(X, kind, bits, params)
-    Xh = codecs.dequantize(codes, kind, bits, p)
-    cs = CompactSet(Xh, y, kind, bits, codes, p, per_feature=per_feature)
-    return _encode_soft(cs, soft, soft_kind, soft_bits)
+    codes, p = codecs.quantize(X, storage.kind, storage.bits, dict(params) if params is not None else None)
+    groups = [SampleGroup(name="samples", kind=storage.kind, bits=storage.bits, data=codes, params=p, labels=y)]
+    if soft is not None:
+        groups.append(_soft_group(soft, len(y), storage.soft or SoftStorage()))
+    return CompactSet.from_groups(groups)
 
 
-def compact_from_quantizer(X, y, quantizer, soft=None, soft_kind: str = "uniform_clip", soft_bits: int = 8) -> CompactSet:
-    """Store ``X`` with a learned :mod:`edge_sdk.server.torch_quant` quantizer's parameters."""
+def compact_from_quantizer(X: Any, y: Any, quantizer: Any, soft: Any = None,
+                           soft_storage: SoftStorage = SoftStorage()) -> CompactSet:
+    """Store ``X`` [N, D] with a learned :mod:`edge_sdk.server.torch_quant` quantizer's parameters."""
     params = quantizer.export_params()
     per_feature = "alpha" in params and params["alpha"].shape[0] > 1
     Xn = X.detach().cpu().numpy() if hasattr(X, "detach") else X
-    return compact_from_codec(Xn, y, quantizer.kind, quantizer.bits, params, per_feature, soft, soft_kind, soft_bits)
+    storage = Storage(quantizer.kind, quantizer.bits, per_feature, soft_storage if soft is not None else None)
+    return compact_from_codec(Xn, y, storage, params, soft)
 
 
-def to_groups(cs: CompactSet) -> list:
-    """``edge_sdk.payload.SampleGroup`` list for ``cs``."""
-    from edge_sdk.payload import SampleGroup
-
-    gs = [SampleGroup(name="samples", kind=cs.kind, bits=cs.bits, data=cs.data, params=dict(cs.params),
-                      labels=cs.y, role="samples")]
-    if cs.soft_data is not None:
-        gs.append(SampleGroup(name="soft", kind=cs.soft_kind, bits=cs.soft_bits, data=cs.soft_data,
-                              params=dict(cs.soft_params), labels=None, role="soft_labels"))
-    return gs
-
-
-def layouts_for(kind: str, bits: int, n: int, d: int, num_classes: int, per_feature: bool = False,
-                soft: bool = False, soft_kind: str = "uniform_clip", soft_bits: int = 8) -> list:
-    """``GroupLayout`` list matching :func:`to_groups` for a set of ``n`` x ``d`` values (no data needed)."""
-    from edge_sdk.payload import GroupLayout
-
-    out = [GroupLayout(name="samples", role="samples", kind=kind, bits=bits, n=n, d=d,
-                       param_shapes=codecs.param_shapes(kind, bits, n, d, per_feature),
-                       extra_shapes={}, meta={})]
-    if soft:
-        out.append(GroupLayout(name="soft", role="soft_labels", kind=soft_kind, bits=soft_bits, n=n, d=num_classes,
-                               param_shapes=codecs.param_shapes(soft_kind, soft_bits, n, num_classes, True),
-                               extra_shapes={}, meta={}))
-    return out
-
-
-def planned_size(kind: str, bits: int, n: int, d: int, *, num_classes: int, task: dict[str, Any],
-                 provenance: dict[str, Any], per_feature: bool = False, soft: bool = False,
-                 soft_kind: str = "uniform_clip", soft_bits: int = 8, graph: dict | None = None, signed: bool = False) -> int:
-    """Exact file size of the payload :func:`write_compact` would write (``edge_sdk.payload.payload_size``)."""
-    from edge_sdk.payload import payload_size
-
-    lay = layouts_for(kind, bits, n, d, num_classes, per_feature, soft, soft_kind, soft_bits)
-    return int(payload_size(lay, num_classes=num_classes, task=task, provenance=provenance, graph=graph, signed=signed))
-
-
-def write_compact(path: str | os.PathLike, cs: CompactSet, *, num_classes: int, task: dict[str, Any],
-                  provenance: dict[str, Any], graph: dict | None = None, signing_key=None, budget_bytes: int | None = None):
-    """Write ``cs`` as payload v1 (atomic). Refuses (ConfigError) to write a file larger than ``budget_bytes``."""
-    from edge_sdk.payload import payload_size, write_payload
-
-    groups = to_groups(cs)
-    if budget_bytes is not None:
-        size = payload_size([g.layout() for g in groups], num_classes=num_classes, task=task,
-                            provenance=provenance, graph=graph, signed=signing_key is not None)
-        if size > budget_bytes:
-            raise ConfigError(f"compact set needs {size} bytes, over the budget of {budget_bytes} bytes")
-    info = write_payload(path, groups, num_classes=num_classes, task=task, provenance=provenance,
-                         graph=graph, signing_key=signing_key)
-    if budget_bytes is not None and info.size > budget_bytes:  # pragma: no cover - payload_size is exact
+def write_compact(path: str | os.PathLike[str], cs: CompactSet, cost: PayloadCost, *,
+                  budget_bytes: int | None = None, planned_bytes: int | None = None,
+                  signing_key: Any = None) -> PayloadInfo:
+    """Write ``cs`` as payload v1 (atomic) with ``cost``'s header. Refuses (ConfigError) a file larger than
+    ``budget_bytes`` before writing, and checks the written size against ``planned_bytes`` (the plan's size)."""
+    if (signing_key is not None) != cost.signed:
+        raise ConfigError("sign the payload exactly when its cost was planned as signed (PayloadCost.signed)")
+    size = cost.size(cs.layouts())
+    if budget_bytes is not None and size > budget_bytes:
+        raise ConfigError(f"compact set needs {size} bytes, over the budget of {budget_bytes} bytes")
+    if planned_bytes is not None and size != planned_bytes:
+        raise ConfigError(f"payload would be {size} B but {planned_bytes} B were planned (accounting mismatch)")
+    info = write_payload(path, list(cs.groups), num_classes=cost.num_classes, task=dict(cost.task),
+                         provenance=dict(cost.provenance), graph=dict(cost.graph) if cost.graph else None,
+                         signing_key=signing_key)
+    if info.size != size:  # pragma: no cover - payload_size is exact (tested)
         os.unlink(path)
-        raise ConfigError(f"written payload is {info.size} bytes, over the budget of {budget_bytes}")
+        raise ConfigError(f"written payload is {info.size} bytes, {size} were computed")
     return info
 
 
-def read_compact(path: str | os.PathLike, **kw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+def read_compact(path: str | os.PathLike[str], **kw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
     """``(X float32 [N, D], y int64 [N], soft logits [N, C] or None, Payload)`` decoded from a payload."""
-    from edge_sdk.payload import read_payload
-
     p = read_payload(path, **kw)
     X, y = p.samples()
+    if y is None:
+        raise ConfigError(f"{path} holds no labels; a compact set for training needs them")
     return X, y, p.soft_labels(), p

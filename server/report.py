@@ -3,15 +3,14 @@
 API (shared with server/adq)::
 
     from edge_sdk.server.report import build_report, validate_report, write_report, SCHEMA_ID
-    rep = build_report(command="distill", method="quadd-dm", config={...}, budget={...},
-                       payload_path=path, full_float32_bytes=data.full_float32_bytes,
-                       eval_result=res, timings={"distill_s": 12.3}, dataset={...}, extra={...})
+    rep = build_report(command="distill", method="quadd-dm", config={...}, budget={...}, payload_path=path,
+                       data=task_data, eval_result=res, timings={"build_s": 12.3}, extra={...})
     write_report(out_dir / "report.json", rep)     # validates, then writes atomically
     validate_report(json.load(open(p)))            # raises ConfigError listing every problem
 
 Schema (``schema == "edge-sdk.report/1"``; documented field by field in docs/report-schema.md):
-``schema, command, method, config, budget {bytes, spec, compression_target}, dataset {name, n_train, dim,
-num_classes}, payload {path, bytes, sha256}, payload_bytes, full_float32_bytes, compression,
+``schema, command, method, config, budget {bytes, spec, compression_target}, dataset {name, n_train, n_test, dim,
+num_classes, model}, payload {path, bytes, sha256}, payload_bytes, full_float32_bytes, compression,
 kpis {name: {mean, std, per_seed}}, eval {config, seeds}, seeds, timings {..._s}, versions, created_utc,
 extra``.  ``payload_bytes`` is the size of the file on disk; ``compression = full_float32_bytes /
 payload_bytes``.
@@ -78,11 +77,19 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def dataset_block(data: Any) -> dict[str, Any]:
+    """The report's ``dataset`` block of a ``TaskData``: name, sizes, classes and the model spec."""
+    return {"name": data.name, "n_train": int(data.X_train.shape[0]), "n_test": int(data.X_test.shape[0]),
+            "dim": int(data.X_train.shape[1]), "num_classes": int(data.num_classes), "model": data.spec.to_dict()}
+
+
 def build_report(*, command: str, method: str, config: dict[str, Any], budget: dict[str, Any],
-                 payload_path: str | os.PathLike, full_float32_bytes: int, eval_result: Any,
-                 timings: dict[str, float], dataset: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Assemble a report; ``payload_bytes`` is measured on disk and ``kpis`` come from ``eval_result``
-    (an :class:`edge_sdk.server.train_eval.EvalResult`)."""
+                 payload_path: str | os.PathLike, data: Any, eval_result: Any, timings: dict[str, float],
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble a report; ``payload_bytes`` is measured on disk, ``dataset`` and ``full_float32_bytes`` come from
+    ``data`` (a ``TaskData``) and ``kpis`` from ``eval_result`` (an :class:`edge_sdk.server.train_eval.EvalResult`)."""
+    full_float32_bytes = int(data.full_float32_bytes)
+    dataset = dataset_block(data)
     p = Path(payload_path)
     size = p.stat().st_size
     rep = {
@@ -148,6 +155,9 @@ def validate_report(rep: Any) -> None:
             errs.append(f"kpis[{name!r}].per_seed has {len(v['per_seed'])} values for {len(rep['seeds'])} seeds")
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in [v["mean"], v["std"], *v["per_seed"]]):
             errs.append(f"kpis[{name!r}] has a non-finite value")
+    for k in ("name", "n_train", "n_test", "dim", "num_classes", "model"):
+        if k not in rep["dataset"]:
+            errs.append(f"dataset.{k} is missing")
     for k, v in rep["timings"].items():
         if not k.endswith("_s") or not isinstance(v, (int, float)):
             errs.append(f"timings[{k!r}] must be a number of seconds named *_s")

@@ -45,17 +45,11 @@ from torch import Tensor, nn
 
 from edge_sdk import codecs
 from edge_sdk.errors import ConfigError
+from edge_sdk.registry import Registry
 
-QUANTIZERS: dict[str, Callable[..., TorchQuantizer]] = {}
+#: differentiable quantizers by name (``--quantizer``); each class has ``kind`` (the payload kind it writes)
+QUANTIZERS: Registry[type[TorchQuantizer]] = Registry("quantizer")
 APOT_GROUP = 2
-
-
-def register_quantizer(name: str):
-    def deco(cls):
-        QUANTIZERS[name] = cls
-        return cls
-
-    return deco
 
 
 def mse_search(amax: Tensor, err: Callable[[Tensor], Tensor], steps: int = 40) -> Tensor:
@@ -83,7 +77,14 @@ def ste_round(x: Tensor) -> Tensor:
 
 
 class TorchQuantizer(nn.Module):
+    """Base of a differentiable quantizer: ``kind`` is the payload kind it writes; :meth:`supported_bits` the
+    widths it accepts (default: every width ``edge_sdk.codecs`` allows for ``kind``)."""
+
     kind: str = ""
+
+    @classmethod
+    def supported_bits(cls) -> tuple[int, ...]:
+        return tuple(codecs.ALLOWED_BITS[cls.kind])
 
     def __init__(self, bits: int) -> None:
         super().__init__()
@@ -98,7 +99,7 @@ class TorchQuantizer(nn.Module):
         return codecs.quantize(xn.astype(np.float32), self.kind, self.bits, self.export_params())
 
 
-@register_quantizer("uniform")
+@QUANTIZERS.register("uniform")
 class UniformClipQuantizer(TorchQuantizer):
     """``uniform_clip``: ``x_hat = alpha * round(clip(x, -alpha, alpha) / alpha * Q) / Q``.
 
@@ -159,7 +160,7 @@ class _LevelsQuantizer(TorchQuantizer):
         return {"levels": self.levels().detach().cpu().numpy().astype(np.float32).reshape(-1)}
 
 
-@register_quantizer("codebook")
+@QUANTIZERS.register("codebook")
 class CodebookQuantizer(_LevelsQuantizer):
     """Fully learned codebook of ``2**bits`` levels (any b in 1..8)."""
 
@@ -237,19 +238,19 @@ class _AffineQuantizer(TorchQuantizer):
         return codecs.quantize(xn, self.kind, self.bits, self.export_params())
 
 
-@register_quantizer("affine_set")
+@QUANTIZERS.register("affine_set")
 class AffineSetQuantizer(_AffineQuantizer):
     kind = "affine_set"
     granularity = "set"
 
 
-@register_quantizer("affine_feature")
+@QUANTIZERS.register("affine_feature")
 class AffineFeatureQuantizer(_AffineQuantizer):
     kind = "affine_feature"
     granularity = "feature"
 
 
-@register_quantizer("affine_sample")
+@QUANTIZERS.register("affine_sample")
 class AffineSampleQuantizer(_AffineQuantizer):
     kind = "affine_sample"
     granularity = "sample"
@@ -274,9 +275,15 @@ def apot_magnitudes(bits: int, k: int = APOT_GROUP) -> np.ndarray:
     return (vals / vals.max()).astype(np.float32)
 
 
-@register_quantizer("apot")
+@QUANTIZERS.register("apot")
 class APoTQuantizer(_LevelsQuantizer):
     """APoT levels with one learned clipping threshold ``alpha``; exported as a materialised codebook."""
+
+    base: Tensor  # the normalised signed level set (a buffer)
+
+    @classmethod
+    def supported_bits(cls) -> tuple[int, ...]:
+        return tuple(b for b in range(2, 9) if (b - 1) % APOT_GROUP == 0 and b - 1 >= APOT_GROUP)
 
     def __init__(self, bits: int, x_init: Tensor, per_feature: bool = False) -> None:
         super().__init__(bits)
@@ -302,28 +309,16 @@ class APoTQuantizer(_LevelsQuantizer):
 
 def make_quantizer(name: str, bits: int, x_init: Tensor, per_feature: bool = False) -> TorchQuantizer:
     """Build the registered quantizer ``name`` for ``bits``, initialised from ``x_init`` [N, D]."""
-    if name not in QUANTIZERS:
-        raise ConfigError(f"unknown quantizer {name!r}; available: {sorted(QUANTIZERS)}")
-    return QUANTIZERS[name](bits, x_init, per_feature=per_feature)
+    return QUANTIZERS.get(name)(bits, x_init, per_feature=per_feature)  # type: ignore[call-arg]
 
 
 def quantizer_kind(name: str) -> str:
     """Payload kind written for quantizer ``name``."""
-    if name not in QUANTIZERS:
-        raise ConfigError(f"unknown quantizer {name!r}; available: {sorted(QUANTIZERS)}")
-    return QUANTIZERS[name].kind
+    return str(QUANTIZERS.get(name).kind)
 
 
 def allowed_bits(name: str) -> tuple[int, ...]:
     """Bit widths quantizer ``name`` supports."""
-    if name == "uniform":
-        return codecs.ALLOWED_BITS["uniform_clip"]
-    if name == "apot":
-        return tuple(b for b in range(2, 9) if (b - 1) % APOT_GROUP == 0 and b - 1 >= APOT_GROUP)
-    if name == "codebook":
-        return codecs.ALLOWED_BITS["codebook"]
-    if name in codecs.AFFINE_KINDS:
-        return codecs.ALLOWED_BITS[name]
-    raise ConfigError(f"unknown quantizer {name!r}; available: {sorted(QUANTIZERS)}")
+    return QUANTIZERS.get(name).supported_bits()
 
 

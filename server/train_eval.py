@@ -3,77 +3,59 @@ several seeds and report the mean and std of the task KPIs on the real test set.
 
 API (also used by server/adq)::
 
+    from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, train_model, score_metrics
-    cfg = EvalConfig(steps=2000, batch_size=128, lr=0.05, seeds=(0, 1, 2))
-    res = evaluate_compact(spec, X, y, data, cfg)           # X float32 [N, D]; y int64 [N] or soft [N, C]
+    cfg = EvalConfig(recipe=TrainRecipe(steps=2000, batch_size=128, lr=0.05), seeds=(0, 1, 2))
+    res = evaluate_compact(spec, X, y, data, cfg, soft=None)   # X float32 [N, D]; y int64 [N]; soft [N, C] logits
     res.mean["top1"], res.std["top1"], res.per_seed, res.seconds
+    params = train_model(spec, X, y, seed, recipe, soft=None, device="cpu")   # one run of the recipe
 
 ``data`` is a :class:`edge_sdk.server.datasets.TaskData` (only ``X_test``, ``y_test``, ``rsrp_test`` are
 read): beam tasks report ``edge_sdk.beam.kpis.beam_kpis`` (top1..top4, top1_1db, RSRP differences);
 image tasks report ``top1`` (and ``top5`` when there are > 5 classes).
 
-Protocol (identical for every method, reproducible on the device):
-
-* parameters start from ``init_params(spec, seed)``;
-* optimizer: SGD with momentum ``momentum`` and L2 weight decay ``weight_decay``, constant learning rate
-  ``lr``, exactly ``torch.optim.SGD`` semantics (dampening 0, no Nesterov): ``d = g + wd * p``;
-  ``buf = d`` (first step) else ``buf = momentum * buf + d``; ``p -= lr * buf`` (written out by hand so
-  the device graph's SGD can be checked against it line by line);
-* ``steps`` updates on mini-batches of ``batch_size``; epoch ``e`` visits the samples in the order
-  ``epoch_order(N, seed, e)``, cut into consecutive batches (the last batch of an epoch may be smaller);
-  the run stops after exactly ``steps`` updates. A fixed number of *updates* (not epochs) is used so that a
-  32-sample and a 20,000-sample set get the same optimisation effort — and "same epochs" for every method
-  would otherwise mean 600x more compute for the full set;
-* loss: cross-entropy with hard labels, or with the soft targets ``softmax(y_soft)`` when ``y`` is a float
-  ``[N, C]`` array of logits (MTT soft labels);
-* the model of the **last** step is evaluated once on the test set (no best-epoch-on-test selection).
+Protocol (identical for every method, reproduced by the device): one run of the
+:class:`edge_sdk.recipe.TrainRecipe` per seed — initial parameters ``init_params(spec, seed)``, batches in
+``epoch_order``, exactly ``recipe.steps`` updates, the recipe's optimizer, schedule and loss (all defined in
+:mod:`edge_sdk.recipe`; the optimizers are written out by hand so the device graph's update can be checked
+against them line by line). A fixed number of *updates* (not epochs) is used so that a 32-sample and a
+20,000-sample set get the same optimisation effort. The model of the **last** update is evaluated once on the
+test set (no best-epoch-on-test selection). The payload carries ``recipe.to_payload()`` as ``task["train"]``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.models import forward, init_torch_params
 from torch import Tensor
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec, epoch_order
+from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe, iter_batches
+from edge_sdk.server.models import forward, init_torch_params
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Training recipe for evaluation runs (the same for every method)."""
+    """How compact sets are evaluated: one run of ``recipe`` per seed, on a torch ``device``."""
 
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    recipe: TrainRecipe = TrainRecipe()
     seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("EvalConfig needs steps >= 1, batch_size >= 1 and lr > 0")
+        if not isinstance(self.recipe, TrainRecipe):
+            raise ConfigError(f"EvalConfig.recipe must be a TrainRecipe, got {type(self.recipe).__name__}")
         if len(self.seeds) < 1:
             raise ConfigError("EvalConfig needs at least one seed (the protocol asks for >= 3)")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seeds"] = list(self.seeds)
-        return d
-
-    def device_recipe(self) -> dict[str, Any]:
-        """The training recipe as stored in a payload's ``task["train"]`` (read by ``edge_sdk.device``'s
-        ``TrainConfig``): SGD with momentum and coupled weight decay, constant learning rate, this batch size.
-        ``steps`` is the server's update count; a device trains whole epochs (``epochs`` chosen by the caller)."""
-        return {"optimizer": "sgd", "lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "batch_size": self.batch_size, "schedule": "constant", "steps": self.steps}
+        return {"recipe": self.recipe.to_dict(), "seeds": list(self.seeds), "device": self.device}
 
 
 @dataclass
@@ -95,47 +77,65 @@ class EvalResult:
         }
 
 
-def _batches(n: int, seed: int, batch_size: int, steps: int):
-    done, epoch = 0, 0
-    while True:
-        order = epoch_order(n, seed, epoch)
-        for s in range(0, n, batch_size):
-            yield order[s : s + batch_size]
-            done += 1
-            if done >= steps:
-                return
-        epoch += 1
+def _loss(logits: Tensor, y: Tensor, soft: Tensor | None, soft_weight: float) -> Tensor:
+    """The recipe's loss (edge_sdk.recipe): hard CE, soft CE against ``softmax(soft)``, or their mix."""
+    if soft is None:
+        return F.cross_entropy(logits, y)
+    soft_ce = F.cross_entropy(logits, torch.softmax(soft, dim=1))
+    if soft_weight == 1.0:
+        return soft_ce
+    return (1.0 - soft_weight) * F.cross_entropy(logits, y) + soft_weight * soft_ce
 
 
-def train_model(spec: ModelSpec, X: np.ndarray | Tensor, y: np.ndarray | Tensor, seed: int, cfg: EvalConfig) -> dict[str, Tensor]:
-    """Train one fresh model (protocol in the module docstring); returns the final parameters."""
-    dev = torch.device(cfg.device)
+def train_model(spec: ModelSpec, X: np.ndarray | Tensor, y: np.ndarray | Tensor, seed: int, recipe: TrainRecipe, *,
+                soft: np.ndarray | Tensor | None = None, device: str = "cpu") -> dict[str, Tensor]:
+    """One run of ``recipe`` (edge_sdk.recipe) with ``seed`` on ``X`` float32 [N, D], hard labels ``y`` int [N]
+    and optional soft-label logits ``soft`` [N, C]; returns the final parameters (no argument is modified)."""
+    if not isinstance(recipe, TrainRecipe):
+        raise ConfigError(f"train_model needs a TrainRecipe, got {type(recipe).__name__}")
+    dev = torch.device(device)
     Xt = torch.as_tensor(np.asarray(X, np.float32) if not isinstance(X, Tensor) else X.detach()).float().to(dev)
-    yt = torch.as_tensor(y if isinstance(y, Tensor) else np.asarray(y)).to(dev)
+    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y.detach()).long().to(dev)
     if Xt.shape[0] == 0:
         raise ConfigError("cannot train on an empty compact set")
     if Xt.shape[0] != yt.shape[0]:
         raise ConfigError(f"X has {Xt.shape[0]} rows but labels have {yt.shape[0]}")
-    soft = yt.is_floating_point()
-    if soft:
-        target_all = torch.softmax(yt.float(), dim=1)
-    else:
-        target_all = yt.long()
+    st = None
+    if soft is not None:
+        st = torch.as_tensor(np.asarray(soft, np.float32) if not isinstance(soft, Tensor) else soft.detach()).float().to(dev)
+        if st.shape[0] != Xt.shape[0]:
+            raise ConfigError(f"X has {Xt.shape[0]} rows but soft labels have {st.shape[0]}")
+    r = recipe
     params = init_torch_params(spec, seed, dev, requires_grad=True)
     names = list(params)
-    bufs: list[Tensor | None] = [None] * len(names)
-    for idx in _batches(Xt.shape[0], seed, cfg.batch_size, cfg.steps):
+    state: list[list[Tensor] | None] = [None] * len(names)
+    for t, _, idx in iter_batches(Xt.shape[0], r.batch_size, seed, 0, r.steps):
         it = torch.from_numpy(idx).to(dev)
-        loss = F.cross_entropy(forward(spec, params, Xt[it]), target_all[it])
+        loss = _loss(forward(spec, params, Xt[it]), yt[it], st[it] if st is not None else None, r.soft_weight)
         grads = torch.autograd.grad(loss, [params[n] for n in names])
+        lr = r.lr_at(t)
         with torch.no_grad():
             for i, (n, g) in enumerate(zip(names, grads, strict=True)):
                 p = params[n]
-                d_p = g + cfg.weight_decay * p if cfg.weight_decay else g
-                if cfg.momentum:
-                    bufs[i] = d_p.clone() if bufs[i] is None else bufs[i].mul_(cfg.momentum).add_(d_p)
-                    d_p = bufs[i]
-                p.sub_(cfg.lr * d_p)
+                d_p = g + r.weight_decay * p if r.weight_decay else g
+                if r.optimizer == "sgd":
+                    if r.momentum:
+                        if state[i] is None:
+                            state[i] = [d_p.clone()]
+                        else:
+                            state[i][0].mul_(r.momentum).add_(d_p)  # type: ignore[index]
+                        d_p = state[i][0]  # type: ignore[index]
+                    p.sub_(lr * d_p)
+                else:  # adam
+                    if state[i] is None:
+                        state[i] = [torch.zeros_like(p), torch.zeros_like(p)]
+                    m, v = state[i]  # type: ignore[misc]
+                    m.mul_(r.beta1).add_(d_p, alpha=1.0 - r.beta1)
+                    v.mul_(r.beta2).addcmul_(d_p, d_p, value=1.0 - r.beta2)
+                    k = t + 1
+                    step_size = lr / (1.0 - r.beta1**k)
+                    denom = v.sqrt() / ((1.0 - r.beta2**k) ** 0.5) + r.eps
+                    p.sub_(step_size * (m / denom))
     return {k: v.detach() for k, v in params.items()}
 
 
@@ -164,21 +164,59 @@ def score_metrics(scores: np.ndarray, y_test: np.ndarray, rsrp_test: np.ndarray 
     return out
 
 
-def evaluate_compact(spec: ModelSpec, X, y, data, cfg: EvalConfig, progress: bool = False) -> EvalResult:
-    """Train ``len(cfg.seeds)`` fresh models on ``(X, y)`` and score each on ``data``'s real test set."""
+def evaluate_compact(spec: ModelSpec, X: Any, y: Any, data: Any, cfg: EvalConfig, progress: bool = False, *,
+                     soft: Any = None) -> EvalResult:
+    """Train ``len(cfg.seeds)`` fresh models on ``(X, y[, soft])`` (one :func:`train_model` run of ``cfg.recipe``
+    per seed) and score each on ``data``'s real test set."""
     t0 = time.perf_counter()
     per_seed = []
     seeds = list(cfg.seeds)
     it = seeds
     if progress:
-        from tqdm import tqdm
+        from edge_sdk.progress import progress_bar
 
-        it = tqdm(seeds, desc="eval seeds", leave=False)
+        it = progress_bar(seeds, desc="eval seeds", leave=False)
     for seed in it:
-        params = train_model(spec, X, y, seed, cfg)
+        params = train_model(spec, X, y, seed, cfg.recipe, soft=soft, device=cfg.device)
         scores = predict(spec, params, data.X_test)
         per_seed.append(score_metrics(scores, data.y_test, getattr(data, "rsrp_test", None)))
     keys = list(per_seed[0])
     mean = {k: float(np.mean([p[k] for p in per_seed])) for k in keys}
     std = {k: float(np.std([p[k] for p in per_seed])) for k in keys}
-    return EvalResult(per_seed, mean, std, seeds, time.perf_counter() - t0, cfg.to_dict())
+    return EvalResult(per_seed, mean, std, seeds, time.perf_counter() - t0, {**cfg.to_dict(), "runtime": "torch"})
+
+
+def evaluate_with_graph(payload_path: Any, graph_path: Any, data: Any, cfg: EvalConfig,
+                        progress: bool = False) -> EvalResult:
+    """The protocol run by the device runtime on the written files: per seed, ``edge_sdk.device.trainer.Trainer``
+    trains on ``payload_path`` with ``graph_path`` (the payload's recipe, which must be ``cfg.recipe``;
+    onnxruntime, 1 thread) and the standalone inference model is scored on ``data``'s test set — exactly what
+    ``edge-sdk device train --seed s --eval TEST.h5`` computes, so a device reproduces each per-seed figure.
+
+    Why not torch: a device and torch agree to ~1e-7 per step, but a pre-activation that lands within float
+    rounding of a ReLU kink takes different branches in the two, and SGD amplifies such a difference to
+    seed-to-seed spread (measured: 1.2 Top-1 points after 2,000 steps on a 36x payload, docs/device.md).
+    Evaluating with the device's own runtime makes the report the number a device gets."""
+    from edge_sdk.device.evaluate import inference_session
+    from edge_sdk.device.evaluate import predict as ort_predict
+    from edge_sdk.device.trainer import Trainer
+
+    t0 = time.perf_counter()
+    per_seed = []
+    seeds = list(cfg.seeds)
+    it: Any = seeds
+    if progress:
+        from edge_sdk.progress import progress_bar
+
+        it = progress_bar(seeds, desc="eval seeds (onnxruntime)", leave=False)
+    for seed in it:
+        tr = Trainer(payload_path, graph_path, seed=int(seed))
+        if tr.config.recipe != cfg.recipe:
+            raise ConfigError(f"the payload's recipe {tr.config.recipe} is not the evaluation recipe {cfg.recipe}")
+        st = tr.train()
+        scores = ort_predict(inference_session(tr.model_bytes(st.params)), data.X_test)
+        per_seed.append(score_metrics(scores, data.y_test, getattr(data, "rsrp_test", None)))
+    keys = list(per_seed[0])
+    mean = {k: float(np.mean([p[k] for p in per_seed])) for k in keys}
+    std = {k: float(np.std([p[k] for p in per_seed])) for k in keys}
+    return EvalResult(per_seed, mean, std, seeds, time.perf_counter() - t0, {**cfg.to_dict(), "runtime": "onnxruntime"})

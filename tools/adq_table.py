@@ -20,6 +20,7 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,14 +63,19 @@ def data_stats(data) -> dict:
     """Facts about the stored representation: sign of the features, how many of the 2Q+1 symmetric levels
     the codes actually use per width, bytes per sample at each width, and the fixed payload overhead."""
     import numpy as np
-    from edge_sdk.server.adq.cost import ByteCost
-    from edge_sdk.server.adq.pipeline import QuantizeConfig, payload_cost
 
     from edge_sdk import codecs
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.adq import QuantizeConfig
+    from edge_sdk.server.adq.cost import ByteCost
+    from edge_sdk.server.pipeline import RunConfig, family_of, payload_cost
+    from edge_sdk.server.train_eval import EvalConfig
 
     x = data.X_train
+    cfg = RunConfig(QuantizeConfig(), eval=EvalConfig(TrainRecipe()), graph=False)
+    overhead = payload_cost(data, cfg, family_of(cfg.method)).size([])  # header with recipe + provenance, no graph
     out = {"frac_positive": float((x > 0).mean()), "frac_negative": float((x < 0).mean()),
-           "overhead_bytes": int(payload_cost(data, QuantizeConfig()).total([])), "levels": {}, "per_sample_bytes": {}}
+           "overhead_bytes": int(overhead), "levels": {}, "per_sample_bytes": {}}
     for b in (2, 3, 4, 8):
         c, _ = codecs.quantize(x, "symmetric_per_sample", b)
         out["levels"][str(b)] = [int(np.unique(c).size), 2 * codecs.q_max(b) + 1]
@@ -79,24 +85,31 @@ def data_stats(data) -> dict:
     return out
 
 
-def run_grid(data, rows, recipe, log=print) -> list[dict]:
-    from edge_sdk.server.adq.pipeline import QuantizeConfig, run
+def run_grid(data, rows, ev, runs_dir: Path, log=print) -> list[dict]:
+    """Every row through the product's one path (``edge_sdk.server.pipeline.run``, no graph: the table compares
+    methods, and a graph digest would add the same ~80 B to every payload)."""
+    from edge_sdk.budget import Budget
+    from edge_sdk.server.adq import QuantizeConfig
     from edge_sdk.server.adq.sensitivity import SensitivityConfig
+    from edge_sdk.server.pipeline import RunConfig, run
 
     out = []
     for i, (section, kw) in enumerate(rows):
         kw = dict(kw)
         sens = kw.pop("sens", {})
+        budget = Budget.parse(kw.pop("budget"))
         sd = kw.get("scale_dtype", "float32")
         cfg = QuantizeConfig(**kw, sensitivity=SensitivityConfig(scale_dtype=sd, **sens))
         t0 = time.perf_counter()
-        cs, res = run(data, cfg, recipe)
+        rep = run(data, RunConfig(cfg, budget, ev, graph=False), runs_dir / f"row{i:02d}").report
+        alloc = rep["extra"]["method_info"]["allocation"]
         row = {
-            "section": section, "config": cfg.to_dict(), "bytes": int(cs.nbytes), "budget": int(cs.budget),
+            "section": section, "config": {**cfg.to_dict(), "budget": budget.spec},
+            "bytes": int(rep["payload_bytes"]), "budget": int(budget.resolve(data.full_float32_bytes)),
             "full_float32_bytes": int(data.full_float32_bytes),
-            "compression_percent": 100.0 * (1.0 - cs.nbytes / data.full_float32_bytes),
-            "stored": int(cs.X.shape[0]), "n_train": int(data.X_train.shape[0]),
-            "groups": cs.info["allocation"]["group_sizes"], "kpis": res.kpis(), "seconds": time.perf_counter() - t0,
+            "compression_percent": 100.0 * (1.0 - rep["payload_bytes"] / data.full_float32_bytes),
+            "stored": int(rep["extra"]["stored_samples"]), "n_train": int(data.X_train.shape[0]),
+            "groups": alloc["group_sizes"], "kpis": rep["kpis"], "seconds": time.perf_counter() - t0,
         }
         out.append(row)
         log(f"[{i + 1}/{len(rows)}] {section:9s} {label(row):38s} {row['bytes']:8d} B "
@@ -229,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         import platform
 
         import torch
+
+        from edge_sdk.recipe import TrainRecipe
         from edge_sdk.server import datasets
         from edge_sdk.server.train_eval import EvalConfig
+
 
         torch.set_num_threads(1)
         t0 = time.perf_counter()
@@ -252,14 +268,15 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write(MD_PATH, render(results))
             print(json.dumps(results[key]["stats"], indent=1))
             return 0
-        recipe = EvalConfig(steps=a.steps, seeds=tuple(range(a.seeds)))
-        rows = run_grid(data, grid(a.quick), recipe)
+        ev = EvalConfig(TrainRecipe(steps=a.steps), seeds=tuple(range(a.seeds)))
+        with tempfile.TemporaryDirectory(prefix="adq-table-") as runs:
+            rows = run_grid(data, grid(a.quick), ev, Path(runs))
         cmd = ".venv/bin/python tools/adq_table.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
         results[key] = {
             "stats": data_stats(data),
             "command": cmd, "data": desc, "rows": rows, "seconds": time.perf_counter() - t0,
-            "eval": f"{data.spec.kind} model, {a.steps} SGD steps (batch {recipe.batch_size}, lr {recipe.lr}, "
-                    f"momentum {recipe.momentum}), seeds {list(recipe.seeds)}",
+            "eval": f"{data.spec.kind} model, {a.steps} SGD steps (batch {ev.recipe.batch_size}, lr {ev.recipe.lr}, "
+                    f"momentum {ev.recipe.momentum}), seeds {list(ev.seeds)}",
             "host": f"{platform.machine()}, torch {torch.__version__}, 1 thread",
         }
         atomic_write(JSON_PATH, json.dumps(results, indent=1))

@@ -36,7 +36,8 @@ def _one(preset: str, rows: int, device: str) -> dict:
 
 def main(out_dir: Path, rows: int = 2000, threads: int = 1) -> dict:
     import torch
-    from edge_sdk.server.datagen.reference import atomic_write_text
+
+    from edge_sdk.atomic import atomic_write_text
 
     torch.set_num_threads(threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

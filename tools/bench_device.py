@@ -28,13 +28,15 @@ from edge_sdk.payload import read_payload
 from edge_sdk.modelspec import ModelSpec, epoch_order, init_params
 from edge_sdk.server.onnx_export.testing import EagerReference
 p = read_payload(sys.argv[1]); epochs = int(sys.argv[2])
-task = p.task; tr = task["train"]; spec = ModelSpec.from_dict(task["model"])
+from edge_sdk.recipe import TrainRecipe
+task = p.task; tr = TrainRecipe.from_dict(task["train"]); spec = ModelSpec.from_dict(task["model"])
 x, y = p.samples()
-ref = EagerReference(spec, init_params(spec, tr.get("seed", 0)), tr["optimizer"],
-                     {"lr": tr["lr"], "momentum": 0.9, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
-t0 = time.perf_counter(); bs = tr["batch_size"]
+ref = EagerReference(spec, init_params(spec, 0), tr.optimizer,
+                     {"lr": tr.lr, "momentum": tr.momentum, "weight_decay": tr.weight_decay, "beta1": tr.beta1,
+                      "beta2": tr.beta2, "eps": tr.eps})
+t0 = time.perf_counter(); bs = tr.batch_size
 for e in range(epochs):
-    o = epoch_order(len(x), tr.get("seed", 0), e)
+    o = epoch_order(len(x), 0, e)
     for s in range(0, len(x), bs):
         i = np.sort(o[s:s + bs]); ref.step(x[i], y[i])
 from edge_sdk.device.trainer import peak_rss_mb
@@ -58,6 +60,8 @@ def bench_step(batch: int, hidden: tuple[int, ...], n: int) -> dict:
     eager torch (nn.Linear + F.cross_entropy + torch.optim.Adam on already-dequantized float input)."""
     import onnxruntime as ort
     import torch
+
+    from edge_sdk.modelspec import ModelSpec, init_params
     from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.server.onnx_export.testing import (
         EagerReference,
@@ -65,8 +69,6 @@ def bench_step(batch: int, hidden: tuple[int, ...], n: int) -> dict:
         init_state,
         random_group_batch,
     )
-
-    from edge_sdk.modelspec import ModelSpec, init_params
 
     torch.set_num_threads(1)
     model = ModelSpec(input_dim=8, num_classes=32, hidden=hidden)

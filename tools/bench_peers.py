@@ -111,11 +111,10 @@ def venv_mb(name: str) -> float | None:
 # ------------------------------------------------------------------------------------------------- data
 def prepare(work: Path, models: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
     """Per model: the float rows (npz), the 4-bit codebook payload + graphs for edge-sdk, batch index files."""
-    from edge_sdk.server.onnx_export.export import export_training_graph
-
     from edge_sdk import codecs
     from edge_sdk.modelspec import ModelSpec, init_params
     from edge_sdk.payload import SampleGroup, write_payload
+    from edge_sdk.server.onnx_export.export import export_training_graph
 
     out: dict[str, dict[str, Any]] = {}
     for name, dims in models.items():

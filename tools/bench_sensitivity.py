@@ -13,11 +13,12 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from edge_sdk.atomic import atomic_write_text
 
 
 def _case(spec, n_vmap: int, n_loop: int, batch: int) -> dict:
@@ -70,13 +71,7 @@ def main(out_dir: Path, quick: bool = False) -> dict:
               f"{r['speedup']:7.1f}x {r['max_abs_diff']:9.1e}")
     res = {"name": "sensitivity", "rows": rows, "torch": torch.__version__, "threads": 1,
            "machine": platform.machine(), "cpu_count": os.cpu_count()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix="sensitivity.json.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(res, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out_dir / "sensitivity.json")
+    atomic_write_text(out_dir / "sensitivity.json", json.dumps(res, indent=1), make_parents=True)
     return res
 
 

@@ -125,7 +125,6 @@ def _vmhwm_mb(pid: int) -> float:
 
 def run_scenario(name: str, bulk_bytes: int, clients: int, drop_p: float, work: Path) -> dict[str, Any]:
     from edge_sdk.device.fetch import FetchConfig, fetch_release
-
     from edge_sdk.release import Store
 
     root = work / name

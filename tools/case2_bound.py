@@ -47,12 +47,12 @@ def _dataset(ts, rsrp: np.ndarray, label_rsrp: np.ndarray, traj0: int):
 
 def run(args: argparse.Namespace) -> dict:
     import torch
-    from edge_sdk.server import case2 as C
-    from edge_sdk.server.datagen import physics as P
-    from edge_sdk.server.datagen.presets import load_preset
 
     from edge_sdk.beam.kpis import beam_kpis, sample_and_hold_scores
     from edge_sdk.beam.taskspec import BeamTaskSpec
+    from edge_sdk.server import case2 as C
+    from edge_sdk.server.datagen import physics as P
+    from edge_sdk.server.datagen.presets import load_preset
 
     torch.set_num_threads(1)
     preset = load_preset("uma-fr2-case2")

@@ -48,9 +48,7 @@ def key(s: dict, setb: str) -> str:
 def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...], patience: int = 6,
                 lrs: tuple[float, ...] = (1e-3, 3e-3), train_traj: int | None = None,
                 test_traj: int | None = None) -> dict:
-    from edge_sdk.server import case2 as C
-
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.kpis import (
         beam_kpis,
         history_average_scores,
@@ -58,6 +56,7 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
         sample_and_hold_setb_scores,
     )
     from edge_sdk.beam.taskspec import BeamTaskSpec
+    from edge_sdk.server import case2 as C
 
     t0 = time.perf_counter()
     full = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-train.h5"), train_traj)

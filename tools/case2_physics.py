@@ -30,6 +30,7 @@ LAGS_SH = [1, 2, 4, 8]  # 20 / 40 / 80 / 160 ms
 
 def run(args: argparse.Namespace) -> dict:
     import torch
+
     from edge_sdk.server.datagen import physics as P
     from edge_sdk.server.datagen.presets import load_preset
 

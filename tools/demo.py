@@ -7,15 +7,15 @@
 3. server: the full-data float32 baseline under the same evaluation protocol;
 4. sign the payload with a fresh Ed25519 key and verify it;
 5. device: train on the payload in a subprocess where importing torch is impossible (numpy + onnxruntime
-   only), with the signature required, and evaluate on the device's local measurements (test.h5);
-6. the server's torch training of the same payload with the same seed, recipe and number of steps, so the
-   device result can be compared one to one;
-7. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times;
-8. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
+   only), with the signature required, and evaluate on the device's local measurements (test.h5). No training
+   flags: the device follows the recipe the payload carries (edge_sdk.recipe.TrainRecipe), so its run is the
+   server's seed-0 evaluation run, update for update, and the two Top-1 figures can be compared one to one;
+6. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times;
+7. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
    (`edge-sdk store add`), then `edge-sdk fleet simulate`: 200 devices on two link presets (LTE driving, 3G
    driving) with byte budgets that select 36x or 180x, every device trained for real (onnxruntime) and scored on its
    own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier;
-9. transfer (tools/demo_transfer.py): `edge-sdk serve` serves that store on loopback with token auth; a torch-free
+8. transfer (tools/demo_transfer.py): `edge-sdk serve` serves that store on loopback with token auth; a torch-free
    device fetches the channel with a byte budget that selects the 180x tier — killed once part-way (SIGKILL) and
    resumed from the bytes on disk — verifies every blob, trains from its cache (`device train --release`) and
    polls again with the same budget (only what is not cached yet crosses the link).
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -107,31 +106,6 @@ def fmt_db(kpi: dict | float | None) -> str:
     if isinstance(kpi, dict):
         return f"{kpi['mean']:.2f} ± {kpi['std']:.2f}"
     return f"{kpi:.2f}"
-
-
-def server_same_recipe(payload: Path, test: Path, epochs: int, seed: int) -> tuple[dict, float]:
-    """Torch training of the decoded payload with the device's exact recipe (seed, batch order, steps)."""
-    import numpy as np
-    from edge_sdk.server.datasets import load_beam
-    from edge_sdk.server.payload_io import read_compact
-    from edge_sdk.server.train_eval import EvalConfig, predict, score_metrics, train_model
-
-    from edge_sdk.modelspec import ModelSpec
-
-    t0 = time.perf_counter()
-    X, y, _soft, p = read_compact(payload)
-    train = p.task["train"]
-    spec = ModelSpec.from_dict(p.task["model"])
-    per_epoch = math.ceil(len(y) / int(train["batch_size"]))
-    cfg = EvalConfig(
-        steps=epochs * per_epoch, batch_size=int(train["batch_size"]), lr=float(train["lr"]),
-        momentum=float(train["momentum"]), weight_decay=float(train["weight_decay"]), seeds=(seed,),
-    )
-    params = train_model(spec, X, y, seed, cfg)
-    data = load_beam(REF / "train.h5", test, task_spec=p.task["beam"], hidden=spec.hidden)
-    scores = predict(spec, params, data.X_test)
-    kpis = score_metrics(scores, data.y_test, data.rsrp_test)
-    return {k: float(v) for k, v in kpis.items() if isinstance(v, (int, float, np.floating))}, time.perf_counter() - t0
 
 
 FLEET_SCENARIO = """\
@@ -239,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     times: dict[str, float] = {}
 
-    times["check reference data"] = run([sys.executable, "tools/make_reference_data.py", "--check"], "check data")
+    times["check reference data"] = run([*EDGE_SDK, "data", "verify", REF], "check data (edge-sdk data verify)")
 
     steps = ["--steps", "300"] if args.quick else []
     iters = ["--iterations", "60"] if args.quick else []
@@ -264,19 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads((server_dir / "report.json").read_text())
     full = json.loads((full_dir / "report.json").read_text())
     from edge_sdk.payload import read_payload
+    from edge_sdk.recipe import TrainRecipe
 
     p = read_payload(payload)
-    recipe = p.task["train"]
+    recipe = TrainRecipe.from_dict(p.task["train"])
     n_samples = sum(g.n for g in p.groups if g.role == "samples")
-    epochs = max(1, math.ceil(int(recipe["steps"]) / math.ceil(n_samples / int(recipe["batch_size"]))))
     device_dir = out / "device"
     times["device: train + eval (onnxruntime, no torch)"] = run(
         [sys.executable, "-c", DEVICE_RUNNER, "device", "train", "--payload", payload, "--graph", graph,
-         "--eval", test, "--trusted-key", keys / "server.pub", "--epochs", str(epochs), "--seed", "0",
-         "--quiet", "--out", device_dir], "device train")
+         "--eval", test, "--trusted-key", keys / "server.pub", "--quiet", "--out", device_dir], "device train")
     dev = json.loads((device_dir / "report.json").read_text())
-    same, t_same = server_same_recipe(payload, test, epochs, seed=0)
-    times["server: same recipe, seed 0 (torch)"] = t_same
+    # the server's seed-0 evaluation run is the run the device repeated (same recipe, init, batch order)
+    same = {name: v["per_seed"][report["seeds"].index(0)] for name, v in report["kpis"].items()}
 
     k, dk, fk = report["kpis"], dev["kpis"], full["kpis"]
     graph_bytes = graph.stat().st_size
@@ -300,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
           f" {'device ORT, seed 0*':>20s} {'full data, 3 seeds':>20s}")
     for label, key, f in kpi_rows:
         print(f"{label:32s} {f(k.get(key)):>22s} {f(same.get(key)):>22s} {f(dk.get(key)):>20s} {f(fk.get(key)):>20s}")
-    print(f"* same payload, seed, recipe and {epochs} epochs; device - server Top-1 = "
-          f"{100 * (dk['top1'] - same['top1']):+.2f} points")
+    print(f"* same payload, seed 0 and recipe ({recipe.steps} {recipe.optimizer} updates of {recipe.batch_size}, "
+          f"lr {recipe.lr:g} {recipe.schedule}); device - server Top-1 = {100 * (dk['top1'] - same['top1']):+.2f} points")
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
     REPORT.stop()
@@ -320,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'total':48s} {total:7.1f} s")
     REPORT.stop()
     (out / "demo-report.txt").write_text(REPORT.text(), encoding="utf-8")
-    summary = {"server": report, "full": full, "device": dev, "server_same_recipe": same, "epochs": epochs,
+    summary = {"server": report, "full": full, "device": dev, "server_seed0": same, "recipe": recipe.to_dict(),
                "fleet": fleet, "transfer": transfer, "times_s": times, "total_s": total}
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {out / 'demo-summary.json'} and {out / 'demo-report.txt'} (the tables above)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import signal
 import subprocess
@@ -43,16 +42,6 @@ def _run(cmd: list[Any], label: str, device_runner: str | None = None, capture: 
     if capture and echo:
         print(res.stdout, end="")
     return res.stdout if capture else ""
-
-
-def _epochs(payload: Path) -> int:
-    """Device epochs = the server's step count in the payload's recipe (as the demo's first device run)."""
-    from edge_sdk.payload import read_payload
-
-    with read_payload(payload) as p:
-        rec = p.task["train"]
-        n = sum(g.n for g in p.groups if g.role == "samples")
-    return max(1, math.ceil(int(rec["steps"]) / math.ceil(n / int(rec["batch_size"]))))
 
 
 def transfer_demo(out: Path, store: Path, channel: str, pub: Path, test_h5: Path, device_runner: str) -> dict[str, Any]:
@@ -107,8 +96,8 @@ def transfer_demo(out: Path, store: Path, channel: str, pub: Path, test_h5: Path
         _run([*fetch, "--report", report1], "device fetch (resume)", device_runner)
         r1 = json.loads(report1.read_text())
         train_dir = out / "device-release"
-        _run([*EDGE_SDK, "device", "train", "--release", cache, "--trusted-key", pub, "--eval", test_h5, "--seed", "0",
-              "--epochs", str(_epochs(Path(r1["payload"]))), "--quiet", "--out", train_dir],
+        _run([*EDGE_SDK, "device", "train", "--release", cache, "--trusted-key", pub, "--eval", test_h5, "--quiet",
+              "--out", train_dir],  # no training flags: the device follows the payload's recipe (seed 0)
              "device train --release", device_runner)
         trained = json.loads((train_dir / "report.json").read_text())
         report2 = out / "fetch-2.json"

@@ -55,12 +55,17 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from edge_sdk.server.budget import write_rd_curve
-    from edge_sdk.server.datasets import load_beam, load_task
-    from edge_sdk.server.distill.run import run_distill
-
-    data = load_beam(args.data, args.test) if args.data else load_task(args.dataset or "digits")
+    from edge_sdk.budget import Budget
     from edge_sdk.errors import ConfigError
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.budget import write_rd_curve
+    from edge_sdk.server.distill import DistillConfig
+    from edge_sdk.server.pipeline import DataSource, RunConfig, run
+    from edge_sdk.server.train_eval import EvalConfig
+
+    source = DataSource(train=args.data, test=args.test) if args.data else DataSource(dataset=args.dataset or "digits")
+    data = source.load()
+    ev = EvalConfig(TrainRecipe(steps=args.steps), seeds=tuple(range(args.seeds)))
 
     kpi = "top1"
     rows = []
@@ -75,16 +80,15 @@ def main(argv: list[str] | None = None) -> dict:
             tag = f"{name}-{quant}{bits or ''}-{ratio:g}x"
             t0 = time.perf_counter()
             try:
-                rep = run_distill(data=data, method=name, compression=None if name == "full" else f"{ratio}x",
-                                  quantizer=quant, bits=bits, iterations=args.iterations, seeds=args.seeds,
-                                  steps=args.steps, out_dir=Path(args.runs) / (args.name or data.name) / tag,
-                                  progress=False, graph=False,
-                                  extra_cfg=extra or None)
+                method = DistillConfig(method=name, quantizer=quant, bits=bits, iterations=args.iterations, **extra)
+                budget = None if name == "full" else Budget.of_ratio(ratio)
+                rep = run(data, RunConfig(method, budget, ev, graph=False),
+                          Path(args.runs) / (args.name or data.name) / tag).report
             except ConfigError as exc:  # e.g. float32 cannot hold one sample per class at 180x
                 skipped.append(f"{tag}: {exc}")
                 print(f"{tag:34s} skipped: {exc}", flush=True)
                 continue
-            op = rep["extra"]["operating_point"]
+            op = rep["extra"]["method_info"]["operating_point"]
             row = {"method": name, "quantizer": quant, "bits": op["bits"], "ipc": op["ipc"], "n": op["n"],
                    "target_x": ratio, "payload_bytes": rep["payload_bytes"], "compression": rep["compression"],
                    f"{kpi}_mean": rep["kpis"][kpi]["mean"], f"{kpi}_std": rep["kpis"][kpi]["std"],

@@ -28,6 +28,7 @@ BUNDLES: dict[str, dict] = {
 
 def build(out: Path, names: list[str] | None = None) -> dict[str, dict]:
     import torch
+
     from edge_sdk.server.onnx_export.fixtures import BundleSpec, make_bundle
 
     torch.set_num_threads(1)

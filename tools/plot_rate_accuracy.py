@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from edge_sdk.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,14 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=a.out.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(a.out, make_parents=True) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, a.out)
     print(f"wrote {a.out} ({len(dist)} distillation series from {[str(p) for p in paths]})")
     return 0
 

@@ -30,11 +30,11 @@ CONTAINER_OPS = {"Loop", "Scan", "If"}
 def profile(dims: list[int], batch: int, optimizer: str, variant: str, threads: int, steps: int,
             rows: int = 4096) -> dict[str, Any]:
     import onnxruntime as ort
+
+    from edge_sdk.modelspec import ModelSpec, init_params
     from edge_sdk.server.onnx_export.export import training_graph_bytes
     from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.server.onnx_export.testing import random_group_batch
-
-    from edge_sdk.modelspec import ModelSpec, init_params
 
     model = ModelSpec(input_dim=dims[0], num_classes=dims[-1], hidden=tuple(dims[1:-1]))
     spec = TrainGraphSpec(model, (GraphGroup("cb4", "codebook", 4, dims[0]),), optimizer, variant=variant)

@@ -20,9 +20,9 @@ t_index    int32     [N]                    BM-Case2 only: time step index along
 Tx beam index convention (Set A): ``k = k_zen * n_az + k_az`` (zenith-major) with ``n_zen = 4`` zenith rows
 and ``n_az = n_tx // 4`` azimuth columns (8 for 32 beams, 16 for 64 beams); see docs/dataset-hdf5.md.
 
-The file format lives in :mod:`edge_sdk.beam.h5schema`; ``read_beam_h5``/``open_beam_h5``/``write_beam_h5``
-are re-exported here (lazily) so that ``from edge_sdk.beam.dataset import read_beam_h5`` works as in
-docs/contracts.md.
+The file format lives in :mod:`edge_sdk.beam.h5schema` (schema), :mod:`edge_sdk.beam.h5reader`
+(``read_beam_h5``, ``open_beam_h5``) and :mod:`edge_sdk.beam.h5writer` (``BeamH5Writer``, ``write_beam_h5``);
+this module imports none of them.
 """
 
 from __future__ import annotations
@@ -232,11 +232,3 @@ def validate_arrays(arrays: Mapping[str, np.ndarray | None], case: str, *, check
         if not np.isfinite(arrays[name]).all():  # type: ignore[arg-type]
             raise DatasetError(f"field {name!r} holds NaN or inf values")
 
-
-def __getattr__(name: str) -> Any:
-    """Lazy re-exports from :mod:`edge_sdk.beam.h5schema` (avoids an import cycle)."""
-    if name in ("read_beam_h5", "open_beam_h5", "write_beam_h5", "BeamH5Writer", "BeamH5File"):
-        from edge_sdk.beam import h5schema
-
-        return getattr(h5schema, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,14 +17,13 @@ groups of 65,536 samples to a temporary file, fsynced and renamed (atomic).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.atomic import atomic_path
 from edge_sdk.beam.dataset import BeamDataset, validate_arrays
-from edge_sdk.beam.h5schema import open_beam_h5
+from edge_sdk.beam.h5reader import open_beam_h5
 from edge_sdk.errors import ConfigError, DatasetError
 
 ROW_GROUP = 65536
@@ -68,40 +67,26 @@ def export_parquet(src: Path, dst: Path, *, layout: str = "columns", full: bool 
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - pyarrow comes with the server and fleet extras
-        raise ConfigError(f"Parquet export needs pyarrow ({exc}): pip install 'edge-sdk[server]' or "
-                          "'edge-sdk[fleet]'") from None
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dst.name + ".", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        with open_beam_h5(src) as f:
-            meta = {b"edge_sdk.beam": json.dumps(f.attrs, sort_keys=True).encode()}
-            writer = None
-            start = 0
-            for piece in f.iter_rows(ROW_GROUP):
-                try:
-                    validate_arrays(piece.arrays(), piece.case)
-                except DatasetError as exc:
-                    raise DatasetError(f"{src}: rows {start}..{start + piece.n - 1}: {exc}") from None
-                t = _table(piece, start, layout, full)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, t.schema.with_metadata(meta), compression="zstd")
-                writer.write_table(t.replace_schema_metadata(meta))
-                start += piece.n
-            if writer is None:  # empty dataset: write the schema only
-                empty = BeamDataset(**{k: v[:0] for k, v in f.to_dataset().arrays().items()}, attrs=f.attrs)  # type: ignore[arg-type]
-                t = _table(empty, 0, layout, full)
+        raise ConfigError(f"Parquet export needs pyarrow ({exc}): pip install -e '.[server]' or '.[fleet]' in a "
+                          "checkout (docs/install.md)") from None
+    with atomic_path(dst, make_parents=True) as tmp, open_beam_h5(src) as f:
+        meta = {b"edge_sdk.beam": json.dumps(f.attrs, sort_keys=True).encode()}
+        writer = None
+        start = 0
+        for piece in f.iter_rows(ROW_GROUP):
+            try:
+                validate_arrays(piece.arrays(), piece.case)
+            except DatasetError as exc:
+                raise DatasetError(f"{src}: rows {start}..{start + piece.n - 1}: {exc}") from None
+            t = _table(piece, start, layout, full)
+            if writer is None:
                 writer = pq.ParquetWriter(tmp, t.schema.with_metadata(meta), compression="zstd")
-                writer.write_table(t.replace_schema_metadata(meta))
-            writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            writer.write_table(t.replace_schema_metadata(meta))
+            start += piece.n
+        if writer is None:  # empty dataset: write the schema only
+            empty = BeamDataset(**{k: v[:0] for k, v in f.to_dataset().arrays().items()}, attrs=f.attrs)  # type: ignore[arg-type]
+            t = _table(empty, 0, layout, full)
+            writer = pq.ParquetWriter(tmp, t.schema.with_metadata(meta), compression="zstd")
+            writer.write_table(t.replace_schema_metadata(meta))
+        writer.close()
     return start

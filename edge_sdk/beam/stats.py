@@ -1,6 +1,6 @@
 """Summary statistics of a beam dataset file (for ``edge-sdk data info``).
 
-:func:`dataset_info` reads and validates the whole file (:func:`~edge_sdk.beam.h5schema.read_beam_h5`) and
+:func:`dataset_info` reads and validates the whole file (:func:`~edge_sdk.beam.h5reader.read_beam_h5`) and
 returns a JSON-able dict: schema attributes, sizes, Top-1 label histogram, LOS / indoor shares, RSRP
 percentiles (dBm) of the best beam pair per sample and of all beam pairs, 2D distance range, and for
 BM-Case2 the trajectory count and steps per trajectory.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.beam.dataset import BeamDataset
-from edge_sdk.beam.h5schema import read_beam_h5
+from edge_sdk.beam.h5reader import read_beam_h5
 
 PERCENTILES = (1, 5, 50, 95, 99)
 
@@ -92,3 +92,26 @@ def format_info(d: dict[str, Any]) -> str:
             f"time step: {s['time_step_s']} s"
         )
     return "\n".join(lines)
+
+
+def card_stats(ds: BeamDataset) -> dict[str, Any]:
+    """Label histogram, LOS/indoor share, RSRP spread of a Case1 dataset: the dataset card's statistics
+    (``edge-sdk data faithfulness --stats FILE``). RSRP in dBm, distances in m, shares in [0, 1]."""
+    r = ds.rsrp.astype(np.float32)
+    best = r.max(axis=(1, 2))
+    per_tx = r.max(axis=2)
+    top2 = np.sort(per_tx, axis=1)[:, -2]
+    hist = np.bincount(ds.label.astype(np.int64), minlength=ds.n_tx)
+    q = [5, 50, 95]
+    return {
+        "n": int(ds.n),
+        "los_share": float(ds.los.mean()),
+        "indoor_share": float(ds.indoor.mean()),
+        "los_share_outdoor": float(ds.los[~ds.indoor].mean()) if (~ds.indoor).any() else None,
+        "best_rsrp_dbm_p5_p50_p95": [float(v) for v in np.percentile(best, q)],
+        "setA_spread_db_p5_p50_p95": [float(v) for v in np.percentile(best - per_tx.min(axis=1), q)],
+        "best_minus_2nd_db_p50": float(np.median(best - top2)),
+        "label_hist": hist.tolist(),
+        "label_hist_by_zenith_row": hist.reshape(4, -1).sum(axis=1).tolist(),
+        "d2d_m_min_max": [float(ds.d2d.min()), float(ds.d2d.max())],
+    }

@@ -25,8 +25,6 @@ Toy model (per sample; angles in degrees, one gNB sector of 120 deg at the origi
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -196,9 +194,3 @@ def make_synthetic_beam_dataset(
     )  # fmt: skip
     return ds.validate()
 
-
-def write_beam_h5(path: str | os.PathLike[str], ds: BeamDataset) -> Path:
-    """Write ``ds`` to ``path`` (schema v1, atomic); same as :func:`edge_sdk.beam.h5schema.write_beam_h5`."""
-    from edge_sdk.beam.h5schema import write_beam_h5 as _w
-
-    return _w(path, ds)

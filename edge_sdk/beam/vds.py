@@ -1,9 +1,9 @@
 """Sharded beam datasets: shard files stitched by an HDF5 virtual dataset (VDS), and the checks a reader applies.
 
 h5py has no MPI, so a generation run split into K shards writes K ordinary schema-v1 files (one writer each,
-:mod:`edge_sdk.server.datagen.shards`) and :func:`stitch_shards` writes one small file ``OUT.h5`` whose field
+:mod:`edge_sdk.server.datagen.shards`) and :func:`edge_sdk.beam.h5writer.stitch_shards` writes one small file ``OUT.h5`` whose field
 datasets are HDF5 *virtual datasets* mapping row ranges to the shard files. Every reader in the product
-(:func:`edge_sdk.beam.h5schema.open_beam_h5` / ``read_beam_h5`` and what builds on them: ``data info``,
+(:func:`edge_sdk.beam.h5reader.open_beam_h5` / ``read_beam_h5`` and what builds on them: ``data info``,
 ``data export``, distill/quantize, ``device evaluate``) opens ``OUT.h5`` like any other file; plain h5py and
 other HDF5 tools read it too.
 
@@ -22,15 +22,10 @@ the file unless ALL of these hold (each is a :class:`DatasetError` naming the pr
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edge_sdk.beam.dataset import fields_for, trailing_shape
 from edge_sdk.errors import DatasetError
@@ -41,7 +36,7 @@ SAME_ATTRS = ("case", "n_tx", "n_rx", "preset", "seed", "generator_version")
 _NAME = re.compile(r"^[A-Za-z0-9._-]+\.h5$")
 
 
-def _plain_name(name: str, where: str) -> str:
+def plain_source_name(name: str, where: str) -> str:
     if not _NAME.match(name) or name.startswith(".") or ".." in name:
         raise DatasetError(
             f"{where}: virtual source file {name!r} is not a plain file name in the same directory; "
@@ -50,11 +45,11 @@ def _plain_name(name: str, where: str) -> str:
     return name
 
 
-def check_virtual_sources(h5: Any, path: Path, attrs: dict[str, Any]) -> list[str]:
+def check_virtual_sources(h5: Any, path: Path, attrs: dict[str, Any], open_shard: Callable[[Path], Any]) -> list[str]:
     """Validate the virtual fields of an open file (module docstring); returns the source file names in row
-    order. ``attrs`` are the file's validated root attributes."""
-    from edge_sdk.beam.h5schema import BeamH5File
-
+    order. ``attrs`` are the file's validated root attributes; ``open_shard(path)`` opens a source with the
+    validating reader, refusing virtual fields (``edge_sdk.beam.h5reader.BeamH5File`` passes itself, so this
+    module never imports the reader)."""
     where = str(path)
     case, n = attrs["case"], int(attrs["n_done"])
     table = fields_for(case)
@@ -66,7 +61,7 @@ def check_virtual_sources(h5: Any, path: Path, attrs: dict[str, Any]) -> list[st
         tail = trailing_shape(code, attrs["n_tx"], attrs["n_rx"])
         this: dict[str, tuple[int, int]] = {}
         for m in ds.virtual_sources():
-            fname = _plain_name(str(m.file_name), where)
+            fname = plain_source_name(str(m.file_name), where)
             if str(m.dset_name).lstrip("/") != name:
                 raise DatasetError(f"{where}: field {name!r} maps to dataset {m.dset_name!r} of {fname}")
             lo, hi = m.vspace.get_select_bounds()
@@ -94,7 +89,7 @@ def check_virtual_sources(h5: Any, path: Path, attrs: dict[str, Any]) -> list[st
         src = folder / f
         if src.is_symlink() or not src.is_file():
             raise DatasetError(f"{where}: shard file {src} is missing (or not a regular file); regenerate it")
-        with BeamH5File(src, allow_virtual=False) as sf:
+        with open_shard(src) as sf:
             a, b = mapping[f]
             for k in SAME_ATTRS:
                 if sf.attrs.get(k) != attrs.get(k):
@@ -103,65 +98,3 @@ def check_virtual_sources(h5: Any, path: Path, attrs: dict[str, Any]) -> list[st
                 raise DatasetError(f"{where}: shard {f} holds {sf.n} rows at offset {sf.attrs.get('row_offset')}, "
                                    f"the stitched file maps rows [{a}, {b})")
     return order
-
-
-def stitch_shards(out: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]], *,
-                  overwrite: bool = False) -> Path:
-    """Write ``out`` as a virtual dataset over complete shard files (same directory as ``out``, in row order).
-
-    The shard files must carry ``row_offset`` attributes that tile the run; root attributes are copied from
-    the first shard without :data:`SHARD_ATTRS`, plus ``shard_count`` and ``shard_files`` (JSON list). The
-    file is written to a temporary name, fsynced and renamed; it is re-opened with the validating reader
-    before the rename.
-    """
-    import h5py
-
-    from edge_sdk.beam.h5schema import BeamH5File, _to_attr
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DatasetError(f"{out} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    paths = [Path(s) for s in shards]
-    if not paths:
-        raise DatasetError("no shard files to stitch")
-    metas = []
-    for p in paths:
-        if p.resolve().parent != out.resolve().parent:
-            raise DatasetError(f"shard {p} must be in the same directory as {out}")
-        _plain_name(p.name, str(out))
-        with BeamH5File(p, allow_virtual=False) as f:
-            metas.append((p.name, f.n, dict(f.attrs)))
-    metas.sort(key=lambda m: int(m[2].get("row_offset", -1)))
-    first = metas[0][2]
-    case, n_tx, n_rx = first["case"], int(first["n_tx"]), int(first["n_rx"])
-    total = sum(m[1] for m in metas)
-    attrs = {k: v for k, v in first.items() if k not in SHARD_ATTRS}
-    attrs.update(n_done=total, n_target=total, complete=True, shard_count=len(metas),
-                 shard_files=json.dumps([m[0] for m in metas]),
-                 created=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat())
-    tmp = out.with_name(out.name + ".stitch.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-            for k, v in attrs.items():
-                f.attrs[k] = _to_attr(k, v)
-            for name, (dtype, code) in fields_for(case).items():
-                tail = trailing_shape(code, n_tx, n_rx)
-                layout = h5py.VirtualLayout(shape=(total, *tail), dtype=dtype)
-                row = 0
-                for fname, n, _a in metas:
-                    layout[row:row + n] = h5py.VirtualSource(fname, name, shape=(n, *tail), dtype=dtype)
-                    row += n
-                f.create_virtual_dataset(name, layout, fillvalue=np.zeros((), dtype)[()])
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with BeamH5File(tmp):  # the validating reader (checks the tiling and every shard)
-            pass
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out

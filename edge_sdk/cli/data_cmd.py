@@ -1,6 +1,6 @@
 """``edge-sdk data``: generate (server, Sionna), inspect and export 3GPP beam datasets (HDF5 schema v1).
 
-``info`` and ``export`` need only numpy + h5py (+ pyarrow for Parquet); ``generate`` imports
+``info``, ``verify`` and ``export`` need only numpy + h5py (+ pyarrow for Parquet); ``generate`` imports
 ``edge_sdk.server.datagen`` (torch, Sionna) inside the command. Typed errors become one line + exit code in
 :func:`edge_sdk.cli.main.main`.
 """
@@ -13,6 +13,9 @@ from pathlib import Path
 import click
 
 from edge_sdk.errors import ConfigError
+
+#: the shipped reference data of a source checkout (``data verify``'s default)
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
 
 
 @click.group("data")
@@ -48,7 +51,7 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         from edge_sdk.server.datagen.generate import generate_dataset
     except ImportError as exc:
         raise ConfigError(
-            f"'data generate' needs the server extra (pip install 'edge-sdk[server]'): {exc}"
+            f"'data generate' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
         ) from None
     if shards > 1 or backend == "ray":
         from edge_sdk.server.datagen.shards import generate_sharded
@@ -64,6 +67,53 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         progress=True, overwrite=overwrite,
     )  # fmt: skip
     click.echo(f"wrote {res.path}: {res.n} rows ({res.n_new} new) in {res.seconds:.1f} s on {res.device}")
+
+
+@cli.command("verify")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False), default=None, required=False)
+def verify(folder: str | None) -> None:
+    """Check the beam files of FOLDER against its SHA256SUMS (digests of the decoded arrays). Default: the
+    shipped reference data, datasets/3gpp/reference. Exit 0 when every file matches, else a DatasetError."""
+    from edge_sdk.beam.reference import verify_dir
+    from edge_sdk.errors import DatasetError
+
+    d = Path(folder) if folder is not None else REFERENCE_DIR
+    results = verify_dir(d)
+    for name, ok in results.items():
+        click.echo(f"{d / name}: {'OK' if ok else 'MISMATCH'}")
+    bad = sorted(n for n, ok in results.items() if not ok)
+    if bad:
+        raise DatasetError(f"{bad} in {d} differ from {d / 'SHA256SUMS'} (regenerate them, or fetch the shipped files)")
+
+
+@cli.command("faithfulness")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="runs/faithfulness", show_default=True,
+              help="folder for the generated files, faithfulness.json and faithfulness.md (reused when rerun)")
+@click.option("--train", type=click.IntRange(1), default=100_000, show_default=True, help="BM-Case1 training drops")
+@click.option("--test", type=click.IntRange(1), default=20_000, show_default=True, help="BM-Case1 test drops")
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True, help="reference MLP epochs")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="torch threads")
+@click.option("--stats", "stats_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="only print the statistics (JSON) of this BM-Case1 file (numpy + h5py only)")
+def faithfulness(out: str, train: int, test: int, epochs: int, threads: int, stats_file: str | None) -> None:
+    """Generate BM-Case1 data, train the reference MLP and compare its KPIs with the TR 38.843 headline numbers
+    (the dataset card's faithfulness table; needs the server extra), or print a file's statistics."""
+    import sys
+
+    if stats_file is not None:
+        from edge_sdk.beam.h5reader import read_beam_h5
+        from edge_sdk.beam.stats import card_stats
+
+        click.echo(json.dumps(card_stats(read_beam_h5(stats_file))))
+        return
+    try:
+        from edge_sdk.server.datagen.faithfulness import FaithfulnessConfig, run
+    except ImportError as exc:
+        raise ConfigError(
+            f"'data faithfulness' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
+        ) from None
+    run(FaithfulnessConfig(Path(out), train, test, epochs, threads),
+        command="edge-sdk " + " ".join(sys.argv[1:]))
 
 
 @cli.command("info")

@@ -86,13 +86,16 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
 @click.option("--channel", default=None, help="with --release CACHE holding several channels: which one")
 @click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="local beam measurements (HDF5) to evaluate the trained model on")
-@click.option("--epochs", type=int, default=None, help="override the payload's train.epochs")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default=None)
-@click.option("--seed", type=int, default=None, help="init/batch-order seed (default: payload train.seed)")
+@click.option("--steps", type=int, default=None,
+              help="override the payload recipe's number of updates (default: follow the payload's recipe exactly)")
+@click.option("--epochs", type=int, default=None, help="train this many whole epochs instead of the recipe's steps")
+@click.option("--batch-size", type=int, default=None, help="override the recipe's batch size")
+@click.option("--lr", type=float, default=None, help="override the recipe's learning rate")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), default=None,
+              help="override the recipe's learning-rate schedule")
+@click.option("--seed", type=int, default=None, help="init/batch-order seed (default 0: the server's first evaluation seed)")
 @click.option("--soft-weight", type=float, default=None,
-              help="loss weight of the soft labels when the payload has them (default 1.0)")
+              help="override the recipe's loss weight of the soft labels (payloads with soft labels)")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
 @click.option("--max-train-memory", "max_train_memory", default="1GiB", show_default=True, metavar="SIZE",
@@ -104,10 +107,12 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, channel: str | None,
-              eval_path: Path | None, epochs: int | None, batch_size: int | None,
-              lr: float | None, schedule: str | None, seed: int | None, soft_weight: float | None, threads: int, resume: bool,
-              max_train_memory: str, trusted_keys: tuple[str, ...], out_dir: Path, quiet: bool) -> None:
-    """Train the payload's model with GRAPH (or the fetched --release); write OUT/model.onnx and OUT/report.json."""
+              eval_path: Path | None, steps: int | None, epochs: int | None, batch_size: int | None,
+              lr: float | None, schedule: str | None, seed: int | None, soft_weight: float | None, threads: int,
+              resume: bool, max_train_memory: str, trusted_keys: tuple[str, ...], out_dir: Path,
+              quiet: bool) -> None:
+    """Train the payload's model with GRAPH (or the fetched --release), following the payload's training recipe
+    (override it with the flags); write OUT/model.onnx and OUT/report.json."""
     import time
 
     from edge_sdk.errors import ConfigError
@@ -133,8 +138,8 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
     # payload itself need not be signed; its own signature is still verified when it has one
     tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None,
                  require_signature=bool(trusted_keys) and release_info is None, limits=limits,
-                 epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, soft_weight=soft_weight,
-                 threads=threads)
+                 steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
+                 soft_weight=soft_weight, threads=threads)
     st = tr.train(out_dir, resume=resume, progress=not quiet)
     model_bytes = tr.export_model(out_dir / "model.onnx", st.params)
     kpis = evaluate_beam(out_dir / "model.onnx", eval_path, tr.task) if eval_path is not None else None
@@ -154,12 +159,12 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
         "payload_sha256": tr.payload.sha256,
         "graph_sha256": tr.graph.sha256,
         "signature_status": tr.payload.signature_status,
-        "config": tr.config.__dict__,
+        "config": tr.config.to_dict(),
         "history": st.history,
         "release": release_info,
     }
     _write_json(out_dir / "report.json", report)
-    line = f"trained {st.epoch} epochs ({st.step} steps), loss {st.history[-1]['loss']:.4f}" if st.history else ""
+    line = f"trained {st.step} steps ({st.epoch} epochs), loss {st.history[-1]['loss']:.4f}" if st.history else ""
     if kpis:
         line += f", top1 {kpis['top1']:.4f}"
     click.echo(f"{line}; wrote {out_dir / 'model.onnx'} and {out_dir / 'report.json'}")

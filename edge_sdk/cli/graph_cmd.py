@@ -17,7 +17,7 @@ import click
               help="payload whose groups the graph consumes (its task.model gives the model spec)")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
-              help="default: the payload's task.train.optimizer, else adam")
+              help="default: the optimizer of the payload's training recipe (task.train), else sgd")
 @click.option("--variant", type=click.Choice(["epoch", "step"]), default=None,
               help="epoch: K steps per run, rows decoded once per run (format v2, fastest; the default for an "
                    "MLP); step: one step per run (format v1: the default for other model kinds, and for device "
@@ -29,6 +29,7 @@ def cli(payload: Path, out: Path, optimizer: str | None, variant: str | None, mo
     from edge_sdk.errors import ConfigError
     from edge_sdk.modelspec import ModelSpec
     from edge_sdk.payload import read_payload
+    from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
     from edge_sdk.server.onnx_export.layout import default_variant
 
@@ -41,7 +42,8 @@ def cli(payload: Path, out: Path, optimizer: str | None, variant: str | None, mo
         if not model_d:
             raise ConfigError("the payload's task has no 'model' spec; pass --model JSON")
         spec = ModelSpec.from_dict(model_d)
-        opt = optimizer or str((task.get("train") or {}).get("optimizer", "adam"))
+        recipe = TrainRecipe.from_dict(task["train"]) if task.get("train") is not None else TrainRecipe()
+        opt = optimizer or recipe.optimizer
         variant = variant or default_variant(spec)
         info = write_graph_for_payload(p, spec, opt, out, variant=variant)
         named = p.graph

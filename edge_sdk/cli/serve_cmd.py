@@ -38,7 +38,7 @@ def cli(store_dir: Path, host: str, port: int, tokens: Path | None, tls_cert: Pa
         from edge_sdk.serve.app import ServeConfig
         from edge_sdk.serve.server import serve
     except ImportError as exc:
-        raise ConfigError(f"`edge-sdk serve` needs the serve extra: pip install 'edge-sdk[serve]' ({exc})") from None
+        raise ConfigError(f"`edge-sdk serve` needs the serve extra: pip install -e '.[serve]' in a checkout, docs/install.md ({exc})") from None
     from edge_sdk.units import parse_bytes
 
     cfg = ServeConfig(store=store_dir, tokens=tokens, trusted_keys=trusted_keys,

@@ -112,6 +112,39 @@ def canonical_json(obj: Any) -> bytes:
         raise ConfigError(f"header content is not JSON-serialisable (plain dict/list/str/int/float): {exc}") from exc
 
 
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise HeaderInvalid("header JSON has duplicate keys")
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise HeaderInvalid(f"header JSON contains {name}, which is not allowed")
+
+
+def decode_header(hbytes: bytes) -> Any:
+    """Strict JSON decode of header bytes (payload v1 header, task blob, manifest) (depth <= MAX_JSON_DEPTH, UTF-8, no duplicates, no NaN/Infinity,
+    canonical)."""
+    depth = json_depth(hbytes)
+    if depth > MAX_JSON_DEPTH:
+        raise LimitExceeded(f"header JSON nests {depth} levels deep, limit {MAX_JSON_DEPTH}")
+    try:
+        text = hbytes.decode("utf-8")
+        obj = json.loads(text, object_pairs_hook=_no_dupes, parse_constant=_no_constants)
+    except HeaderInvalid:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise HeaderInvalid(f"header is not valid UTF-8 JSON: {str(exc)[:120]}") from None
+    try:
+        canon = canonical_json(obj)
+    except (ConfigError, ValueError, RecursionError) as exc:
+        raise HeaderInvalid(f"header JSON cannot be re-encoded canonically: {str(exc)[:120]}") from None
+    if canon != hbytes:
+        raise HeaderInvalid("header JSON is not canonical (sorted keys, no whitespace, ',' ':' separators, UTF-8)")
+    return obj
+
+
 def crc_hex(crc: int) -> str:
     return f"{crc & 0xFFFFFFFF:08x}"
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from edge_sdk import codecs
 from edge_sdk.bitpack import packed_size, row_bytes
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SchemaError
 from edge_sdk.payload.errors import HeaderInvalid, LimitExceeded
 from edge_sdk.payload.format import (
     MAX_CLASSES,
@@ -65,6 +65,7 @@ from edge_sdk.payload.format import (
     check_layouts,
     expected_param_shapes,
 )
+from edge_sdk.recipe import MAX_BATCH, MAX_STEPS, TrainRecipe
 
 FORMAT_MAJOR_V2 = 2
 FORMAT_MINOR_V2 = 0
@@ -86,11 +87,9 @@ OPTIMIZER_CODES = ("sgd", "adam")
 SCHEDULE_CODES = ("constant", "cosine", "step")
 #: recipe fields each optimizer / schedule stores (the rest take the recipe defaults)
 RECIPE_OPT_FIELDS = {"sgd": ("momentum",), "adam": ("beta1", "beta2", "eps")}
-RECIPE_DEFAULTS = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "decay_every": 1000, "gamma": 0.1,
-                   "soft_weight": 1.0, "weight_decay": 0.0}
-RECIPE_VERSION = 1
-MAX_STEPS = 100_000_000
-MAX_BATCH = 1 << 20
+#: the recipe's version, bounds and defaults are edge_sdk.recipe's (one definition): a field the record does not
+#: store takes the TrainRecipe default, and the decoded recipe is validated by TrainRecipe (RECIPE_BOUNDS)
+_RECIPE_DEFAULTS = TrainRecipe()
 
 
 # ----------------------------------------------------------------------------------------- varints
@@ -161,45 +160,43 @@ def f4_exact(v: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------- recipe
-def encode_recipe(recipe: Mapping[str, Any], has_soft: bool) -> bytes:
-    """Binary recipe record (module docstring). ``recipe`` is the stored form of
-    :class:`edge_sdk.recipe.TrainRecipe` (``to_dict()``); floats are stored as float32."""
+def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> bytes:
+    """Binary recipe record (module docstring) of a :class:`edge_sdk.recipe.TrainRecipe` or any of its dict forms
+    (``to_dict()`` / ``to_payload()``, validated by ``TrainRecipe.from_dict``); floats are stored as float32."""
     try:
-        opt = OPTIMIZER_CODES.index(recipe["optimizer"])
-        sch = SCHEDULE_CODES.index(recipe["schedule"])
-        out = bytearray([opt, sch])
-        out += varint(int(recipe["steps"])) + varint(int(recipe["batch_size"]))
-        out += _f4(float(recipe["lr"])) + _f4(float(recipe.get("weight_decay", 0.0)))
-        for f in RECIPE_OPT_FIELDS[recipe["optimizer"]]:
-            out += _f4(float(recipe.get(f, RECIPE_DEFAULTS[f])))
-        if recipe["schedule"] == "step":
-            out += varint(int(recipe.get("decay_every", RECIPE_DEFAULTS["decay_every"])))
-            out += _f4(float(recipe.get("gamma", RECIPE_DEFAULTS["gamma"])))
-        if has_soft:
-            out += _f4(float(recipe.get("soft_weight", RECIPE_DEFAULTS["soft_weight"])))
-    except (KeyError, ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"recipe cannot be stored in a v2 header: {exc!r}") from exc
+        r = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
+    except SchemaError as exc:
+        raise ConfigError(f"recipe cannot be stored in a v2 header: {exc}") from exc
+    out = bytearray([OPTIMIZER_CODES.index(r.optimizer), SCHEDULE_CODES.index(r.schedule)])
+    out += varint(int(r.steps)) + varint(int(r.batch_size))
+    out += _f4(float(r.lr)) + _f4(float(r.weight_decay))
+    for f in RECIPE_OPT_FIELDS[r.optimizer]:
+        out += _f4(float(getattr(r, f)))
+    if r.schedule == "step":
+        out += varint(int(r.decay_every)) + _f4(float(r.gamma))
+    if has_soft:
+        out += _f4(float(r.soft_weight))
     try:
-        decode_recipe(_Cursor(bytes(out)), has_soft)  # the writer refuses what a reader would refuse
+        decode_recipe(_Cursor(bytes(out)), has_soft)  # the writer refuses what a reader would refuse (float32)
     except (HeaderInvalid, LimitExceeded) as exc:
         raise ConfigError(f"recipe cannot be stored: {exc}") from exc
     return bytes(out)
 
 
 def decode_recipe(cur: _Cursor, has_soft: bool) -> dict[str, Any]:
-    """Parse and validate a recipe record -> the stored form ``{"version": 1, ...}`` (unused fields at their
-    defaults, floats widened from float32)."""
+    """Parse a recipe record and validate it with :class:`~edge_sdk.recipe.TrainRecipe` (``RECIPE_BOUNDS``) ->
+    the full form ``{"version": 1, ...}`` (``TrainRecipe.to_dict``; fields the record does not store at their
+    TrainRecipe defaults, floats widened from float32)."""
     opt = cur.u8("recipe optimizer")
     sch = cur.u8("recipe schedule")
     if opt >= len(OPTIMIZER_CODES) or sch >= len(SCHEDULE_CODES):
         raise HeaderInvalid(f"recipe optimizer code {opt} / schedule code {sch} unknown")
-    r: dict[str, Any] = {"version": RECIPE_VERSION, "optimizer": OPTIMIZER_CODES[opt], "schedule": SCHEDULE_CODES[sch]}
+    r: dict[str, Any] = _RECIPE_DEFAULTS.to_dict()
+    r["optimizer"], r["schedule"] = OPTIMIZER_CODES[opt], SCHEDULE_CODES[sch]
     r["steps"] = cur.varint("recipe steps", MAX_STEPS)
     r["batch_size"] = cur.varint("recipe batch_size", MAX_BATCH)
     r["lr"] = cur.f4("recipe lr")
     r["weight_decay"] = cur.f4("recipe weight_decay")
-    for k, v in RECIPE_DEFAULTS.items():
-        r.setdefault(k, float(v) if k != "decay_every" else int(v))
     for f in RECIPE_OPT_FIELDS[r["optimizer"]]:
         r[f] = cur.f4(f"recipe {f}")
     if r["schedule"] == "step":
@@ -207,17 +204,10 @@ def decode_recipe(cur: _Cursor, has_soft: bool) -> dict[str, Any]:
         r["gamma"] = cur.f4("recipe gamma")
     if has_soft:
         r["soft_weight"] = cur.f4("recipe soft_weight")
-    problems = []
-    if r["steps"] < 1 or r["batch_size"] < 1 or r["decay_every"] < 1:
-        problems.append("steps, batch_size and decay_every must be >= 1")
-    if not r["lr"] > 0 or r["weight_decay"] < 0 or not r["eps"] > 0:
-        problems.append("lr and eps must be > 0, weight_decay >= 0")
-    if not (0 <= r["momentum"] <= 1 and 0 <= r["beta1"] < 1 and 0 <= r["beta2"] < 1 and 0 <= r["gamma"] <= 1
-            and 0 <= r["soft_weight"] <= 1):
-        problems.append("momentum, gamma, soft_weight must be in [0, 1] and beta1, beta2 in [0, 1)")
-    if problems:
-        raise HeaderInvalid("recipe out of range: " + "; ".join(problems))
-    return r
+    try:
+        return TrainRecipe.from_dict(r, "header recipe").to_dict()
+    except SchemaError as exc:
+        raise HeaderInvalid(f"recipe out of range: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------- layout

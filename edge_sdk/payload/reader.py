@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import mmap
 import os
 import zlib
@@ -36,7 +35,6 @@ from edge_sdk.payload.errors import (
     HeaderInvalid,
     HeaderTooLarge,
     InvalidValue,
-    LimitExceeded,
     SignatureRequired,
     TrailingBytes,
     Truncated,
@@ -50,15 +48,13 @@ from edge_sdk.payload.format import (
     KEY_ID_SIZE,
     KNOWN_FLAGS,
     MAGIC,
-    MAX_JSON_DEPTH,
     PREFIX_SIZE,
     SIGNATURE_SIZE,
     SUPPORTED_VERSIONS,
     GroupDesc,
     HeaderDesc,
-    canonical_json,
+    decode_header,
     file_size,
-    json_depth,
     np_dtype,
 )
 from edge_sdk.payload.signing import trusted_key_map, verify_digest
@@ -66,39 +62,6 @@ from edge_sdk.payload.signing import trusted_key_map, verify_digest
 _HASH_CHUNK = 1 << 20
 #: values unpacked / checked / dequantized per block: the working buffers stay O(this), whatever N x D is
 DECODE_BLOCK_VALUES = 1 << 16
-
-
-def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise HeaderInvalid("header JSON has duplicate keys")
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise HeaderInvalid(f"header JSON contains {name}, which is not allowed")
-
-
-def decode_header(hbytes: bytes) -> Any:
-    """Strict JSON decode of the header bytes (depth <= MAX_JSON_DEPTH, UTF-8, no duplicates, no NaN/Infinity,
-    canonical)."""
-    depth = json_depth(hbytes)
-    if depth > MAX_JSON_DEPTH:
-        raise LimitExceeded(f"header JSON nests {depth} levels deep, limit {MAX_JSON_DEPTH}")
-    try:
-        text = hbytes.decode("utf-8")
-        obj = json.loads(text, object_pairs_hook=_no_dupes, parse_constant=_no_constants)
-    except HeaderInvalid:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise HeaderInvalid(f"header is not valid UTF-8 JSON: {str(exc)[:120]}") from None
-    try:
-        canon = canonical_json(obj)
-    except (ConfigError, ValueError, RecursionError) as exc:
-        raise HeaderInvalid(f"header JSON cannot be re-encoded canonically: {str(exc)[:120]}") from None
-    if canon != hbytes:
-        raise HeaderInvalid("header JSON is not canonical (sorted keys, no whitespace, ',' ':' separators, UTF-8)")
-    return obj
 
 
 class GroupView:

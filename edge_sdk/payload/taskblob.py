@@ -27,7 +27,7 @@ from typing import Any
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.payload.errors import HeaderInvalid, LimitExceeded, TaskBlobMissing, TaskMismatch
-from edge_sdk.payload.format import MAX_GRAPH_BYTES, MAX_JSON_DEPTH, canonical_json, json_depth
+from edge_sdk.payload.format import MAX_GRAPH_BYTES, MAX_JSON_DEPTH, canonical_json, decode_header, json_depth
 
 TASK_SCHEMA = "edge-sdk.task/1"
 TASK_BLOB_MAX_BYTES = 1 << 20
@@ -68,8 +68,6 @@ def encode_task_blob(task: Mapping[str, Any], graph: Mapping[str, Any] | None = 
 
 def parse_task_blob(data: bytes, expected_digest: bytes | None = None) -> TaskBlob:
     """Validate a task blob (rules in the module docstring); with ``expected_digest`` its SHA-256 must match."""
-    from edge_sdk.payload.reader import decode_header
-
     if len(data) > TASK_BLOB_MAX_BYTES:
         raise LimitExceeded(f"task blob is {len(data)} bytes, limit {TASK_BLOB_MAX_BYTES}")
     if expected_digest is not None and hashlib.sha256(data).digest() != expected_digest:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from edge_sdk.fleet.backends.base import BACKENDS, Backend, register
-
 from edge_sdk.errors import ConfigError
+from edge_sdk.fleet.backends.base import BACKENDS, Backend, register
 
 #: backend name -> module that registers it (imported on demand: ray is an optional dependency)
 MODULES = {"inline": "edge_sdk.fleet.backends.inline", "process": "edge_sdk.fleet.backends.process",

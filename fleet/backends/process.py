@@ -19,10 +19,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.fleet.backends.base import Backend, register
 from edge_sdk.fleet.work import WorkerContext
-
-from edge_sdk.atomic import atomic_write_bytes
 
 T = TypeVar("T")
 R = TypeVar("R")

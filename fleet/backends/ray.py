@@ -1,4 +1,4 @@
-"""``ray``: Ray tasks on a local or remote cluster (``pip install 'edge-sdk[fleet]'``).
+"""``ray``: Ray tasks on a local or remote cluster (``pip install -e '.[fleet]' in a checkout (docs/install.md)``).
 
 Shared values are put in the object store once (``ray.put``) and a worker fetches each the first time one of its
 tasks needs it; Ray reuses worker processes, so a worker's :class:`~edge_sdk.fleet.work.WorkerContext` (one ORT
@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.backends.base import Backend, register
 from edge_sdk.fleet.work import WorkerContext
-
-from edge_sdk.errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,7 +58,7 @@ class RayBackend(Backend):
         try:
             import ray
         except ImportError:
-            raise ConfigError("the ray backend needs Ray: pip install 'edge-sdk[fleet]' (or use --backend process)") from None
+            raise ConfigError("the ray backend needs Ray: pip install -e '.[fleet]' in a checkout (docs/install.md) (or use --backend process)") from None
         n_cpus = int(workers or os.cpu_count() or 1)
         super().__init__(n_cpus, **options)
         self._ray = ray

@@ -2,6 +2,11 @@
 
 Per-sample symmetric quantization (``quantize``), gradient sensitivity S(d) with ``torch.func``
 (``sensitivity``), byte-exact budget accounting (``cost``), bit allocation (``allocation``), coreset pruning
-(``pruning``), the end-to-end pipeline and payload groups (``pipeline``) and the ``edge-sdk quantize`` body
-(``run_cli``). Documentation: docs/adq.md; results: docs/adq-results.md.
+(``pruning``), and the family the pipeline runs (``family``: ``QuantizeConfig``, the ``METHODS`` registry,
+``plan``/``build``). The product's entry point is ``edge_sdk.server.pipeline.run``. Documentation: docs/adq.md;
+results: docs/adq-results.md.
 """
+
+from edge_sdk.server.adq.family import METHODS, QuantizeConfig, build, plan
+
+__all__ = ["METHODS", "QuantizeConfig", "build", "plan"]

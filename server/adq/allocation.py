@@ -22,11 +22,14 @@ dropping the rest, with ``m`` the largest count that fits; ``Allocation.mode`` s
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.registry import Registry
 
 from .cost import ByteCost
 
@@ -191,7 +194,7 @@ def allocate_k_groups(
         order, sizes = _class_balanced_groups(s, labels, k)
         sizes = [z for z in sizes]
     combo = _search(sizes, budget, cost, tuple(widths), allow_drop)
-    info = {"k": k, "class_balanced": labels is not None}
+    info: dict[str, Any] = {"k": k, "class_balanced": labels is not None}
     if combo is None:
         return _drop_fallback(order, budget, cost, fallback_bits or min(widths), info)
     bits = _assign(order, sizes, combo)
@@ -229,7 +232,7 @@ def allocate_threshold(
     tau = float(s.mean()) if threshold is None else float(threshold)
     order = _order(s)
     n_high = int((s > tau).sum())
-    info = {"threshold": tau, "n_high": n_high}
+    info: dict[str, Any] = {"threshold": tau, "n_high": n_high}
     if n_high in (0, s.size):
         sizes = [s.size]
     else:
@@ -261,8 +264,7 @@ def allocate_uniform(
     if order is None:
         order = np.random.default_rng(seed).permutation(n)
     alloc = _drop_fallback(np.asarray(order), budget, cost, min(widths), {"bits": min(widths)})
-    alloc.mode = "uniform-subset"
-    return alloc
+    return replace(alloc, mode="uniform-subset")
 
 
 def allocate_fixed_random(
@@ -278,8 +280,33 @@ def allocate_fixed_random(
     two halves at random (no sensitivity); ``labels``: random halves inside every class."""
     rand = np.random.default_rng(seed).permutation(n).astype(np.float64)
     alloc = allocate_two_groups(rand, budget, cost, widths, allow_drop, labels=labels)
-    alloc.mode = "fixed-random/" + alloc.mode
-    return alloc
+    return replace(alloc, mode="fixed-random/" + alloc.mode)
 
 
-ALLOCATORS = {"two": allocate_two_groups, "k": allocate_k_groups, "threshold": allocate_threshold}
+class AllocationSettings(Protocol):
+    """The fields of ``QuantizeConfig`` an allocator reads."""
+
+    widths: tuple[int, ...]
+    allow_drop: bool
+    k: int
+    threshold: float | None
+
+
+#: ADQ bit allocators by name: ``fn(scores [N], budget, cost, settings, labels [N] or None) -> Allocation``
+ALLOCATORS: Registry[Callable[..., Allocation]] = Registry("ADQ bit allocation")
+
+
+@ALLOCATORS.register("two")
+def _two(s: np.ndarray, budget: int, cost: ByteCost, st: AllocationSettings, labels: np.ndarray | None) -> Allocation:
+    return allocate_two_groups(s, budget, cost, tuple(st.widths), st.allow_drop, labels=labels)
+
+
+@ALLOCATORS.register("k")
+def _k(s: np.ndarray, budget: int, cost: ByteCost, st: AllocationSettings, labels: np.ndarray | None) -> Allocation:
+    return allocate_k_groups(s, budget, cost, st.k, tuple(st.widths), st.allow_drop, labels=labels)
+
+
+@ALLOCATORS.register("threshold")
+def _threshold(s: np.ndarray, budget: int, cost: ByteCost, st: AllocationSettings,
+               labels: np.ndarray | None) -> Allocation:
+    return allocate_threshold(s, budget, cost, st.threshold, tuple(st.widths), st.allow_drop)

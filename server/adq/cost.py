@@ -9,13 +9,12 @@ A stored set is a list of groups, one per bit width (payload v1 ``role="samples"
 * ``b = 0``: the sample is dropped, i.e. *not stored at all* (no group, no label): 0 bytes.
 
 :class:`ByteCost` counts these data bytes only (a closed form, used for quick estimates and tests);
-:class:`PayloadCost` — what the pipeline uses — counts the *whole file* with ``edge_sdk.payload.payload_size``
+:class:`WidthCost` — what the pipeline uses — counts the *whole file* with ``edge_sdk.payload.payload_size``
 (header, task dict, provenance, group table, alignment, digest included), so a budget is a bound on the
-bytes actually written. Ratios are defined against ``float32_bytes = N_full * D * 4`` (the features of the
-full, unpruned training set as float32, labels not counted — ``TaskData.full_float32_bytes``): compression
-``c`` (e.g. 93.75 %) means ``budget = floor((1 - c) * float32_bytes)`` = ``floor(float32_bytes / r)`` for
-``r = 1 / (1 - c)``, i.e. ``16x`` = 93.75 % = a 2-bit average per value, ``8x`` = 87.5 % = 4-bit,
-``4x`` = 75 % = 8-bit, ``2x`` = 50 % = 16-bit. (The paper quotes ratios of 8-bit images, where 93.75 % would
+bytes actually written. Budgets are :class:`edge_sdk.budget.Budget` values; ratios are defined against
+``full_float32_bytes = N_full * D * 4`` (the features of the full, unpruned training set as float32, labels not
+counted — ``TaskData.full_float32_bytes``): ``16x`` = ``93.75%`` = a 2-bit average per value, ``8x`` = 87.5 % =
+4-bit, ``4x`` = 75 % = 8-bit, ``2x`` = 50 % = 16-bit. (The paper quotes ratios of 8-bit images, where 93.75 % would
 be 0.5 bit per pixel; against float32 the same percentage is 2 bits per value. We use float32 because the
 beam features are float32, and say so in every table.)
 """
@@ -28,8 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_sdk import codecs
 from edge_sdk.codecs import label_bits
 from edge_sdk.errors import ConfigError
+from edge_sdk.payload import GroupLayout
+from edge_sdk.server.payload_io import PayloadCost
 
 from .quantize import SCALE_DTYPES, check_scale_dtype
 
@@ -96,70 +98,18 @@ class ByteCost:
         return self.total(zip(vals.tolist(), counts.tolist(), strict=True))
 
 
-def float32_bytes(n: int, d: int) -> int:
-    """Reference size: ``n * d`` float32 features (labels excluded), the 0 % compression point."""
-    return int(n) * int(d) * 4
-
-
-def budget_from_compression(compression: float, n: int, d: int) -> int:
-    """Byte budget for a compression fraction in [0, 1) (0.9375 = 93.75 % = 16x) of ``float32_bytes``."""
-    if not 0.0 <= compression < 1.0:
-        raise ConfigError(f"compression must be in [0, 1), got {compression}")
-    return int(math.floor((1.0 - compression) * float32_bytes(n, d) + 1e-9))
-
-
-def parse_budget(text: str, n: int, d: int) -> tuple[int, float]:
-    """Parse ``"16x"`` / ``"93.75%"`` / ``"0.9375"`` / ``"12000"`` / ``"16KiB"`` / ``"2MB"`` into
-    ``(budget_bytes, compression_fraction)`` relative to ``float32_bytes(n, d)``."""
-    t = str(text).strip().replace(" ", "")
-    ref = float32_bytes(n, d)
-    try:
-        if t.lower().endswith("x"):
-            factor = float(t[:-1])
-            if factor < 1:
-                raise ConfigError(f"compression factor must be >= 1, got {text!r}")
-            comp = 1.0 - 1.0 / factor
-            return budget_from_compression(comp, n, d), comp
-        if t.endswith("%"):
-            comp = float(t[:-1]) / 100.0
-            return budget_from_compression(comp, n, d), comp
-        units = {"kib": 1024, "mib": 1024**2, "kb": 1000, "mb": 1000**2, "b": 1}
-        for suf, mult in units.items():
-            if t.lower().endswith(suf):
-                nbytes = int(float(t[: -len(suf)]) * mult)
-                break
-        else:
-            v = float(t)
-            if 0 < v < 1:
-                return budget_from_compression(v, n, d), v
-            nbytes = int(v)
-    except ValueError as exc:
-        raise ConfigError(
-            f"cannot parse budget {text!r}; use e.g. '16x', '93.75%', '0.9375', '12000', '16KiB'"
-        ) from exc
-    if nbytes <= 0:
-        raise ConfigError(f"budget must be positive, got {text!r}")
-    return nbytes, 1.0 - nbytes / ref
-
-
 @dataclass(frozen=True)
-class PayloadCost(ByteCost):
-    """Exact accounting: ``total`` is ``edge_sdk.payload.payload_size`` of the payload :func:`layouts` describes
-    (header with ``task``/``provenance`` and the training graph's digest ``graph`` = ``{"sha256": hex,
-    "size": int}`` included, i.e. the size of the file that will be written; the digest's size integer is part
-    of the header text, so its digit count changes the header length).
+class WidthCost(ByteCost):
+    """Exact accounting of a per-width allocation: ``total`` is the size of the payload file that stores the
+    groups ``[(bits, n), ...]`` (one ``b{bits}`` group per width, :meth:`layouts`) with ``payload``'s header
+    (task, provenance, training-graph digest — :class:`edge_sdk.server.payload_io.PayloadCost`).
     ``group_bytes`` stays the additive per-group estimate (used only to seed searches; every decision is
     checked with ``total``)."""
 
-    task: dict | None = None
-    provenance: dict | None = None
-    graph: dict | None = None
+    payload: PayloadCost | None = None
 
-    def layouts(self, groups: Iterable[tuple[int, int]]) -> list:
+    def layouts(self, groups: Iterable[tuple[int, int]]) -> list[GroupLayout]:
         """``GroupLayout`` per stored width, named ``b{bits}``, largest width first (as the writer orders them)."""
-        from edge_sdk import codecs
-        from edge_sdk.payload import GroupLayout
-
         out = []
         merged: dict[int, int] = {}
         for b, n in groups:
@@ -173,8 +123,13 @@ class PayloadCost(ByteCost):
                                    param_shapes=shapes, param_dtypes=dtypes))
         return out
 
-    def total(self, groups: Iterable[tuple[int, int]]) -> int:
-        from edge_sdk.payload import payload_size
+    def layouts_of_bits(self, bits: np.ndarray) -> list[GroupLayout]:
+        """Layouts of a per-sample allocation ``bits`` int [M] (b = 0 is not stored)."""
+        b = np.asarray(bits, np.int64)
+        vals, counts = np.unique(b[b > 0], return_counts=True)
+        return self.layouts(zip(vals.tolist(), counts.tolist(), strict=True))
 
-        return int(payload_size(self.layouts(groups), num_classes=self.num_classes, task=self.task,
-                                provenance=self.provenance, graph=self.graph))
+    def total(self, groups: Iterable[tuple[int, int]]) -> int:
+        if self.payload is None:
+            return super().total(groups)
+        return self.payload.size(self.layouts(groups))

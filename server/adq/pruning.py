@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from edge_sdk.server.train_eval import EvalConfig
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe
+from edge_sdk.registry import Registry
 
 from .training import logits, train_params
 
@@ -35,7 +36,7 @@ def keep_count(n: int, keep: float) -> int:
     return max(1, int(round(keep * n)))
 
 
-def el2n_scores(spec: ModelSpec, x: np.ndarray, y: np.ndarray, recipe: EvalConfig, epochs: int = 3,
+def el2n_scores(spec: ModelSpec, x: np.ndarray, y: np.ndarray, recipe: TrainRecipe, epochs: int = 3,
                 n_models: int = 2, seed: int = 0) -> np.ndarray:
     """EL2N difficulty float64 [N] (higher = harder), models trained ``epochs`` passes of ``recipe``."""
     onehot = np.eye(spec.num_classes, dtype=np.float64)[np.asarray(y, np.int64)]
@@ -48,7 +49,8 @@ def el2n_scores(spec: ModelSpec, x: np.ndarray, y: np.ndarray, recipe: EvalConfi
 
 
 class CoresetMethod:
-    """Base: pick ``keep_count(N, keep)`` indices; ``scores`` is the difficulty (higher = harder)."""
+    """Base: pick ``keep_count(N, keep)`` indices; ``scores`` is the difficulty (higher = harder).
+    Subclasses register in ``PRUNERS``; their settings are constructor arguments (frozen dataclasses)."""
 
     name = "base"
     needs_scores = False
@@ -57,6 +59,11 @@ class CoresetMethod:
         raise NotImplementedError
 
 
+#: coreset pruning methods by name
+PRUNERS: Registry[type[CoresetMethod]] = Registry("pruning method")
+
+
+@PRUNERS.register("random")
 class RandomPrune(CoresetMethod):
     name = "random"
 
@@ -65,6 +72,7 @@ class RandomPrune(CoresetMethod):
         return np.sort(np.random.default_rng(seed).choice(n, m, replace=False)).astype(np.int64)
 
 
+@PRUNERS.register("el2n")
 class EL2NPrune(CoresetMethod):
     name = "el2n"
     needs_scores = True
@@ -75,7 +83,8 @@ class EL2NPrune(CoresetMethod):
         return np.sort(np.argsort(-s, kind="stable")[:m]).astype(np.int64)
 
 
-@dataclass
+@PRUNERS.register("ccs")
+@dataclass(frozen=True)
 class CCSPrune(CoresetMethod):
     hard_cutoff: float = 0.1
     n_bins: int = 50
@@ -119,11 +128,8 @@ def _check_scores(scores: np.ndarray | None, n: int) -> np.ndarray:
     return s
 
 
-PRUNERS: dict[str, type[CoresetMethod]] = {c.name: c for c in (RandomPrune, EL2NPrune, CCSPrune)}
-
-
-def get_method(name: str) -> CoresetMethod:
-    """Instantiate a pruning method by name (``random``, ``el2n``, ``ccs``)."""
-    if name not in PRUNERS:
-        raise ConfigError(f"unknown pruning method {name!r}; choose one of {sorted(PRUNERS)}")
-    return PRUNERS[name]()
+def get_method(name: str, hard_cutoff: float = 0.1) -> CoresetMethod:
+    """Instantiate a pruning method by name (``random``, ``el2n``, ``ccs``) with its settings (``hard_cutoff``:
+    CCS's share of the hardest samples cut first)."""
+    cls = PRUNERS.get(name)
+    return cls(hard_cutoff=hard_cutoff) if issubclass(cls, CCSPrune) else cls()

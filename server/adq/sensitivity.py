@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from edge_sdk.server.train_eval import EvalConfig
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe
 
 from .quantize import check_bits, fake_quantize
 from .training import as_module, train_params
@@ -85,9 +85,9 @@ def sensitivity_scores(
     out = []
     starts = range(0, xt.shape[0], batch_size)
     if progress:
-        from tqdm import tqdm
+        from edge_sdk.progress import progress_bar
 
-        starts = tqdm(starts, desc="sensitivity", unit="batch", leave=False)
+        starts = progress_bar(starts, desc="sensitivity", unit="batch", leave=False)
     model.eval()
     for s in starts:
         xb, yb = xt[s : s + batch_size], yt[s : s + batch_size]
@@ -119,13 +119,13 @@ def sensitivity_loop(model: nn.Module, x: np.ndarray, y: np.ndarray, bits: int =
 
 
 def reference_model(spec: ModelSpec, x: np.ndarray, y: np.ndarray, cfg: SensitivityConfig,
-                    recipe: EvalConfig) -> nn.Module:
+                    recipe: TrainRecipe) -> nn.Module:
     """The frozen reference model: ``cfg.ref_epochs`` passes of the shared recipe (0 = ``init_params``)."""
     return as_module(spec, train_params(spec, x, y, cfg.ref_epochs, cfg.seed, recipe))
 
 
 def compute_sensitivity(spec: ModelSpec, x: np.ndarray, y: np.ndarray, cfg: SensitivityConfig,
-                        recipe: EvalConfig, progress: bool = False) -> np.ndarray:
+                        recipe: TrainRecipe, progress: bool = False) -> np.ndarray:
     """Train (or init) the reference model, then S(d) for every sample: float64 [N]."""
     model = reference_model(spec, x, y, cfg, recipe)
     return sensitivity_scores(model, x, y, cfg.bits, cfg.scale_dtype, cfg.batch_size, progress)

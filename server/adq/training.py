@@ -1,39 +1,31 @@
 """Adapters from ADQ to the shared server models and evaluation protocol.
 
 * models: ``edge_sdk.server.models`` (``SpecModel``, ``forward``; parameters from ``init_params``);
-* training: ``edge_sdk.server.train_eval.train_model`` (SGD+momentum, fixed number of updates, batch order
-  ``epoch_order``) — the same recipe every method is evaluated with. ADQ's reference model and the EL2N
+* training: ``edge_sdk.server.train_eval.train_model`` (one run of an ``edge_sdk.recipe.TrainRecipe``, batch
+  order ``epoch_order``) — the same recipe every method is evaluated with. ADQ's reference model and the EL2N
   scoring models are trained with it for ``epochs`` passes, i.e. ``epochs * ceil(N / batch_size)`` updates.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from edge_sdk.server.models import SpecModel
-from edge_sdk.server.train_eval import EvalConfig, predict, train_model
 from torch import nn
 
 from edge_sdk.modelspec import ModelSpec
-
-
-def steps_for_epochs(n: int, epochs: int, batch_size: int) -> int:
-    """Number of updates for ``epochs`` passes over ``n`` samples."""
-    return int(epochs) * max(1, math.ceil(n / batch_size))
+from edge_sdk.recipe import TrainRecipe
+from edge_sdk.server.models import SpecModel
+from edge_sdk.server.train_eval import predict, train_model
 
 
 def train_params(spec: ModelSpec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                 recipe: EvalConfig) -> dict[str, torch.Tensor]:
+                 recipe: TrainRecipe) -> dict[str, torch.Tensor]:
     """Parameters after ``epochs`` passes of the shared recipe (``epochs == 0``: ``init_params``)."""
     from edge_sdk.server.models import init_torch_params
 
     if epochs <= 0:
         return init_torch_params(spec, seed)
-    cfg = EvalConfig(steps=steps_for_epochs(len(y), epochs, recipe.batch_size), batch_size=recipe.batch_size,
-                     lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, seeds=(seed,))
-    return train_model(spec, x, y, seed, cfg)
+    return train_model(spec, x, y, seed, recipe.for_epochs(int(epochs), len(y)))
 
 
 def as_module(spec: ModelSpec, params: dict[str, torch.Tensor]) -> nn.Module:

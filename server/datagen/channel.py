@@ -34,11 +34,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from edge_sdk.server.datagen.presets import Preset
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.server.datagen.presets import Preset
 
 SPEED_OF_LIGHT = 299_792_458.0  # m/s
 
@@ -63,7 +64,7 @@ class LinkState:
     ``indoor`` bool [B]; ``ut_loc`` [B, 3] m.
     """
 
-    rays: object
+    rays: Any  # sionna Rays
     k_factor: torch.Tensor
     c_ds: torch.Tensor
     los_angles: dict
@@ -87,7 +88,7 @@ def _sionna():
         from sionna.phy.channel.tr38901.channel_coefficients import Topology
     except ImportError as exc:  # pragma: no cover - server extra missing
         raise ConfigError(
-            f"the data generator needs the server extra (sionna-no-rt>=2.1): {exc}; run pip install 'edge-sdk[server]'"
+            f"the data generator needs the server extra (sionna-no-rt>=2.1): {exc}; run pip install -e '.[server]' in a checkout (docs/install.md)"
         ) from None
     import sionna
 

@@ -2,7 +2,7 @@
 
 The run is cut into chunks of ``batch`` rows. Chunk ``k`` is generated from its own seed
 ``chunk_seed(seed, k)`` (numpy ``SeedSequence([seed, k])``) that re-seeds Sionna's RNGs and our own
-``torch.Generator``; each finished chunk is appended and flushed by :class:`edge_sdk.beam.h5schema.BeamH5Writer`.
+``torch.Generator``; each finished chunk is appended and flushed by :class:`edge_sdk.beam.h5writer.BeamH5Writer`.
 A resumed run therefore continues at chunk ``n_done // batch`` and produces exactly the rows an uninterrupted run
 would have produced (same seed, batch, preset and device type). Results are bit-identical for a seed on one
 device type; CPU and CUDA give different (equally valid) samples. Side effect: seeding a chunk sets
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from edge_sdk.beam.dataset import top1_label
+from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.server.datagen.channel import BeamChannel, LinkState
 from edge_sdk.server.datagen.codebook import gnb_codebook, ue_codebook
 from edge_sdk.server.datagen.presets import Preset, load_preset
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
 from edge_sdk.server.datagen.trajectory import sample_trajectories
-
-from edge_sdk.beam.dataset import top1_label
-from edge_sdk.errors import ConfigError, DatasetError
 
 #: version 2: BM-Case2 trajectories with TR 38.901 spatial consistency (version 1: 50 m blocks); Case1 unchanged
 GENERATOR_VERSION = "edge-sdk-datagen/2"
@@ -228,18 +228,18 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
         raise ConfigError(f"rows [{r0}, {r1}) must lie in [0, {samples}] on chunk boundaries of {batch}")
     n_rows = r1 - r0
     dev = resolve_device(device)
-    from edge_sdk.beam.h5schema import BeamH5Writer
+    from edge_sdk.beam.h5writer import BeamH5Writer
 
     out = Path(out)
     attrs = {**_attrs(p, seed, batch, dev), **(extra_attrs or {})}
     if resume and BeamH5Writer.can_resume(out):
         w = BeamH5Writer.open_resume(out)
         old = w.attrs
-        for k in ("preset", "seed", "chunk_size", "device_type", "generator_version", *sorted(extra_attrs or {})):
-            if old.get(k) != attrs[k]:
+        for key in ("preset", "seed", "chunk_size", "device_type", "generator_version", *sorted(extra_attrs or {})):
+            if old.get(key) != attrs[key]:
                 w.close()
                 raise ConfigError(
-                    f"cannot resume {out}: its {k} ({old.get(k)!r}) differs from this run's ({attrs[k]!r}); "
+                    f"cannot resume {out}: its {key} ({old.get(key)!r}) differs from this run's ({attrs[key]!r}); "
                     "rerun with the same preset/seed/batch/device or without --resume"
                 )
         if old.get("n_target") not in (-1, n_rows):
@@ -255,11 +255,11 @@ def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int
     if n0 % batch and n0 != n_rows:
         w.close()
         raise DatasetError(f"cannot resume {out}: {n0} rows is not a whole number of chunks of {batch}")
-    from tqdm import tqdm
+    from edge_sdk.progress import progress_bar
 
     try:
         gen = cached_generator(p, dev)
-        with tqdm(total=n_rows, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
+        with progress_bar(total=n_rows, initial=n0, unit="row", disable=not progress, desc=p.name) as bar:
             while w.n_done < n_rows:
                 g0 = r0 + w.n_done  # run-global row of this chunk
                 k = g0 // batch

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from edge_sdk.server.datagen.generate import BeamGenerator, chunk_seed
 from edge_sdk.server.datagen.presets import Preset
 from edge_sdk.server.datagen.rsrp import rsrp_dbm

@@ -1,10 +1,8 @@
 """Generator presets: TOML files that hold every parameter of the TR 38.901 beam-management generator.
 
-Source of truth: ``datasets/3gpp/presets/*.toml`` in the repository. The installed package carries byte-identical
-copies in ``edge_sdk/server/datagen/presets_*.toml`` (package data ``*.toml`` directly in this folder); the test
-``tests/server/test_datagen_presets.py::test_package_copies_identical`` fails when the two drift apart, and
-``.venv/bin/python tools/make_reference_data.py --sync-presets`` re-copies them. A preset is found by name
-(repository copy first, then the package copy) or by path.
+One copy: ``datasets/3gpp/presets/*.toml`` in the repository. ``server/datagen/presets`` is a symbolic link to
+that folder, so the package (``edge_sdk/server/datagen/presets/*.toml``, package data; a built wheel holds the
+files themselves) and the repository read the same files. A preset is found by name or by path.
 
 Every key is required and unknown keys are rejected (:class:`~edge_sdk.errors.ConfigError` naming the key), so a
 preset cannot silently omit or misspell a parameter. Sources of the values: datasets/3gpp/README.md.
@@ -20,10 +18,8 @@ from typing import Any
 
 from edge_sdk.errors import ConfigError
 
-#: repository copy (source of truth) and package copy of the presets
-REPO_PRESET_DIR = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "presets"
-PACKAGE_PRESET_DIR = Path(__file__).resolve().parent
-PACKAGE_PREFIX = "presets_"
+#: the shipped presets (in a checkout: a link to datasets/3gpp/presets)
+PRESET_DIR = Path(__file__).parent / "presets"
 #: longest BM-Case2 trajectory (positions per spatially consistent snapshot)
 MAX_TRACK_STEPS = 512
 
@@ -309,10 +305,8 @@ def parse_preset(raw: dict[str, Any], source: str = "<dict>") -> Preset:
 
 
 def preset_names() -> list[str]:
-    """Names of the shipped presets (repository copy if present, else the package copy)."""
-    if REPO_PRESET_DIR.is_dir():
-        return sorted(f.stem for f in REPO_PRESET_DIR.glob("*.toml"))
-    return sorted(f.stem[len(PACKAGE_PREFIX) :] for f in PACKAGE_PRESET_DIR.glob(f"{PACKAGE_PREFIX}*.toml"))
+    """Names of the shipped presets."""
+    return sorted(f.stem for f in PRESET_DIR.glob("*.toml"))
 
 
 def preset_path(name_or_path: str | Path) -> Path:
@@ -323,9 +317,9 @@ def preset_path(name_or_path: str | Path) -> Path:
         if not p.is_file():
             raise ConfigError(f"preset file {s} does not exist")
         return p
-    for cand in (REPO_PRESET_DIR / f"{s}.toml", PACKAGE_PRESET_DIR / f"{PACKAGE_PREFIX}{s}.toml"):
-        if cand.is_file():
-            return cand
+    cand = PRESET_DIR / f"{s}.toml"
+    if "/" not in s and cand.is_file():
+        return cand
     raise ConfigError(f"unknown preset {s!r}; known presets: {preset_names()} (or give a path to a .toml file)")
 
 

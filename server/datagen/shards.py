@@ -3,7 +3,7 @@
 ``generate_sharded(preset, samples, seed, out, shards=K, backend="local" | "ray")`` splits the run's chunks
 (``batch`` rows each, chunk k seeded by ``chunk_seed(seed, k)``) into K contiguous ranges. Shard i writes its
 range with :func:`generate_dataset` (``rows=(start, stop)``) into ``<out stem>.shard<i>-of<K>.h5`` next to
-``out`` -- one writer per file, as h5py has no MPI -- and :func:`edge_sdk.beam.vds.stitch_shards` writes ``out``
+``out`` -- one writer per file, as h5py has no MPI -- and :func:`edge_sdk.beam.h5writer.stitch_shards` writes ``out``
 as a virtual dataset over the shards. Consequences:
 
 * **deterministic per (seed, shard)**, and the stitched file holds exactly the rows of the unsharded run with the
@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.server.datagen.generate import normalise_args, resolve_device
 from edge_sdk.server.datagen.presets import Preset, load_preset
-
-from edge_sdk.errors import ConfigError, DatasetError
 
 BACKENDS = ("local", "ray")
 MAX_SHARDS = 4096
@@ -95,6 +94,7 @@ def plan_shards(samples: int, batch: int, shards: int) -> list[tuple[int, int]]:
 def run_shard(job: ShardJob) -> dict[str, Any]:
     """Generate one shard (in a worker process or Ray task); returns a small summary dict."""
     import torch
+
     from edge_sdk.server.datagen.generate import generate_dataset
     from edge_sdk.server.datagen.presets import parse_preset
 
@@ -116,7 +116,7 @@ def _check_complete_shard(path: Path, job: ShardJob, extra: dict[str, Any]) -> N
     """A shard kept on resume must be this run's shard (same preset, seed, chunking, rows)."""
     import json
 
-    from edge_sdk.beam.h5schema import BeamH5File
+    from edge_sdk.beam.h5reader import BeamH5File
 
     with BeamH5File(path, allow_virtual=False) as f:
         a = f.attrs
@@ -231,7 +231,7 @@ def generate_sharded(preset: str | Path | Preset, samples: int, seed: int, out: 
     else:
         results, n_workers = _run_ray(jobs, n_workers, ray_address, device, gpus_per_shard, progress)
     paths = [Path(j.path) for j in jobs]
-    from edge_sdk.beam.vds import stitch_shards
+    from edge_sdk.beam.h5writer import stitch_shards
 
     stitch_shards(out, paths, overwrite=overwrite)
     secs = time.perf_counter() - t0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from edge_sdk.server.datagen.presets import TrajectoryCfg
 
 

@@ -1,24 +1,27 @@
 """edge_sdk.server.distill: dataset distillation under a byte budget (DM, DC, MTT, QuADD, PTQ, baselines).
 
-One API for every method::
+The family's API (the product's entry point is :func:`edge_sdk.server.pipeline.run`)::
 
-    from edge_sdk.server.distill import distill, DistillConfig, DistillResult, METHODS, register
+    from edge_sdk.server.distill import distill, choose_point, DistillConfig, DistillResult, method_names
     res = distill(task_data, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2), budget=16384)
 
-Method names and the budget rule are documented in :mod:`edge_sdk.server.distill.base`; each method lives in
-its own file (``dm.py``, ``dc.py``, ``mtt.py``, ``baselines.py``) and registers itself with ``register`` /
-``loop.register_host``.
+Method names and the budget rule are documented in :mod:`edge_sdk.server.distill.base`; each host (a
+``Matcher``) and each baseline lives in its own file (``dm.py``, ``dc.py``, ``mtt.py``, ``baselines.py``) and
+registers itself in ``MATCHERS`` / ``BASELINES``.
 """
 
-from edge_sdk.server.distill import baselines, dc, dm, mtt  # noqa: F401  (register the methods)
+from edge_sdk.server.distill import baselines, dc, dm, mtt  # noqa: F401  (register the hosts and baselines)
 from edge_sdk.server.distill.base import (
-    METHODS,
+    BASELINES,
+    MATCHERS,
     DistillConfig,
     DistillResult,
+    Matcher,
     choose_point,
-    distill,
-    register,
+    method_names,
     resolve_method,
 )
+from edge_sdk.server.distill.runner import distill
 
-__all__ = ["METHODS", "DistillConfig", "DistillResult", "choose_point", "distill", "register", "resolve_method"]
+__all__ = ["BASELINES", "MATCHERS", "DistillConfig", "DistillResult", "Matcher", "choose_point", "distill",
+           "method_names", "resolve_method"]

@@ -1,14 +1,14 @@
-"""Shared pieces of every distillation method: config, result, registry, real-data sampling, init.
+"""Shared pieces of every distillation method: config, result, registries, the matcher base class, real-data
+sampling, initialisation, the operating point.
 
-API::
+API (the product's entry point is ``edge_sdk.server.pipeline.run``; this is the family's own)::
 
-    from edge_sdk.server.distill import distill, DistillConfig, METHODS
+    from edge_sdk.server.distill import distill, choose_point, DistillConfig, method_names
     res = distill(data, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2, iterations=300), budget=16384)
-    res.compact  (payload_io.CompactSet: decoded values X [N, D], labels, codes, params)
-    res.point    (budget.OperatingPoint), res.losses (list of floats, one per iteration), res.seconds,
-    res.provenance / res.task (pass unchanged to payload_io.write_compact so the planned size holds)
+    res.compact  (payload_io.CompactSet: the groups to write + decoded values X [N, D], labels, soft labels)
+    res.point    (budget.OperatingPoint), res.losses (list of floats, one per iteration), res.seconds, res.info
 
-Method names (``METHODS`` registry; one file per method):
+Method names (:func:`method_names`; one file per host or baseline, each registered in a :class:`Registry`):
 
 * ``dm``, ``dc``, ``mtt``: plain dataset distillation, synthetic set stored as ``float32`` (or
   ``float16``) -- "DD at float32 with fewer samples";
@@ -22,39 +22,52 @@ Method names (``METHODS`` registry; one file per method):
 * ``full``: the whole training set (float32, or quantized with ``quantizer``/``bits``, e.g. 8-bit) --
   the 1x reference; it ignores the budget (it cannot fit a compressed one).
 
-Budget -> operating point: ``ipc`` is the largest that fits ``budget`` bytes for ``(quantizer, bits)``
-(``budget.plan``), unless ``config.ipc`` is set (then it must fit, else ConfigError).
+A host is a :class:`Matcher` subclass registered in ``MATCHERS`` (``@MATCHERS.register("dm")``); it gives the
+three methods ``<host>``, ``quadd-<host>``, ``ptq-<host>`` (the loop of :mod:`.loop` runs it in each storage mode).
+A baseline is a function ``fn(ctx) -> (CompactSet, losses, info)`` registered in ``BASELINES``.
+
+Budget -> operating point (:func:`choose_point`): ``ipc`` is the largest that fits ``budget`` bytes for
+``(quantizer, bits)`` (``budget.plan``, every byte of the payload counted by a ``PayloadCost``), unless
+``config.ipc`` is set (then it must fit, else ConfigError).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.budget import OperatingPoint, allocate_per_class, plan
-from edge_sdk.server.datasets import TaskData
-from edge_sdk.server.models import features, head_names, init_torch_params
-from edge_sdk.server.payload_io import CompactSet
 from torch import Tensor
 
 from edge_sdk import codecs
+from edge_sdk.catalog import DISTILL_ALIASES
 from edge_sdk.errors import ConfigError
+from edge_sdk.payload import make_provenance
+from edge_sdk.registry import Registry
+from edge_sdk.server.budget import OperatingPoint, allocate_per_class, option_kind, plan
+from edge_sdk.server.datasets import TaskData
+from edge_sdk.server.models import features, head_names, init_torch_params
+from edge_sdk.server.payload_io import CompactSet, PayloadCost, SoftStorage, Storage
 
 RAW = ("float32", "float16")
+#: storage modes of a host: plain float DD, QuADD (quantizer in the loop), DD then post-training quantization
+MODES = ("plain", "quadd", "ptq")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """One config for every method (fields a method does not use are ignored and stay in the report)."""
+    """One config for every method (fields a method does not use are ignored and stay in the report).
+    ``family``: the pipeline family that runs it (``edge_sdk.server.pipeline.FAMILY_MODULES``)."""
+
+    family: ClassVar[str] = "distill"
 
     method: str = "quadd-mtt"
     quantizer: str = "codebook"  # uniform | apot | codebook | float32 | float16
     bits: int | None = None  # None: 3 for quantizers, 32/16 for raw kinds
+    search_bits: bool = False  # --bits auto: sweet-spot search over AUTO_BITS with short proxy runs
     per_feature: bool = False  # uniform quantizer: one alpha per feature instead of per set
     ipc: int | None = None  # None: the largest that fits the budget
     iterations: int = 300
@@ -97,39 +110,87 @@ class DistillConfig:
         d["bits"] = self.resolved_bits()
         return d
 
+    def storage(self) -> Storage:
+        """How the set is stored (payload kind, bits, per-feature thresholds, soft labels)."""
+        quantizer, bits = quant_options(self)
+        mtt = resolve_method(self.method).endswith("mtt")
+        soft = SoftStorage("uniform_clip", self.soft_bits) if self.soft_labels and mtt else None
+        return Storage(option_kind(quantizer), bits, self.per_feature, soft)
 
-@dataclass
+    def provenance_extra(self) -> dict[str, Any]:
+        """Fields of the payload provenance besides method and seed (``edge_sdk.payload.make_provenance``)."""
+        return {}
+
+
+@dataclass(frozen=True)
 class DistillResult:
     compact: CompactSet
     point: OperatingPoint
     losses: list[float]
     seconds: float
-    provenance: dict[str, Any]
-    task: dict[str, Any]
     config: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
 
 
 MethodFn = Callable[["Context"], tuple[CompactSet, list[float], dict[str, Any]]]
-METHODS: dict[str, MethodFn] = {}
 
 
-def register(name: str):
-    """Decorator: register a method function ``fn(ctx) -> (CompactSet, losses, info)`` under ``name``."""
+class Matcher:
+    """Base class of a distillation host (DM, DC, MTT): the matching loss between the real data and the synthetic
+    values the model sees. Built once per run as ``cls(ctx, S0)`` (``S0``: the initial synthetic set [N, D]).
 
-    def deco(fn: MethodFn) -> MethodFn:
-        if name in METHODS:
-            raise ConfigError(f"method {name!r} registered twice")
-        METHODS[name] = fn
-        return fn
+    Subclasses implement :meth:`loss`; the other hooks have defaults. ``balanced_only``: the host needs the same
+    number of synthetic samples per class (checked before the loop starts)."""
 
-    return deco
+    name: str = "matcher"
+    balanced_only: bool = False
+
+    def __init__(self, ctx: Context, S0: Tensor) -> None:
+        if self.balanced_only:
+            ctx.require_balanced(self.name.upper())
+        self.ctx = ctx
+
+    def loss(self, Sq: Tensor, it: int) -> Tensor:
+        """The host's matching loss for the (quantized) synthetic values ``Sq`` [N, D] at iteration ``it``."""
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Extra learnables for the Adam optimizer (e.g. MTT's step size, soft labels)."""
+        return []
+
+    def soft(self) -> Tensor | None:
+        """Learned soft-label logits [N, C], or None."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """Details for the report (``method_info``)."""
+        return {"host": self.name}
+
+
+#: distillation hosts (Matcher subclasses) by name; each gives the methods <host>, quadd-<host>, ptq-<host>
+MATCHERS: Registry[type[Matcher]] = Registry("distillation host")
+#: baselines (random real subset, full data) by name
+BASELINES: Registry[MethodFn] = Registry("distillation baseline")
+
+
+def method_names() -> list[str]:
+    """Every distillation method name (registries; the CLI's list is ``edge_sdk.catalog.DISTILL_METHODS``)."""
+    return sorted([*BASELINES.names(), *(f"{p}{h}" for h in MATCHERS.names() for p in ("", "quadd-", "ptq-"))])
+
+
+def split_method(name: str) -> tuple[str, str | None]:
+    """``(mode, host)`` of a canonical method name: ``("quadd", "mtt")``; baselines give ``(name, None)``."""
+    for prefix in ("quadd-", "ptq-"):
+        if name.startswith(prefix) and name[len(prefix):] in MATCHERS:
+            return prefix[:-1], name[len(prefix):]
+    if name in MATCHERS:
+        return "plain", name
+    return name, None
 
 
 #: ``class_alloc="auto"`` picks ``proportional`` when the largest present class has at least this many times
 #: the samples of the smallest (beam reference data: 942 / 62 = 15x; sklearn digits: 1.1x stays balanced)
 IMBALANCE_RATIO = 2.0
-_BALANCED_ONLY = ("dm", "quadd-dm", "ptq-dm", "dc", "quadd-dc", "ptq-dc")
 
 
 def resolve_class_alloc(mode: str, method: str, class_counts: np.ndarray) -> str:
@@ -142,12 +203,15 @@ def resolve_class_alloc(mode: str, method: str, class_counts: np.ndarray) -> str
         return mode
     c = np.asarray(class_counts)
     imbalanced = c.size > 0 and c.min() > 0 and c.max() / c.min() >= IMBALANCE_RATIO
-    return "proportional" if imbalanced and method not in _BALANCED_ONLY else "balanced"
+    host = split_method(method)[1]
+    balanced_only = host is not None and MATCHERS.get(host).balanced_only
+    return "proportional" if imbalanced and not balanced_only else "balanced"
 
 
 @dataclass
 class Context:
-    """What a method function receives: data, config, operating point, device tensors, RNG."""
+    """What a method function receives: data, config, operating point, device tensors, RNG, progress flag.
+    Fields after ``val`` are derived in ``__post_init__`` (never set from outside)."""
 
     data: TaskData
     cfg: DistillConfig
@@ -159,6 +223,11 @@ class Context:
     gen: torch.Generator = field(repr=False, default=None)  # type: ignore[assignment]
     #: select="val": held-out real (X [M, D] float32, y [M] int64) taken out of ``data`` before distilling
     val: tuple[np.ndarray, np.ndarray] | None = None
+    progress: bool = False
+    #: synthetic samples per present class (sums to ``point.n``; ``full``: the real class counts)
+    syn_counts: np.ndarray = field(init=False, repr=False)
+    class_alloc: str = field(init=False)
+    init: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
@@ -168,8 +237,6 @@ class Context:
         self._counts = torch.from_numpy(counts)
         self._starts = torch.from_numpy(starts[self.classes])
         self._order = torch.from_numpy(order).to(self.device)
-        #: synthetic samples per present class (sums to ``point.n``)
-        # (``full`` has ipc 0: the real set itself, its own class counts)
         mode = resolve_class_alloc(self.cfg.class_alloc, self.cfg.method, counts)
         self.syn_counts = (np.asarray(allocate_per_class(self.point.n, counts.tolist(), mode))
                            if self.point.ipc > 0 else counts.copy())
@@ -263,6 +330,7 @@ def init_synthetic(ctx: Context, max_candidates: int = 1024) -> Tensor:
 
 
 def quant_options(cfg: DistillConfig) -> tuple[str, int]:
+    """``(quantizer, bits)`` of a config, checked against the quantizer's allowed widths."""
     bits = cfg.resolved_bits()
     if cfg.quantizer in RAW:
         if bits != codecs.RAW_KINDS[cfg.quantizer]:
@@ -275,57 +343,48 @@ def quant_options(cfg: DistillConfig) -> tuple[str, int]:
     return cfg.quantizer, bits
 
 
-def provenance_for(cfg: DistillConfig, data: TaskData) -> dict[str, Any]:
-    """Provenance written into the payload (fixed before planning, so the planned size is exact)."""
-    from edge_sdk._version import __version__
-
-    return {"tool": "edge-sdk distill", "version": __version__, "method": cfg.method, "dataset": data.name,
-            "seed": int(cfg.seed)}
-
-
 def resolve_method(name: str) -> str:
-    if name == "quadd":
-        return "quadd-mtt"
-    if name not in METHODS:
-        raise ConfigError(f"unknown distillation method {name!r}; available: {sorted([*METHODS, 'quadd'])}")
+    """Canonical method name (``quadd`` -> ``quadd-mtt``); an unknown name is a ConfigError listing the known."""
+    name = DISTILL_ALIASES.get(name, name)
+    if name not in method_names():
+        raise ConfigError(f"unknown distillation method {name!r}; available: "
+                          f"{', '.join(sorted([*method_names(), *DISTILL_ALIASES]))}")
     return name
 
 
-def choose_point(data: TaskData, cfg: DistillConfig, budget: int | None, provenance: dict[str, Any],
-                 graph: dict[str, Any] | None = None) -> OperatingPoint:
-    """Operating point for ``cfg`` under ``budget`` (``full`` ignores the budget). ``graph`` is the
-    ``{"sha256", "size"}`` digest the payload header will name (it is counted too)."""
-    from edge_sdk.server.budget import option_kind
-    from edge_sdk.server.payload_io import planned_size
+def default_cost(data: TaskData, cfg: DistillConfig) -> PayloadCost:
+    """The payload cost of a set written without the pipeline (no graph): ``data.task`` and the core's provenance."""
+    return PayloadCost(num_classes=data.num_classes, task=data.task,
+                       provenance=make_provenance(resolve_method(cfg.method), seed=int(cfg.seed), dataset=data.name))
 
-    quantizer, bits = quant_options(cfg)
+
+def choose_point(data: TaskData, cfg: DistillConfig, budget: int | None, cost: PayloadCost) -> OperatingPoint:
+    """Operating point for ``cfg`` under ``budget`` bytes, every byte of the payload counted by ``cost`` (header,
+    task, provenance, graph digest). ``full`` ignores the budget."""
+    quantizer, _ = quant_options(cfg)
     method = resolve_method(cfg.method)
     classes = np.flatnonzero(np.bincount(data.y_train, minlength=data.num_classes))
-    kind = option_kind(quantizer)
-    pf = cfg.per_feature and kind == "uniform_clip"
-    soft = cfg.soft_labels and method.endswith("mtt")
+    storage = cfg.storage()
     if method == "full":
         n = data.X_train.shape[0]
-        size = planned_size(kind, bits, n, data.dim, num_classes=data.num_classes, task=data.task,
-                            provenance=provenance, per_feature=pf, graph=graph)
-        return OperatingPoint(0, n, quantizer, kind, bits, pf, False, size)
+        storage = Storage(storage.kind, storage.bits, storage.per_feature)
+        return OperatingPoint(0, n, quantizer, storage, cost.size(storage.layouts(n, data.dim, data.num_classes)))
     if method.startswith("quadd") and quantizer in RAW:
         raise ConfigError(f"{method} needs a quantizer (uniform, apot, codebook), not {quantizer}")
     if budget is None and cfg.ipc is None:
         raise ConfigError(f"method {method} needs a byte budget (--budget / --compression) or an explicit ipc")
     if cfg.ipc is not None:
         n = cfg.ipc * len(classes)
-        size = planned_size(kind, bits, n, data.dim, num_classes=data.num_classes, task=data.task,
-                            provenance=provenance, per_feature=pf, soft=soft, soft_bits=cfg.soft_bits, graph=graph)
+        size = cost.size(storage.layouts(n, data.dim, data.num_classes))
         if budget is not None and size > budget:
-            raise ConfigError(f"ipc={cfg.ipc} at {bits} bits needs {size} bytes > budget {budget}; lower ipc or bits")
-        return OperatingPoint(cfg.ipc, n, quantizer, kind, bits, pf, soft, size)
-    pts = plan(budget, options=[(quantizer, bits)], n_classes_present=len(classes), d=data.dim,
-               num_classes=data.num_classes, task=data.task, provenance=provenance, per_feature=pf, soft=soft,
-               soft_bits=cfg.soft_bits, graph=graph)
+            raise ConfigError(f"ipc={cfg.ipc} at {storage.bits} bits needs {size} bytes > budget {budget}; "
+                              "lower ipc or bits")
+        return OperatingPoint(cfg.ipc, n, quantizer, storage, size)
+    assert budget is not None
+    pts = plan(budget, options=[(quantizer, storage)], n_classes_present=len(classes), d=data.dim, cost=cost)
     if not pts:
         raise ConfigError(
-            f"budget {budget} bytes cannot hold one sample per class ({len(classes)} classes) at {bits} bits "
+            f"budget {budget} bytes cannot hold one sample per class ({len(classes)} classes) at {storage.bits} bits "
             f"with {quantizer}; raise the budget or lower the bit width"
         )
     return pts[0]
@@ -359,31 +418,3 @@ def split_validation(data: TaskData, frac: float, seed: int) -> tuple[TaskData, 
     keep = np.setdiff1d(np.arange(data.y_train.shape[0]), h)
     fit = replace(data, X_train=data.X_train[keep], y_train=data.y_train[keep])
     return fit, (data.X_train[h], data.y_train[h])
-
-
-def distill(data: TaskData, config: DistillConfig, budget: int | None = None, progress: bool = False,
-            graph: dict[str, Any] | None = None) -> DistillResult:
-    """Run the method named ``config.method`` on ``data`` under ``budget`` bytes (see module docstring).
-
-    ``graph``: the ONNX graph digest the payload will carry (``GraphInfo.digest()``), counted in the plan."""
-    method = resolve_method(config.method)
-    cfg = replace(config, method=method)
-    torch.manual_seed(cfg.seed)
-    prov = provenance_for(cfg, data)
-    point = choose_point(data, cfg, budget, prov, graph)
-    dev = torch.device(cfg.device)
-    classes = np.flatnonzero(np.bincount(data.y_train, minlength=data.num_classes))
-    val = None
-    if resolve_select(cfg.select, method) == "val":
-        data, val = split_validation(data, cfg.val_frac, cfg.seed)
-    ctx = Context(data, cfg, point, dev, torch.from_numpy(data.X_train).to(dev),
-                  torch.from_numpy(data.y_train).to(dev), classes, val=val)
-    ctx.progress = progress  # type: ignore[attr-defined]
-    t0 = time.perf_counter()
-    compact, losses, info = METHODS[method](ctx)
-    info = {**info, "class_alloc": ctx.class_alloc, "init": ctx.init, "select": "val" if val is not None else "none",
-            "samples_per_class": ctx.syn_counts.tolist()}
-    secs = time.perf_counter() - t0
-    if compact.kind != point.kind or compact.bits != point.bits or compact.n != point.n:
-        raise AssertionError(f"{method} produced {compact.kind}/{compact.bits}/{compact.n}, planned {point}")
-    return DistillResult(compact, point, losses, secs, prov, data.task, cfg.to_dict(), info)

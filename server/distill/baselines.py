@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from edge_sdk.server.distill.base import RAW, Context, register
+
+from edge_sdk.server.distill.base import BASELINES, RAW, Context
 from edge_sdk.server.payload_io import CompactSet, compact_float, compact_from_quantizer
 from edge_sdk.server.torch_quant import make_quantizer
 
@@ -23,12 +24,12 @@ def _store(ctx: Context, X: np.ndarray, y: np.ndarray) -> CompactSet:
     return compact_from_quantizer(X, y, q)
 
 
-@register("full")
+@BASELINES.register("full")
 def full(ctx: Context):
     return _store(ctx, ctx.data.X_train, ctx.data.y_train), [], {"host": "none"}
 
 
-@register("random")
+@BASELINES.register("random")
 def random_subset(ctx: Context):
     rng = np.random.Generator(np.random.PCG64(ctx.cfg.seed))
     picks = []

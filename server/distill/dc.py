@@ -8,19 +8,17 @@ reshaped to ``[out, -1]``; biases are skipped, as in the reference code). Per-cl
 for all classes at once with ``torch.func.vmap(torch.func.grad(...))`` over a class axis.
 The network is re-drawn from ``init_params`` every ``dc_model_every`` iterations and, after each
 matching step, trained ``dc_net_steps`` SGD steps (lr 0.01) on the current synthetic set (DC's inner loop).
-Registered as ``dc``, ``quadd-dc``, ``ptq-dc``.
+Host ``dc`` (methods ``dc``, ``quadd-dc``, ``ptq-dc``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.distill.base import Context
-from edge_sdk.server.distill.loop import register_host
-from edge_sdk.server.models import forward
 from torch.func import grad, vmap
+
+from edge_sdk.server.distill.base import MATCHERS, Context, Matcher
+from edge_sdk.server.models import forward
 
 NET_LR = 0.01
 
@@ -38,10 +36,13 @@ def _match_distance(gr: dict[str, torch.Tensor], gs: dict[str, torch.Tensor]) ->
     return total  # type: ignore[return-value]
 
 
-class DCMatcher:
+@MATCHERS.register("dc")
+class DCMatcher(Matcher):
+    name = "dc"
+    balanced_only = True
+
     def __init__(self, ctx: Context, S0: torch.Tensor) -> None:
-        ctx.require_balanced("DC")
-        self.ctx = ctx
+        super().__init__(ctx, S0)
         self.params: dict[str, torch.Tensor] = {}
         spec = ctx.data.spec
 
@@ -70,15 +71,3 @@ class DCMatcher:
             p = {k: (v - NET_LR * gi).detach().requires_grad_(True) for (k, v), gi in zip(p.items(), g, strict=True)}
         self.params = {k: v.detach() for k, v in p.items()}
         return loss
-
-    def param_groups(self) -> list[dict]:
-        return []
-
-    def soft(self) -> None:
-        return None
-
-    def info(self) -> dict[str, Any]:
-        return {"host": "dc"}
-
-
-register_host("dc", DCMatcher)

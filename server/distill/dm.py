@@ -4,23 +4,21 @@ Per iteration a fresh randomly initialised network ``psi`` (``init_params(spec, 
 of real samples per class and the (quantized) synthetic samples; the loss is
 ``sum_c || mean_{x in T_c} psi(x) - mean_{s in S_c} psi(s) ||^2`` with ``psi`` the penultimate features.
 All classes are handled in one batched forward (no per-class or per-sample Python loop).
-Registered as ``dm``, ``quadd-dm``, ``ptq-dm``.
+Host ``dm`` (methods ``dm``, ``quadd-dm``, ``ptq-dm``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from edge_sdk.server.distill.base import Context
-from edge_sdk.server.distill.loop import register_host
+
+from edge_sdk.server.distill.base import MATCHERS, Matcher
 from edge_sdk.server.models import features
 
 
-class DMMatcher:
-    def __init__(self, ctx: Context, S0: torch.Tensor) -> None:
-        ctx.require_balanced("DM")
-        self.ctx = ctx
+@MATCHERS.register("dm")
+class DMMatcher(Matcher):
+    name = "dm"
+    balanced_only = True
 
     def loss(self, Sq: torch.Tensor, it: int) -> torch.Tensor:
         ctx = self.ctx
@@ -32,15 +30,3 @@ class DMMatcher:
             er = features(spec, params, xr.reshape(c * k, d)).reshape(c, k, -1).mean(1)
         es = features(spec, params, Sq).reshape(c, ctx.point.ipc, -1).mean(1)
         return ((er - es) ** 2).sum()
-
-    def param_groups(self) -> list[dict]:
-        return []
-
-    def soft(self) -> None:
-        return None
-
-    def info(self) -> dict[str, Any]:
-        return {"host": "dm"}
-
-
-register_host("dm", DMMatcher)

@@ -18,19 +18,22 @@ NTK of ``mlp`` (ReLU, weights and biases ~ U(+-1/sqrt(fan_in)), i.e. variance ``
 arc-cosine recursion (Cho & Saul 2009): ``Sigma^1(x, x') = (x.x' + 1) / (3 d)``, and per hidden layer
 ``Sigma^{l+1} = E[relu(u) relu(v)] / 3 + 1/(3 h)``, ``Theta^{l+1} = Sigma^{l+1} + Theta^l E[relu'(u) relu'(v)] / 3``,
 ``E[relu relu] = sqrt(s11 s22) (sin t + (pi - t) cos t) / (2 pi)``, ``E[relu' relu'] = (pi - t) / (2 pi)``.
-Registered as ``kip``, ``quadd-kip``, ``ptq-kip``.
+Not registered yet (issue #11 wires it): ``@MATCHERS.register("kip")`` on :class:`KIPMatcher` plus the import
+in ``edge_sdk.server.distill`` and the name in ``edge_sdk.catalog`` give ``kip``, ``quadd-kip``, ``ptq-kip``; its
+settings are :class:`KIPSettings` (``KIPMatcher.settings``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.distill.base import Context
-from edge_sdk.server.distill.loop import register_host
+
+from edge_sdk.server.distill.base import Context, Matcher
 from edge_sdk.server.models import forward
 
 
@@ -57,57 +60,66 @@ def mlp_ntk(X1: torch.Tensor, X2: torch.Tensor, hidden: tuple[int, ...]) -> torc
     return theta
 
 
-def train_teacher(ctx: Context) -> dict[str, torch.Tensor]:
-    """A teacher MLP on the fit part (the task's model, the tuned full-data recipe of ``cfg.kip_teacher``)."""
+@dataclass(frozen=True)
+class KIPSettings:
+    """KIP's own settings: ``target`` "teacher" (class probabilities of a teacher MLP) or "labels" (one-hot);
+    ``reg`` = lambda / mean(diag K(S, S)); ``support``: synthetic rows per iteration; ``target_batch``: real rows
+    per iteration; the teacher's Adam + cosine recipe: ``teacher_lr``, ``teacher_steps``. Defaults: the phase-1
+    setting of tools/experiments/exp_b_kip.py (reg 1e-2, 1024 target rows, support 512, teacher Adam 1e-2 x 6000)."""
+
+    target: str = "teacher"
+    reg: float = 1e-2
+    support: int = 512
+    target_batch: int = 1024
+    teacher_lr: float = 1e-2
+    teacher_steps: int = 6000
+
+
+def train_teacher(ctx: Context, settings: KIPSettings) -> dict[str, torch.Tensor]:
+    """A teacher MLP on the fit part (the task's model, Adam + cosine for ``settings.teacher_steps`` updates)."""
     from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.train_eval import train_model
 
-    recipe = TrainRecipe(optimizer="adam", lr=ctx.cfg.kip_teacher_lr, schedule="cosine",
-                         steps=ctx.cfg.kip_teacher_steps, batch_size=128, weight_decay=0.0)
+    recipe = TrainRecipe(optimizer="adam", lr=settings.teacher_lr, schedule="cosine",
+                         steps=settings.teacher_steps, batch_size=128, weight_decay=0.0)
     return train_model(ctx.data.spec, ctx.X, ctx.y, ctx.cfg.seed + 7, recipe, device=str(ctx.device))
 
 
-class KIPMatcher:
+class KIPMatcher(Matcher):
+    name = "kip"
+    settings = KIPSettings()
+
     def __init__(self, ctx: Context, S0: torch.Tensor) -> None:
         if ctx.data.spec.kind != "mlp":
             from edge_sdk.errors import ConfigError
 
             raise ConfigError("KIP uses the MLP's closed-form NTK; the task's model is not an MLP (use DM/DC/MTT)")
-        self.ctx = ctx
+        super().__init__(ctx, S0)
         self.rng = np.random.Generator(np.random.PCG64(ctx.cfg.seed + 31))
         C = ctx.data.num_classes
         self.Ys = F.one_hot(ctx.syn_labels(), C).float()
         self.hidden = tuple(ctx.data.spec.hidden)
-        if ctx.cfg.kip_target == "teacher":
-            teacher = train_teacher(ctx)
+        if self.settings.target == "teacher":
+            teacher = train_teacher(ctx, self.settings)
             with torch.no_grad():
                 self.targets = torch.softmax(forward(ctx.data.spec, teacher, ctx.X), 1)
         else:
             self.targets = F.one_hot(ctx.y, C).float()
 
     def loss(self, Sq: torch.Tensor, it: int) -> torch.Tensor:
-        cfg = self.ctx.cfg
+        cfg = self.settings
         n = Sq.shape[0]
         Ys = self.Ys
-        if n > cfg.kip_support:
-            sel = torch.from_numpy(self.rng.permutation(n)[: cfg.kip_support]).to(Sq.device)
+        if n > cfg.support:
+            sel = torch.from_numpy(self.rng.permutation(n)[: cfg.support]).to(Sq.device)
             Sq, Ys = Sq[sel], Ys[sel]
-        idx = torch.from_numpy(self.rng.integers(0, self.ctx.X.shape[0], cfg.kip_target_batch)).to(Sq.device)
+        idx = torch.from_numpy(self.rng.integers(0, self.ctx.X.shape[0], cfg.target_batch)).to(Sq.device)
         Kss = mlp_ntk(Sq, Sq, self.hidden)
         Kts = mlp_ntk(self.ctx.X[idx], Sq, self.hidden)
-        lam = cfg.kip_reg * Kss.diagonal().mean()
+        lam = cfg.reg * Kss.diagonal().mean()
         alpha = torch.linalg.solve(Kss + lam * torch.eye(Sq.shape[0], device=Sq.device), Ys)
         return ((Kts @ alpha - self.targets[idx]) ** 2).sum(1).mean()
 
-    def param_groups(self) -> list[dict]:
-        return []
-
-    def soft(self) -> None:
-        return None
-
     def info(self) -> dict[str, Any]:
-        cfg = self.ctx.cfg
-        return {"host": "kip", "target": cfg.kip_target, "reg": cfg.kip_reg, "support": cfg.kip_support}
-
-
-register_host("kip", KIPMatcher)
+        cfg = self.settings
+        return {"host": "kip", "target": cfg.target, "reg": cfg.reg, "support": cfg.support}

@@ -1,9 +1,9 @@
 """The optimisation loop every DD host shares, in three storage modes (plain float / QuADD / PTQ).
 
-A host (DM, DC, MTT) supplies a *matcher* built by ``factory(ctx, S0)``; the matcher exposes
-``loss(Sq, it) -> scalar`` (the host's matching loss for the synthetic values the model sees),
-``param_groups() -> list[dict]`` (extra learnables, e.g. MTT's step size), ``soft() -> Tensor | None``
-(soft-label logits [N, C]) and ``info() -> dict``.
+A host (DM, DC, MTT) is a :class:`edge_sdk.server.distill.base.Matcher` subclass built as ``cls(ctx, S0)``: its
+``loss(Sq, it) -> scalar`` is the matching loss for the synthetic values the model sees, ``param_groups()`` adds
+extra learnables (e.g. MTT's step size), ``soft()`` gives soft-label logits [N, C] or None, ``info()`` a dict.
+:func:`host_method` turns a host and a storage mode into the method function the registry resolves.
 
 QuADD objective (arXiv 2603.02411): ``min_{S, q} L_host(T, Q_q(S))`` -- the synthetic set ``S`` [N, D]
 and the quantizer parameters ``q`` are optimised jointly with Adam; ``Q`` is the straight-through
@@ -18,16 +18,14 @@ kept out of the distillation; at iterations ``0, val_every, ...`` and at the end
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from edge_sdk.server.distill.base import METHODS, RAW, Context, init_synthetic
-from edge_sdk.server.payload_io import CompactSet, compact_float, compact_from_quantizer
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.server.distill.base import RAW, Context, Matcher, MethodFn, init_synthetic
+from edge_sdk.server.payload_io import CompactSet, SoftStorage, compact_float, compact_from_quantizer
 from edge_sdk.server.torch_quant import make_quantizer
-
-MODES = ("plain", "quadd", "ptq")
-
 
 PROBES = 6
 
@@ -67,30 +65,31 @@ def constrain(ctx: Context, S: torch.Tensor) -> torch.Tensor:
     return S
 
 
-def val_top1(ctx: Context, X: torch.Tensor, targets: torch.Tensor) -> float:
-    """Held-out Top-1 of a model trained on (``X`` [N, D], ``targets`` [N] or logits [N, C]) with the device
-    recipe (:func:`edge_sdk.server.train_eval.train_model`), mean over seeds ``cfg.seed + i``,
+def val_top1(ctx: Context, X: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None) -> float:
+    """Held-out Top-1 of a model trained on (``X`` [N, D], labels ``y`` [N], soft logits [N, C] or None) with the
+    default evaluation recipe (:func:`edge_sdk.server.train_eval.train_model`), mean over seeds ``cfg.seed + i``,
     ``i < cfg.val_seeds`` -- ``select="val"``."""
-    from edge_sdk.server.train_eval import EvalConfig, predict, train_model
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.train_eval import predict, train_model
 
     Xv, yv = ctx.val  # type: ignore[misc]
-    ev = EvalConfig(device=str(ctx.device))
     acc = []
     for i in range(max(1, ctx.cfg.val_seeds)):
-        params = train_model(ctx.data.spec, X.detach(), targets.detach(), ctx.cfg.seed + i, ev)
+        params = train_model(ctx.data.spec, X.detach(), y.detach(), ctx.cfg.seed + i, TrainRecipe(),
+                             soft=soft.detach() if soft is not None else None, device=str(ctx.device))
         acc.append(float((predict(ctx.data.spec, params, Xv).argmax(1) == yv).mean()))
     return sum(acc) / len(acc)
 
 
-def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: str) -> tuple[CompactSet, list[float], dict]:
-    """Optimise a synthetic set with the matcher from ``factory`` in storage ``mode``."""
+def run_dd(ctx: Context, host: type[Matcher], mode: str) -> tuple[CompactSet, list[float], dict]:
+    """Optimise a synthetic set with the matching loss of ``host`` in storage ``mode``."""
     cfg = ctx.cfg
     S = torch.nn.Parameter(init_synthetic(ctx))
     y_syn = ctx.syn_labels()
     q = None
     if mode == "quadd":
         q = make_quantizer(cfg.quantizer, ctx.point.bits, S.detach(), per_feature=ctx.point.per_feature).to(ctx.device)
-    matcher = factory(ctx, S.detach().clone())
+    matcher = host(ctx, S.detach().clone())
     groups = [{"params": [S], "lr": cfg.lr_data}]
     if q is not None:
         groups.append({"params": list(q.parameters()), "lr": cfg.lr_quant})
@@ -98,11 +97,11 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
     opt = torch.optim.Adam(groups)
     losses: list[float] = []
     probe_init = probe_loss(ctx, matcher, q(constrain(ctx, S)) if q is not None else constrain(ctx, S))
-    it_range = range(cfg.iterations)
-    if getattr(ctx, "progress", False):
-        from tqdm import tqdm
+    it_range: Any = range(cfg.iterations)
+    if ctx.progress:
+        from edge_sdk.progress import progress_bar
 
-        it_range = tqdm(it_range, desc=f"{cfg.method}", leave=False)
+        it_range = progress_bar(it_range, desc=f"{cfg.method}", leave=False)
     best: tuple[float, int, dict] | None = None  # (val top1, iteration, state) -- select="val"
     val_log: list[tuple[int, float]] = []
 
@@ -114,7 +113,7 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
                                           if mode == "ptq" and ctx.point.quantizer not in RAW else None)
             Xd = qq(Sc) if qq is not None else Sc
             soft = matcher.soft()
-        score = val_top1(ctx, Xd, soft if soft is not None else y_syn)
+        score = val_top1(ctx, Xd, y_syn, soft)
         val_log.append((it, score))
         if best is None or score > best[0]:
             state = {"S": S.detach().clone(), "q": {k: v.clone() for k, v in q.state_dict().items()} if q is not None else None,
@@ -139,18 +138,20 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
             S.copy_(st["S"])
             if q is not None:
                 q.load_state_dict(st["q"])
-            if st["soft"] is not None:
-                matcher.soft().copy_(st["soft"])
+            learned = matcher.soft()
+            if st["soft"] is not None and learned is not None:
+                learned.copy_(st["soft"])
     soft = matcher.soft()
     soft_np = soft.detach().cpu().numpy() if soft is not None else None
     Sf = constrain(ctx, S.detach())
     y_np = y_syn.cpu().numpy()
+    soft_storage = ctx.point.storage.soft or SoftStorage()
     if mode == "plain" or ctx.point.quantizer in RAW:
-        cs = compact_float(Sf.cpu().numpy(), y_np, ctx.point.kind, soft=soft_np, soft_bits=cfg.soft_bits)
+        cs = compact_float(Sf.cpu().numpy(), y_np, ctx.point.kind, soft=soft_np, soft_storage=soft_storage)
     else:
         if q is None:  # PTQ: fit the quantizer to the final float set
             q = make_quantizer(cfg.quantizer, ctx.point.bits, Sf, per_feature=ctx.point.per_feature)
-        cs = compact_from_quantizer(Sf.cpu(), y_np, q.cpu(), soft=soft_np, soft_bits=cfg.soft_bits)
+        cs = compact_from_quantizer(Sf.cpu(), y_np, q.cpu(), soft=soft_np, soft_storage=soft_storage)
     info = matcher.info()
     info.update(mode=mode, probe_loss_init=probe_init, probe_loss_final=probe_final)
     if ctx.val is not None:
@@ -158,24 +159,16 @@ def run_dd(ctx: Context, factory: Callable[[Context, torch.Tensor], Any], mode: 
     return cs, losses, info
 
 
-def register_host(host: str, factory: Callable[[Context, torch.Tensor], Any]) -> None:
-    """Register ``host`` (plain), ``quadd-<host>`` and ``ptq-<host>`` for a matcher factory."""
+def host_method(host: type[Matcher], mode: str) -> MethodFn:
+    """The method function of ``host`` in storage ``mode`` (``plain``: float32/float16 only)."""
 
-    def make(mode: str):
-        def fn(ctx: Context):
-            if mode == "plain" and ctx.point.quantizer not in RAW:
-                from edge_sdk.errors import ConfigError
+    def fn(ctx: Context) -> tuple[CompactSet, list[float], dict]:
+        if mode == "plain" and ctx.point.quantizer not in RAW:
+            raise ConfigError(
+                f"method {host.name!r} stores float32/float16; use quadd-{host.name} or ptq-{host.name} with "
+                f"quantizer {ctx.point.quantizer!r}"
+            )
+        return run_dd(ctx, host, mode)
 
-                raise ConfigError(
-                    f"method {host!r} stores float32/float16; use quadd-{host} or ptq-{host} with quantizer "
-                    f"{ctx.point.quantizer!r}"
-                )
-            return run_dd(ctx, factory, mode)
-
-        fn.__name__ = f"{mode}_{host}"
-        return fn
-
-    for mode, name in (("plain", host), ("quadd", f"quadd-{host}"), ("ptq", f"ptq-{host}")):
-        if name in METHODS:
-            raise RuntimeError(f"method {name} registered twice")
-        METHODS[name] = make(mode)
+    fn.__name__ = f"{mode}_{host.name}"
+    return fn

@@ -12,7 +12,7 @@ CVPR 2022, Eq. 2; soft labels as in DATM, Guo et al. ICLR 2024).
 3. Optional soft labels (``soft_labels=True``): learnable logits ``[N, C]`` initialised from the last
    expert's logits on the initial synthetic samples; the student's loss uses ``softmax(logits)`` targets.
    They are stored in the payload (role ``soft_labels``) and counted in the budget.
-Registered as ``mtt``, ``quadd-mtt``, ``ptq-mtt``.
+Host ``mtt`` (methods ``mtt``, ``quadd-mtt``, ``ptq-mtt``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edge_sdk.server.distill.base import Context
-from edge_sdk.server.distill.loop import register_host
-from edge_sdk.server.models import forward, init_torch_params
 
+from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import epoch_order
+from edge_sdk.server.distill.base import MATCHERS, Context, Matcher
+from edge_sdk.server.models import forward, init_torch_params
 
 
 def _unflatten(flat: torch.Tensor, shapes: list[tuple[str, tuple[int, ...]]]) -> dict[str, torch.Tensor]:
@@ -58,20 +58,21 @@ def train_experts(ctx: Context) -> list[torch.Tensor]:
     return trajs
 
 
-class MTTMatcher:
+@MATCHERS.register("mtt")
+class MTTMatcher(Matcher):
+    name = "mtt"
+
     def __init__(self, ctx: Context, S0: torch.Tensor) -> None:
+        super().__init__(ctx, S0)
         cfg = ctx.cfg
-        self.ctx = ctx
+        if cfg.mtt_max_start + cfg.mtt_expert_span > cfg.mtt_expert_epochs:
+            raise ConfigError("mtt_max_start + mtt_expert_span must be <= mtt_expert_epochs")
         self.shapes = ctx.data.spec.param_shapes()
         self.trajs = train_experts(ctx)
-        if cfg.mtt_max_start + cfg.mtt_expert_span > cfg.mtt_expert_epochs:
-            from edge_sdk.errors import ConfigError
-
-            raise ConfigError("mtt_max_start + mtt_expert_span must be <= mtt_expert_epochs")
         self.log_lr = torch.nn.Parameter(torch.tensor(math.log(cfg.mtt_expert_lr), device=ctx.device))
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed + 17))
         self.y = ctx.syn_labels()
-        self.logits = None
+        self.logits: torch.nn.Parameter | None = None
         if cfg.soft_labels:
             last = _unflatten(self.trajs[-1][-1], self.shapes)
             with torch.no_grad():
@@ -102,7 +103,7 @@ class MTTMatcher:
             theta = theta - lr * g
         return ((theta - target) ** 2).sum() / ((start - target) ** 2).sum().clamp(min=1e-12)
 
-    def param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[dict[str, Any]]:
         groups = [{"params": [self.log_lr], "lr": self.ctx.cfg.mtt_lr_lr}]
         if self.logits is not None:
             groups.append({"params": [self.logits], "lr": self.ctx.cfg.lr_data})
@@ -114,5 +115,3 @@ class MTTMatcher:
     def info(self) -> dict[str, Any]:
         return {"host": "mtt", "learned_lr": float(self.log_lr.detach().exp()), "experts": len(self.trajs)}
 
-
-register_host("mtt", MTTMatcher)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from edge_sdk.codecs import AFFINE_KINDS
 from edge_sdk.server.onnx_export.layout import (
     HYPER_NAMES,
     PER_STEP_HYPER,
@@ -33,8 +35,6 @@ from edge_sdk.server.onnx_export.layout import (
     GraphGroup,
     TrainGraphSpec,
 )
-
-from edge_sdk.codecs import AFFINE_KINDS
 
 #: internal tensor names of the composed graph (none is a graph input or output name)
 DECODED_X = "x.decoded"
@@ -167,6 +167,7 @@ def make_body(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
     """One optimizer step on the rows ``rows`` ``[B]`` of the decoded ``X``: returns
     ``(loss, new_theta, *new_state)`` (inputs: :func:`body_input_names`)."""
     import torch
+
     from edge_sdk.server.onnx_export.step import mlp_loss_and_grads, optimizer_update
 
     shapes = [s for _, s in spec.model.param_shapes()]
@@ -269,9 +270,10 @@ def _body_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     return out
 
 
-def epoch_graph_model(spec: TrainGraphSpec) -> Any:
-    """The composed epoch-variant ``onnx.ModelProto`` (not yet finalized: no metadata, not checked)."""
-    from edge_sdk.server.onnx_export.export import _shorten_names, _to_model
+def epoch_graph_model(spec: TrainGraphSpec, _to_model: Callable[..., Any], _shorten_names: Callable[..., Any]) -> Any:
+    """The composed epoch-variant ``onnx.ModelProto`` (not yet finalized: no metadata, not checked).
+    ``_to_model`` / ``_shorten_names``: the exporter's tracing and renaming steps (``edge_sdk.server.onnx_export.
+    export`` passes its own, so this module does not import its caller)."""
     from torch.export import Dim
 
     dec_args = _decode_examples(spec)
@@ -364,8 +366,10 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
         else:
             inputs.append(_value_info(f"g{k}.packed", u8, [rows, g.row_bytes]))
         for pn in g.param_names():
-            shape = {"scale": [rows], "alpha": [g.d if g.per_feature else 1], "levels": [1 << g.bits],
-                     "hi": _affine_shape(g, rows), "lo": _affine_shape(g, rows)}[pn]
+            shapes: dict[str, list[Any]] = {"scale": [rows], "alpha": [g.d if g.per_feature else 1],
+                                            "levels": [1 << g.bits], "hi": _affine_shape(g, rows),
+                                            "lo": _affine_shape(g, rows)}
+            shape = shapes[pn]
             inputs.append(_value_info(f"g{k}.{pn}", f32, shape))
     inputs.append(_value_info("labels", i64, ["M"]))
     inputs.append(_value_info("batches", i64, ["K", "B"]))
@@ -381,7 +385,8 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
 
 
 def _affine_shape(g: GraphGroup, rows: str) -> list[Any]:
-    return {"affine_set": [1], "affine_feature": [g.d], "affine_sample": [rows]}.get(g.kind, [])
+    shapes: dict[str, list[Any]] = {"affine_set": [1], "affine_feature": [g.d], "affine_sample": [rows]}
+    return shapes.get(g.kind, [])
 
 
 def _copy(proto: Any) -> Any:

@@ -3,7 +3,9 @@
 Path (docs/onnx-graph.md): pure step function (:mod:`.step`) -> ``make_fx(tracing_mode="symbolic")`` aten graph
 -> ``torch.onnx.export(dynamo=True, opset_version=18)`` with a dynamic batch dimension per group -> post-check
 (default-domain ops only, opset <= 18, no local functions), IR version lowered to 8 so that onnxruntime >= 1.17
-loads it, self-description stored in ``metadata_props[META_KEY]``, atomic write.
+loads it, self-description stored in ``metadata_props[META_KEY]``, atomic write. The exporter's notices that do
+not concern these graphs are silenced (:class:`_ExporterNoise`: "torchvision is not installed. Skipping
+torchvision::..." — four lines per export, our graphs use no torchvision op).
 
 The graph holds no weights: parameters, optimizer state and hyper-parameters are inputs; the only initializers
 are the small int index tables of the unpacking (D entries per group).
@@ -12,6 +14,7 @@ are the small int index tables of the unpacking (D entries per group).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import warnings
@@ -21,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_sdk.atomic import atomic_write_bytes
+from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import ModelSpec
 from edge_sdk.server.onnx_export.layout import (
     HYPER_NAMES,
     META_KEY,
@@ -29,10 +36,6 @@ from edge_sdk.server.onnx_export.layout import (
     default_variant,
     graph_groups_from,
 )
-
-from edge_sdk.atomic import atomic_write_bytes
-from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
 
 OPSET = 18
 IR_VERSION = 8  # opset 18 needs IR >= 8; onnxruntime 1.17 reads IR <= 9
@@ -248,6 +251,22 @@ def _finalize_model(model: Any, meta: dict[str, str] | None, *, name_dims: bool 
     return model.SerializeToString()
 
 
+class _ExporterNoise(logging.Filter):
+    """Drops the ONNX exporter's "torchvision is not installed. Skipping torchvision::<op>" warnings (its op
+    registry probes torchvision's ops at every export; these graphs use none). Everything else passes."""
+
+    LOGGER = "torch.onnx._internal.exporter._registration"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("torchvision is not installed")
+
+    @classmethod
+    def install(cls) -> None:
+        log = logging.getLogger(cls.LOGGER)
+        if not any(isinstance(f, cls) for f in log.filters):
+            log.addFilter(cls())
+
+
 def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names: list[str],
               dynamic_shapes: tuple[Any, ...], fold_limit: int | None = None) -> Any:
     """Trace ``fn`` with ``make_fx`` (symbolic shapes) and export it (dynamo, OPSET) -> cleaned ModelProto.
@@ -257,6 +276,7 @@ def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names
     from torch.fx.experimental.proxy_tensor import make_fx
 
     gm = make_fx(fn, tracing_mode="symbolic")(*args)
+    _ExporterNoise.install()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prog = torch.onnx.export(
@@ -270,6 +290,8 @@ def _to_model(fn: Any, args: Sequence[Any], input_names: list[str], output_names
             verbose=False,
             optimize=fold_limit is None,
         )
+    if prog is None:  # pragma: no cover - torch.onnx.export returns a program with dynamo=True
+        raise ConfigError("torch.onnx.export returned no program")
     if fold_limit is not None:
         import onnxscript.optimizer
 
@@ -288,7 +310,8 @@ def training_graph_bytes(spec: TrainGraphSpec) -> bytes:
     if spec.variant == "epoch":
         from edge_sdk.server.onnx_export.epoch import epoch_graph_model
 
-        return _finalize_model(epoch_graph_model(spec), {META_KEY: spec.meta_json()}, name_dims=False)
+        return _finalize_model(epoch_graph_model(spec, _to_model, _shorten_names), {META_KEY: spec.meta_json()},
+                               name_dims=False)
     from edge_sdk.server.onnx_export.step import make_step
 
     return _export(make_step(spec), example_inputs(spec), spec.input_names(), spec.output_names(),
@@ -337,6 +360,7 @@ def export_inference_graph(
     """Inference graph (kinds mlp and gru) ``features`` float32 [B, D] -> ``logits`` [B, C]. With ``params`` the
     weights are initializers; without, they are graph inputs named like the ModelSpec parameters."""
     import torch
+
     from edge_sdk.server.onnx_export.layout import GRAPH_KINDS
     from edge_sdk.server.onnx_export.step import model_forward
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_sdk import codecs
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class BundleSpec:
     optimizer: str = "adam"
     layout: str = "two"
     seed: int = 1
+    #: TrainRecipe fields (besides ``optimizer``); ``epochs`` is turned into ``steps`` for ``n_train`` samples
     train: tuple[tuple[str, Any], ...] = (("epochs", 3), ("batch_size", 64), ("lr", 3e-3))
     variant: str = "epoch"  # training-graph variant (docs/onnx-graph.md): "epoch" (v2) or "step" (v1)
 
@@ -40,12 +42,11 @@ def _levels(x: np.ndarray, bits: int) -> np.ndarray:
 
 def make_bundle(out_dir: str | Path, spec: BundleSpec = BundleSpec()) -> dict[str, Any]:
     """Write ``payload.bin``, ``graph.onnx``, ``local.h5`` into ``out_dir``; returns sizes and digests."""
-    from edge_sdk.server.onnx_export.export import write_graph_for_payload
-
-    from edge_sdk.beam.dataset import write_beam_h5
+    from edge_sdk.beam.h5writer import write_beam_h5
     from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
     from edge_sdk.beam.taskspec import BeamTaskSpec
     from edge_sdk.payload import SampleGroup, write_payload
+    from edge_sdk.server.onnx_export.export import write_graph_for_payload
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,11 @@ def make_bundle(out_dir: str | Path, spec: BundleSpec = BundleSpec()) -> dict[st
     else:
         raise ValueError(f"unknown bundle layout {spec.layout!r}")
     info = write_graph_for_payload(groups, model, spec.optimizer, out / "graph.onnx", variant=spec.variant)
-    task = {"kind": "beam", "beam": task_spec.to_dict(), "model": model.to_dict(),
-            "train": {"optimizer": spec.optimizer, "seed": 0, **dict(spec.train)}}
+    train = dict(spec.train)
+    epochs = int(train.pop("epochs", 1))
+    recipe = TrainRecipe.defaults(spec.optimizer).with_overrides(**train)
+    recipe = recipe.for_epochs(epochs, sum(g.layout().n for g in groups if g.role == "samples"))
+    task = {"kind": "beam", "beam": task_spec.to_dict(), "model": model.to_dict(), "train": recipe.to_payload()}
     pinfo = write_payload(out / "payload.bin", groups, num_classes=model.num_classes, task=task,
                           provenance={"generator": "edge_sdk.server.onnx_export.fixtures", "layout": spec.layout},
                           graph=info.digest())

@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
 
 from edge_sdk.codecs import AFFINE_KINDS
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
 
 
 def unpack_codes(packed: torch.Tensor, g: GraphGroup) -> torch.Tensor:

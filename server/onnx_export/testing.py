@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from edge_sdk.server.onnx_export.layout import STATE_SUFFIXES, GraphGroup, TrainGraphSpec
 
 from edge_sdk import codecs
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.server.onnx_export.layout import STATE_SUFFIXES, GraphGroup, TrainGraphSpec
 
 
 def pack_rows_reference(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -84,6 +84,7 @@ class EagerReference:
             for i, lin in enumerate(self.linears):
                 lin.weight.copy_(torch.from_numpy(params[f"fc{i}.weight"]))
                 lin.bias.copy_(torch.from_numpy(params[f"fc{i}.bias"]))
+        self.opt: torch.optim.Optimizer
         if optimizer == "sgd":
             self.opt = torch.optim.SGD(self.net.parameters(), lr=hp["lr"], momentum=hp["momentum"],
                                        weight_decay=hp["weight_decay"])
@@ -119,7 +120,8 @@ class EagerReference:
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
     """||a - b|| / max(||b||, tiny) (Frobenius)."""
-    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(np.asarray(b, np.float64)), 1e-30))
+    num = float(np.linalg.norm(np.asarray(a, np.float64) - b))
+    return num / max(float(np.linalg.norm(np.asarray(b, np.float64))), 1e-30)
 
 
 def _source_key(spec: TrainGraphSpec) -> str:

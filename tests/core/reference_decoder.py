@@ -595,13 +595,13 @@ def decode_v2(buf: bytes) -> RefPayload:
         checks = [recipe["steps"] >= 1, recipe["batch_size"] >= 1, recipe["lr"] > 0, recipe["weight_decay"] >= 0]
         if recipe["optimizer"] == 0:
             recipe["momentum"] = cur.f4()
-            checks.append(0 <= recipe["momentum"] <= 1)
+            checks.append(0 <= recipe["momentum"] < 1)
         else:
             recipe["beta1"], recipe["beta2"], recipe["eps"] = cur.f4(), cur.f4(), cur.f4()
-            checks += [0 <= recipe["beta1"] < 1, 0 <= recipe["beta2"] < 1, recipe["eps"] > 0]
+            checks += [0 <= recipe["beta1"] < 1, 0 <= recipe["beta2"] < 1, 0 < recipe["eps"] <= 1]
         if recipe["schedule"] == 2:
             recipe["decay_every"], recipe["gamma"] = cur.varint(MAX_STEPS), cur.f4()
-            checks += [recipe["decay_every"] >= 1, 0 <= recipe["gamma"] <= 1]
+            checks += [recipe["decay_every"] >= 1, recipe["gamma"] > 0]
         if n_soft:
             recipe["soft_weight"] = cur.f4()
             checks.append(0 <= recipe["soft_weight"] <= 1)

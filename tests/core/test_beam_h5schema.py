@@ -10,14 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_sdk.beam.dataset import BeamDataset, read_beam_h5, top1_label
-from edge_sdk.beam.h5schema import (
-    SCHEMA_NAME,
-    BeamH5Writer,
-    open_beam_h5,
-    partial_path,
-    write_beam_h5,
-)
+from edge_sdk.beam.dataset import BeamDataset, top1_label
+from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+from edge_sdk.beam.h5schema import SCHEMA_NAME, partial_path
+from edge_sdk.beam.h5writer import BeamH5Writer, write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 from edge_sdk.errors import DatasetError
 
@@ -234,7 +230,7 @@ def test_resume_after_sigkill(tmp_path):
     out = tmp_path / "x.h5"
     code = (
         "import os, signal, numpy as np\n"
-        "from edge_sdk.beam.h5schema import BeamH5Writer\n"
+        "from edge_sdk.beam.h5writer import BeamH5Writer\n"
         f"w = BeamH5Writer.create({str(out)!r}, {ATTRS!r}, 8, 2, 'case1', n_target=20)\n"
         "rng = np.random.default_rng(0)\n"
         "w.append({'rsrp': rng.uniform(-130, -60, (12, 8, 2)), 'los': np.zeros(12, bool),\n"

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from edge_sdk.beam.dataset import read_beam_h5
-from edge_sdk.beam.h5schema import write_beam_h5
+from edge_sdk.beam.h5reader import read_beam_h5
+from edge_sdk.beam.h5writer import write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 from edge_sdk.errors import DatasetError
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_sdk.beam.dataset import BeamDataset, read_beam_h5
-from edge_sdk.beam.h5schema import open_beam_h5, write_beam_h5
+from edge_sdk.beam.dataset import BeamDataset
+from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+from edge_sdk.beam.h5writer import stitch_shards, write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
-from edge_sdk.beam.vds import stitch_shards
 from edge_sdk.errors import DatasetError
 
 

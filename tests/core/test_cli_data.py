@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from edge_sdk.beam.h5schema import write_beam_h5
+from edge_sdk.beam.h5writer import write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 
 EXE = Path(sys.executable).parent / "edge-sdk"
@@ -137,3 +137,37 @@ def test_dataset_with_data_says_not_both(tmp_path, cmd):
             "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and r.stderr.startswith("error: ConfigError: --dataset replaces --data/--test")
     assert "go together" not in r.stderr
+
+
+REF = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
+
+
+def test_data_verify_shipped_reference_and_tampering(tmp_path):
+    """`edge-sdk data verify` (torch-free): the shipped reference matches its SHA256SUMS; a changed value, a
+    missing file, a malformed or path-like SHA256SUMS line each give one DatasetError line (exit 3)."""
+    import shutil
+
+    import h5py
+
+    r = run("data", "verify")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(": OK") == 2
+    d = tmp_path / "ref"
+    d.mkdir()
+    for n in ("SHA256SUMS", "test.h5"):
+        shutil.copyfile(REF / n, d / n)
+    sums = (REF / "SHA256SUMS").read_text()
+    (d / "SHA256SUMS").write_text("".join(ln + "\n" for ln in sums.splitlines() if "train.h5" not in ln))
+    assert run("data", "verify", str(d)).returncode == 0
+    with h5py.File(d / "test.h5", "r+") as h:
+        h["ue_pos"][0, 0] = h["ue_pos"][0, 0] + 1.0
+    r = run("data", "verify", str(d))
+    assert r.returncode == 3 and "test.h5: MISMATCH" in r.stdout and r.stderr.count("\n") == 1, r.stderr
+    assert "DatasetError" in r.stderr
+    for bad in (sums, "nonsense\n", "0" * 64 + "  ../train.h5\n"):
+        (d / "SHA256SUMS").write_text(bad)
+        r = run("data", "verify", str(d))
+        assert r.returncode == 3 and "DatasetError" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    (d / "SHA256SUMS").unlink()
+    r = run("data", "verify", str(d))
+    assert r.returncode == 3 and "SHA256SUMS does not exist" in r.stderr

@@ -33,6 +33,8 @@ MISSING_INPUT: dict[str, list[list[str]]] = {
     "payload sign": [[M, "--key", M]],
     "data generate": [["--preset", M + ".toml", "--out", OUT + ".h5"]],
     "data info": [[M]],
+    "data verify": [[M]],
+    "data faithfulness": [["--stats", M]],
     "data export": [[M, "--parquet", OUT + ".parquet"]],
     "distill": [["--data", M, "--test", M, "--compression", "36x", "--out", OUT]],
     "quantize": [["--data", M, "--test", M, "--compression", "16x", "--out", OUT]],

@@ -399,6 +399,22 @@ def test_R24_recipe_ranges():
     assert (out["momentum"], out["decay_every"], out["gamma"], out["soft_weight"]) == (0.5, 300, 0.25, 1.0)
 
 
+def test_v2_recipe_record_is_the_train_recipe():
+    """One recipe definition: the record takes a TrainRecipe or any of its dict forms, unstored fields come back
+    at the TrainRecipe defaults, and its bounds are edge_sdk.recipe.RECIPE_BOUNDS."""
+    from edge_sdk.recipe import TrainRecipe
+
+    r = TrainRecipe(optimizer="sgd", lr=0.25, schedule="step", steps=700, batch_size=64, momentum=0.5,
+                    weight_decay=0.0, decay_every=100, gamma=2.0)
+    rec = F2.encode_recipe(r, False)
+    assert rec == F2.encode_recipe(r.to_dict(), False) == F2.encode_recipe(r.to_payload(), False)
+    assert TrainRecipe.from_dict(F2.decode_recipe(F2._Cursor(rec), False)) == r  # values exact in float32
+    with pytest.raises(ConfigError, match="recipe.momentum"):
+        F2.encode_recipe({**RECIPE, "optimizer": "sgd", "momentum": 1.0}, False)
+    with pytest.raises(ConfigError, match="recipe has unknown key"):
+        F2.encode_recipe({**RECIPE, "epochs": 3}, False)
+
+
 def test_truncated_and_trailing_v2():
     b = _base()
     with pytest.raises(E.Truncated):

@@ -119,11 +119,11 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
     import tempfile
 
     import numpy as np
+    from inputs import ADAM, SOFT, graph_with_meta, with_graph, with_header
+
     from edge_sdk.device.checkpoint import CHECKPOINT_NAME
     from edge_sdk.device.evaluate import evaluate_beam
     from edge_sdk.device.trainer import Trainer
-    from inputs import ADAM, SOFT, graph_with_meta, with_graph, with_header
-
     from edge_sdk.errors import EdgeSdkError
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-fuzz-"))

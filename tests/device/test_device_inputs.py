@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_sdk.device.checkpoint import CHECKPOINT_NAME, encode_checkpoint, read_checkpoint
-from edge_sdk.device.trainer import Trainer
 from inputs import ADAM, SOFT, graph_with_meta, split_payload, with_graph, with_header
 
+from edge_sdk.device.checkpoint import CHECKPOINT_NAME, encode_checkpoint, read_checkpoint
+from edge_sdk.device.trainer import Trainer
 from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, ResourceLimitError, SchemaError
 from edge_sdk.modelspec import ModelSpec
 from edge_sdk.schema import TaskSpec, TrainLimits, train_memory
@@ -41,7 +41,11 @@ def _task(fn):
 @pytest.mark.parametrize("mutate, field", [
     (lambda t: t["train"].update(batch_size="32"), "task.train.batch_size"),
     (lambda t: t["train"].update(batch_size=True), "task.train.batch_size"),
-    (lambda t: t["train"].update(epochs=10**9), "task.train.epochs"),
+    (lambda t: t["train"].update(steps=10**12), "task.train.steps"),
+    (lambda t: t["train"].update(epochs=3), "task.train"),  # not a recipe field (the recipe counts steps)
+    (lambda t: t["train"].update(version=2), "task.train.version"),
+    (lambda t: t["train"].update(optimizer="lbfgs"), "task.train.optimizer"),
+    (lambda t: t["train"].update(gamma=0.0), "task.train.gamma"),
     (lambda t: t["train"].update(lr=-1), "task.train.lr"),
     (lambda t: t["train"].update(lr=[1]), "task.train.lr"),
     (lambda t: t["train"].update(schedule=3), "task.train.schedule"),

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from edge_sdk.device.evaluate import evaluate_beam, predict
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 from edge_sdk.device.trainer import TrainConfig, Trainer
-
-from edge_sdk.errors import DeviceError, EdgeSdkError
+from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, SchemaError
 from edge_sdk.modelspec import ModelSpec, init_params
+from edge_sdk.recipe import TrainRecipe
 
 DATA = Path(__file__).parent / "data"
 ADAM = DATA / "beam_adam"  # epoch graph (format v2, the default export)
@@ -111,8 +112,8 @@ def test_epoch_chunks_do_not_change_training(bundle):
     whole = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
     small = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
     small.executor = EpochExecutor(small.graph, small.data, decode_budget=3 * 4 * 40 * 10)
-    assert len(small.executor.chunks([np.arange(whole.config.batch_size)] * whole.steps_per_epoch)) > 2
-    assert len(whole.executor.chunks([np.arange(whole.config.batch_size)] * whole.steps_per_epoch)) == 1
+    assert len(small.executor.chunks([np.arange(whole.config.recipe.batch_size)] * whole.steps_per_epoch)) > 2
+    assert len(whole.executor.chunks([np.arange(whole.config.recipe.batch_size)] * whole.steps_per_epoch)) == 1
     sw, ss = whole.train(), small.train()
     for n in sw.params:
         np.testing.assert_allclose(sw.params[n], ss.params[n], rtol=0, atol=1e-6, err_msg=n)
@@ -184,17 +185,72 @@ def test_trained_model_export_and_eval(tmp_path):
 
 
 def test_lr_schedules():
-    c = TrainConfig(lr=0.1, schedule="cosine")
-    assert c.lr_at(0, 100, 0) == pytest.approx(0.1) and c.lr_at(50, 100, 3) == pytest.approx(0.05)
-    s = TrainConfig(lr=0.1, schedule="step", step_epochs=2, gamma=0.5)
-    assert [s.lr_at(0, 10, e) for e in range(5)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    c = TrainRecipe(lr=0.1, schedule="cosine", steps=100)
+    assert c.lr_at(0) == pytest.approx(0.1) and c.lr_at(50) == pytest.approx(0.05)
+    s = TrainRecipe(lr=0.1, schedule="step", decay_every=2, gamma=0.5, steps=10)
+    assert [s.lr_at(t) for t in range(0, 10, 2)] == pytest.approx([0.1, 0.05, 0.025, 0.0125, 0.00625])
     with pytest.raises(EdgeSdkError):
-        TrainConfig(schedule="linear")
+        TrainRecipe(schedule="linear")
+    with pytest.raises(EdgeSdkError):
+        TrainConfig(TrainRecipe(), seed=-1)
+
+
+def test_follows_the_payload_recipe_exactly():
+    """No overrides: the recipe in the payload decides steps (a partial last epoch included), lr, batch size."""
+    with __import__("edge_sdk.payload", fromlist=["read_payload"]).read_payload(ADAM / "payload.bin") as p:
+        stored = TrainRecipe.from_dict(p.task["train"])
+    t = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx")
+    assert t.config.recipe == stored and t.config.seed == 0
+    odd = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", steps=stored.steps_per_epoch(t.data.n) + 3)
+    st = odd.train()
+    assert st.step == odd.total_steps and st.epoch == 2
+    assert [h["step"] for h in st.history] == [odd.steps_per_epoch, odd.total_steps]
+    with pytest.raises(EdgeSdkError, match="not both"):
+        Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", steps=5, epochs=1)
+    with pytest.raises(DeviceError, match="graph implements 'adam'"):
+        Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", optimizer="sgd")
+
+
+def test_resume_at_any_step_matches_uninterrupted(tmp_path):
+    t = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", steps=17, batch_size=64)
+    full = t.initial_state()
+    t.run_steps(full, 17)
+    part = t.initial_state()
+    t.run_steps(part, 5)  # mid-epoch
+    t.save_checkpoint(tmp_path / "c.safetensors", part)
+    back = t.load_checkpoint(tmp_path / "c.safetensors")
+    assert back.step == 5
+    t.run_steps(back, 17)
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], back.params[k])
+
+
+@pytest.mark.parametrize("train,msg", [
+    ({"optimizer": "adam", "epochs": 3}, "task.train has no 'version' and key"),
+    ({"version": 2}, "task.train.version 2"),
+    ({"version": 1, "batch_size": "64"}, "task.train.batch_size must be an integer"),
+    ({"version": 1, "lr": "fast"}, "task.train.lr must be a number"),
+    ({"version": 1, "lr": -1.0}, "task.train.lr must be > 0"),
+    ({"version": 1, "epochs": 3}, "task.train has unknown key"),
+    ({"version": 1, "steps": 10**12}, "task.train.steps must be in"),
+    ([1, 2], "task.train must be a JSON object"),
+])
+def test_bad_payload_recipe_is_a_typed_error(tmp_path, train, msg):
+    """A payload whose task.train is malformed fails before training with a SchemaError naming the field."""
+    from edge_sdk.payload import SampleGroup, read_payload, write_payload
+
+    with read_payload(ADAM / "payload.bin") as p:
+        groups = [SampleGroup(g.name, g.kind, g.bits, data=np.array(g.codes()), params=dict(g.params()),
+                              labels=np.array(g.labels())) for g in p.groups]
+        task = {**p.task, "train": train}
+        write_payload(tmp_path / "p.bin", groups, num_classes=p.num_classes, task=task, graph=p.graph)
+    with pytest.raises(SchemaError, match=msg):
+        Trainer(tmp_path / "p.bin", ADAM / "graph.onnx")
 
 
 def test_resume_refuses_other_config(tmp_path):
     Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2).train(tmp_path, stop_after_epochs=1)
-    with pytest.raises(DeviceError, match="different config"):
+    with pytest.raises(CheckpointError, match="different config"):
         Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2, lr=0.5).train(tmp_path, resume=True)
 
 
@@ -271,7 +327,6 @@ def test_graph_groups_must_match_payload_groups():
     from types import SimpleNamespace
 
     from edge_sdk.device.graph import check_groups, load_train_graph
-
     from edge_sdk.payload import read_payload
 
     g = load_train_graph((ADAM / "graph.onnx").read_bytes())

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from edge_sdk.fleet.engine import DeviceRound, Engine, Timing
 from edge_sdk.fleet.links import Availability, LinkModel, LognormalRate, TraceRate
 from edge_sdk.fleet.release import FleetRelease, Round, Tier
 from edge_sdk.fleet.scenario import DeviceClass, ReleaseSpec, TransferSpec
-
 from edge_sdk.release import BlobRef, Identity, build_release, encode_manifest, read_manifest
 from edge_sdk.release import Tier as ManifestTier
 

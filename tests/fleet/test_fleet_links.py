@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.links import (
     Availability,
     LinkModel,
@@ -17,10 +21,6 @@ from edge_sdk.fleet.links import (
     read_trace_csv,
 )
 from edge_sdk.fleet.scenario import link_presets
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from edge_sdk.errors import ConfigError
 
 PRESETS = link_presets()
 

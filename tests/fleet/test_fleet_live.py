@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import scenario_toml
+
 from edge_sdk.fleet.links import Availability, LinkModel, LinkState, TraceRate
 from edge_sdk.fleet.live import ShapedLink, live_scenario
 from edge_sdk.fleet.scenario import load_scenario, parse_scenario

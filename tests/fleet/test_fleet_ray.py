@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import scenario_toml
+
 from edge_sdk.fleet.outputs import WALL_COLUMNS
 from edge_sdk.fleet.scenario import parse_scenario
 from edge_sdk.fleet.simulate import RunOptions, simulate

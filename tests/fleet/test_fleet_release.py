@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import scenario_toml
-from edge_sdk.fleet.release import device_trainer, resolve_release
-from edge_sdk.fleet.scenario import load_scenario, parse_scenario
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.fleet.release import device_trainer, resolve_release
+from edge_sdk.fleet.scenario import load_scenario, parse_scenario
 from edge_sdk.payload import read_payload
 from edge_sdk.release import Store
 

@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
-from edge_sdk.fleet.scenario import ScenarioError, load_scenario, parse_scenario, preset_names
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.fleet.scenario import ScenarioError, load_scenario, parse_scenario, preset_names
 
 MINIMAL = """
 [scenario]

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import scenario_toml
+
+from edge_sdk.errors import ConfigError
 from edge_sdk.fleet.outputs import WALL_COLUMNS, read_parquet
 from edge_sdk.fleet.scenario import parse_scenario
 from edge_sdk.fleet.simulate import RunOptions, simulate
-
-from edge_sdk.errors import ConfigError
 
 
 def scenario(release_dir: Path, **kw: object):  # type: ignore[no-untyped-def]

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serve_helpers import Served, make_store, make_tokens
+
 from edge_sdk.serve.app import ServeConfig
 from edge_sdk.serve.server import start_in_thread
-from serve_helpers import Served, make_store, make_tokens
 
 
 @pytest.fixture

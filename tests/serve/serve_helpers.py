@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_sdk.release import Manifest, Store, publish
 from edge_sdk.serve.auth import add_token
 from edge_sdk.serve.server import RunningServer
-
-from edge_sdk.release import Manifest, Store, publish
 
 BULK_BYTES = 1 << 20
 EXE = Path(sys.executable).parent / "edge-sdk"

@@ -20,10 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from edge_sdk.device.cache import ReleaseCache
-from edge_sdk.device.fetch import FetchConfig, RateLimiter, fetch_release
-from edge_sdk.serve.app import ServeConfig
-from edge_sdk.serve.server import start_in_thread
 from serve_helpers import (
     BULK_BYTES,
     CuttingProxy,
@@ -35,6 +31,8 @@ from serve_helpers import (
     stop,
 )
 
+from edge_sdk.device.cache import ReleaseCache
+from edge_sdk.device.fetch import FetchConfig, RateLimiter, fetch_release
 from edge_sdk.release import (
     AuthError,
     BlobMismatch,
@@ -48,6 +46,8 @@ from edge_sdk.release import (
     TransferFailed,
     publish,
 )
+from edge_sdk.serve.app import ServeConfig
+from edge_sdk.serve.server import start_in_thread
 
 CHANNEL = "beam-uma/stable"
 

@@ -12,12 +12,12 @@ import time
 
 import pytest
 import urllib3
-from edge_sdk.serve.app import ServeConfig
-from edge_sdk.serve.auth import read_token_file, revoke_token
-from edge_sdk.serve.server import start_in_thread
 from serve_helpers import BULK_BYTES, make_self_signed, make_store, make_tokens, raw_request, status_of
 
 from edge_sdk.release import encode_manifest
+from edge_sdk.serve.app import ServeConfig
+from edge_sdk.serve.auth import read_token_file, revoke_token
+from edge_sdk.serve.server import start_in_thread
 
 HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=20))
 

@@ -10,13 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edge_sdk import codecs  # noqa: E402
+from edge_sdk.budget import Budget  # noqa: E402
+from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.adq import allocation as A  # noqa: E402
 from edge_sdk.server.adq import quantize as Q  # noqa: E402
-from edge_sdk.server.adq.cost import ByteCost, PayloadCost, parse_budget  # noqa: E402
+from edge_sdk.server.adq.cost import ByteCost, WidthCost  # noqa: E402
 from edge_sdk.server.adq.pruning import PRUNERS, CCSPrune, get_method  # noqa: E402
-
-from edge_sdk import codecs  # noqa: E402
-from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.server.payload_io import PayloadCost, write_compact  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -85,7 +86,12 @@ def test_byte_cost_formula():
 
 
 def _payload_cost(d=8, c=32, sd="float32"):
-    return PayloadCost(d=d, num_classes=c, scale_dtype=sd, task={"kind": "test"}, provenance={"t": 1})
+    return WidthCost(d=d, num_classes=c, scale_dtype=sd,
+                     payload=PayloadCost(num_classes=c, task={"kind": "test"}, provenance={"t": 1}))
+
+
+def parse_budget(text: str, n: int, d: int) -> int:
+    return Budget.parse(text).resolve(n * d * 4)
 
 
 @pytest.mark.parametrize("sd", ["float32", "float16"])
@@ -96,7 +102,7 @@ def test_allocators_never_exceed_budget(sd, factor):
     s = rng.random(n)
     labels = rng.integers(0, 32, n)
     for cost in (ByteCost(d=d, num_classes=32, scale_dtype=sd), _payload_cost(d, 32, sd)):
-        budget, _ = parse_budget(f"{factor}x", n, d)
+        budget = parse_budget(f"{factor}x", n, d)
         if cost.total([]) > budget:  # below the header overhead: a clear error, not an over-budget set
             with pytest.raises(ConfigError, match="overhead"):
                 A.allocate_two_groups(s, budget, cost)
@@ -119,7 +125,7 @@ def test_two_groups_gives_more_bits_to_sensitive_half():
     n, d = 100, 64
     s = np.linspace(0, 1, n)
     cost = ByteCost(d=d, num_classes=10)
-    budget, _ = parse_budget("8x", n, d)  # 4-bit average: fits e.g. (5, 2) / (4, 3) with scales
+    budget = parse_budget("8x", n, d)  # 4-bit average: fits e.g. (5, 2) / (4, 3) with scales
     a = A.allocate_two_groups(s, budget, cost)
     assert a.mode == "2-groups" and a.info["b_high"] > a.info["b_low"] > 0
     assert np.all(a.bits[s >= np.median(s)] == a.info["b_high"])
@@ -133,7 +139,7 @@ def test_drop_case_and_fallback():
     s = np.arange(n, dtype=float)
     cost = ByteCost(d=d, num_classes=32, scale_dtype="float32")
     # per sample: 2-bit = 2 + 4 + 5/8 B -> a 16x budget (2 B/sample) cannot keep half the samples at 2 bits
-    budget, _ = parse_budget("16x", n, d)
+    budget = parse_budget("16x", n, d)
     a = A.allocate_two_groups(s, budget, cost)
     assert a.mode == "drop-fallback" and a.nbytes <= budget
     kept = np.flatnonzero(a.bits > 0)
@@ -170,27 +176,29 @@ def test_class_balanced_split_and_fallback_keep_every_class():
 def test_planned_size_equals_written_payload(tmp_path, sd):
     from types import SimpleNamespace
 
-    from edge_sdk.server.adq.pipeline import QuantizeConfig, materialize, payload_cost, write_compact_payload
-
     from edge_sdk.payload import read_payload
+    from edge_sdk.server.adq.family import QuantizeConfig, Selection, build, width_cost
 
     rng = np.random.default_rng(0)
     n, d, c = 90, 8, 32
     data = SimpleNamespace(X_train=rng.standard_normal((n, d)).astype(np.float32), y_train=rng.integers(0, c, n),
                            num_classes=c, task={"kind": "beam", "note": "test"})
     cfg = QuantizeConfig(scale_dtype=sd)
-    cost = payload_cost(data, cfg)
+    pc = PayloadCost(num_classes=c, task=data.task, provenance={"t": 1})
+    cost = width_cost(data, cfg, pc)
     bits = np.array([16] * 20 + [5] * 30 + [2] * 25 + [0] * 15)
     alloc = A.Allocation(bits, cost.of_bits(bits), cost.of_bits(bits), "manual")
-    cs = materialize(data, np.arange(n), alloc, cfg, {})
-    info = write_compact_payload(tmp_path / "p.epl", cs, data, cfg)
-    assert info.size == cs.nbytes == (tmp_path / "p.epl").stat().st_size
+    sel = Selection(np.arange(n), alloc, cost.layouts_of_bits(bits), alloc.nbytes, alloc.budget, {})
+    cs = build(data, cfg, sel)
+    info = write_compact(tmp_path / "p.epl", cs, pc, planned_bytes=sel.nbytes)
+    assert info.size == sel.nbytes == (tmp_path / "p.epl").stat().st_size
     p = read_payload(tmp_path / "p.epl")
-    assert sorted(g.bits for g in p.groups) == [2, 5, 16]
+    assert [g.bits for g in p.groups] == [16, 5, 2]  # largest width first
     X, y = p.samples()
-    # the device decodes exactly the rows the server evaluated (groups are stored by width, so compare as sets)
-    assert X.shape[0] == 75 and {tuple(r) for r in X} == {tuple(r) for r in cs.X}
-    assert sorted(y.tolist()) == sorted(cs.y.tolist())
+    # the device decodes exactly the rows (and the row order) the server evaluates
+    np.testing.assert_array_equal(X, cs.X)
+    np.testing.assert_array_equal(y, cs.y)
+    assert X.shape[0] == 75 and sorted(y.tolist()) == sorted(data.y_train[:75].tolist())
 
 
 def test_k_groups_monotone_widths():
@@ -211,8 +219,7 @@ def test_allocation_errors():
         A.allocate_two_groups(np.ones(4), 0, cost)
     with pytest.raises(ConfigError):
         parse_budget("banana", 10, 4)
-    assert parse_budget("16x", 100, 8) == (200, 0.9375)
-    assert parse_budget("93.75%", 100, 8)[0] == 200
+    assert parse_budget("16x", 100, 8) == 200 == parse_budget("93.75%", 100, 8)
 
 
 def test_pruning_methods():
@@ -236,11 +243,10 @@ def test_pruning_methods():
 
 
 def test_sensitivity_vmap_matches_loop():
+    from edge_sdk.modelspec import ModelSpec
     from edge_sdk.server.adq.sensitivity import sensitivity_loop, sensitivity_scores
     from edge_sdk.server.adq.training import as_module
     from edge_sdk.server.models import init_torch_params
-
-    from edge_sdk.modelspec import ModelSpec
 
     spec = ModelSpec(kind="mlp", input_dim=8, num_classes=5, hidden=(16,))
     m = as_module(spec, init_torch_params(spec, 1))
@@ -256,7 +262,8 @@ def test_sensitivity_vmap_matches_loop():
 
 @pytest.fixture(scope="module")
 def beam_files(tmp_path_factory):
-    from edge_sdk.beam.synthetic import make_synthetic_beam_dataset, write_beam_h5
+    from edge_sdk.beam.h5writer import write_beam_h5
+    from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 
     d = tmp_path_factory.mktemp("beam")
     write_beam_h5(d / "train.h5", make_synthetic_beam_dataset(n=300, seed=0))
@@ -265,24 +272,26 @@ def beam_files(tmp_path_factory):
 
 
 def test_pruning_then_quantization(beam_files):
-    from edge_sdk.server.adq.pipeline import QuantizeConfig, run
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.adq.family import QuantizeConfig, build, plan
     from edge_sdk.server.datasets import load_beam
-    from edge_sdk.server.train_eval import EvalConfig
 
     data = load_beam(*beam_files)
-    cfg = QuantizeConfig(method="adq", budget="2x", prune="ccs", keep=0.5, el2n_epochs=1)
-    cs, res = run(data, cfg, EvalConfig(steps=5, seeds=(0,)))
-    assert cs.indices.size <= 150 and cs.nbytes <= cs.budget
-    assert set(np.unique(cs.bits)) <= {*range(2, 9), 16} and 0 < res.mean["top1"] <= 1
+    cfg = QuantizeConfig(method="adq", prune="ccs", keep=0.5, el2n_epochs=1)
+    budget = Budget.parse("2x").resolve(data.full_float32_bytes)
+    pc = PayloadCost(num_classes=data.num_classes, task=data.task, provenance={"t": 1})
+    sel = plan(data, cfg, budget, pc, TrainRecipe(steps=5))
+    assert sel.cand.size <= 150 and sel.nbytes <= budget
+    cs = build(data, cfg, sel)
+    assert {g.bits for g in cs.groups} <= {*range(2, 9), 16} and cs.n == int((sel.alloc.bits > 0).sum())
 
 
 def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path, capsys):
     """Default CLI run writes graph.onnx + a 2-group payload naming it; the device trainer trains 1 epoch on it."""
-    from edge_sdk.device.trainer import Trainer
-    from edge_sdk.server.report import validate_report
-
     from edge_sdk.cli.main import main
+    from edge_sdk.device.trainer import Trainer
     from edge_sdk.payload import read_payload
+    from edge_sdk.server.report import validate_report
 
     out = tmp_path / "run"
     rc = main(["quantize", "--method", "adq", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
@@ -309,7 +318,8 @@ def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path, capsys):
     assert X.shape[0] == rep["extra"]["stored_samples"] and X.shape[1] == 8
     tr = Trainer(out / "payload.epl", out / "graph.onnx", epochs=1, batch_size=64)
     ev = rep["eval"]["config"]
-    assert tr.graph.optimizer == "sgd" and (tr.config.lr, tr.config.momentum) == (ev["lr"], ev["momentum"])
+    assert tr.graph.optimizer == "sgd" and tr.config.recipe.with_overrides(steps=ev["recipe"]["steps"]).to_dict() == {
+        **ev["recipe"], "batch_size": 64}
     st = tr.initial_state()
     p0 = {k: v.copy() for k, v in st.params.items()}
     loss = tr.train_epoch(st)  # shuffled batches mix rows of both width groups
@@ -354,8 +364,7 @@ def _fake_exporter(size_of, calls):
     """Stands in for write_graph_for_payload: writes ``size_of(widths)`` bytes (no torch export; fast)."""
     from edge_sdk.server.onnx_export.export import GraphInfo
 
-    def export(lays, spec, optimizer, out_path):
-        assert optimizer == "sgd"
+    def export(lays, out_path):
         widths = tuple(int(g.bits) for g in lays)
         calls.append(widths)
         data = bytes([len(calls) % 256]) * size_of(widths)
@@ -365,81 +374,93 @@ def _fake_exporter(size_of, calls):
     return export
 
 
+def _adq_plan_fn(data, cfg, budget, pc):
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.adq.family import plan
+
+    return lambda digest: plan(data, cfg, budget, pc.with_graph(digest), TrainRecipe(steps=1))
+
+
 def test_plan_with_graph_counts_real_digest(tmp_path):
     """A graph whose size has another digit count than the placeholder: re-planned, then written exactly."""
-    from edge_sdk.server.adq.graph_plan import PLACEHOLDER_SIZE, plan_with_graph
-    from edge_sdk.server.adq.pipeline import QuantizeConfig, materialize, payload_cost, write_compact_payload
-    from edge_sdk.server.train_eval import EvalConfig
-
-    from edge_sdk.payload import payload_size, read_payload
+    from edge_sdk.payload import read_payload
+    from edge_sdk.server.adq.family import QuantizeConfig, build
+    from edge_sdk.server.graph_plan import PLACEHOLDER_SIZE, plan_with_graph
 
     data = _plan_data()
-    cfg = QuantizeConfig(method="uniform", budget="8x")
+    cfg = QuantizeConfig(method="uniform")
+    pc = PayloadCost(num_classes=data.num_classes, task=data.task, provenance={"t": 1})
+    budget = Budget.parse("8x").resolve(data.X_train.size * 4)
     calls: list = []
     size = 123_456  # 6 digits vs the 4-digit placeholder: 2 header bytes more
     assert len(str(size)) != len(str(PLACEHOLDER_SIZE))
-    gp = plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx",
-                         exporter=_fake_exporter(lambda w: size, calls))
+    gp = plan_with_graph(_adq_plan_fn(data, cfg, budget, pc), _fake_exporter(lambda w: size, calls),
+                         tmp_path / "graph.onnx")
     assert gp.rounds == 2 and len(calls) == 1 and gp.graph.size == size
     assert (tmp_path / "graph.onnx").stat().st_size == size and not list(tmp_path.glob(".graph.onnx.*"))
     assert [r["planned_with_size"] for r in gp.log] == [PLACEHOLDER_SIZE, size]
-    cost = payload_cost(data, cfg, gp.graph.digest())
-    assert gp.alloc.nbytes == cost.of_bits(gp.alloc.bits) <= gp.alloc.budget
-    cs = materialize(data, gp.cand, gp.alloc, cfg, gp.info)
-    cs.graph = gp.graph
-    info = write_compact_payload(tmp_path / "p.epl", cs, data, cfg)
-    assert info.size == cs.nbytes == (tmp_path / "p.epl").stat().st_size <= cs.budget
+    cost = pc.with_graph(gp.graph.digest())
+    assert gp.plan.nbytes == cost.size(gp.plan.layouts) <= budget
+    cs = build(data, cfg, gp.plan)
+    info = write_compact(tmp_path / "p.epl", cs, cost, budget_bytes=budget, planned_bytes=gp.plan.nbytes)
+    assert info.size == gp.plan.nbytes == (tmp_path / "p.epl").stat().st_size <= budget
     assert read_payload(tmp_path / "p.epl").graph == gp.graph.digest()
-    # the digest is really counted: the same layout without graph is smaller
-    lays = [(b, int((cs.bits == b).sum())) for b in np.unique(cs.bits)]
-    assert payload_size(payload_cost(data, cfg).layouts(lays), num_classes=data.num_classes, task=data.task,
-                        provenance=cost.provenance) < info.size
+    assert pc.size(gp.plan.layouts) < info.size  # the digest is really counted: without graph it is smaller
 
 
 def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
     """Budget on the edge: layout A's graph is so large that A no longer fits, layout B's graph is small
     enough that A fits again -> no fixed point -> ConfigError naming the way out; no file left behind."""
-    from dataclasses import replace
-
-    from edge_sdk.server.adq.graph_plan import plan_with_graph
-    from edge_sdk.server.adq.pipeline import QuantizeConfig, payload_cost
+    from edge_sdk.server.adq.family import QuantizeConfig, width_cost
+    from edge_sdk.server.graph_plan import plan_with_graph
     from edge_sdk.server.onnx_export.export import GraphInfo
-    from edge_sdk.server.train_eval import EvalConfig
 
     data = _plan_data()
     n = data.X_train.shape[0]
     cfg = QuantizeConfig(method="uniform")
-    small = payload_cost(data, cfg, {"sha256": "0" * 64, "size": 1})
+    pc = PayloadCost(num_classes=data.num_classes, task=data.task, provenance={"t": 1})
+    small = width_cost(data, cfg, pc.with_graph({"sha256": "0" * 64, "size": 1}))
     budget = small.total([(4, n)])  # all samples at 4 bits fit exactly with a 1-digit graph size
-    cfg = replace(cfg, budget=str(budget))
     calls: list = []
 
     big = (1 << 31) - 1  # MAX_GRAPH_BYTES: 10 digits, 9 header bytes more than a 1-byte graph
 
-    def exporter(lays, spec, optimizer, out_path):  # size `big` for layout (4,), 1 B otherwise
+    def exporter(lays, out_path):  # size `big` for layout (4,), 1 B otherwise
         widths = tuple(int(g.bits) for g in lays)
         calls.append(widths)
         out_path.write_bytes(b"x")
         return GraphInfo(path=out_path, sha256=f"{len(calls):064x}", size=big if widths == (4,) else 1)
 
     with pytest.raises(ConfigError, match="did not settle"):
-        plan_with_graph(data, cfg, EvalConfig(steps=1, seeds=(0,)), tmp_path / "graph.onnx", exporter=exporter)
+        plan_with_graph(_adq_plan_fn(data, cfg, budget, pc), exporter, tmp_path / "graph.onnx")
     assert sorted(set(calls)) == [(3,), (4,)] and len(calls) == 2  # each layout exported once (cached)
     assert not list(tmp_path.iterdir())
 
 
-def test_plan_with_graph_unsupported_model_is_typed(tmp_path):
-    """A convnet (digits) has no exportable training step: GraphExportError (run() then warns and plans
-    without graph, as distill does); no file is left behind."""
-    from edge_sdk.server.adq.graph_plan import GraphExportError, plan_with_graph
-    from edge_sdk.server.adq.pipeline import QuantizeConfig
+def test_unsupported_model_plans_without_graph(tmp_path):
+    """A convnet has no exportable training step: GraphExportError inside the planner; the pipeline then warns,
+    plans without graph and says why in the report; no file is left behind."""
+    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.adq.family import QuantizeConfig
+    from edge_sdk.server.datasets import TaskData
+    from edge_sdk.server.graph_plan import GraphExportError, plan_with_graph
+    from edge_sdk.server.pipeline import RunConfig, export_graph_fn, run
     from edge_sdk.server.train_eval import EvalConfig
 
-    from edge_sdk.modelspec import ModelSpec
-
-    data = _plan_data(n=100, d=16)
-    data.spec = ModelSpec(kind="convnet", input_dim=16, num_classes=16, in_shape=(1, 4, 4), width=4, depth=1)
+    rng = np.random.default_rng(0)
+    spec = ModelSpec(kind="convnet", input_dim=16, num_classes=4, in_shape=(1, 4, 4), width=4, depth=1)
+    y = np.arange(80) % 4
+    data = TaskData("img", rng.standard_normal((80, 16)).astype(np.float32), y,
+                    rng.standard_normal((20, 16)).astype(np.float32), y[:20], 4, spec,
+                    {"kind": "image", "model": spec.to_dict()})
+    cfg = QuantizeConfig(method="uniform")
+    pc = PayloadCost(num_classes=4, task=data.task, provenance={"t": 1})
     with pytest.raises(GraphExportError, match="mlp"):
-        plan_with_graph(data, QuantizeConfig(method="uniform", budget="4x"), EvalConfig(steps=1, seeds=(0,)),
-                        tmp_path / "graph.onnx")
-    assert not list(tmp_path.iterdir())
+        plan_with_graph(_adq_plan_fn(data, cfg, 2000, pc), export_graph_fn(data, "sgd"), tmp_path / "g" / "graph.onnx")
+    assert not list((tmp_path / "g").iterdir())
+    with pytest.warns(UserWarning, match="graph export not supported"):
+        rep = run(data, RunConfig(cfg, Budget.parse("4x"), EvalConfig(TrainRecipe(steps=2), seeds=(0,))),
+                  tmp_path / "run").report
+    assert rep["extra"]["graph"] is None and "mlp" in rep["extra"]["graph_note"]
+    assert rep["eval"]["config"]["runtime"] == "torch" and not (tmp_path / "run" / "graph.onnx").exists()

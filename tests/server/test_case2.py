@@ -8,12 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge_sdk.server import case2 as C  # noqa: E402
-
 from edge_sdk.beam.kpis import beam_kpis, sample_and_hold_scores, sample_and_hold_setb_scores  # noqa: E402
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset  # noqa: E402
 from edge_sdk.beam.taskspec import BeamTaskSpec  # noqa: E402
 from edge_sdk.errors import ConfigError, DatasetError  # noqa: E402
+from edge_sdk.server import case2 as C  # noqa: E402
 
 
 @pytest.fixture(scope="module")

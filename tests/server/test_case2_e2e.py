@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_sdk.beam.h5schema import write_beam_h5  # noqa: E402
+from edge_sdk.beam.h5writer import write_beam_h5  # noqa: E402
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset  # noqa: E402
 from edge_sdk.cli.beam_task import parse_beam_task  # noqa: E402
 from edge_sdk.cli.main import main  # noqa: E402
@@ -38,7 +38,7 @@ def test_case2_payload_trains_on_the_device(tmp_path) -> None:
                  "--epochs", "2", "--out", str(tmp_path / "dev")]) == 0
     rep = json.loads((tmp_path / "dev" / "report.json").read_text())
     # the device scored its model on the Case2 windows of its local file (400 rows / 20 trajectories)
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.taskspec import BeamTaskSpec
 
     n_windows = len(BeamTaskSpec.from_dict(task["beam"]).labels(read_beam_h5(tmp_path / "test.h5")))

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from edge_sdk.server.coresets import SELECTORS, kmeans, select
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.server.coresets import SELECTORS, kmeans, select
 
 
 def _data(seed=0):

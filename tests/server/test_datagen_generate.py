@@ -10,12 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edge_sdk.beam.h5reader import read_beam_h5  # noqa: E402
+from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.datagen import generate as G  # noqa: E402
 from edge_sdk.server.datagen.presets import load_preset  # noqa: E402
 from edge_sdk.server.datagen.rsrp import beam_pair_power  # noqa: E402
-
-from edge_sdk.beam.dataset import read_beam_h5  # noqa: E402
-from edge_sdk.errors import ConfigError  # noqa: E402
 
 
 def _gen(tmp_path, name="a.h5", **kw):

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-from edge_sdk.server.datagen import presets as P  # noqa: E402
-
 from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.server.datagen import presets as P  # noqa: E402
 
 NAMES = ["uma-fr2-case1", "uma-fr2-case2", "umi-fr2-case1", "uma-fr2-case1-64beams", "uma-fr2-case2-60kmh",
          "uma-fr2-case2-90kmh"]
 
 
 def _raw(name: str) -> dict:
-    return tomllib.loads((P.REPO_PRESET_DIR / f"{name}.toml").read_text())
+    return tomllib.loads((P.PRESET_DIR / f"{name}.toml").read_text())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -89,22 +89,14 @@ def test_unknown_name_and_path(tmp_path) -> None:
     f.write_text("name = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         P.load_preset(f)
-    f.write_text((P.REPO_PRESET_DIR / "umi-fr2-case1.toml").read_text())
+    f.write_text((P.PRESET_DIR / "umi-fr2-case1.toml").read_text())
     assert P.load_preset(str(f)).scenario.model == "umi"
 
 
-def test_package_copies_identical() -> None:
-    """The package copies (server/datagen/presets_*.toml) equal the repository presets byte for byte.
-    Fix a failure with: python tools/make_reference_data.py --sync-presets"""
-    repo = {f.name: f.read_bytes() for f in P.REPO_PRESET_DIR.glob("*.toml")}
-    pkg = {f.name[len(P.PACKAGE_PREFIX):]: f.read_bytes() for f in P.PACKAGE_PRESET_DIR.glob(f"{P.PACKAGE_PREFIX}*.toml")}
-    assert {f"{n}.toml" for n in NAMES} <= set(repo)
-    assert repo == pkg
-
-
-def test_package_copy_used_outside_repo(monkeypatch, tmp_path) -> None:
-    """Installed package (no datasets/ folder): presets load from the package copies."""
-    monkeypatch.setattr(P, "REPO_PRESET_DIR", tmp_path / "absent")
-    assert set(NAMES) <= set(P.preset_names())
-    assert P.preset_path("uma-fr2-case2").parent == P.PACKAGE_PRESET_DIR
-    assert P.load_preset("uma-fr2-case2").trajectory.steps_per_trajectory == 100
+def test_one_copy_of_the_presets() -> None:
+    """The package's preset folder is the repository's datasets/3gpp/presets (a link), not a second copy."""
+    repo = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "presets"
+    assert P.PRESET_DIR.resolve() == repo.resolve()
+    assert {f"{n}.toml" for n in NAMES} <= {f.name for f in repo.glob("*.toml")}
+    assert set(P.preset_names()) == {f.stem for f in repo.glob("*.toml")}
+    assert not list(P.PRESET_DIR.parent.glob("presets_*.toml"))

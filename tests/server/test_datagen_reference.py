@@ -10,9 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_sdk.server.datagen.reference import SUMS_NAME, array_digest, read_sums  # noqa: E402
-
-from edge_sdk.beam.dataset import read_beam_h5  # noqa: E402
+from edge_sdk.beam.h5reader import read_beam_h5  # noqa: E402
+from edge_sdk.beam.reference import SUMS_NAME, array_digest, read_sums  # noqa: E402
 
 REF = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
 

@@ -1,5 +1,5 @@
 """Regenerated reference data vs the shipped files: identical (array digest) or equivalent within float rounding
-(server/datagen/reference.py ``compare_datasets``); the slow test regenerates test.h5 and compares."""
+(edge_sdk/beam/reference.py ``compare_datasets``); the slow test regenerates test.h5 and compares."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_sdk.server.datagen.reference import MAX_DIFF_SHARE, compare_datasets  # noqa: E402
+from edge_sdk.beam.reference import MAX_DIFF_SHARE, compare_datasets  # noqa: E402
 
 REF = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
 
@@ -113,6 +113,7 @@ def test_regenerating_test_h5_reproduces_the_shipped_file(tmp_path) -> None:
     """The shipped test.h5 (4,000 drops, seed 2) regenerated on this machine: equivalent to the shipped file (and
     identical on the CPU code paths that made it; the verdict is printed)."""
     import torch
+
     from edge_sdk.server.datagen.generate import generate_dataset
 
     torch.set_num_threads(1)
@@ -142,7 +143,7 @@ def test_check_of_the_shipped_files(capsys) -> None:
 
 def test_check_uses_the_shipped_sums_not_the_ones_beside_the_files(tmp_path, capsys) -> None:
     """The check that could not fail: a changed file with its own freshly written SHA256SUMS is still refused."""
-    from edge_sdk.server.datagen.reference import SUMS_NAME, array_digest, write_sums
+    from edge_sdk.beam.reference import SUMS_NAME, array_digest, write_sums
 
     d = tmp_path / "regen"
     d.mkdir()

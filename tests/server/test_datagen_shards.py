@@ -8,11 +8,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from edge_sdk.beam.h5reader import read_beam_h5  # noqa: E402
+from edge_sdk.errors import ConfigError, DatasetError  # noqa: E402
 from edge_sdk.server.datagen.generate import generate_dataset  # noqa: E402
 from edge_sdk.server.datagen.shards import generate_sharded, plan_shards, shard_path  # noqa: E402
-
-from edge_sdk.beam.dataset import read_beam_h5  # noqa: E402
-from edge_sdk.errors import ConfigError, DatasetError  # noqa: E402
 
 
 def _same(a, b) -> None:

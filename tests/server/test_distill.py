@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from click.testing import CliRunner  # noqa: E402
-from edge_sdk.server.datasets import TaskData  # noqa: E402
-from edge_sdk.server.distill import METHODS, DistillConfig, distill  # noqa: E402
-from edge_sdk.server.distill.base import Context, _greedy_pick, init_synthetic  # noqa: E402
-from edge_sdk.server.payload_io import read_compact, write_compact  # noqa: E402
 
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.modelspec import ModelSpec  # noqa: E402
+from edge_sdk.server.datasets import TaskData  # noqa: E402
+from edge_sdk.server.distill import DistillConfig, distill, method_names  # noqa: E402
+from edge_sdk.server.distill.base import Context, _greedy_pick, default_cost, init_synthetic  # noqa: E402
+from edge_sdk.server.payload_io import read_compact, write_compact  # noqa: E402
 
 
 def blobs(n, d, c, seed, centers_seed=0):
@@ -57,8 +57,8 @@ def test_method_loss_decreases_and_fits(method, quantizer, bits, tmp_path):
     assert len(r.losses) == cfg.iterations and all(np.isfinite(r.losses))
     assert r.info["probe_loss_final"] < r.info["probe_loss_init"], r.info
     assert r.point.bytes <= BUDGET and r.compact.n == r.point.n == r.point.ipc * 4
-    info = write_compact(tmp_path / "p.epl", r.compact, num_classes=4, task=r.task, provenance=r.provenance,
-                         budget_bytes=BUDGET)
+    info = write_compact(tmp_path / "p.epl", r.compact, default_cost(d, cfg), budget_bytes=BUDGET,
+                         planned_bytes=r.point.bytes)
     assert info.size == r.point.bytes <= BUDGET
     X, y, soft, _ = read_compact(tmp_path / "p.epl")
     np.testing.assert_array_equal(X, r.compact.X)
@@ -69,7 +69,7 @@ def test_method_loss_decreases_and_fits(method, quantizer, bits, tmp_path):
 def test_quadd_values_are_the_quantizer_output():
     d = tiny_task()
     r = distill(d, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2, **FAST), BUDGET)
-    a = r.compact.params["alpha"][0]
+    a = r.compact.groups[0].params["alpha"][0]
     assert set(np.unique(r.compact.X)) <= {-a, 0.0, a}  # 2-bit symmetric grid: 3 levels
 
 
@@ -79,8 +79,8 @@ def test_mtt_soft_labels_counted_and_stored(tmp_path):
     soft = distill(d, DistillConfig(method="quadd-mtt", quantizer="uniform", bits=2, soft_labels=True, **FAST), 2000)
     assert soft.point.soft and soft.compact.soft is not None and soft.compact.soft.shape == (soft.point.n, 4)
     assert soft.point.ipc < base.point.ipc  # the soft labels take budget
-    write_compact(tmp_path / "s.epl", soft.compact, num_classes=4, task=soft.task, provenance=soft.provenance,
-                  budget_bytes=2000)
+    cfg = DistillConfig(method="quadd-mtt", quantizer="uniform", bits=2, soft_labels=True, **FAST)
+    write_compact(tmp_path / "s.epl", soft.compact, default_cost(d, cfg), budget_bytes=2000)
     _, _, s, _ = read_compact(tmp_path / "s.epl")
     np.testing.assert_array_equal(s, soft.compact.soft)
     assert soft.info["learned_lr"] > 0
@@ -124,7 +124,8 @@ def test_errors():
         distill(d, DistillConfig(method="quadd-dm", bits=2, ipc=1000), BUDGET)
     with pytest.raises(ConfigError, match="needs a byte budget"):
         distill(d, DistillConfig(method="quadd-dm", bits=2), None)
-    assert {"dm", "dc", "mtt", "quadd-dm", "quadd-dc", "quadd-mtt", "ptq-dm", "ptq-mtt", "random", "full"} <= set(METHODS)
+    assert {"dm", "dc", "mtt", "quadd-dm", "quadd-dc", "quadd-mtt", "ptq-dm", "ptq-mtt", "random", "full"} <= set(
+        method_names())
 
 
 def test_proportional_class_allocation(tmp_path):
@@ -137,8 +138,7 @@ def test_proportional_class_allocation(tmp_path):
         counts = np.bincount(r.compact.y, minlength=4)
         assert counts.sum() == r.point.n == r.point.ipc * 4 and counts.min() >= 1
         assert counts[0] > counts[1] > counts[2] >= counts[3]  # follows the real prior 75:40:20:10
-        write_compact(tmp_path / f"{m}.epl", r.compact, num_classes=4, task=r.task, provenance=r.provenance,
-                      budget_bytes=BUDGET)
+        write_compact(tmp_path / f"{m}.epl", r.compact, default_cost(d, DistillConfig(method=m)), budget_bytes=BUDGET)
         assert np.bincount(read_compact(tmp_path / f"{m}.epl")[1], minlength=4).tolist() == counts.tolist()
     with pytest.raises(ConfigError, match="same number of samples per class"):
         distill(d, DistillConfig(method="quadd-dm", bits=2, class_alloc="proportional", **FAST), BUDGET)
@@ -197,7 +197,7 @@ def test_cli_digits(tmp_path):
                                    "--no-progress", "--no-graph", "--out", str(out)])
     assert res.exit_code == 0, res.output
     # --no-progress hides progress, never the result summary (issue 16)
-    assert f"quadd-dm: {(out / 'payload.epl').stat().st_size} bytes" in res.output and "top1" in res.output
+    assert f"quadd-dm: {(out / 'payload.epl').stat().st_size} B" in res.output and "top1" in res.output
     rep = json.loads((out / "report.json").read_text())
     from edge_sdk.server.report import validate_report
 
@@ -208,7 +208,11 @@ def test_cli_digits(tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["--dataset", "digits", "--out", "o"], "exactly one of --budget"),
-    (["--dataset", "digits", "--budget", "1KiB", "--compression", "3x", "--out", "o"], "exactly one of"),
+    (["--dataset", "digits", "--budget", "1KiB", "--compression", "3x", "--out", "o"], "not both"),
+    (["--dataset", "digits", "--data", "x.h5", "--test", "x.h5", "--budget", "1KiB", "--out", "o"], "not both"),
+    (["--dataset", "digits", "--budget", "36x", "--out", "o"], "--budget takes bytes"),
+    (["--dataset", "digits", "--compression", "16KiB", "--out", "o"], "--compression takes ratios"),
+    (["--dataset", "digits", "--compression", "36x", "--steps", "0", "--out", "o"], "steps must be"),
     (["--budget", "1KiB", "--out", "o"], "give --data"),
     (["--dataset", "digits", "--budget", "lots", "--out", "o"], "cannot parse budget"),
     (["--dataset", "digits", "--budget", "1KiB", "--bits", "two", "--out", "o"], "--bits must be"),
@@ -217,6 +221,7 @@ def test_cli_errors(args, msg, tmp_path, monkeypatch):
     from edge_sdk.cli.main import main
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.h5").write_bytes(b"")
     import click
 
     with pytest.raises((ConfigError, click.UsageError), match=msg):
@@ -226,14 +231,18 @@ def test_cli_errors(args, msg, tmp_path, monkeypatch):
     assert main(["distill", *args]) != 0
 
 
-def test_run_distill_bits_auto_tiny(tmp_path):
-    from edge_sdk.server.distill.run import run_distill
+def test_bits_auto_through_the_pipeline(tmp_path):
+    from edge_sdk.budget import Budget
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.pipeline import RunConfig, run
+    from edge_sdk.server.train_eval import EvalConfig
 
     d = tiny_task()
-    rep = run_distill(data=d, method="ptq-dm", budget="900", quantizer="codebook", bits="auto", iterations=10,
-                      seeds=1, steps=20, graph=False, out_dir=tmp_path / "r", progress=False)
+    cfg = RunConfig(DistillConfig(method="ptq-dm", quantizer="codebook", search_bits=True, iterations=10),
+                    Budget.parse("900"), EvalConfig(TrainRecipe(steps=20), seeds=(0,)), graph=False)
+    rep = run(d, cfg, tmp_path / "r").report
     log = rep["extra"]["bits_search"]
     assert {e["bits"] for e in log} <= {1, 2, 3, 4} and len(log) >= 2
     best = max(log, key=lambda e: e["proxy_top1"])
-    assert rep["extra"]["operating_point"]["bits"] == best["bits"]
-    assert rep["payload_bytes"] <= 900
+    assert rep["extra"]["method_info"]["operating_point"]["bits"] == best["bits"] == rep["config"]["bits"]
+    assert rep["payload_bytes"] <= 900 and rep["eval"]["config"]["runtime"] == "torch"

@@ -11,13 +11,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge_sdk.device.trainer import Trainer  # noqa: E402
-from edge_sdk.server.onnx_export.testing import EagerReference, rel_err  # noqa: E402
-
-from edge_sdk.beam.dataset import read_beam_h5  # noqa: E402
+from edge_sdk.beam.h5reader import read_beam_h5  # noqa: E402
 from edge_sdk.beam.kpis import beam_kpis  # noqa: E402
 from edge_sdk.beam.taskspec import BeamTaskSpec  # noqa: E402
-from edge_sdk.modelspec import epoch_order  # noqa: E402
+from edge_sdk.device.trainer import Trainer  # noqa: E402
+from edge_sdk.recipe import iter_batches  # noqa: E402
+from edge_sdk.server.onnx_export.testing import EagerReference, rel_err  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "tests" / "device" / "data" / "beam_adam"
@@ -27,19 +26,15 @@ torch.set_num_threads(1)
 
 def _torch_train(tr: Trainer) -> dict[str, np.ndarray]:
     """Eager torch (nn.Linear, F.cross_entropy, torch.optim.Adam) over the same batches and LR schedule."""
-    c = tr.config
+    c = tr.config.recipe
     x, y = tr.payload.samples()
     init = tr.initial_state().params
     ref = EagerReference(tr.graph.model, init, tr.graph.optimizer,
                          {"lr": c.lr, "momentum": c.momentum, "weight_decay": c.weight_decay,
                           "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps})
-    t = 0
-    for epoch in range(c.epochs):
-        order = epoch_order(len(x), c.seed, epoch)
-        for s in range(0, len(x), c.batch_size):
-            idx = np.sort(order[s: s + c.batch_size])
-            ref.step(x[idx], y[idx], lr=c.lr_at(t, tr.total_steps, epoch))
-            t += 1
+    for t, _, idx in iter_batches(len(x), c.batch_size, tr.config.seed, 0, c.steps):
+        idx = np.sort(idx)
+        ref.step(x[idx], y[idx], lr=c.lr_at(t))
     return ref.params()
 
 
@@ -56,7 +51,7 @@ def _top1(params, task, path) -> float:
 
 
 def test_device_top1_within_one_point_of_torch():
-    tr = Trainer(BUNDLE / "payload.bin", BUNDLE / "graph.onnx", epochs=12, batch_size=32)
+    tr = Trainer(BUNDLE / "payload.bin", BUNDLE / "graph.onnx", epochs=12, batch_size=32, schedule="cosine")
     dev = tr.train().params
     srv = _torch_train(tr)
     assert max(rel_err(dev[n], srv[n]) for n in dev) < 1e-3

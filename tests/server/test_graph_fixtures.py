@@ -14,13 +14,13 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from click.testing import CliRunner  # noqa: E402
-from edge_sdk.server.onnx_export.export import export_inference_graph, write_graph_for_payload  # noqa: E402
-from edge_sdk.server.onnx_export.layout import TrainGraphSpec, graph_groups_from  # noqa: E402
 
 from edge_sdk.cli.graph_cmd import cli as export_graph_cli  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.payload import GroupLayout  # noqa: E402
+from edge_sdk.server.onnx_export.export import export_inference_graph, write_graph_for_payload  # noqa: E402
+from edge_sdk.server.onnx_export.layout import TrainGraphSpec, graph_groups_from  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "device" / "data"
 torch.set_num_threads(1)
@@ -77,10 +77,10 @@ def test_inference_graph_weights_as_inputs():
 def test_adq_layout_end_to_end(tmp_path):
     """ADQ-style payload: b_high and b_low symmetric_per_sample groups plus a dropped (bits 0) group; the graph
     is exported from the layouts before the payload exists, the payload names it, the device trains on it."""
-    from edge_sdk.device.trainer import Trainer
-
     from edge_sdk import codecs
+    from edge_sdk.device.trainer import Trainer
     from edge_sdk.payload import SampleGroup, write_payload
+    from edge_sdk.recipe import TrainRecipe
 
     rng = np.random.default_rng(0)
     model = ModelSpec(input_dim=6, num_classes=4, hidden=(8,))
@@ -92,7 +92,8 @@ def test_adq_layout_end_to_end(tmp_path):
               SampleGroup("lo", "symmetric_per_sample", 2, data=c_lo, params=p_lo, labels=y[40:80]),
               SampleGroup("drop", "none", 0, n=10, d=6)]
     info = write_graph_for_payload([g.layout() for g in groups], model, "adam", tmp_path / "g.onnx")
-    task = {"kind": "beam", "model": model.to_dict(), "train": {"epochs": 30, "batch_size": 16, "lr": 0.02}}
+    recipe = TrainRecipe(optimizer="adam", lr=0.02, batch_size=16).for_epochs(30, 80)
+    task = {"kind": "beam", "model": model.to_dict(), "train": recipe.to_payload()}
     write_payload(tmp_path / "p.bin", groups, num_classes=4, task=task, graph=info.digest())
     tr = Trainer(tmp_path / "p.bin", tmp_path / "g.onnx")
     assert tr.data.n == 80

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
+from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.server.onnx_export.export import check_graph, export_inference_graph  # noqa: E402
 from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.server.onnx_export.testing import (  # noqa: E402
@@ -19,8 +20,6 @@ from edge_sdk.server.onnx_export.testing import (  # noqa: E402
     random_group_batch,
     rel_err,
 )
-
-from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 
 torch.set_num_threads(1)
 K, FEAT, H, C = 3, 4, 8, 6

@@ -4,10 +4,10 @@ accepts, with the same naming rules, for every optimizer and kind of group."""
 from __future__ import annotations
 
 import pytest
-from edge_sdk.server.onnx_export import layout
 
 from edge_sdk import codecs, graphmeta
 from edge_sdk.modelspec import ModelSpec
+from edge_sdk.server.onnx_export import layout
 
 
 def test_constants_are_the_same():

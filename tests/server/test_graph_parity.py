@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
+from edge_sdk import bitpack, codecs  # noqa: E402
+from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.server.onnx_export.export import check_graph  # noqa: E402
 from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.server.onnx_export.testing import (  # noqa: E402
@@ -22,9 +24,6 @@ from edge_sdk.server.onnx_export.testing import (  # noqa: E402
     random_group_batch,
     rel_err,
 )
-
-from edge_sdk import bitpack, codecs  # noqa: E402
-from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 
 torch.set_num_threads(1)
 D = 6
@@ -307,3 +306,22 @@ def test_unpack_rule_matches_bitpack(bits, d, n, seed):
     packed = bitpack.pack_rows(codes, bits)
     got = unpack_codes(torch.from_numpy(packed), GraphGroup("g", "codebook", bits, d)).numpy()
     np.testing.assert_array_equal(got, codes)
+
+
+def test_export_prints_no_torchvision_notices(capfd):
+    """Issue 10 item 8: the exporter's "torchvision is not installed. Skipping torchvision::..." warnings (four per
+    export) are silenced; nothing else of the exporter is hidden (the filter matches that message only)."""
+    import logging
+
+    from edge_sdk.server.onnx_export.export import _ExporterNoise, training_graph_bytes
+
+    spec = TrainGraphSpec(ModelSpec(input_dim=3, num_classes=2, hidden=(4,)), (GraphGroup("g", "float32", 32, 3),),
+                          "sgd")
+    training_graph_bytes(spec)
+    err = capfd.readouterr().err
+    assert "torchvision" not in err
+    f = _ExporterNoise()
+    rec = logging.LogRecord(_ExporterNoise.LOGGER, logging.WARNING, "", 0, "torchvision is not installed. Skipping %s",
+                            ("torchvision::nms",), None)
+    other = logging.LogRecord(_ExporterNoise.LOGGER, logging.WARNING, "", 0, "something else", (), None)
+    assert not f.filter(rec) and f.filter(other)

@@ -9,9 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from edge_sdk.server.images import load_cifar, load_digits_split, read_cifar_batch  # noqa: E402
-
 from edge_sdk.errors import DatasetError  # noqa: E402
+from edge_sdk.server.images import load_cifar, load_digits_split, read_cifar_batch  # noqa: E402
 
 
 def _batch(path, n, seed, label_key=b"labels", classes=10):

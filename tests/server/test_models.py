@@ -6,9 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from edge_sdk.server.models import SpecModel, features, forward, head_names, init_torch_params  # noqa: E402
-
 from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
+from edge_sdk.server.models import SpecModel, features, forward, head_names, init_torch_params  # noqa: E402
 
 MLP = ModelSpec(kind="mlp", input_dim=8, num_classes=5, hidden=(16, 12))
 CNN = ModelSpec(kind="convnet", input_dim=48, num_classes=4, in_shape=(3, 4, 4), width=6, depth=2)

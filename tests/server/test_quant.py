@@ -6,6 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
+from edge_sdk import codecs  # noqa: E402
+from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.torch_quant import (  # noqa: E402
     QUANTIZERS,
     allowed_bits,
@@ -13,9 +15,6 @@ from edge_sdk.server.torch_quant import (  # noqa: E402
     make_quantizer,
     quantizer_kind,
 )
-
-from edge_sdk import codecs  # noqa: E402
-from edge_sdk.errors import ConfigError  # noqa: E402
 
 CASES = [("uniform", b, pf) for b in allowed_bits("uniform") for pf in (False, True)]
 CASES += [("codebook", b, False) for b in allowed_bits("codebook")]

@@ -1,9 +1,9 @@
 """server/threads.py: the torch thread count of server commands (default 1, env override, validation)."""
 
 import pytest
-from edge_sdk.server.threads import ENV, configure_torch_threads, resolve_threads
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.server.threads import ENV, configure_torch_threads, resolve_threads
 
 
 def test_resolve(monkeypatch):

@@ -8,12 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from edge_sdk.server.datasets import TaskData  # noqa: E402
-from edge_sdk.server.report import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
-from edge_sdk.server.train_eval import EvalConfig, _batches, evaluate_compact, score_metrics, train_model  # noqa: E402
-
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.modelspec import ModelSpec  # noqa: E402
+from edge_sdk.recipe import TrainRecipe, iter_batches  # noqa: E402
+from edge_sdk.server.datasets import TaskData  # noqa: E402
+from edge_sdk.server.report import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
+from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, score_metrics, train_model  # noqa: E402
 
 
 def blobs(n=240, d=6, c=4, seed=0):
@@ -35,18 +35,20 @@ def tiny_task():
 def test_batches_follow_epoch_order():
     from edge_sdk.modelspec import epoch_order
 
-    got = list(_batches(10, 3, 4, 5))
+    got = [idx for _, _, idx in iter_batches(10, 4, 3, 0, 5)]
     assert [len(b) for b in got] == [4, 4, 2, 4, 4]
     np.testing.assert_array_equal(np.concatenate(got[:3]), epoch_order(10, 3, 0))
     np.testing.assert_array_equal(np.concatenate(got[3:]), epoch_order(10, 3, 1)[:8])
+    # any start: a resumed run sees the same batches
+    assert all(np.array_equal(a, b) for a, (_, _, b) in zip(got[2:], iter_batches(10, 4, 3, 2, 5), strict=True))
 
 
 def test_training_is_deterministic_and_learns():
     d = tiny_task()
-    cfg = EvalConfig(steps=150, batch_size=32, lr=0.05, seeds=(0, 1, 2))
-    a = train_model(d.spec, d.X_train, d.y_train, 0, cfg)
-    b = train_model(d.spec, d.X_train, d.y_train, 0, cfg)
-    c = train_model(d.spec, d.X_train, d.y_train, 1, cfg)
+    cfg = EvalConfig(TrainRecipe(steps=150, batch_size=32, lr=0.05), seeds=(0, 1, 2))
+    a = train_model(d.spec, d.X_train, d.y_train, 0, cfg.recipe)
+    b = train_model(d.spec, d.X_train, d.y_train, 0, cfg.recipe)
+    c = train_model(d.spec, d.X_train, d.y_train, 1, cfg.recipe)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert any(not torch.equal(a[k], c[k]) for k in a)
@@ -59,8 +61,12 @@ def test_training_is_deterministic_and_learns():
 def test_soft_label_targets():
     d = tiny_task()
     soft = np.eye(4, dtype=np.float32)[d.y_train] * 8.0  # logits: softmax ~ one-hot
-    res = evaluate_compact(d.spec, d.X_train, soft, d, EvalConfig(steps=150, batch_size=32, lr=0.05, seeds=(0,)))
+    wrong = (d.y_train + 1) % 4  # hard labels that disagree with the soft targets
+    ev = EvalConfig(TrainRecipe(steps=150, batch_size=32, lr=0.05), seeds=(0,))
+    res = evaluate_compact(d.spec, d.X_train, wrong, d, ev, soft=soft)  # soft_weight 1: soft targets alone
     assert res.mean["top1"] > 0.9
+    half = EvalConfig(TrainRecipe(steps=150, batch_size=32, lr=0.05, soft_weight=0.0), seeds=(0,))
+    assert evaluate_compact(d.spec, d.X_train, wrong, d, half, soft=soft).mean["top1"] < 0.2  # hard labels alone
 
 
 def test_score_metrics():
@@ -71,27 +77,27 @@ def test_score_metrics():
 
 def test_eval_config_errors():
     with pytest.raises(ConfigError):
-        EvalConfig(steps=0)
+        EvalConfig(TrainRecipe(steps=0))
     with pytest.raises(ConfigError):
         EvalConfig(seeds=())
     d = tiny_task()
     with pytest.raises(ConfigError, match="rows"):
-        train_model(d.spec, d.X_train, d.y_train[:3], 0, EvalConfig(steps=2))
+        train_model(d.spec, d.X_train, d.y_train[:3], 0, TrainRecipe(steps=2))
 
 
 def _report(tmp_path):
     d = tiny_task()
     p = tmp_path / "payload.bin"
     p.write_bytes(b"x" * 100)
-    res = evaluate_compact(d.spec, d.X_train[:20], d.y_train[:20], d, EvalConfig(steps=5, seeds=(0, 1, 2)))
+    res = evaluate_compact(d.spec, d.X_train[:20], d.y_train[:20], d, EvalConfig(TrainRecipe(steps=5), seeds=(0, 1, 2)))
     return build_report(command="distill", method="quadd-dm", config={"bits": 2}, budget={"bytes": 128, "spec": "128"},
-                        payload_path=p, full_float32_bytes=d.full_float32_bytes, eval_result=res,
-                        timings={"distill_s": 1.0}, dataset={"name": "blobs"})
+                        payload_path=p, data=d, eval_result=res, timings={"build_s": 1.0})
 
 
 def test_report_schema_roundtrip(tmp_path):
     rep = _report(tmp_path)
     assert rep["schema"] == SCHEMA_ID and rep["payload_bytes"] == 100
+    assert rep["dataset"]["n_test"] == 240 and rep["dataset"]["model"]["kind"] == "mlp"
     assert rep["compression"] == pytest.approx(240 * 6 * 4 / 100)
     assert set(rep["kpis"]["top1"]) == {"mean", "std", "per_seed"} and rep["seeds"] == [0, 1, 2]
     assert "torch" in rep["versions"] and "python" in rep["versions"]
@@ -109,6 +115,8 @@ def test_report_schema_roundtrip(tmp_path):
     (lambda r: r["kpis"]["top1"].__setitem__("mean", float("nan")), "non-finite"),
     (lambda r: r["timings"].__setitem__("distill", 1.0), "seconds named"),
     (lambda r: r.__setitem__("seeds", "0,1"), "field 'seeds' must be list"),
+    (lambda r: r["dataset"].pop("n_test"), "dataset.n_test is missing"),
+    (lambda r: r["dataset"].pop("model"), "dataset.model is missing"),
 ])
 def test_report_validation_catches(tmp_path, mutate, msg):
     rep = _report(tmp_path)
@@ -118,3 +126,40 @@ def test_report_validation_catches(tmp_path, mutate, msg):
     with pytest.raises(ConfigError):
         write_report(tmp_path / "r.json", rep)
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("sgd", "constant"), ("sgd", "cosine"), ("adam", "step"),
+                                                ("adam", "cosine")])
+def test_train_model_matches_torch_optim(optimizer, schedule):
+    """The hand-written update equals torch.optim.SGD / torch.optim.Adam with the recipe's lr schedule."""
+    from edge_sdk.server.models import forward, init_torch_params
+
+    d = tiny_task()
+    r = TrainRecipe(optimizer=optimizer, schedule=schedule, lr=0.01 if optimizer == "adam" else 0.05, steps=23,
+                    batch_size=32, decay_every=7, gamma=0.5, weight_decay=1e-3)
+    got = train_model(d.spec, d.X_train, d.y_train, 4, r)
+    p = init_torch_params(d.spec, 4, requires_grad=True)
+    params = list(p.values())
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=r.lr, betas=(r.beta1, r.beta2), eps=r.eps, weight_decay=r.weight_decay)
+    X, y = torch.from_numpy(d.X_train), torch.from_numpy(d.y_train)
+    for t, _, idx in iter_batches(len(y), r.batch_size, 4, 0, r.steps):
+        for g in opt.param_groups:
+            g["lr"] = r.lr_at(t)
+        it = torch.from_numpy(idx)
+        loss = torch.nn.functional.cross_entropy(forward(d.spec, p, X[it]), y[it])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for k in got:
+        torch.testing.assert_close(got[k], p[k].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_train_model_leaves_its_inputs_alone():
+    d = tiny_task()
+    X, y = d.X_train.copy(), d.y_train.copy()
+    train_model(d.spec, d.X_train, d.y_train, 0, TrainRecipe(steps=5))
+    np.testing.assert_array_equal(X, d.X_train)
+    np.testing.assert_array_equal(y, d.y_train)

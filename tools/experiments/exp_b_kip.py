@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from common import Recipe, load, mlp, save, top1, train
 from compact import fit_n, select_rows
-from edge_sdk.server.torch_quant import make_quantizer, ste_round
 from kernels import ntk
+
+from edge_sdk.server.torch_quant import make_quantizer, ste_round
 
 torch.set_num_threads(1)
 b = load()

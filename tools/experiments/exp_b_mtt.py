@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from common import Recipe, _params, load, mlp, save, top1, train
 from compact import fit_n, select_rows
-from edge_sdk.server.torch_quant import make_quantizer
 
 from edge_sdk.modelspec import epoch_order
+from edge_sdk.server.torch_quant import make_quantizer
 
 torch.set_num_threads(1)
 b = load()

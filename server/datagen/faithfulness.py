@@ -1,10 +1,12 @@
 """Faithfulness table of the TR 38.901 beam-management generator against TR 38.843 headline numbers.
 
-    python tools/faithfulness.py --out runs/faithfulness            # full run (100k/20k Case1 drops)
-    python tools/faithfulness.py --out /tmp/f --train 5000 --test 2000 --epochs 3
-    python tools/faithfulness.py --stats datasets/3gpp/reference/train.h5      # dataset-card statistics only
+``edge-sdk data faithfulness`` (edge_sdk/cli/data_cmd.py) runs it::
 
-Steps: (1) generate (or resume / reuse) BM-Case1 train/test files and BM-Case2 train/test files with
+    edge-sdk data faithfulness --out runs/faithfulness            # full run (100k/20k Case1 drops)
+    edge-sdk data faithfulness --out /tmp/f --train 5000 --test 2000 --epochs 3
+    edge-sdk data faithfulness --stats datasets/3gpp/reference/train.h5      # dataset-card statistics only
+
+Steps: (1) generate (or resume / reuse) BM-Case1 train/test files with
 ``generate_dataset`` (fixed seeds, CPU); (2) train the reference MLP (input -> 256 -> 256 -> n_tx, ReLU, Adam
 lr 1e-3, batch 512, cross-entropy on the Top-1 label) with :class:`edge_sdk.beam.taskspec.BeamTaskSpec` inputs
 for Set B 1/4 and 1/8 with the best Rx beam and with a random Rx beam; (3) KPIs on the test set with
@@ -15,15 +17,17 @@ for Set B 1/4 and 1/8 with the best Rx beam and with a random Rx beam; (3) KPIs 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from edge_sdk.atomic import atomic_write_text
+from edge_sdk.beam.stats import card_stats
+from edge_sdk.errors import DatasetError
 
 #: TR 38.843 ranges (docs/reference 3gpp-beam-management.md), fractions / dB
 RANGES = {
@@ -41,12 +45,12 @@ def _generate(out: Path, preset: str, n: int, seed: int, tag: str) -> Path:
     path = out / f"{preset}-{tag}.h5"
     steps = 1
     if path.exists():
-        from edge_sdk.beam.h5schema import open_beam_h5
+        from edge_sdk.beam.h5reader import open_beam_h5
 
         with open_beam_h5(path) as f:
             if f.n == n * steps and int(f.attrs["seed"]) == seed:
                 return path
-        raise SystemExit(f"{path} exists with other size/seed; delete it or choose another --out")
+        raise DatasetError(f"{path} exists with another size or seed; delete it or choose another --out")
     generate_dataset(preset, samples=n * steps, seed=seed, out=path, device="cpu", batch=1000, resume=True,
                      progress=True)
     return path
@@ -99,28 +103,6 @@ def case1_rows(train_ds, test_ds, epochs: int) -> list[dict]:
     return rows
 
 
-def dataset_stats(ds) -> dict:
-    """Label histogram, LOS/indoor share, RSRP spread of a Case1 dataset (for the dataset card)."""
-    r = ds.rsrp.astype(np.float32)
-    best = r.max(axis=(1, 2))
-    per_tx = r.max(axis=2)
-    top2 = np.sort(per_tx, axis=1)[:, -2]
-    hist = np.bincount(ds.label.astype(np.int64), minlength=ds.n_tx)
-    q = [5, 50, 95]
-    return {
-        "n": int(ds.n),
-        "los_share": float(ds.los.mean()),
-        "indoor_share": float(ds.indoor.mean()),
-        "los_share_outdoor": float(ds.los[~ds.indoor].mean()) if (~ds.indoor).any() else None,
-        "best_rsrp_dbm_p5_p50_p95": [float(v) for v in np.percentile(best, q)],
-        "setA_spread_db_p5_p50_p95": [float(v) for v in np.percentile(best - per_tx.min(axis=1), q)],
-        "best_minus_2nd_db_p50": float(np.median(best - top2)),
-        "label_hist": hist.tolist(),
-        "label_hist_by_zenith_row": hist.reshape(4, -1).sum(axis=1).tolist(),
-        "d2d_m_min_max": [float(ds.d2d.min()), float(ds.d2d.max())],
-    }
-
-
 def _pct(v: float) -> str:
     return f"{100 * v:5.1f}"
 
@@ -165,42 +147,36 @@ def render_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "faithfulness")
-    ap.add_argument("--train", type=int, default=100_000, help="BM-Case1 training drops")
-    ap.add_argument("--test", type=int, default=20_000, help="BM-Case1 test drops")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--stats", type=Path, help="only print the statistics (JSON) of this Case1 HDF5 file")
-    args = ap.parse_args(argv)
+@dataclass(frozen=True)
+class FaithfulnessConfig:
+    """One run: ``train`` / ``test`` BM-Case1 drops, ``epochs`` of the reference MLP, torch ``threads``; files and
+    results go to ``out``."""
+
+    out: Path
+    train: int = 100_000
+    test: int = 20_000
+    epochs: int = 20
+    threads: int = 1
+
+
+def run(cfg: FaithfulnessConfig, command: str = "") -> dict[str, Any]:
+    """Steps (1)-(4) of the module docstring; returns the results written to ``out/faithfulness.json``."""
     import torch
-    from edge_sdk.server.datagen.reference import atomic_write_text
 
-    from edge_sdk.beam.dataset import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
 
-    if args.stats is not None:
-        st = dataset_stats(read_beam_h5(args.stats))
-        print(json.dumps(st))
-        return st
-
-    torch.set_num_threads(args.threads)
-    out = args.out
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tr = read_beam_h5(_generate(out, "uma-fr2-case1", args.train, SEEDS["train"], "train"))
-    te = read_beam_h5(_generate(out, "uma-fr2-case1", args.test, SEEDS["test"], "test"))
-    res: dict = {"command": "python tools/faithfulness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                 "n_train": tr.n, "n_test": te.n, "epochs": args.epochs, "ranges_tr38843": RANGES,
-                 "stats_train": dataset_stats(tr)}
-    res["case1"] = case1_rows(tr, te, args.epochs)
+    tr = read_beam_h5(_generate(out, "uma-fr2-case1", cfg.train, SEEDS["train"], "train"))
+    te = read_beam_h5(_generate(out, "uma-fr2-case1", cfg.test, SEEDS["test"], "test"))
+    res: dict[str, Any] = {"command": command, "n_train": tr.n, "n_test": te.n, "epochs": cfg.epochs,
+                           "ranges_tr38843": RANGES, "stats_train": card_stats(tr)}
+    res["case1"] = case1_rows(tr, te, cfg.epochs)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print_table(res)
     atomic_write_text(out / "faithfulness.json", json.dumps(res, indent=1))
     atomic_write_text(out / "faithfulness.md", render_markdown(res))
     print(f"\nwrote {out / 'faithfulness.json'}")
     return res
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,9 @@
-"""Reference-data helpers: the content digest recorded in ``datasets/3gpp/reference/SHA256SUMS``.
+"""Reference data: the content digest recorded in ``datasets/3gpp/reference/SHA256SUMS``, and its check.
 
-HDF5 files written by :class:`edge_sdk.beam.h5schema.BeamH5Writer` carry a ``created`` timestamp attribute, so
+numpy + h5py only (no torch), so a device can check a dataset too: ``edge-sdk data verify [DIR]``
+(:func:`verify_dir`).
+
+HDF5 files written by :class:`edge_sdk.beam.h5writer.BeamH5Writer` carry a ``created`` timestamp attribute, so
 their bytes differ between two otherwise identical runs. The recorded digest is therefore over the *decoded*
 arrays: for every stored field in schema order, ``name``, dtype string and shape (UTF-8, newline separated)
 followed by the C-order array bytes, plus the ``seed`` and ``preset`` attributes. Two files with the same digest
@@ -15,18 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.atomic import atomic_write_text
 from edge_sdk.beam.dataset import fields_for
+from edge_sdk.errors import DatasetError
 
 SUMS_NAME = "SHA256SUMS"
+#: the shipped reference data in the source checkout (``edge-sdk data verify`` with no folder)
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
 SUMS_HEADER = (
-    "# SHA-256 of the decoded arrays + seed/preset attrs (edge_sdk.server.datagen.reference.array_digest),\n"
-    "# not of the file bytes (HDF5 attrs hold a creation timestamp). Made by: .venv/bin/python tools/make_reference_data.py\n"
+    "# SHA-256 of the decoded arrays + seed/preset attrs (edge_sdk.beam.reference.array_digest),\n"
+    "# not of the file bytes (HDF5 attrs hold a creation timestamp). Regenerate: .venv/bin/python tools/make_reference_data.py\n"
 )
 
 
 def array_digest(path: str | Path) -> str:
     """Hex SHA-256 of the decoded content of a beam HDF5 file (see module docstring)."""
-    from edge_sdk.beam.h5schema import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
 
     ds = read_beam_h5(path)
     h = hashlib.sha256()
@@ -38,15 +45,27 @@ def array_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+MAX_SUMS_BYTES = 1 << 20
+
+
 def read_sums(path: str | Path) -> dict[str, str]:
-    """``{file name: hex digest}`` from a SHA256SUMS file (``<hex>  <name>`` lines, ``#`` comments)."""
+    """``{file name: hex digest}`` from a SHA256SUMS file (``<hex>  <name>`` lines, ``#`` comments). Names are
+    plain file names in the same folder; anything else (a malformed line, a path, a bad digest) is a
+    :class:`~edge_sdk.errors.DatasetError` naming the line."""
+    p = Path(path)
+    if p.stat().st_size > MAX_SUMS_BYTES:
+        raise DatasetError(f"{p} is larger than {MAX_SUMS_BYTES} bytes; not a SHA256SUMS file")
     out: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        digest, name = line.split(maxsplit=1)
-        out[name.strip()] = digest
+        parts = line.split(maxsplit=1)
+        digest, name = (parts[0].lower(), parts[1].strip()) if len(parts) == 2 else ("", "")
+        if (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not name
+                or "/" in name or "\\" in name or name.startswith(".")):
+            raise DatasetError(f"{p}:{i}: expected '<64 hex digits>  <file name>', got {line[:120]!r}")
+        out[name] = digest
     return out
 
 
@@ -55,11 +74,20 @@ def write_sums(path: str | Path, sums: dict[str, str]) -> None:
     atomic_write_text(path, SUMS_HEADER + "".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (``edge_sdk.atomic``)."""
-    from edge_sdk.atomic import atomic_write_text as _write
-
-    _write(path, text)
+def verify_dir(folder: str | Path) -> dict[str, bool]:
+    """``{file name: digest matches}`` for every file that ``folder/SHA256SUMS`` lists. A listed file that is
+    missing, or a folder without SHA256SUMS, is a :class:`~edge_sdk.errors.DatasetError`."""
+    d = Path(folder)
+    sums_path = d / SUMS_NAME
+    if not sums_path.is_file():
+        raise DatasetError(f"{sums_path} does not exist; give a folder that holds {SUMS_NAME} and the files it lists")
+    sums = read_sums(sums_path)
+    if not sums:
+        raise DatasetError(f"{sums_path} lists no files")
+    missing = sorted(n for n in sums if not (d / n).is_file())
+    if missing:
+        raise DatasetError(f"{d} lacks {missing}, listed in {SUMS_NAME}")
+    return {name: array_digest(d / name) == digest for name, digest in sums.items()}
 
 
 # ------------------------------------------------------------------------------------------ regeneration check
@@ -144,7 +172,7 @@ def compare_datasets(candidate: str | Path, reference: str | Path) -> Comparison
     field's entries different. That is the most a different CPU code path changes (see the comment above); a
     changed generator, preset or seed changes labels and positions far beyond it.
     """
-    from edge_sdk.beam.h5schema import read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
 
     cand, ref = read_beam_h5(candidate), read_beam_h5(reference)
     problems: list[str] = []
@@ -192,7 +220,7 @@ REFERENCE_BATCH = 1000
 
 def shipped_reference_dir() -> Path:
     """``datasets/3gpp/reference`` of the source checkout (the shipped files and their SHA256SUMS)."""
-    d = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
+    d = SHIPPED_DIR
     if not (d / SUMS_NAME).exists():
         from edge_sdk.errors import ConfigError
 
@@ -249,21 +277,3 @@ def check_reference(files_dir: str | Path | None = None, shipped_dir: str | Path
             cmp = compare_datasets(f, shipped / name)
         out.append(FileCheck(name, digest, actual, cmp))
     return out
-
-
-def make_reference(out_dir: str | Path, progress: bool = True) -> dict[str, str]:
-    """Generate the reference files into ``out_dir`` (CPU, one torch thread) and write ``out_dir/SHA256SUMS``;
-    returns ``{name: array digest}``. Existing files in ``out_dir`` are replaced."""
-    import torch
-    from edge_sdk.server.datagen.generate import generate_dataset
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    sums = {}
-    for name, (n, seed) in REFERENCE_FILES.items():
-        generate_dataset(REFERENCE_PRESET, samples=n, seed=seed, out=out / name, device="cpu", batch=REFERENCE_BATCH,
-                         overwrite=True, progress=progress)
-        sums[name] = array_digest(out / name)
-    write_sums(out / SUMS_NAME, sums)
-    return sums

@@ -1,0 +1,197 @@
+"""HDF5 beam-dataset schema v1: the validating reader (numpy + h5py only).
+
+API::
+
+    from edge_sdk.beam.h5reader import read_beam_h5, open_beam_h5
+    ds = read_beam_h5("train.h5")                  # BeamDataset, fully validated
+    with open_beam_h5("train.h5") as f: f.n, f.attrs, f.read("rsrp", slice(0, 1000))   # lazy
+
+The schema (names, attributes, rules) is in :mod:`edge_sdk.beam.h5schema`; the writer in
+:mod:`edge_sdk.beam.h5writer`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.beam.dataset import BeamDataset, fields_for, trailing_shape, validate_arrays
+from edge_sdk.beam.h5schema import DEFAULT_MAX_BYTES, attr_value, check_attrs, h5py_module
+from edge_sdk.errors import DatasetError
+
+
+class BeamH5File:
+    """Lazy read access to a validated schema-v1 file (shapes/dtypes/attrs checked; data read on demand).
+
+    Use as a context manager; ``read(name, rows)`` returns a numpy array, ``to_dataset()`` the whole file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        allow_incomplete: bool = False,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        allow_virtual: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self._allow_virtual = allow_virtual
+        h5py = h5py_module()
+        if not self.path.exists():
+            raise FileNotFoundError(f"no such file: {self.path}")
+        if self.path.is_dir():
+            raise DatasetError(f"{self.path} is a directory, not an HDF5 beam dataset")
+        try:
+            is_h5 = h5py.is_hdf5(str(self.path))
+        except OSError:
+            is_h5 = False
+        if not is_h5:
+            raise DatasetError(f"{self.path} is not an HDF5 file (expected an edge-sdk beam dataset .h5)")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise DatasetError(
+                f"{self.path}: cannot open HDF5 file ({exc}); the file is damaged or truncated"
+            ) from None
+        try:
+            self._check(allow_incomplete, max_bytes)
+        except DatasetError:
+            self._f.close()
+            raise
+        except Exception as exc:  # h5py raises assorted errors on damaged metadata
+            self._f.close()
+            raise DatasetError(f"{self.path}: damaged HDF5 metadata ({type(exc).__name__}: {exc})") from None
+
+    def _check(self, allow_incomplete: bool, max_bytes: int) -> None:
+        where = str(self.path)
+        attrs = {k: attr_value(v) for k, v in self._f.attrs.items()}
+        check_attrs(attrs, where)
+        if not attrs["complete"] and not allow_incomplete:
+            raise DatasetError(
+                f"{where}: the file is incomplete (complete=False); finish or resume the generator run"
+            )
+        case, n_tx, n_rx, n = attrs["case"], attrs["n_tx"], attrs["n_rx"], attrs["n_done"]
+        if attrs["complete"] and attrs["n_target"] != n:
+            raise DatasetError(f"{where}: complete file with n_done={n} != n_target={attrs['n_target']}")
+        table = fields_for(case)
+        total = 0
+        h5py = h5py_module()
+        for name, (dtype, code) in table.items():
+            obj = self._f.get(name)
+            if obj is None:
+                raise DatasetError(f"{where}: missing dataset {name!r} (required for {case})")
+            if not isinstance(obj, h5py.Dataset):
+                raise DatasetError(f"{where}: {name!r} is not a dataset")
+            if obj.dtype != dtype:
+                raise DatasetError(f"{where}: dataset {name!r} has dtype {obj.dtype}, expected {dtype}")
+            want = (n, *trailing_shape(code, n_tx, n_rx))
+            shape = tuple(obj.shape)
+            # an unfinished file may hold uncommitted rows past n_done (killed mid-append): they are ignored
+            partial_ok = (
+                not attrs["complete"] and len(shape) == len(want) and shape[1:] == want[1:] and shape[0] >= n
+            )
+            if shape != want and not partial_ok:
+                raise DatasetError(
+                    f"{where}: dataset {name!r} has shape {tuple(obj.shape)}, expected {want} "
+                    f"(n_done={n}, n_tx={n_tx}, n_rx={n_rx})"
+                )
+            total += dtype.itemsize * int(np.prod(want, dtype=np.int64))
+        if total > max_bytes:
+            raise DatasetError(
+                f"{where}: arrays need {total} bytes > max_bytes={max_bytes}; pass a larger max_bytes"
+            )
+        if any(self._f[name].is_virtual for name in table):  # a stitched sharded dataset (edge_sdk.beam.vds)
+            if not self._allow_virtual:
+                raise DatasetError(f"{where}: a shard file must not itself be a stitched (virtual) dataset")
+            from edge_sdk.beam.vds import check_virtual_sources
+
+            self.shard_files: list[str] = check_virtual_sources(
+                self._f, self.path, attrs, lambda p: type(self)(p, allow_virtual=False))
+        self.attrs: dict[str, Any] = attrs
+        self.case: str = case
+        self.n: int = n
+        self.n_tx: int = n_tx
+        self.n_rx: int = n_rx
+        self.nbytes: int = total
+
+    def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Read dataset ``name`` (all committed rows, a slice with step > 0, or an int index array in any
+        order). Checksums are verified."""
+        if name not in fields_for(self.case):
+            raise DatasetError(f"unknown field {name!r} for {self.case}")
+        try:
+            ds = self._f[name]
+            if rows is None:
+                return np.asarray(ds[: self.n])
+            if isinstance(rows, slice):
+                r = range(self.n)[rows]  # clamps the slice to the committed rows
+                if r.step < 0:
+                    raise DatasetError("negative slice steps are not supported")
+                return np.asarray(ds[r.start : r.stop : r.step])
+            idx = np.asarray(rows)
+            if idx.dtype.kind not in "iu" or idx.ndim != 1:
+                raise DatasetError("rows must be a slice or a 1-D integer index array")
+            if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+                raise DatasetError(f"row index out of range [0, {self.n})")
+            uniq, inv = np.unique(idx, return_inverse=True)  # h5py needs increasing indices
+            return np.asarray(ds[uniq])[inv]
+        except DatasetError:
+            raise
+        except Exception as exc:
+            raise DatasetError(
+                f"{self.path}: cannot read dataset {name!r} ({type(exc).__name__}: {exc}); the file is damaged"
+            ) from None
+
+    def iter_rows(self, batch: int = 65536) -> Iterator[BeamDataset]:
+        """Iterate the file in row blocks as (unvalidated-label) :class:`BeamDataset` pieces."""
+        for s in range(0, self.n, batch):
+            sl = slice(s, min(self.n, s + batch))
+            arrays = {name: self.read(name, sl) for name in fields_for(self.case)}
+            yield BeamDataset(**arrays, attrs=dict(self.attrs))  # type: ignore[arg-type]
+
+    def to_dataset(self, *, check_labels: bool = True) -> BeamDataset:
+        """Read everything and validate values (finiteness, label == argmax)."""
+        arrays = {name: self.read(name) for name in fields_for(self.case)}
+        try:
+            validate_arrays(arrays, self.case, check_labels=check_labels)
+        except DatasetError as exc:
+            raise DatasetError(f"{self.path}: {exc}") from None
+        return BeamDataset(**arrays, attrs=dict(self.attrs))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> BeamH5File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_beam_h5(
+    path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES
+) -> BeamH5File:
+    """Open lazily (attributes, dataset shapes and dtypes validated; values read on demand)."""
+    return BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes)
+
+
+def read_beam_h5(
+    path: str | os.PathLike[str],
+    *,
+    allow_incomplete: bool = False,
+    check_labels: bool = True,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> BeamDataset:
+    """Read and fully validate a schema-v1 beam file into a :class:`BeamDataset`.
+
+    Raises :class:`DatasetError` for: not HDF5 / damaged / checksum failure, wrong schema name, newer
+    schema_version, missing or wrongly typed attributes, missing / mis-typed / mis-shaped datasets,
+    inconsistent lengths, an incomplete file (unless ``allow_incomplete``), non-finite RSRP, and labels that
+    differ from argmax over Tx of max over Rx. ``FileNotFoundError`` if the path does not exist.
+    """
+    with BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes) as f:
+        return f.to_dataset(check_labels=check_labels)

@@ -1,0 +1,28 @@
+"""What the server side offers, by name — torch-free, so ``edge-sdk --help`` lists the choices on a device too.
+
+The truth is the server's registries (``edge_sdk.server.distill.METHODS``, ``edge_sdk.server.adq.METHODS``,
+``edge_sdk.server.torch_quant.QUANTIZERS``, ``edge_sdk.server.adq.pruning.PRUNERS``,
+``edge_sdk.server.adq.allocation.ALLOCATORS``); this module repeats their names for the CLI and the generated
+docs, and ``tests/server/test_catalog.py`` fails when the two disagree (add a plug-in: register it, then add its
+name here).
+"""
+
+from __future__ import annotations
+
+#: distillation hosts (each registers ``<host>``, ``quadd-<host>`` and ``ptq-<host>``)
+DISTILL_HOSTS = ("dc", "dm", "mtt")
+#: ``edge-sdk distill --method`` (registry names) and the aliases the CLI accepts
+DISTILL_METHODS = ("dc", "dm", "full", "mtt", "ptq-dc", "ptq-dm", "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-mtt",
+                   "random")
+DISTILL_ALIASES = {"quadd": "quadd-mtt"}
+#: ``edge-sdk quantize --method``
+QUANTIZE_METHODS = ("adq", "fixed", "full", "prune", "uniform")
+#: differentiable quantizers of QuADD (``--quantizer``), plus the raw storage kinds
+QUANTIZERS = ("apot", "codebook", "uniform")
+#: registered quantizers whose kinds only payload v2 stores (affine min/max grids, issue #11); the CLI offers them
+#: once the server writes v2 payloads
+V2_QUANTIZERS = ("affine_feature", "affine_sample", "affine_set")
+RAW_KINDS = ("float16", "float32")
+#: coreset pruning (``quantize --prune``) and ADQ bit allocation (``quantize --allocation``)
+PRUNERS = ("ccs", "el2n", "random")
+ALLOCATIONS = ("k", "threshold", "two")

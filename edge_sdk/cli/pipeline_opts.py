@@ -1,0 +1,140 @@
+"""The option set ``edge-sdk distill`` and ``edge-sdk quantize`` share, and the one function both faces call.
+
+Both commands are thin faces over ``edge_sdk.server.pipeline.run``: they add their family's options, build the
+family's config, and hand everything else — data source, budget, evaluation recipe and seeds, graph, output — to
+:func:`run_face`. Parsing and validation of the shared options happen here, before torch is imported, so a bad
+budget or recipe fails in milliseconds with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_sdk.budget import Budget
+from edge_sdk.cli.beam_task import beam_task_options, parse_beam_task
+from edge_sdk.errors import ConfigError
+from edge_sdk.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe
+
+_DEFAULT = TrainRecipe()
+
+#: (decorator, name of the keyword it adds) for every shared option, in --help order
+_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--data", "train_path", type=click.Path(exists=True, dir_okay=False), help="beam training HDF5"),
+    click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False), help="beam test HDF5"),
+    click.option("--dataset", type=str, default=None,
+                 help="'digits', 'cifar10:PATH' or 'cifar100:PATH' instead of --data/--test"),
+    click.option("--beam-norm", type=click.Choice(["per_sample_max", "affine"]), default=None,
+                 help="beam input normalisation (BeamTaskSpec.norm; default per_sample_max)"),
+    click.option("--hidden", type=str, default=None, help="beam model hidden widths (default: MLP 128,128; GRU 128)"),
+    beam_task_options,  # --beam-task, --model (edge_sdk.cli.beam_task)
+    click.option("--budget", type=str, default=None,
+                 help="byte budget of the whole payload file: 16KiB, 16kB, 20000"),
+    click.option("--compression", type=str, default=None,
+                 help="ratio vs the float32 training set: 36x, or the saved share: 93.75%"),
+    click.option("--seeds", type=int, default=3, show_default=True, help="evaluation seeds (>= 3 for the protocol)"),
+    click.option("--steps", type=int, default=_DEFAULT.steps, show_default=True,
+                 help="training recipe: updates per evaluation run (the device repeats the recipe)"),
+    click.option("--batch-size", type=int, default=_DEFAULT.batch_size, show_default=True, help="training recipe"),
+    click.option("--lr", type=float, default=None, help="training recipe: learning rate (default: the optimizer's)"),
+    click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default=_DEFAULT.optimizer, show_default=True,
+                 help="training recipe; the ONNX graph is exported for it"),
+    click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=_DEFAULT.schedule, show_default=True,
+                 help="training recipe: learning-rate schedule"),
+    click.option("--seed", type=int, default=0, show_default=True, help="seed of the method's random choices"),
+    click.option("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)"),
+    click.option("--no-graph", is_flag=True,
+                 help="do not export OUT/graph.onnx (the payload then names no graph; a device cannot train on it)"),
+    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
+    click.option("--no-progress", is_flag=True, help="no progress output"),
+]
+SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "model", "beam_task", "budget", "compression", "seeds", "steps",
+               "batch_size", "lr", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress")
+
+
+def pipeline_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared options to a click command (after its own, so ``--help`` lists the family's first)."""
+    for opt in reversed(_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@dataclass(frozen=True)
+class CommonArgs:
+    """The shared options, parsed and validated (no torch needed)."""
+
+    source: dict[str, Any]
+    budget: Budget | None
+    recipe: TrainRecipe
+    seeds: tuple[int, ...]
+    seed: int
+    device: str | None
+    graph: bool
+    out_dir: Path
+    progress: bool
+
+
+def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
+    """Validate the shared options (``kw``: click's keyword arguments); ``ignores_budget``: the method takes
+    none (``full``), so neither ``--budget`` nor ``--compression`` is required."""
+    budget, compression = kw["budget"], kw["compression"]
+    if budget is not None and compression is not None:
+        raise ConfigError("give one of --budget (e.g. 16KiB) or --compression (e.g. 36x), not both")
+    if budget is None and compression is None and not ignores_budget:
+        raise ConfigError("give exactly one of --budget (e.g. 16KiB) or --compression (e.g. 36x)")
+    parsed = None
+    if budget is not None:
+        parsed = Budget.parse(budget)
+        if parsed.kind != "bytes":
+            raise ConfigError(f"--budget {budget!r} is a ratio; --budget takes bytes (16KiB, 20000), "
+                              "--compression takes ratios (36x, 93.75%)")
+    elif compression is not None:
+        parsed = Budget.parse(compression)
+        if parsed.kind != "ratio":
+            raise ConfigError(f"--compression {compression!r} is a byte count; --compression takes ratios (36x, "
+                              "93.75%), --budget takes bytes (16KiB, 20000)")
+    if kw["dataset"] is not None and (kw["train_path"] is not None or kw["test_path"] is not None):
+        raise ConfigError("--dataset replaces --data/--test: give --dataset NAME, or --data TRAIN.h5 --test TEST.h5, "
+                          "not both")
+    if (kw["train_path"] is None) != (kw["test_path"] is None):
+        raise ConfigError("--data and --test go together (beam HDF5 files)")
+    if (kw["train_path"] is None) == (kw["dataset"] is None):
+        raise ConfigError("give --data TRAIN.h5 --test TEST.h5, or --dataset digits (not both)")
+    if kw["seeds"] < 1:
+        raise ConfigError("--seeds must be >= 1")
+    hidden: tuple[int, ...] | None = None
+    if kw["hidden"] is not None:
+        try:
+            hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
+        except ValueError:
+            raise ConfigError(f"--hidden must be comma-separated ints, got {kw['hidden']!r}") from None
+        if not hidden or min(hidden) < 1:
+            raise ConfigError(f"--hidden needs at least one positive width, got {kw['hidden']!r}")
+    beam_task = parse_beam_task(kw["beam_task"])
+    if (beam_task is not None or kw["model"] is not None) and kw["train_path"] is None:
+        raise ConfigError("--beam-task/--model apply to beam data: give --data TRAIN.h5 --test TEST.h5")
+    recipe = TrainRecipe.defaults(kw["optimizer"]).with_overrides(
+        steps=kw["steps"], batch_size=kw["batch_size"], lr=kw["lr"], schedule=kw["schedule"])
+    source = {"train": kw["train_path"], "test": kw["test_path"], "dataset": kw["dataset"],
+              "beam_norm": kw["beam_norm"], "hidden": hidden, "beam_task": beam_task, "model": kw["model"]}
+    return CommonArgs(source, parsed, recipe, tuple(range(kw["seeds"])), kw["seed"], kw["device"],
+                      not kw["no_graph"], Path(kw["out_dir"]), not kw["no_progress"])
+
+
+def run_face(make_method_config: Callable[[str], Any], args: CommonArgs) -> dict[str, Any]:
+    """Load the data, run the pipeline (``edge_sdk.server.pipeline.run``), print one line; returns the report.
+    ``make_method_config(device)`` builds the family's config (torch device resolved here)."""
+    from edge_sdk.server.pipeline import DataSource, RunConfig, default_device, run, summary_line
+    from edge_sdk.server.train_eval import EvalConfig
+
+    device = args.device or default_device()
+    data = DataSource(**args.source).load()
+    cfg = RunConfig(method=make_method_config(device), budget=args.budget,
+                    eval=EvalConfig(args.recipe, args.seeds, device), graph=args.graph)
+    res = run(data, cfg, args.out_dir, progress=args.progress)
+    click.echo(summary_line(res))
+    return res.report

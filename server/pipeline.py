@@ -1,0 +1,258 @@
+"""The one entry point for producing a payload under a byte budget: every method family, one path.
+
+API (``edge-sdk distill`` and ``edge-sdk quantize`` are thin faces over it)::
+
+    from edge_sdk.budget import Budget
+    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.server.pipeline import DataSource, RunConfig, run
+    from edge_sdk.server.distill import DistillConfig          # family "distill" (DD hosts, QuADD, PTQ, baselines)
+    from edge_sdk.server.adq import QuantizeConfig             # family "quantize" (ADQ, pruning, baselines)
+    from edge_sdk.server.train_eval import EvalConfig
+    data = DataSource(train="train.h5", test="test.h5").load()  # or DataSource(dataset="digits").load()
+    res = run(data, RunConfig(method=DistillConfig(method="quadd", bits=4), budget=Budget.parse("36x"),
+                              eval=EvalConfig(TrainRecipe(steps=2000), seeds=(0, 1, 2))), out_dir="runs/q36")
+    res.report  # the report.json dict; res.payload, res.graph (paths), res.compact (what was written)
+
+The path (:func:`run`), the same for every method — the family only decides *what* is stored:
+
+1. the budget in bytes (:meth:`Budget.resolve` against ``data.full_float32_bytes``; families may ignore it);
+2. the payload header, fixed before planning: ``task`` = the data's task with the training recipe
+   (``task["train"] = recipe.to_payload()``), ``provenance`` = ``edge_sdk.payload.make_provenance`` — a
+   :class:`PayloadCost` that counts every byte;
+3. ``family.prepare`` (searches, e.g. ``--bits auto``), then ``family.plan`` (the groups and their exact size);
+   with a graph, plan and graph export reach a fixed point (:mod:`.graph_plan`) so the header's graph digest is
+   counted too;
+4. ``family.build``: the :class:`CompactSet` (groups + decoded values);
+5. :func:`write_compact` (refuses anything over the budget or different from the plan) -> ``OUT/payload.epl``;
+6. evaluation of the *written* files: the device runtime with ``OUT/graph.onnx`` (``evaluate_with_graph``), or
+   torch on the decoded payload when there is no graph;
+7. ``OUT/report.json`` (``edge_sdk.server.report``).
+
+Nothing passed in is modified (``TaskData`` and every config are frozen).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edge_sdk.budget import Budget
+from edge_sdk.errors import ConfigError
+from edge_sdk.payload import make_provenance
+from edge_sdk.server import report as reports
+from edge_sdk.server.datasets import TaskData, load_beam, load_task
+from edge_sdk.server.graph_plan import GraphExportError, plan_with_graph
+from edge_sdk.server.payload_io import CompactSet, PayloadCost, read_compact, write_compact
+from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, evaluate_with_graph
+
+PAYLOAD_NAME = "payload.epl"
+GRAPH_NAME = "graph.onnx"
+REPORT_NAME = "report.json"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the task comes from: beam HDF5 files (``train`` + ``test``; ``beam_norm`` = ``BeamTaskSpec.norm``,
+    ``hidden`` = MLP widths) or a named ``dataset`` (``digits``, ``cifar10:PATH``, ``cifar100:PATH``)."""
+
+    train: str | Path | None = None
+    test: str | Path | None = None
+    dataset: str | None = None
+    beam_norm: str | None = None
+    hidden: tuple[int, ...] | None = None
+    beam_task: dict[str, Any] | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.train is None) != (self.test is None):
+            raise ConfigError("--data and --test go together (beam HDF5 files)")
+        if (self.train is None) == (self.dataset is None):
+            raise ConfigError("give --data TRAIN.h5 --test TEST.h5, or --dataset digits (not both)")
+
+    def load(self) -> TaskData:
+        if self.train is not None:
+            assert self.test is not None
+            spec = dict(self.beam_task or {})
+            if self.beam_norm:
+                spec["norm"] = self.beam_norm
+            return load_beam(self.train, self.test, task_spec=spec or None, hidden=self.hidden, model=self.model)
+        assert self.dataset is not None
+        return load_task(self.dataset)
+
+    def describe(self) -> str:
+        return str(self.train) if self.train is not None else str(self.dataset)
+
+
+if TYPE_CHECKING:
+    from edge_sdk.server.adq.family import QuantizeConfig
+    from edge_sdk.server.distill.base import DistillConfig
+
+    MethodConfig = DistillConfig | QuantizeConfig
+else:
+    MethodConfig = Any
+
+#: method family name (a config's ``family``) -> the module that implements it as ``FAMILY`` (a :class:`Family`);
+#: imported when a run needs it, so a distillation never loads the quantize family and the reverse
+FAMILY_MODULES = {"distill": "edge_sdk.server.distill.family", "quantize": "edge_sdk.server.adq.family"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: the method family's config, the budget (None only for methods that ignore it, e.g. ``full``),
+    the evaluation (recipe, seeds, torch device) and whether the ONNX training graph is exported."""
+
+    method: MethodConfig
+    budget: Budget | None = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    graph: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    report: dict[str, Any]
+    payload: Path
+    graph: Path | None
+    compact: CompactSet
+
+
+class Plan(Protocol):
+    """What a family's plan gives the pipeline: the stored groups' layouts and the exact payload size (bytes)."""
+
+    @property
+    def layouts(self) -> list[Any]: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+class Family(Protocol):
+    """What a method family provides (``distill``: DD hosts, QuADD, baselines; ``quantize``: ADQ and its baselines)."""
+
+    command: str
+
+    def method_name(self, cfg: Any) -> str: ...
+    def ignores_budget(self, cfg: Any) -> bool: ...
+    def prepare(self, data: TaskData, cfg: Any, budget: int | None, cost: PayloadCost, ev: EvalConfig,
+                progress: bool) -> tuple[Any, dict[str, Any]]: ...
+    def plan(self, data: TaskData, cfg: Any, budget: int | None, cost: PayloadCost, ev: EvalConfig,
+             progress: bool) -> Plan: ...
+    def build(self, data: TaskData, cfg: Any, plan: Any, progress: bool) -> CompactSet: ...
+
+
+def default_device() -> str:
+    """The torch device used when none is given: ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def family_of(cfg: MethodConfig) -> Family:
+    """The family that runs ``cfg`` (its ``family`` name, :data:`FAMILY_MODULES`)."""
+    name = getattr(type(cfg), "family", None)
+    if name not in FAMILY_MODULES:
+        raise ConfigError(f"no method family takes a {type(cfg).__name__}; families: {sorted(FAMILY_MODULES)}")
+    fam: Family = importlib.import_module(FAMILY_MODULES[name]).FAMILY
+    return fam
+
+
+def payload_cost(data: TaskData, cfg: RunConfig, family: Family) -> PayloadCost:
+    """The header every byte count and the writer use: the data's task with the recipe, the core provenance."""
+    m = cfg.method
+    task = {**data.task, "train": cfg.eval.recipe.to_payload()}
+    prov = make_provenance(family.method_name(m), seed=int(m.seed), dataset=data.name, **m.provenance_extra())
+    return PayloadCost(num_classes=data.num_classes, task=task, provenance=prov)
+
+
+def export_graph_fn(data: TaskData, optimizer: str) -> Any:
+    """``(layouts, path) -> GraphInfo``: the training graph for ``data.spec`` and ``optimizer``."""
+    from edge_sdk.server.onnx_export.export import write_graph_for_payload
+
+    def export(layouts: list[Any], path: Path) -> Any:
+        return write_graph_for_payload(layouts, data.spec, optimizer=optimizer, out_path=path)
+
+    return export
+
+
+def run(data: TaskData, cfg: RunConfig, out_dir: str | Path, progress: bool = False) -> RunResult:
+    """Produce ``OUT/payload.epl`` (+ ``graph.onnx``) under the budget, evaluate it, write ``OUT/report.json``
+    (steps in the module docstring). Returns the report and the paths."""
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    fam = family_of(cfg.method)
+    method = fam.method_name(cfg.method)
+    if fam.ignores_budget(cfg.method):
+        budget_bytes, budget_desc = None, {"bytes": None, "spec": None, "compression_target": None}
+    elif cfg.budget is None:
+        raise ConfigError(f"method {method} needs a budget: --budget (e.g. 16KiB) or --compression (e.g. 36x)")
+    else:
+        budget_desc = cfg.budget.describe(data.full_float32_bytes)
+        budget_bytes = budget_desc["bytes"]
+    cost = payload_cost(data, cfg, fam)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    mcfg, search_log = fam.prepare(data, cfg.method, budget_bytes, cost, cfg.eval, progress)
+    timings["search_s"] = time.perf_counter() - t0
+
+    out.mkdir(parents=True, exist_ok=True)
+    gpath = out / GRAPH_NAME
+    gpath.unlink(missing_ok=True)  # a graph from an earlier run would not match this payload
+    graph_info: Any = None
+    graph_note: str | None = "disabled with --no-graph"
+    graph_log: list[Any] = []
+    t0 = time.perf_counter()
+    if cfg.graph:
+        try:
+            gp = plan_with_graph(lambda digest: fam.plan(data, mcfg, budget_bytes, cost.with_graph(digest), cfg.eval,
+                                                         progress),
+                                 export_graph_fn(data, cfg.eval.recipe.optimizer), gpath)
+        except GraphExportError as exc:
+            graph_note = str(exc)
+            warnings.warn(graph_note, stacklevel=2)
+        else:
+            plan, graph_info, graph_note, graph_log = gp.plan, gp.graph, None, gp.log
+            cost = cost.with_graph(graph_info.digest())
+    if graph_info is None:
+        plan = fam.plan(data, mcfg, budget_bytes, cost, cfg.eval, progress)
+    timings["plan_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cs = fam.build(data, mcfg, plan, progress)
+    timings["build_s"] = time.perf_counter() - t0
+    ppath = out / PAYLOAD_NAME
+    info = write_compact(ppath, cs, cost, budget_bytes=budget_bytes, planned_bytes=plan.nbytes)
+
+    if graph_info is not None:
+        ev = evaluate_with_graph(ppath, gpath, data, cfg.eval, progress=progress)
+    else:
+        X, y, soft, _ = read_compact(ppath)
+        ev = evaluate_compact(data.spec, X, y, data, cfg.eval, progress=progress, soft=soft)
+    timings["eval_s"] = ev.seconds
+    timings["total_s"] = time.perf_counter() - t_start
+
+    graph_rep = ({"path": str(gpath), "sha256": graph_info.sha256, "size": int(graph_info.size)}
+                 if graph_info is not None else None)
+    rep = reports.build_report(
+        command=fam.command, method=method, config=mcfg.to_dict(), budget=budget_desc, payload_path=ppath,
+        data=data, eval_result=ev, timings=timings,
+        extra={"planned_bytes": int(plan.nbytes), "stored_samples": cs.n, "graph": graph_rep,
+               "graph_note": graph_note, "graph_rounds": graph_log,
+               "bytes_to_device": int(info.size) + (int(graph_info.size) if graph_info is not None else 0),
+               "device": cfg.eval.device, "method_info": dict(cs.info), **search_log})
+    reports.write_report(out / REPORT_NAME, rep)
+    return RunResult(rep, ppath, gpath if graph_info is not None else None, cs)
+
+
+def summary_line(res: RunResult) -> str:
+    """One line for the terminal: bytes, compression, samples, Top-1 over seeds, output folder."""
+    rep = res.report
+    k = rep["kpis"].get("top1", {"mean": float("nan"), "std": float("nan")})
+    g = rep["extra"]["graph"]
+    gtxt = f" + graph {g['size']} B" if g else ""
+    return (f"{rep['method']}: {rep['payload_bytes']} B{gtxt} ({rep['compression']:.1f}x vs float32), "
+            f"{rep['extra']['stored_samples']}/{rep['dataset']['n_train']} samples, top1 {k['mean']:.4f} ± "
+            f"{k['std']:.4f} over {len(rep['seeds'])} seeds -> {res.payload.parent}")

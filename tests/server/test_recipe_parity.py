@@ -1,0 +1,40 @@
+"""The training recipe travels in the payload and the device follows it: ``edge-sdk device train`` with no
+flags repeats the server's seed-0 evaluation run and lands within 0.5 Top-1 points of the report's seed 0
+(issue: the device used to ignore the recipe, train 630 instead of 2,000 steps and lose ~2 points)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_sdk.cli.main import main  # noqa: E402
+from edge_sdk.payload import read_payload  # noqa: E402
+from edge_sdk.recipe import TrainRecipe  # noqa: E402
+
+REF = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
+
+
+def test_device_train_without_flags_reproduces_server_seed0(tmp_path):
+    torch.set_num_threads(1)
+    server = tmp_path / "server"
+    rc = main(["distill", "--data", str(REF / "train.h5"), "--test", str(REF / "test.h5"), "--method", "random",
+               "--quantizer", "codebook", "--bits", "4", "--compression", "36x", "--seeds", "1", "--no-progress",
+               "--out", str(server)])
+    assert rc == 0
+    rep = json.loads((server / "report.json").read_text())
+    with read_payload(server / "payload.epl") as p:
+        recipe = TrainRecipe.from_dict(p.task["train"])
+        n = sum(g.n for g in p.groups if g.role == "samples")
+    assert recipe == TrainRecipe.from_dict(rep["eval"]["config"]["recipe"]) and recipe.steps == 2000
+    device = tmp_path / "device"
+    rc = main(["device", "train", "--payload", str(server / "payload.epl"), "--graph", str(server / "graph.onnx"),
+               "--eval", str(REF / "test.h5"), "--quiet", "--out", str(device)])
+    assert rc == 0
+    dev = json.loads((device / "report.json").read_text())
+    assert dev["steps"] == recipe.steps and dev["epochs"] == recipe.epochs(n)
+    server_top1 = rep["kpis"]["top1"]["per_seed"][0]
+    assert abs(dev["kpis"]["top1"] - server_top1) <= 0.005, (dev["kpis"]["top1"], server_top1)
