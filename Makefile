@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint wheel cli-docs check-docs clean
+.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint wheel cli-docs check-docs clean accuracy-table
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff + mypy (every layer)"
 	@echo "make wheel  - build the wheel a device installs (dist/)"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
+	@echo "make accuracy-table - regenerate docs/accuracy-per-byte.md (honest protocol, ~30 min on one core)"
 	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
 
 $(PY):
@@ -73,6 +74,9 @@ wheel: $(STAMP)
 
 cli-docs: $(STAMP)
 	$(PY) tools/gen_cli_docs.py
+
+accuracy-table: $(STAMP)
+	$(PY) tools/accuracy_table.py --ratios 180,36 --cache bench-results/accuracy-per-byte.cache.json --out docs
 
 check-docs: $(STAMP)
 	$(PY) tools/check_docs.py

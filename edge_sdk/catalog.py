@@ -10,17 +10,19 @@ name here).
 from __future__ import annotations
 
 #: distillation hosts (each registers ``<host>``, ``quadd-<host>`` and ``ptq-<host>``)
-DISTILL_HOSTS = ("dc", "dm", "mtt")
+DISTILL_HOSTS = ("dc", "dm", "kip", "mtt")
 #: ``edge-sdk distill --method`` (registry names) and the aliases the CLI accepts
-DISTILL_METHODS = ("dc", "dm", "full", "mtt", "ptq-dc", "ptq-dm", "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-mtt",
-                   "random")
+DISTILL_METHODS = ("dc", "dm", "full", "herding", "kip", "kmeans", "kmedoids", "mtt", "ptq-dc", "ptq-dm", "ptq-kip",
+                   "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-kip", "quadd-mtt", "random")
 DISTILL_ALIASES = {"quadd": "quadd-mtt"}
+#: ``edge-sdk distill --method auto``: a search over the methods above (``edge_sdk.server.distill.auto``)
+DISTILL_SEARCH = ("auto",)
 #: ``edge-sdk quantize --method``
 QUANTIZE_METHODS = ("adq", "fixed", "full", "prune", "uniform")
 #: differentiable quantizers of QuADD (``--quantizer``), plus the raw storage kinds
 QUANTIZERS = ("apot", "codebook", "uniform")
-#: registered quantizers whose kinds only payload v2 stores (affine min/max grids, issue #11); the CLI offers them
-#: once the server writes v2 payloads
+#: registered quantizers whose kinds only payload v2 stores (affine min/max grids, issue #11); ``edge-sdk distill``
+#: offers them with ``--payload-format 2``
 V2_QUANTIZERS = ("affine_feature", "affine_sample", "affine_set")
 RAW_KINDS = ("float16", "float32")
 #: coreset pruning (``quantize --prune``) and ADQ bit allocation (``quantize --allocation``)

@@ -1,4 +1,4 @@
-"""Stored set <-> payload v1: the one path from a method's result to a payload file, for every method family.
+"""Stored set <-> payload v1 or v2: the one path from a method's result to a payload file, for every method family.
 
 API::
 
@@ -23,6 +23,12 @@ soft labels, one ``role="soft_labels"`` group ``"soft"`` (``d = num_classes``; r
 ``softmax(row)``; stored as :class:`SoftStorage`: ``uniform_clip`` 8 bit with one alpha per class, or
 ``float16``) — :class:`Storage` describes it. ADQ stores one group per bit width (``edge_sdk.server.adq``).
 Everything is counted by :class:`PayloadCost` (``edge_sdk.payload.payload_size``).
+
+``PayloadCost(payload_format=2)`` (docs/payload-format.md "Version 2.0"): the lean payload (binary header with the
+recipe ``task["train"]``, labels as class counts, rows stored in class order) plus the task blob ``task.json``
+(task spec + graph digest, shared by every payload of a release) written beside it; the payload names the blob by
+SHA-256 and a reader finds it beside the payload. Only v2 holds the affine kinds. Sizes count the payload file (the
+blob is sent once per release and cached, like the graph); the provenance is not stored in v2.
 """
 
 from __future__ import annotations
@@ -36,7 +42,22 @@ import numpy as np
 
 from edge_sdk import codecs
 from edge_sdk.errors import ConfigError
-from edge_sdk.payload import GroupLayout, PayloadInfo, SampleGroup, payload_size, read_payload, write_payload
+from edge_sdk.payload import (
+    GroupLayout,
+    PayloadInfo,
+    SampleGroup,
+    payload_size,
+    payload_size_v2,
+    read_payload,
+    write_payload,
+    write_payload_v2,
+)
+
+#: payload format versions the server writes (``PayloadCost.payload_format``); 1 stays the default until releases
+#: carry the v2 task blob (``edge-sdk store add`` / ``device fetch``)
+PAYLOAD_FORMATS = (1, 2)
+#: a v2 payload names its task blob by SHA-256
+TASK_DIGEST_BYTES = 32
 
 SOFT_KINDS = ("uniform_clip", "float16")
 
@@ -96,8 +117,16 @@ class PayloadCost:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     graph: Mapping[str, Any] | None = None
     signed: bool = False
+    payload_format: int = 1
+
+    def __post_init__(self) -> None:
+        if self.payload_format not in PAYLOAD_FORMATS:
+            raise ConfigError(f"unknown payload format {self.payload_format!r}; the server writes {list(PAYLOAD_FORMATS)}")
 
     def size(self, layouts: Sequence[GroupLayout]) -> int:
+        if self.payload_format == 2:
+            return int(payload_size_v2(list(layouts), self.num_classes, task_digest=bytes(TASK_DIGEST_BYTES),
+                                       recipe=self.task.get("train"), signed=self.signed))
         return int(payload_size(list(layouts), num_classes=self.num_classes, task=dict(self.task),
                                 provenance=dict(self.provenance), graph=dict(self.graph) if self.graph else None,
                                 signed=self.signed))
@@ -220,7 +249,8 @@ def compact_from_quantizer(X: Any, y: Any, quantizer: Any, soft: Any = None,
 def write_compact(path: str | os.PathLike[str], cs: CompactSet, cost: PayloadCost, *,
                   budget_bytes: int | None = None, planned_bytes: int | None = None,
                   signing_key: Any = None) -> PayloadInfo:
-    """Write ``cs`` as payload v1 (atomic) with ``cost``'s header. Refuses (ConfigError) a file larger than
+    """Write ``cs`` as payload v1 or v2 (``cost.payload_format``; v2 also writes the task blob ``task.json``
+    beside it; atomic) with ``cost``'s header. Refuses (ConfigError) a file larger than
     ``budget_bytes`` before writing, and checks the written size against ``planned_bytes`` (the plan's size)."""
     if (signing_key is not None) != cost.signed:
         raise ConfigError("sign the payload exactly when its cost was planned as signed (PayloadCost.signed)")
@@ -229,9 +259,19 @@ def write_compact(path: str | os.PathLike[str], cs: CompactSet, cost: PayloadCos
         raise ConfigError(f"compact set needs {size} bytes, over the budget of {budget_bytes} bytes")
     if planned_bytes is not None and size != planned_bytes:
         raise ConfigError(f"payload would be {size} B but {planned_bytes} B were planned (accounting mismatch)")
-    info = write_payload(path, list(cs.groups), num_classes=cost.num_classes, task=dict(cost.task),
-                         provenance=dict(cost.provenance), graph=dict(cost.graph) if cost.graph else None,
-                         signing_key=signing_key)
+    if cost.payload_format == 2:
+        from pathlib import Path
+
+        from edge_sdk.payload.taskblob import TASK_BLOB_NAME, write_task_blob
+
+        blob = write_task_blob(Path(path).parent / TASK_BLOB_NAME, dict(cost.task),
+                               dict(cost.graph) if cost.graph else None)
+        info = write_payload_v2(path, list(cs.groups), cost.num_classes, task_digest=blob.digest,
+                                recipe=cost.task.get("train"), signing_key=signing_key)
+    else:
+        info = write_payload(path, list(cs.groups), num_classes=cost.num_classes, task=dict(cost.task),
+                             provenance=dict(cost.provenance), graph=dict(cost.graph) if cost.graph else None,
+                             signing_key=signing_key)
     if info.size != size:  # pragma: no cover - payload_size is exact (tested)
         os.unlink(path)
         raise ConfigError(f"written payload is {info.size} bytes, {size} were computed")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import importlib
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -109,6 +109,7 @@ class RunConfig:
     budget: Budget | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     graph: bool = True
+    payload_format: int = 1  #: 2: the lean v2 payload + OUT/task.json (server/payload_io.py)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def payload_cost(data: TaskData, cfg: RunConfig, family: Family) -> PayloadCost:
     m = cfg.method
     task = {**data.task, "train": cfg.eval.recipe.to_payload()}
     prov = make_provenance(family.method_name(m), seed=int(m.seed), dataset=data.name, **m.provenance_extra())
-    return PayloadCost(num_classes=data.num_classes, task=task, provenance=prov)
+    return PayloadCost(num_classes=data.num_classes, task=task, provenance=prov, payload_format=cfg.payload_format)
 
 
 def export_graph_fn(data: TaskData, optimizer: str) -> Any:
@@ -182,6 +183,10 @@ def run(data: TaskData, cfg: RunConfig, out_dir: str | Path, progress: bool = Fa
     (steps in the module docstring). Returns the report and the paths."""
     t_start = time.perf_counter()
     out = Path(out_dir)
+    if cfg.payload_format == 2:  # v2 stores the recipe's floats as float32: evaluate with what the device follows
+        from edge_sdk.payload.format_v2 import stored_recipe
+
+        cfg = replace(cfg, eval=replace(cfg.eval, recipe=stored_recipe(cfg.eval.recipe, has_soft=True)))
     fam = family_of(cfg.method)
     method = fam.method_name(cfg.method)
     if fam.ignores_budget(cfg.method):

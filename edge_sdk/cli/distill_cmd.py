@@ -19,17 +19,26 @@ from typing import Any
 
 import click
 
-from edge_sdk.catalog import DISTILL_ALIASES, DISTILL_METHODS, QUANTIZERS, RAW_KINDS
+from edge_sdk.catalog import (
+    DISTILL_ALIASES,
+    DISTILL_METHODS,
+    DISTILL_SEARCH,
+    QUANTIZERS,
+    RAW_KINDS,
+    V2_QUANTIZERS,
+)
 from edge_sdk.cli.pipeline_opts import SHARED_KEYS, parse_common, pipeline_options, run_face
 from edge_sdk.errors import ConfigError
 
 
 @click.command(name="distill")
-@click.option("--method", type=click.Choice(sorted([*DISTILL_METHODS, *DISTILL_ALIASES])), default="quadd",
-              show_default=True,
-              help="quadd (= quadd-mtt), dm/dc/mtt (float32), quadd-*, ptq-* (DD then PTQ), random, full")
-@click.option("--quantizer", type=click.Choice([*QUANTIZERS, *RAW_KINDS]), default=None,
-              help="default: codebook for quadd/ptq, float32 for dm/dc/mtt/random/full")
+@click.option("--method", type=click.Choice(sorted([*DISTILL_METHODS, *DISTILL_ALIASES, *DISTILL_SEARCH])),
+              default="quadd", show_default=True,
+              help="auto (method, quantizer, bits and training recipe chosen on a validation split of the training "
+                   "data: server/distill/auto.py), quadd (= quadd-mtt), dm/dc/mtt/kip (float32), quadd-*, ptq-* (DD then PTQ), random, "
+                   "kmeans/kmedoids/herding (per-class selection baselines), full")
+@click.option("--quantizer", type=click.Choice([*QUANTIZERS, *V2_QUANTIZERS, *RAW_KINDS]), default=None,
+              help="default: codebook for quadd/ptq, float32 for the others; the affine kinds need --payload-format 2")
 @click.option("--bits", type=str, default=None,
               help="bit width (default 3 for quantizers), or 'auto' (sweet-spot search with short proxy runs)")
 @click.option("--per-feature", is_flag=True, help="uniform quantizer: one clipping threshold per feature")
@@ -42,10 +51,17 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
     """Distill a training set into a payload that fits a byte budget, and evaluate it."""
     args = parse_common({k: kw[k] for k in SHARED_KEYS}, ignores_budget=method == "full")
     canonical = DISTILL_ALIASES.get(method, method)
+    if canonical == "auto":
+        if quantizer is not None or bits is not None:
+            raise ConfigError("--method auto chooses the quantizer and bits itself; drop --quantizer/--bits")
+        _run_auto(args, iterations)
+        return
     if quantizer is None:
         quantizer = "codebook" if canonical.startswith(("quadd", "ptq")) else "float32"
     if canonical.startswith(("quadd", "ptq")) and quantizer in RAW_KINDS:
-        raise ConfigError(f"{method} needs --quantizer uniform, apot or codebook")
+        raise ConfigError(f"{method} needs --quantizer uniform, apot, codebook or an affine kind")
+    if quantizer in V2_QUANTIZERS and str(kw.get("payload_format")) != "2":
+        raise ConfigError(f"--quantizer {quantizer} is stored in payload format v2 only; add --payload-format 2")
     bits_val: int | None = None
     if bits is not None and bits != "auto":
         try:
@@ -61,3 +77,46 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
                              seed=args.seed, device=device)
 
     run_face(config, args)
+
+
+def _run_auto(args: Any, iterations: int) -> None:
+    """``--method auto``: the search of ``edge_sdk.server.distill.auto`` on the loaded data, then the pipeline run of
+    the winner with the chosen recipe; the search table goes into report.json (``extra.auto``)."""
+    from dataclasses import replace
+
+    from edge_sdk.server.distill import DistillConfig, auto
+    from edge_sdk.server.pipeline import (
+        REPORT_NAME,
+        DataSource,
+        RunConfig,
+        default_device,
+        family_of,
+        payload_cost,
+        run,
+        summary_line,
+    )
+    from edge_sdk.server.report import write_report
+    from edge_sdk.server.threads import configure_torch_threads
+    from edge_sdk.server.train_eval import EvalConfig
+
+    configure_torch_threads(args.threads)
+    if args.budget is None:
+        raise ConfigError("--method auto needs a byte budget: --budget (e.g. 16KiB) or --compression (e.g. 36x)")
+    device = args.device or default_device()
+    data = DataSource(**args.source).load()
+    budget_bytes = args.budget.describe(data.full_float32_bytes)["bytes"]
+    base = DistillConfig(method="random", iterations=iterations, seed=args.seed, device=device)
+    acfg = replace(auto.DEFAULT, payload_format=args.payload_format, device=device, seed=args.seed,
+                   kip_iterations=iterations)
+    probe = RunConfig(method=base, budget=args.budget, eval=EvalConfig(acfg.screen_recipe, args.seeds, device),
+                      graph=False, payload_format=args.payload_format)
+    choice = auto.search_auto(data, budget_bytes, acfg, payload_cost(data, probe, family_of(base)), base=base,
+                              progress=args.progress)
+    mcfg = DistillConfig(method=choice.method, quantizer=choice.quantizer, bits=choice.bits, iterations=iterations,
+                         seed=args.seed, device=device)
+    cfg = RunConfig(method=mcfg, budget=args.budget, eval=EvalConfig(choice.recipe, args.seeds, device),
+                    graph=args.graph, payload_format=args.payload_format)
+    res = run(data, cfg, args.out_dir, progress=args.progress)
+    res.report.setdefault("extra", {})["auto"] = choice.to_dict()
+    write_report(args.out_dir / REPORT_NAME, res.report)
+    click.echo(summary_line(res) + f" [auto: chosen on validation in {choice.seconds:.0f} s]")

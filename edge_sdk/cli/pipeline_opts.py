@@ -51,9 +51,15 @@ _OPTIONS: list[Callable[[Any], Any]] = [
                  help="do not export OUT/graph.onnx (the payload then names no graph; a device cannot train on it)"),
     click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
     click.option("--no-progress", is_flag=True, help="no progress output"),
+    click.option("--payload-format", type=click.Choice(["1", "2"]), default="1", show_default=True,
+                 help="2: the lean payload v2 (recipe in the payload, task spec in OUT/task.json, cached per release), "
+                      "needed for the affine quantizers"),
+    click.option("--threads", type=int, default=None,
+                 help="torch CPU threads (default 1, or $EDGE_SDK_TORCH_THREADS; 0 = all cores): one thread is as "
+                      "fast as two on these small models and stays fast beside other busy processes"),
 ]
 SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "model", "beam_task", "budget", "compression", "seeds", "steps",
-               "batch_size", "lr", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress")
+               "batch_size", "lr", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress", "threads", "payload_format")
 
 
 def pipeline_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,6 +82,8 @@ class CommonArgs:
     graph: bool
     out_dir: Path
     progress: bool
+    threads: int | None = None
+    payload_format: int = 1
 
 
 def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
@@ -122,19 +130,23 @@ def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
     source = {"train": kw["train_path"], "test": kw["test_path"], "dataset": kw["dataset"],
               "beam_norm": kw["beam_norm"], "hidden": hidden, "beam_task": beam_task, "model": kw["model"]}
     return CommonArgs(source, parsed, recipe, tuple(range(kw["seeds"])), kw["seed"], kw["device"],
-                      not kw["no_graph"], Path(kw["out_dir"]), not kw["no_progress"])
+                      not kw["no_graph"], Path(kw["out_dir"]), not kw["no_progress"], kw.get("threads"),
+                      int(kw.get("payload_format") or 1))
 
 
 def run_face(make_method_config: Callable[[str], Any], args: CommonArgs) -> dict[str, Any]:
     """Load the data, run the pipeline (``edge_sdk.server.pipeline.run``), print one line; returns the report.
     ``make_method_config(device)`` builds the family's config (torch device resolved here)."""
     from edge_sdk.server.pipeline import DataSource, RunConfig, default_device, run, summary_line
+    from edge_sdk.server.threads import configure_torch_threads
     from edge_sdk.server.train_eval import EvalConfig
 
+    configure_torch_threads(args.threads)  # before any torch work (server/threads.py)
     device = args.device or default_device()
     data = DataSource(**args.source).load()
     cfg = RunConfig(method=make_method_config(device), budget=args.budget,
-                    eval=EvalConfig(args.recipe, args.seeds, device), graph=args.graph)
+                    eval=EvalConfig(args.recipe, args.seeds, device), graph=args.graph,
+                    payload_format=args.payload_format)
     res = run(data, cfg, args.out_dir, progress=args.progress)
     click.echo(summary_line(res))
     return res.report

@@ -183,6 +183,12 @@ def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> by
     return bytes(out)
 
 
+def stored_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool = False) -> TrainRecipe:
+    """The recipe exactly as a v2 payload stores it (floats rounded to float32): what a device will follow, so a
+    server evaluates with this one."""
+    return TrainRecipe.from_dict(decode_recipe(_Cursor(encode_recipe(recipe, has_soft)), has_soft), "recipe")
+
+
 def decode_recipe(cur: _Cursor, has_soft: bool) -> dict[str, Any]:
     """Parse a recipe record and validate it with :class:`~edge_sdk.recipe.TrainRecipe` (``RECIPE_BOUNDS``) ->
     the full form ``{"version": 1, ...}`` (``TrainRecipe.to_dict``; fields the record does not store at their

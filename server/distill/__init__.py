@@ -6,11 +6,18 @@ The family's API (the product's entry point is :func:`edge_sdk.server.pipeline.r
     res = distill(task_data, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2), budget=16384)
 
 Method names and the budget rule are documented in :mod:`edge_sdk.server.distill.base`; each host (a
-``Matcher``) and each baseline lives in its own file (``dm.py``, ``dc.py``, ``mtt.py``, ``baselines.py``) and
+``Matcher``) and each baseline lives in its own file (``dm.py``, ``dc.py``, ``mtt.py``, ``kip.py``, ``baselines.py``, ``coreset_methods.py``) and
 registers itself in ``MATCHERS`` / ``BASELINES``.
 """
 
-from edge_sdk.server.distill import baselines, dc, dm, mtt  # noqa: F401  (register the hosts and baselines)
+from edge_sdk.server.distill import (  # noqa: F401  (register the hosts and baselines)
+    baselines,
+    coreset_methods,
+    dc,
+    dm,
+    kip,
+    mtt,
+)
 from edge_sdk.server.distill.base import (
     BASELINES,
     MATCHERS,

@@ -18,9 +18,8 @@ NTK of ``mlp`` (ReLU, weights and biases ~ U(+-1/sqrt(fan_in)), i.e. variance ``
 arc-cosine recursion (Cho & Saul 2009): ``Sigma^1(x, x') = (x.x' + 1) / (3 d)``, and per hidden layer
 ``Sigma^{l+1} = E[relu(u) relu(v)] / 3 + 1/(3 h)``, ``Theta^{l+1} = Sigma^{l+1} + Theta^l E[relu'(u) relu'(v)] / 3``,
 ``E[relu relu] = sqrt(s11 s22) (sin t + (pi - t) cos t) / (2 pi)``, ``E[relu' relu'] = (pi - t) / (2 pi)``.
-Not registered yet (issue #11 wires it): ``@MATCHERS.register("kip")`` on :class:`KIPMatcher` plus the import
-in ``edge_sdk.server.distill`` and the name in ``edge_sdk.catalog`` give ``kip``, ``quadd-kip``, ``ptq-kip``; its
-settings are :class:`KIPSettings` (``KIPMatcher.settings``).
+Registered as ``kip``, ``quadd-kip``, ``ptq-kip`` (``MATCHERS``); its settings are :class:`KIPSettings`
+(``KIPMatcher.settings``).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_sdk.server.distill.base import Context, Matcher
+from edge_sdk.server.distill.base import MATCHERS, Context, Matcher
 from edge_sdk.server.models import forward
 
 
@@ -85,6 +84,7 @@ def train_teacher(ctx: Context, settings: KIPSettings) -> dict[str, torch.Tensor
     return train_model(ctx.data.spec, ctx.X, ctx.y, ctx.cfg.seed + 7, recipe, device=str(ctx.device))
 
 
+@MATCHERS.register("kip")
 class KIPMatcher(Matcher):
     name = "kip"
     settings = KIPSettings()

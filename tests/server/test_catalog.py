@@ -36,8 +36,8 @@ def test_cli_choices_come_from_the_catalog():
     from edge_sdk.cli.distill_cmd import cli as distill
     from edge_sdk.cli.quantize_cmd import cli as quantize
 
-    assert _choices(distill, "method") == {*catalog.DISTILL_METHODS, *catalog.DISTILL_ALIASES}
-    assert _choices(distill, "quantizer") == {*catalog.QUANTIZERS, *catalog.RAW_KINDS}
+    assert _choices(distill, "method") == {*catalog.DISTILL_METHODS, *catalog.DISTILL_ALIASES, *catalog.DISTILL_SEARCH}
+    assert _choices(distill, "quantizer") == {*catalog.QUANTIZERS, *catalog.V2_QUANTIZERS, *catalog.RAW_KINDS}
     assert _choices(quantize, "method") == set(catalog.QUANTIZE_METHODS)
     assert _choices(quantize, "prune") == set(catalog.PRUNERS)
     assert _choices(quantize, "allocation") == set(catalog.ALLOCATIONS)

@@ -1,0 +1,143 @@
+"""``--method auto``: choose method x quantizer x bits x row count and the training recipe on a validation split
+of the training data, under the exact byte budget, in bounded time (issue #11).
+
+API::
+
+    from edge_sdk.server.distill.auto import AutoConfig, search_auto
+    choice = search_auto(data, budget_bytes, AutoConfig(payload_format=2))
+    choice.method, choice.quantizer, choice.bits, choice.recipe     # what run_distill then builds and ships
+    choice.table                                                    # one row per candidate (report.json)
+
+Procedure (every score is a validation Top-1; the test set is not read):
+
+1. ``protocol.split_train_val`` carves the stratified validation split out of the training set;
+2. **screen**: every selection baseline of ``selections`` (``random``, ``kmeans``) x every quantizer option of the
+   payload format (:func:`quantizer_options`) at the largest row count that fits ``budget`` (exact planned size,
+   ``choose_point``), built from the fit part and trained once with :data:`SCREEN_RECIPE` (seed 0);
+3. **distill**: with an MLP task and ``kip=True``, ``quadd-kip`` stored like the best k-means candidate, scored the
+   same way (its iterations are capped by ``kip_iterations`` to bound the time);
+4. **recipe**: the best candidate's set gets the ``protocol.COMPACT_GRID`` search (``search_seeds``); the chosen
+   recipe is the one the payload carries and the device repeats.
+
+Time: on the beam reference data (12,000 x 8, MLP 128-128) about 20 screening trainings of 1,500 steps, one KIP
+run and 14 recipe trainings; ``docs/accuracy-per-byte.md`` lists measured times.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.recipe import TrainRecipe
+from edge_sdk.server.datasets import TaskData
+from edge_sdk.server.distill.base import DistillConfig, choose_point
+from edge_sdk.server.distill.runner import distill
+from edge_sdk.server.payload_io import PayloadCost
+from edge_sdk.server.protocol import COMPACT_GRID, ProtocolConfig, search_recipe, split_train_val, val_top1
+from edge_sdk.server.train_eval import train_model
+
+#: the one recipe every candidate is screened with (seed 0)
+SCREEN_RECIPE = TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=1500, batch_size=128, weight_decay=0.0)
+
+
+def quantizer_options(payload_format: int) -> list[tuple[str, int | None]]:
+    """(quantizer, bits) candidates: float16, the codebook at 2-4 bits, and per-feature affine at 2-8 bits (v2) or
+    the uniform clip at 2-4 bits (v1, which cannot hold the affine kinds)."""
+    opts: list[tuple[str, int | None]] = [("float16", None), *(("codebook", b) for b in (2, 3, 4))]
+    if payload_format == 2:
+        opts += [("affine_feature", b) for b in (2, 3, 4, 5, 6, 8)]
+    else:
+        opts += [("uniform", b) for b in (2, 3, 4)]
+    return opts
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """Search space and effort of ``--method auto``."""
+
+    selections: tuple[str, ...] = ("random", "kmeans")
+    kip: bool = True
+    kip_iterations: int = 300
+    payload_format: int = 1  #: which quantizer options exist (v2: the affine kinds)
+    protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(search_seeds=(0, 1)))
+    screen_recipe: TrainRecipe = SCREEN_RECIPE
+    grid: tuple[TrainRecipe, ...] = COMPACT_GRID
+    device: str = "cpu"
+    seed: int = 0
+
+
+#: what ``edge-sdk distill --method auto`` runs (its payload format, device, seed and KIP iterations set per run)
+DEFAULT = AutoConfig()
+
+
+@dataclass
+class AutoChoice:
+    method: str
+    quantizer: str
+    bits: int | None
+    recipe: TrainRecipe
+    val_top1: float
+    table: list[dict[str, Any]]
+    recipe_search: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "quantizer": self.quantizer, "bits": self.bits,
+                "recipe": self.recipe.to_dict(), "val_top1": self.val_top1, "candidates": self.table,
+                "recipe_search": self.recipe_search, "seconds": self.seconds}
+
+
+def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: PayloadCost,
+                base: DistillConfig | None = None, progress: bool = False) -> AutoChoice:
+    """Run the search of the module docstring on ``data`` under ``budget`` bytes, every byte counted by ``cost``
+    (the payload header the run will write, e.g. ``edge_sdk.server.pipeline.payload_cost``)."""
+    if budget is None:
+        raise ConfigError("--method auto needs a byte budget (--budget or --compression)")
+    t0 = time.perf_counter()
+    base = base or DistillConfig()
+    fit, (Xv, yv) = split_train_val(data, cfg.protocol)
+    spec = data.spec
+    table: list[dict[str, Any]] = []
+    sets: dict[int, Any] = {}
+
+    def score(method: str, quantizer: str, bits: int | None, **extra: Any) -> None:
+        dcfg = replace(base, method=method, quantizer=quantizer, bits=bits, seed=cfg.seed, device=cfg.device,
+                       select="none", ipc=None, search_bits=False, **extra)
+        try:
+            point = choose_point(fit, dcfg, budget, cost)
+        except ConfigError as exc:  # does not fit: say so in the table
+            table.append({"method": method, "quantizer": quantizer, "bits": bits, "rows": 0, "val_top1": None,
+                          "note": str(exc)[:120]})
+            return
+        t = time.perf_counter()
+        r = distill(fit, dcfg, budget, cost=cost, point=point)
+        v = val_top1(spec, train_model(spec, r.compact.X, r.compact.y, 0, cfg.screen_recipe, device=cfg.device), Xv, yv)
+        row = {"method": method, "quantizer": quantizer, "bits": r.point.bits, "rows": r.point.n,
+               "bytes": r.point.bytes, "val_top1": v, "seconds": time.perf_counter() - t}
+        if "rows_changed_frac" in r.info:
+            row["rows_changed_frac"] = r.info["rows_changed_frac"]
+        sets[len(table)] = r
+        table.append(row)
+        if progress:
+            print(f"auto: {method} {quantizer} {r.point.bits} bit, {r.point.n} rows: val {v:.4f}", flush=True)
+
+    for sel in cfg.selections:
+        for q, b in quantizer_options(cfg.payload_format):
+            score(sel, q, b)
+    km = [r for r in table if r["method"] == "kmeans" and r["val_top1"] is not None and r["quantizer"] != "float16"]
+    if cfg.kip and spec.kind == "mlp" and km:
+        best_km = max(km, key=lambda r: r["val_top1"])
+        score("quadd-kip", best_km["quantizer"], best_km["bits"], iterations=cfg.kip_iterations)
+    scored = [i for i, r in enumerate(table) if r["val_top1"] is not None]
+    if not scored:
+        raise ConfigError(f"no candidate fits the budget of {budget} bytes; raise the budget")
+    k = max(scored, key=lambda i: table[i]["val_top1"])
+    win = sets[k]
+    s = search_recipe(spec, win.compact.X, win.compact.y, Xv, yv, cfg.grid, cfg.protocol)
+    for i, r in enumerate(table):
+        r["chosen"] = i == k
+    w = table[k]
+    return AutoChoice(w["method"], w["quantizer"], w["bits"], s.best, s.best_val, table, s.to_dict(),
+                      time.perf_counter() - t0)

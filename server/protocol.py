@@ -1,0 +1,136 @@
+"""The evaluation protocol a reviewer accepts (issue #11): recipes are chosen on a validation split carved from the
+*training* data, every method and the full-data baseline get the same small recipe search, and the test set is
+touched once per final result.
+
+API::
+
+    from edge_sdk.server.protocol import ProtocolConfig, split_train_val, search_recipe, final_eval
+    cfg = ProtocolConfig()                                  # val_frac 0.15, search seeds (0, 1), final (0, 1, 2)
+    fit, (X_val, y_val) = split_train_val(data, cfg)        # fit: TaskData without the validation rows
+    s = search_recipe(data.spec, X, y, X_val, y_val, COMPACT_GRID, cfg)    # X [n, D] float32 (decoded rows)
+    s.best                                                  # the TrainRecipe with the best mean val Top-1
+    res = final_eval(data.spec, X, y, data, s.best, cfg)    # EvalResult on the test set (cfg.final_seeds)
+
+Rules (docs/accuracy-per-byte.md "Protocol"):
+
+* **Validation split**: a stratified ``val_frac`` share of every class of the training set
+  (``edge_sdk.server.distill.base.split_validation``, seeded with ``split_seed``); compact sets are built from
+  the rest (the *fit* part), recipes are scored on the validation rows; the test set plays no part in any
+  choice.
+* **Recipe search**: a fixed grid (:data:`COMPACT_GRID` for compact sets, :data:`FULL_GRID` for the full-data
+  baseline): Adam with a cosine schedule at two learning rates and three step counts, plus the fixed recipe the
+  project used before (SGD lr 0.05, 2,000 steps) so the search can only improve on it. Early stopping is done on
+  this coarse grid of step counts: a cosine schedule is defined by its length, so the chosen count is a fixed
+  number of updates the device repeats exactly (the recipe travels in the payload). Each recipe is trained with
+  ``search_seeds`` and scored by its mean validation Top-1; ties go to the recipe with fewer steps (less work on
+  the device).
+* **Final result**: the chosen recipe, ``final_seeds`` fresh models, the test KPIs once
+  (``edge_sdk.server.train_eval.evaluate_compact``). The full-data baseline's final runs train on the whole
+  training set (fit + validation rows): the strongest baseline a practitioner would ship, so ratios to it are
+  conservative.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe
+from edge_sdk.server.datasets import TaskData
+from edge_sdk.server.distill.base import split_validation
+from edge_sdk.server.train_eval import EvalConfig, EvalResult, evaluate_compact, predict, train_model
+
+#: the fixed recipe of edge-sdk 0.1 (SGD, momentum 0.9, weight decay 5e-4, constant lr 0.05, 2,000 steps)
+LEGACY_RECIPE = TrainRecipe(optimizer="sgd", lr=0.05, schedule="constant", steps=2000, batch_size=128,
+                            momentum=0.9, weight_decay=5e-4)
+
+
+def _adam_grid(lrs: tuple[float, ...], steps: tuple[int, ...]) -> tuple[TrainRecipe, ...]:
+    return tuple(TrainRecipe(optimizer="adam", lr=lr, schedule="cosine", steps=s, batch_size=128, weight_decay=0.0)
+                 for lr in lrs for s in steps)
+
+
+#: recipe grid for compact sets (tens to a few thousand rows)
+COMPACT_GRID: tuple[TrainRecipe, ...] = (*_adam_grid((1e-3, 3e-3), (1000, 3000, 8000)), LEGACY_RECIPE)
+#: recipe grid for the full-data baseline (longer runs: on the beam data the full set still improves at 8k steps)
+FULL_GRID: tuple[TrainRecipe, ...] = (*_adam_grid((1e-3, 3e-3), (3000, 8000, 16000)), LEGACY_RECIPE)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Validation split and seeds of the protocol (module docstring)."""
+
+    val_frac: float = 0.15
+    split_seed: int = 0
+    search_seeds: tuple[int, ...] = (0, 1)
+    final_seeds: tuple[int, ...] = (0, 1, 2)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_frac < 0.5:
+            raise ConfigError(f"val_frac must be in (0, 0.5), got {self.val_frac}")
+        if not self.search_seeds or not self.final_seeds:
+            raise ConfigError("the protocol needs at least one search seed and one final seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"val_frac": self.val_frac, "split_seed": self.split_seed, "search_seeds": list(self.search_seeds),
+                "final_seeds": list(self.final_seeds)}
+
+
+@dataclass
+class RecipeSearch:
+    """One row per recipe of the grid: ``{"recipe": TrainRecipe.to_dict(), "val_top1": [per seed], "mean"}``."""
+
+    rows: list[dict[str, Any]]
+    best: TrainRecipe
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_val(self) -> float:
+        return max(r["mean"] for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best": self.best.to_dict(), "best_val_top1": self.best_val, "rows": self.rows,
+                "seconds": self.seconds}
+
+
+def split_train_val(data: TaskData, cfg: ProtocolConfig) -> tuple[TaskData, tuple[np.ndarray, np.ndarray]]:
+    """``(fit part, (X_val [M, D], y_val [M]))``: the stratified validation split of the training set."""
+    return split_validation(data, cfg.val_frac, cfg.split_seed)
+
+
+def val_top1(spec: ModelSpec, params: Any, X_val: np.ndarray, y_val: np.ndarray) -> float:
+    """Top-1 accuracy of ``params`` on the validation rows."""
+    return float((predict(spec, params, X_val).argmax(1) == np.asarray(y_val)).mean())
+
+
+def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                  grid: tuple[TrainRecipe, ...], cfg: ProtocolConfig, *, soft: np.ndarray | None = None,
+                  progress: bool = False) -> RecipeSearch:
+    """Train every recipe of ``grid`` on ``X`` [n, D] / ``y`` [n] (optional soft-label logits ``soft`` [n, C])
+    with each search seed and keep the one with the best mean validation Top-1 (ties: fewer steps)."""
+    if not grid:
+        raise ConfigError("the recipe grid is empty")
+    t0 = time.perf_counter()
+    rows = []
+    for r in grid:
+        vals = [val_top1(spec, train_model(spec, X, y, s, r, soft=soft, device=cfg.device), X_val, y_val)
+                for s in cfg.search_seeds]
+        rows.append({"recipe": r.to_dict(), "val_top1": vals, "mean": float(np.mean(vals))})
+        if progress:
+            print(f"  {r.optimizer} lr={r.lr:g} {r.schedule} steps={r.steps}: val {rows[-1]['mean']:.4f}", flush=True)
+    k = max(range(len(grid)), key=lambda i: (rows[i]["mean"], -grid[i].steps))
+    return RecipeSearch(rows, grid[k], time.perf_counter() - t0)
+
+
+def final_eval(spec: ModelSpec, X: np.ndarray, y: np.ndarray, data: TaskData, recipe: TrainRecipe,
+               cfg: ProtocolConfig, *, soft: np.ndarray | None = None) -> EvalResult:
+    """The test KPIs of ``recipe`` on ``X``/``y`` over ``cfg.final_seeds`` (the one look at the test set)."""
+    ev = EvalConfig(recipe=recipe, seeds=tuple(cfg.final_seeds), device=cfg.device)
+    return evaluate_compact(spec, X, y, data, ev, soft=soft)

@@ -1,0 +1,104 @@
+"""server/protocol.py: the validation split of the training data, the recipe search and the final evaluation."""
+
+import numpy as np
+import pytest
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import ModelSpec
+from edge_sdk.recipe import TrainRecipe
+from edge_sdk.server.datasets import TaskData
+from edge_sdk.server.protocol import (
+    COMPACT_GRID,
+    FULL_GRID,
+    LEGACY_RECIPE,
+    ProtocolConfig,
+    final_eval,
+    search_recipe,
+    split_train_val,
+)
+
+
+def blobs(n=400, seed=0, noise=1.0):
+    """4 Gaussian blobs in 6-D, centres ~ N(0, 9) (the same centres for every seed), noise std ``noise``."""
+    centers = np.random.default_rng(99).standard_normal((4, 6)) * 3
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    X = (centers[y] + noise * rng.standard_normal((n, 6))).astype(np.float32)
+    return X, y.astype(np.int64)
+
+
+def task(noise=1.0):
+    X, y = blobs(400, 0, noise)
+    Xt, yt = blobs(200, 1, noise)
+    spec = ModelSpec(kind="mlp", input_dim=6, num_classes=4, hidden=(16,))
+    return TaskData("blobs", X, y, Xt, yt, 4, spec, {"kind": "image", "model": spec.to_dict()})
+
+
+def test_split_is_stratified_disjoint_and_from_training_rows_only():
+    d = task()
+    fit, (Xv, yv) = split_train_val(d, ProtocolConfig(val_frac=0.2, split_seed=3))
+    assert fit.X_train.shape[0] + Xv.shape[0] == d.X_train.shape[0]
+    for c in range(4):  # every class loses round(0.2 * n_c) rows
+        n_c = int((d.y_train == c).sum())
+        assert int((yv == c).sum()) == round(0.2 * n_c)
+    rows = {r.tobytes() for r in d.X_train}
+    assert all(r.tobytes() in rows for r in Xv)  # validation rows are training rows
+    assert not {r.tobytes() for r in Xv} & {r.tobytes() for r in fit.X_train}
+    assert fit.X_test is d.X_test  # the test set is carried along untouched
+    fit2, (Xv2, _) = split_train_val(d, ProtocolConfig(val_frac=0.2, split_seed=3))
+    np.testing.assert_array_equal(Xv, Xv2)
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.5, -1.0])
+def test_bad_val_frac_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="val_frac"):
+        ProtocolConfig(val_frac=bad)
+
+
+def test_no_seeds_is_a_config_error():
+    with pytest.raises(ConfigError, match="seed"):
+        ProtocolConfig(search_seeds=())
+
+
+def test_grids_include_the_old_fixed_recipe_and_are_valid_recipes():
+    for grid in (COMPACT_GRID, FULL_GRID):
+        assert LEGACY_RECIPE in grid
+        assert len(set(grid)) == len(grid)
+        for r in grid:
+            assert TrainRecipe.from_dict(r.to_payload()) == r  # each travels in a payload exactly
+
+
+def test_search_picks_the_recipe_with_the_best_validation_score():
+    d = task(noise=3.0)
+    fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
+    useless = TrainRecipe(optimizer="sgd", lr=1e-6, steps=5, batch_size=64)
+    good = TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=300, batch_size=64, weight_decay=0.0)
+    s = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (useless, good), ProtocolConfig(search_seeds=(0, 1)))
+    assert s.best == good
+    assert [r["recipe"] for r in s.rows] == [useless.to_dict(), good.to_dict()]
+    assert all(len(r["val_top1"]) == 2 for r in s.rows)
+    assert s.rows[1]["mean"] > s.rows[0]["mean"] and s.best_val == s.rows[1]["mean"]
+
+
+def test_ties_go_to_the_recipe_with_fewer_steps():
+    d = task(noise=0.05)  # separable: both recipes reach 1.0 on validation
+    fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
+    long = TrainRecipe(optimizer="adam", lr=1e-2, schedule="cosine", steps=400, batch_size=64, weight_decay=0.0)
+    short = long.with_overrides(steps=200)
+    s = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (long, short), ProtocolConfig(search_seeds=(0,)))
+    assert s.rows[0]["mean"] == s.rows[1]["mean"] == 1.0
+    assert s.best == short
+
+
+def test_empty_grid_is_a_config_error():
+    d = task()
+    with pytest.raises(ConfigError, match="grid"):
+        search_recipe(d.spec, d.X_train, d.y_train, d.X_train, d.y_train, (), ProtocolConfig())
+
+
+def test_final_eval_uses_the_final_seeds_on_the_test_set():
+    d = task()
+    r = TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=100, batch_size=64, weight_decay=0.0)
+    res = final_eval(d.spec, d.X_train, d.y_train, d, r, ProtocolConfig(final_seeds=(0, 1, 2)))
+    assert res.seeds == [0, 1, 2] and len(res.per_seed) == 3
+    assert 0.9 <= res.mean["top1"] <= 1.0
