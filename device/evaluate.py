@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edge_sdk.beam.h5guard import H5ReadOptions
 from edge_sdk.errors import DeviceError
 
 
@@ -41,9 +42,20 @@ def task_of_model(sess: ort.InferenceSession) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def check_eval_data(data_path: str | os.PathLike[str], h5: H5ReadOptions | None = None) -> int:
+    """Validate the metadata and storage of the HDF5 file ``data_path`` without reading its values (no rows,
+    compression bombs, links out of the file: docs/dataset-hdf5.md); returns its row count. ``device train
+    --eval`` runs this before training, so a bad file costs no training time."""
+    from edge_sdk.beam.h5reader import open_beam_h5
+
+    with open_beam_h5(data_path, **(h5 or H5ReadOptions()).kwargs()) as f:
+        return f.n
+
+
 def evaluate_beam(model: bytes | str | os.PathLike[str], data_path: str | os.PathLike[str],
-                  task: dict[str, Any] | None = None) -> dict[str, float]:
-    """Beam KPIs of ``model`` on the HDF5 file ``data_path``; ``task`` defaults to the model's own metadata."""
+                  task: dict[str, Any] | None = None, h5: H5ReadOptions | None = None) -> dict[str, float]:
+    """Beam KPIs of ``model`` on the HDF5 file ``data_path`` (read as ``h5`` allows, default
+    :class:`H5ReadOptions`); ``task`` defaults to the model's own metadata."""
     from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.kpis import beam_kpis
     from edge_sdk.beam.taskspec import BeamTaskSpec
@@ -53,7 +65,7 @@ def evaluate_beam(model: bytes | str | os.PathLike[str], data_path: str | os.Pat
     if not task or task.get("kind") != "beam" or "beam" not in task:
         raise DeviceError("no beam task spec: pass --task-from PAYLOAD (the model's metadata has none)")
     spec = BeamTaskSpec.from_dict(task["beam"])
-    ds = read_beam_h5(data_path)
+    ds = read_beam_h5(data_path, **(h5 or H5ReadOptions()).kwargs())
     x = spec.inputs(ds)
     r = spec.target_rsrp(ds)
     in_dim = sess.get_inputs()[0].shape[1]

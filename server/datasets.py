@@ -105,12 +105,13 @@ def load_beam(train_path: str | os.PathLike, test_path: str | os.PathLike, task_
     start at sample-and-hold of the latest measurement).
     """
     try:
+        from edge_sdk.beam.h5guard import SERVER_DATA
         from edge_sdk.beam.h5reader import read_beam_h5
         from edge_sdk.beam.taskspec import BeamTaskSpec
     except ImportError as exc:  # pragma: no cover - only while edge_sdk.beam is incomplete
         raise ConfigError(f"beam data support is not available in this install: {exc}") from exc
-    tr = read_beam_h5(train_path)
-    te = read_beam_h5(test_path)
+    tr = read_beam_h5(train_path, **SERVER_DATA.kwargs())  # the operator's own data: stitched shards allowed
+    te = read_beam_h5(test_path, **SERVER_DATA.kwargs())
     spec_b = BeamTaskSpec.from_dict(task_spec) if task_spec else BeamTaskSpec()
     fitted = spec_b.fit(tr)
     spec_b = fitted if fitted is not None else spec_b

@@ -48,6 +48,7 @@ def key(s: dict, setb: str) -> str:
 def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...], patience: int = 6,
                 lrs: tuple[float, ...] = (1e-3, 3e-3), train_traj: int | None = None,
                 test_traj: int | None = None) -> dict:
+    from edge_sdk.beam.h5guard import SERVER_DATA
     from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.kpis import (
         beam_kpis,
@@ -59,8 +60,8 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
     from edge_sdk.server import case2 as C
 
     t0 = time.perf_counter()
-    full = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-train.h5"), train_traj)
-    te_ds = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-test.h5"), test_traj)
+    full = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-train.h5", **SERVER_DATA.kwargs()), train_traj)
+    te_ds = C.first_trajectories(read_beam_h5(data / f"v{s['kmh']}-test.h5", **SERVER_DATA.kwargs()), test_traj)
     tr_ds, val_ds = C.split_by_trajectory(full, 0.2, seed=0)
     p = int(round(s["period_ms"] / 1000 / float(full.time_step_s or 0.02)))
     base = BeamTaskSpec(n_tx=full.n_tx, setb=setb, case="case2", history=s["history"], horizon=s["horizon"],

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_path
 from edge_sdk.beam.dataset import BeamDataset, validate_arrays
+from edge_sdk.beam.h5guard import H5ReadOptions
 from edge_sdk.beam.h5reader import open_beam_h5
 from edge_sdk.errors import ConfigError, DatasetError
 
@@ -60,8 +61,10 @@ def _table(ds: BeamDataset, start: int, layout: str, full: bool):  # type: ignor
     return pa.table(cols)
 
 
-def export_parquet(src: Path, dst: Path, *, layout: str = "columns", full: bool = False) -> int:
-    """Export ``src`` (schema-v1 HDF5) to ``dst`` (Parquet); returns the number of rows. Validates every block."""
+def export_parquet(src: Path, dst: Path, *, layout: str = "columns", full: bool = False,
+                   h5: H5ReadOptions | None = None) -> int:
+    """Export ``src`` (schema-v1 HDF5, read as ``h5`` allows) to ``dst`` (Parquet); returns the number of rows.
+    Validates every block."""
     if layout not in ("columns", "list"):
         raise ConfigError(f"layout must be 'columns' or 'list', got {layout!r}")
     try:
@@ -69,7 +72,7 @@ def export_parquet(src: Path, dst: Path, *, layout: str = "columns", full: bool 
     except ImportError as exc:  # pragma: no cover - pyarrow comes with the server and fleet extras
         raise ConfigError(f"Parquet export needs pyarrow ({exc}): pip install -e '.[server]' or '.[fleet]' in a "
                           "checkout (docs/install.md)") from None
-    with atomic_path(dst, make_parents=True) as tmp, open_beam_h5(src) as f:
+    with atomic_path(dst, make_parents=True) as tmp, open_beam_h5(src, **(h5 or H5ReadOptions()).kwargs()) as f:
         meta = {b"edge_sdk.beam": json.dumps(f.attrs, sort_keys=True).encode()}
         writer = None
         start = 0

@@ -8,6 +8,12 @@ API::
 
 The schema (names, attributes, rules) is in :mod:`edge_sdk.beam.h5schema`; the writer in
 :mod:`edge_sdk.beam.h5writer`.
+
+Untrusted files (docs/dataset-hdf5.md, "Reading untrusted files"): before any value is read the reader refuses
+files without rows, files whose declared arrays exceed ``max_bytes`` (default 1 GiB; the size comes from the
+declared shapes, so a compression bomb is refused from its metadata), and datasets whose storage
+:func:`edge_sdk.beam.h5guard.checked_dataset` refuses (links, external or virtual storage pointing outside the
+file unless ``allow_virtual`` / ``allow_external``, foreign filters, chunks above ``MAX_CHUNK_BYTES``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.beam.dataset import BeamDataset, fields_for, trailing_shape, validate_arrays
-from edge_sdk.beam.h5schema import DEFAULT_MAX_BYTES, attr_value, check_attrs, h5py_module
+from edge_sdk.beam.h5guard import DEFAULT_MAX_BYTES, checked_dataset
+from edge_sdk.beam.h5schema import attr_value, check_attrs, h5py_module
 from edge_sdk.errors import DatasetError
 
 
@@ -36,10 +43,10 @@ class BeamH5File:
         *,
         allow_incomplete: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
-        allow_virtual: bool = True,
+        allow_virtual: bool = False,
+        allow_external: bool = False,
     ) -> None:
         self.path = Path(path)
-        self._allow_virtual = allow_virtual
         h5py = h5py_module()
         if not self.path.exists():
             raise FileNotFoundError(f"no such file: {self.path}")
@@ -58,7 +65,7 @@ class BeamH5File:
                 f"{self.path}: cannot open HDF5 file ({exc}); the file is damaged or truncated"
             ) from None
         try:
-            self._check(allow_incomplete, max_bytes)
+            self._check(allow_incomplete, max_bytes, allow_virtual, allow_external)
         except DatasetError:
             self._f.close()
             raise
@@ -66,7 +73,7 @@ class BeamH5File:
             self._f.close()
             raise DatasetError(f"{self.path}: damaged HDF5 metadata ({type(exc).__name__}: {exc})") from None
 
-    def _check(self, allow_incomplete: bool, max_bytes: int) -> None:
+    def _check(self, allow_incomplete: bool, max_bytes: int, allow_virtual: bool, allow_external: bool) -> None:
         where = str(self.path)
         attrs = {k: attr_value(v) for k, v in self._f.attrs.items()}
         check_attrs(attrs, where)
@@ -77,15 +84,14 @@ class BeamH5File:
         case, n_tx, n_rx, n = attrs["case"], attrs["n_tx"], attrs["n_rx"], attrs["n_done"]
         if attrs["complete"] and attrs["n_target"] != n:
             raise DatasetError(f"{where}: complete file with n_done={n} != n_target={attrs['n_target']}")
+        if n == 0 and not allow_incomplete:
+            raise DatasetError(f"{where}: the file has no rows (n_done = 0); there is nothing to read or evaluate")
         table = fields_for(case)
         total = 0
-        h5py = h5py_module()
         for name, (dtype, code) in table.items():
-            obj = self._f.get(name)
+            obj = checked_dataset(self._f, name, where, allow_virtual=allow_virtual, allow_external=allow_external)
             if obj is None:
                 raise DatasetError(f"{where}: missing dataset {name!r} (required for {case})")
-            if not isinstance(obj, h5py.Dataset):
-                raise DatasetError(f"{where}: {name!r} is not a dataset")
             if obj.dtype != dtype:
                 raise DatasetError(f"{where}: dataset {name!r} has dtype {obj.dtype}, expected {dtype}")
             want = (n, *trailing_shape(code, n_tx, n_rx))
@@ -102,11 +108,12 @@ class BeamH5File:
             total += dtype.itemsize * int(np.prod(want, dtype=np.int64))
         if total > max_bytes:
             raise DatasetError(
-                f"{where}: arrays need {total} bytes > max_bytes={max_bytes}; pass a larger max_bytes"
+                f"{where}: the declared arrays need {total} bytes when decompressed, above max_bytes={max_bytes}; "
+                "if the file is trusted pass a larger max_bytes (CLI: --max-bytes SIZE)"
             )
-        if any(self._f[name].is_virtual for name in table):  # a stitched sharded dataset (edge_sdk.beam.vds)
-            if not self._allow_virtual:
-                raise DatasetError(f"{where}: a shard file must not itself be a stitched (virtual) dataset")
+        # a stitched sharded dataset (edge_sdk.beam.vds): checked_dataset refused it unless allow_virtual (or
+        # allow_external, which trusts any virtual dataset without these checks)
+        if not allow_external and any(self._f[name].is_virtual for name in table):
             from edge_sdk.beam.vds import check_virtual_sources
 
             self.shard_files: list[str] = check_virtual_sources(
@@ -173,10 +180,12 @@ class BeamH5File:
 
 
 def open_beam_h5(
-    path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_virtual: bool = False, allow_external: bool = False,
 ) -> BeamH5File:
-    """Open lazily (attributes, dataset shapes and dtypes validated; values read on demand)."""
-    return BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes)
+    """Open lazily (attributes, dataset shapes, dtypes and storage validated; values read on demand)."""
+    return BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes, allow_virtual=allow_virtual,
+                      allow_external=allow_external)
 
 
 def read_beam_h5(
@@ -185,13 +194,18 @@ def read_beam_h5(
     allow_incomplete: bool = False,
     check_labels: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_virtual: bool = False,
+    allow_external: bool = False,
 ) -> BeamDataset:
     """Read and fully validate a schema-v1 beam file into a :class:`BeamDataset`.
 
     Raises :class:`DatasetError` for: not HDF5 / damaged / checksum failure, wrong schema name, newer
     schema_version, missing or wrongly typed attributes, missing / mis-typed / mis-shaped datasets,
-    inconsistent lengths, an incomplete file (unless ``allow_incomplete``), non-finite RSRP, and labels that
-    differ from argmax over Tx of max over Rx. ``FileNotFoundError`` if the path does not exist.
+    inconsistent lengths, an incomplete file (unless ``allow_incomplete``), no rows, arrays above ``max_bytes``,
+    storage outside the file (unless ``allow_virtual`` / ``allow_external``, see :mod:`edge_sdk.beam.h5guard`),
+    foreign filters or huge chunks, non-finite RSRP, and labels that differ from argmax over Tx of max over Rx.
+    ``FileNotFoundError`` if the path does not exist.
     """
-    with BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes) as f:
+    with BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes, allow_virtual=allow_virtual,
+                    allow_external=allow_external) as f:
         return f.to_dataset(check_labels=check_labels)

@@ -52,8 +52,6 @@ REQUIRED_ATTRS: dict[str, tuple[type, ...]] = {
     "n_target": (int,),
     "complete": (bool,),
 }
-#: readers refuse files whose arrays would need more memory than this (override with max_bytes=)
-DEFAULT_MAX_BYTES = 16 * 2**30
 
 
 def h5py_module() -> Any:

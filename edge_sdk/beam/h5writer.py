@@ -347,6 +347,8 @@ class BeamH5Writer:
         t = self.n_target
         if t is not None and self.n_done != t:
             raise DatasetError(f"cannot finalize: {self.n_done} of n_target={t} rows written")
+        if self.n_done == 0:
+            raise DatasetError("cannot finalize a file with no rows (readers refuse empty files); append rows first")
         self._f.attrs["complete"] = True
         if t is None:
             self._f.attrs["n_target"] = self.n_done
@@ -435,6 +437,6 @@ def stitch_shards(out: str | os.PathLike[str], shards: Sequence[str | os.PathLik
                     layout[row:row + n] = h5py.VirtualSource(fname, name, shape=(n, *tail), dtype=dtype)
                     row += n
                 f.create_virtual_dataset(name, layout, fillvalue=np.zeros((), dtype)[()])
-        with BeamH5File(tmp):  # the validating reader (checks the tiling and every shard) before the rename
+        with BeamH5File(tmp, allow_virtual=True):  # the validating reader (checks the tiling and every shard) before the rename
             pass
     return out

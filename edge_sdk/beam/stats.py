@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.beam.dataset import BeamDataset
+from edge_sdk.beam.h5guard import H5ReadOptions
 from edge_sdk.beam.h5reader import read_beam_h5
 
 PERCENTILES = (1, 5, 50, 95, 99)
@@ -62,9 +63,10 @@ def summarize(ds: BeamDataset) -> dict[str, Any]:
     return out
 
 
-def dataset_info(path: Path, *, allow_incomplete: bool = False) -> dict[str, Any]:
-    """Validate ``path`` and return attributes + :func:`summarize` statistics + file size."""
-    ds = read_beam_h5(path, allow_incomplete=allow_incomplete)
+def dataset_info(path: Path, *, allow_incomplete: bool = False, h5: H5ReadOptions | None = None) -> dict[str, Any]:
+    """Validate ``path`` (read as ``h5`` allows, default :class:`H5ReadOptions`) and return attributes +
+    :func:`summarize` statistics + file size."""
+    ds = read_beam_h5(path, allow_incomplete=allow_incomplete, **(h5 or H5ReadOptions()).kwargs())
     attrs = dict(ds.attrs)
     attrs["preset"] = ds.preset
     return {"path": str(path), "file_bytes": os.path.getsize(path), "attrs": attrs, "stats": summarize(ds)}

@@ -2,10 +2,12 @@
 
 h5py has no MPI, so a generation run split into K shards writes K ordinary schema-v1 files (one writer each,
 :mod:`edge_sdk.server.datagen.shards`) and :func:`edge_sdk.beam.h5writer.stitch_shards` writes one small file ``OUT.h5`` whose field
-datasets are HDF5 *virtual datasets* mapping row ranges to the shard files. Every reader in the product
-(:func:`edge_sdk.beam.h5reader.open_beam_h5` / ``read_beam_h5`` and what builds on them: ``data info``,
-``data export``, distill/quantize, ``device evaluate``) opens ``OUT.h5`` like any other file; plain h5py and
-other HDF5 tools read it too.
+datasets are HDF5 *virtual datasets* mapping row ranges to the shard files. The readers
+(:func:`edge_sdk.beam.h5reader.open_beam_h5` / ``read_beam_h5`` and what builds on them) open ``OUT.h5`` when
+asked to: ``allow_virtual=True`` (CLI ``--allow-virtual`` of ``data info``, ``data export``, ``device eval``,
+``device train``; the server's training-data reader ``load_beam`` always passes it,
+:data:`edge_sdk.beam.h5guard.SERVER_DATA`). Without it a virtual dataset over other files is refused (issue 12:
+storage outside the file only when asked for). Plain h5py and other HDF5 tools read it too.
 
 A virtual dataset reads fill values, silently, where a source file is missing, and it can point anywhere on the
 file system, so :func:`check_virtual_sources` (called by the reader for any file with a virtual field) refuses

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from edge_sdk.beam.h5guard import H5ReadOptions
+from edge_sdk.cli.h5options import h5_read_options
 from edge_sdk.errors import ConfigError
 
 #: the shipped reference data of a source checkout (``data verify``'s default)
@@ -120,11 +122,12 @@ def faithfulness(out: str, train: int, test: int, epochs: int, threads: int, sta
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 @click.option("--incomplete", is_flag=True, help="Also inspect an unfinished .partial file.")
-def info(file: str, as_json: bool, incomplete: bool) -> None:
+@h5_read_options
+def info(file: str, as_json: bool, incomplete: bool, h5: H5ReadOptions) -> None:
     """Schema, sizes and statistics of a beam dataset (validates the whole file)."""
     from edge_sdk.beam.stats import dataset_info, format_info
 
-    d = dataset_info(Path(file), allow_incomplete=incomplete)
+    d = dataset_info(Path(file), allow_incomplete=incomplete, h5=h5)
     click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else format_info(d))
 
 
@@ -138,9 +141,10 @@ def info(file: str, as_json: bool, incomplete: bool) -> None:
 @click.option(
     "--full", is_flag=True, help="Also add the full Tx x Rx matrix as list column rsrp (row-major)."
 )
-def export(file: str, parquet: str, layout: str, full: bool) -> None:
+@h5_read_options
+def export(file: str, parquet: str, layout: str, full: bool, h5: H5ReadOptions) -> None:
     """Export the per-sample table to Parquet (one row per sample; see docs/dataset-hdf5.md)."""
     from edge_sdk.beam.export import export_parquet
 
-    n = export_parquet(Path(file), Path(parquet), layout=layout, full=full)
+    n = export_parquet(Path(file), Path(parquet), layout=layout, full=full, h5=h5)
     click.echo(f"wrote {parquet}: {n} rows")

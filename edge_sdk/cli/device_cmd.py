@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from edge_sdk.atomic import atomic_write_text
+from edge_sdk.beam.h5guard import H5ReadOptions
+from edge_sdk.cli.h5options import h5_read_options
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -106,11 +108,12 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
                    "giving one makes a signature mandatory")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@h5_read_options
 def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, channel: str | None,
               eval_path: Path | None, steps: int | None, epochs: int | None, batch_size: int | None,
               lr: float | None, schedule: str | None, seed: int | None, soft_weight: float | None, threads: int,
               resume: bool, max_train_memory: str, trusted_keys: tuple[str, ...], out_dir: Path,
-              quiet: bool) -> None:
+              quiet: bool, h5: H5ReadOptions) -> None:
     """Train the payload's model with GRAPH (or the fetched --release), following the payload's training recipe
     (override it with the flags); write OUT/model.onnx and OUT/report.json."""
     import time
@@ -127,13 +130,15 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
     elif payload is None or graph is None:
         raise ConfigError("give --payload and --graph, or --release CACHE_DIR")
 
-    from edge_sdk.device.evaluate import evaluate_beam
+    from edge_sdk.device.evaluate import check_eval_data, evaluate_beam
     from edge_sdk.device.trainer import Trainer, peak_rss_mb
     from edge_sdk.schema import TrainLimits
     from edge_sdk.units import parse_size
 
     t0 = time.perf_counter()
     limits = TrainLimits(max_train_memory=parse_size(max_train_memory, "--max-train-memory"))
+    if eval_path is not None:  # a bad evaluation file is refused before training, not after
+        check_eval_data(eval_path, h5)
     # from a release, the signed manifest pins the payload by digest (checked again by resolve_release), so the
     # payload itself need not be signed; its own signature is still verified when it has one
     tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None,
@@ -142,7 +147,7 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
                  soft_weight=soft_weight, threads=threads)
     st = tr.train(out_dir, resume=resume, progress=not quiet)
     model_bytes = tr.export_model(out_dir / "model.onnx", st.params)
-    kpis = evaluate_beam(out_dir / "model.onnx", eval_path, tr.task) if eval_path is not None else None
+    kpis = evaluate_beam(out_dir / "model.onnx", eval_path, tr.task, h5) if eval_path is not None else None
     report = {
         "kpis": kpis,
         "epochs": st.epoch,
@@ -175,7 +180,8 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
 @click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--task-from", "task_from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="payload whose task spec defines the inputs (default: the model's own metadata)")
-def eval_cmd(model: Path, data: Path, task_from: Path | None) -> None:
+@h5_read_options
+def eval_cmd(model: Path, data: Path, task_from: Path | None, h5: H5ReadOptions) -> None:
     """Print beam KPIs (JSON) of MODEL on the local measurements DATA."""
     from edge_sdk.device.evaluate import evaluate_beam
 
@@ -185,4 +191,4 @@ def eval_cmd(model: Path, data: Path, task_from: Path | None) -> None:
 
         with read_payload(task_from) as p:
             task = dict(p.task)
-    click.echo(json.dumps(evaluate_beam(model, data, task), indent=1, sort_keys=True))
+    click.echo(json.dumps(evaluate_beam(model, data, task, h5), indent=1, sort_keys=True))

@@ -46,10 +46,12 @@ def _same(a: BeamDataset, b: BeamDataset) -> None:
 def test_stitched_file_reads_like_one_dataset(tmp_path, ds2) -> None:
     paths = _shards(ds2, tmp_path, [0, 100, 170, 300])
     out = stitch_shards(tmp_path / "d.h5", paths[::-1])  # any order: sorted by row_offset
-    got = read_beam_h5(out)
+    with pytest.raises(DatasetError, match="allow_virtual"):  # refused unless asked for (issue 12)
+        read_beam_h5(out)
+    got = read_beam_h5(out, allow_virtual=True)
     _same(ds2, got)
     assert got.attrs["shard_count"] == 3 and "row_offset" not in got.attrs
-    with open_beam_h5(out) as f:  # lazy reads across shard boundaries, any index order
+    with open_beam_h5(out, allow_virtual=True) as f:  # lazy reads across shard boundaries, any index order
         idx = np.array([299, 0, 150, 99, 100, 170, 169])
         np.testing.assert_array_equal(f.read("rsrp", idx), ds2.rsrp[idx])
         np.testing.assert_array_equal(f.read("traj_id", slice(95, 105)), ds2.traj_id[95:105])
@@ -71,7 +73,7 @@ def test_stitched_file_reads_like_one_dataset(tmp_path, ds2) -> None:
 def test_any_split_round_trips(tmp_path_factory, ds2, cuts) -> None:
     folder = tmp_path_factory.mktemp("split")
     paths = _shards(ds2, folder, [0, *sorted(cuts), 300])
-    _same(ds2, read_beam_h5(stitch_shards(folder / "d.h5", paths)))
+    _same(ds2, read_beam_h5(stitch_shards(folder / "d.h5", paths), allow_virtual=True))
 
 
 @pytest.fixture()
@@ -84,18 +86,18 @@ def test_missing_or_replaced_shard_is_refused(stitched, tmp_path, ds2) -> None:
     out, paths = stitched
     paths[1].rename(tmp_path / "elsewhere.h5")
     with pytest.raises(DatasetError, match="missing"):
-        read_beam_h5(out)
+        read_beam_h5(out, allow_virtual=True)
     # a shard of another run (other seed) in its place
     other = ds2.subset(slice(150, 300))
     other.attrs = {**ds2.attrs, "seed": 6, "row_offset": 150}
     write_beam_h5(paths[1], other)
     with pytest.raises(DatasetError, match="seed"):
-        read_beam_h5(out)
+        read_beam_h5(out, allow_virtual=True)
     # a shard at the wrong offset
     other.attrs = {**ds2.attrs, "row_offset": 140}
     write_beam_h5(paths[1], other, overwrite=True)
     with pytest.raises(DatasetError, match="offset"):
-        read_beam_h5(out)
+        read_beam_h5(out, allow_virtual=True)
 
 
 def test_symlinked_shard_is_refused(stitched, tmp_path) -> None:
@@ -104,7 +106,7 @@ def test_symlinked_shard_is_refused(stitched, tmp_path) -> None:
     shutil.move(paths[0], real)
     os.symlink(real, paths[0])
     with pytest.raises(DatasetError, match="missing|regular"):
-        read_beam_h5(out)
+        read_beam_h5(out, allow_virtual=True)
 
 
 def _vds(path, sources: list[tuple[str, int, int]], n: int, like) -> None:
@@ -144,6 +146,6 @@ def test_crafted_stitched_files_are_refused(stitched, tmp_path, case) -> None:
     else:  # a stitched file used as a shard of another stitched file
         shutil.copyfile(out, tmp_path / "inner.h5")
         _vds(bad, [("inner.h5", 0, 300)], 300, paths[0])
-        match = "must not itself"
+        match = "virtual dataset over other files"  # the shard is read with allow_virtual=False
     with pytest.raises(DatasetError, match=match):
-        read_beam_h5(bad)
+        read_beam_h5(bad, allow_virtual=True)

@@ -308,3 +308,45 @@ def test_soft_fixture_still_trains(tmp_path):
     assert Trainer(tmp_path / "p.bin", SOFT / "graph.onnx", epochs=1).train(tmp_path).epoch == 1
     assert isinstance(split_payload(PAYLOAD)[1], dict)
     assert issubclass(SchemaError, EdgeSdkError)
+
+
+# ------------------------------------------------------------------------------------------ evaluation data
+def _eval_file(tmp_path: Path, kind: str) -> Path:
+    """The fixture's local measurements with no rows, with 4 M declared rows (a compression bomb: nothing is
+    stored, 2 GiB when read) or with a field that is an external link to another file."""
+    import h5py
+
+    q = tmp_path / f"{kind}.h5"
+    shutil.copyfile(ADAM / "local.h5", q)
+    with h5py.File(q, "r+") as h:
+        if kind == "external":
+            del h["d2d"]
+            h["d2d"] = h5py.ExternalLink(str(ADAM / "local.h5"), "/d2d")
+            return q
+        n = 0 if kind == "empty" else 4_000_000
+        for name in list(h):
+            h[name][:] = 0
+            h[name].resize(n, axis=0)
+        h.attrs["n_done"] = n
+        h.attrs["n_target"] = n
+    return q
+
+
+@pytest.mark.parametrize("kind,needle", [("empty", "no rows"), ("bomb", "--max-bytes"),
+                                         ("external", "--allow-external")])
+def test_eval_data_is_checked_before_training(tmp_path, kind, needle):
+    """A bad ``--eval`` file is one typed line (DatasetError, exit 3) before any training step; ``device eval``
+    says the same."""
+    q = _eval_file(tmp_path, kind)
+    out = tmp_path / "o"
+    cli = [sys.executable, "-c", "import sys; from edge_sdk.cli.main import main; sys.exit(main(sys.argv[1:]))",
+           "device"]
+    r = subprocess.run([*cli, "train", "--payload", str(ADAM / "payload.bin"), "--graph", str(ADAM / "graph.onnx"),
+                        "--eval", str(q), "--epochs", "1", "--quiet", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing trained, nothing written
+    r = subprocess.run([*cli, "eval", "--model", str(ADAM / "graph.onnx"), "--data", str(q), "--task-from",
+                        str(ADAM / "payload.bin")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr

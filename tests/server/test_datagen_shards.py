@@ -42,14 +42,14 @@ def test_local_shards_equal_unsharded_and_resume(tmp_path, unsharded) -> None:
     r = generate_sharded("uma-fr2-case1", 60, 9, out, shards=3, backend="local", workers=2, device="cpu",
                          batch=20, progress=False)
     assert r.n_new == 60 and [p.name for p in r.shards] == [shard_path(out, i, 3).name for i in range(3)]
-    _same(c1, read_beam_h5(out))
+    _same(c1, read_beam_h5(out, allow_virtual=True))
     # resumable per shard: lose one shard and the stitched file; only that shard is generated again
     r.shards[1].unlink()
     out.unlink()
     r2 = generate_sharded("uma-fr2-case1", 60, 9, out, shards=3, backend="local", workers=2, device="cpu",
                           batch=20, progress=False, resume=True)
     assert r2.n_new == 20
-    _same(c1, read_beam_h5(out))
+    _same(c1, read_beam_h5(out, allow_virtual=True))
     # a kept shard must belong to this run
     out.unlink()
     with pytest.raises(DatasetError, match="not shard"):
@@ -59,7 +59,7 @@ def test_local_shards_equal_unsharded_and_resume(tmp_path, unsharded) -> None:
     out2 = tmp_path / "c2.h5"
     generate_sharded("uma-fr2-case2", 300, 9, out2, shards=2, backend="local", workers=2, device="cpu",
                      batch=100, progress=False)
-    got = read_beam_h5(out2)
+    got = read_beam_h5(out2, allow_virtual=True)
     _same(c2, got)
     np.testing.assert_array_equal(np.unique(got.traj_id), [0, 1, 2])
 
@@ -76,7 +76,7 @@ def test_ray_shards_equal_unsharded(tmp_path, unsharded) -> None:
         if ray.is_initialized():  # only if the call failed before its own shutdown
             ray.shutdown()
     assert r.backend == "ray" and r.workers == 2 and r.n_new == 60
-    _same(c1, read_beam_h5(out))
+    _same(c1, read_beam_h5(out, allow_virtual=True))
     assert not ray.is_initialized()
 
 
@@ -91,6 +91,8 @@ def test_cli_sharded(tmp_path, unsharded) -> None:
                                    "--device", "cpu", "--shards", "2", "--workers", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "2 shards" in res.output
-    _same(c1, read_beam_h5(out))
-    res = CliRunner().invoke(cli, ["data", "info", str(out)])
+    _same(c1, read_beam_h5(out, allow_virtual=True))
+    res = CliRunner().invoke(cli, ["data", "info", str(out)])  # a stitched file is read only when asked for
+    assert res.exit_code != 0 and "--allow-virtual" in str(res.exception)
+    res = CliRunner().invoke(cli, ["data", "info", str(out), "--allow-virtual"])
     assert res.exit_code == 0 and "60" in res.output
