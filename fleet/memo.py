@@ -2,7 +2,7 @@
 device runtime trains deterministically on one ORT thread from the payload's seed), so a fleet trains each such
 key once and every device that received that tier evaluates the same model on its own local data.
 
-In memory for one run; with a folder (``--memo DIR``) also across runs: one ``<sha256 of key>.onnx`` (the
+In memory for one run; with a folder (``--memo-dir DIR``) also across runs: one ``<sha256 of key>.onnx`` (the
 inference model) + ``.json`` (key, steps, final loss, wall seconds, onnxruntime version) per key, written
 atomically. A file from another onnxruntime version is not reused.
 """

@@ -47,7 +47,7 @@ EDGE_SDK_DEBUG=1 edge-sdk payload inspect runs/q/payload.epl --json
 make test
 make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 python3 -m venv .venv
-edge-sdk payload keygen --out-dir runs/keys --name demo   # exit 2
+edge-sdk payload keygen --out-dir runs/keys --name demo   # exit 2 (a key is never replaced)
 ```
 """
 
@@ -110,3 +110,17 @@ def test_small_scale_rewrites_only_listed_options() -> None:
     toks = "edge-sdk data generate --samples 100000 --out x.h5".split()
     assert check_docs.small_scale(toks) == "edge-sdk data generate --samples 200 --out x.h5 --batch 100".split()
     assert check_docs.small_scale(["edge-sdk", "payload", "inspect", "p"]) == ["edge-sdk", "payload", "inspect", "p"]
+
+
+def test_readme_device_dependency_list_is_the_base_install() -> None:
+    """The README's "a device: ..." install line names exactly the base dependencies of pyproject.toml (issue 16:
+    it once left out click and tqdm)."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    base = {re.split(r"[<>=!~\[;\s]", d, maxsplit=1)[0].lower() for d in deps}
+    lines = [ln for ln in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if "# a device:" in ln]
+    assert len(lines) == 1, lines
+    listed = {w.strip().lower() for w in lines[0].split("# a device:", 1)[1].split(",")}
+    assert listed == base, f"README lists {sorted(listed)}, pyproject.toml's base install is {sorted(base)}"

@@ -37,9 +37,7 @@ def _workspace(tmp: Path) -> Path:
     (ws / "tests").mkdir()
     shutil.copytree(ROOT / "tests" / "data", ws / "tests" / "data")
     (ws / "tools").symlink_to(ROOT / "tools")
-    (ws / ".venv" / "bin").mkdir(parents=True)
-    for exe in ("python", "edge-sdk"):
-        (ws / ".venv" / "bin" / exe).symlink_to(BIN / exe)
+    (ws / ".venv").symlink_to(BIN.parent)  # the running venv (its pyvenv.cfg makes .venv/bin/python that venv)
     return ws
 
 

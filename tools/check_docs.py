@@ -86,7 +86,7 @@ def doc_pages(root: Path = ROOT) -> list[Path]:
 
 
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
-_EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+_EXIT = re.compile(r"#\s*exit\s+(\d+)\b")
 
 
 def _split_commands(line: str) -> list[list[str]]:

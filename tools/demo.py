@@ -50,6 +50,39 @@ DEVICE_RUNNER = (
 )
 
 
+class Report:
+    """The demo's result tables, kept as printed: while started, sys.stdout writes through to the terminal and
+    keeps a copy (saved as OUT/demo-report.txt; `tools/readme_demo.py` copies it into README.md). The commands'
+    echo lines and output between the tables are not kept."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self._stream = sys.stdout
+
+    def start(self) -> None:
+        self._stream = sys.stdout
+        sys.stdout = self  # type: ignore[assignment]
+
+    def stop(self) -> None:
+        sys.stdout = self._stream
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str):  # isatty, encoding, fileno, ...: the terminal's
+        return getattr(self._stream, name)
+
+    def text(self) -> str:
+        return "".join(self.parts).lstrip("\n")
+
+
+REPORT = Report()
+
+
 def run(cmd: list[str], label: str) -> float:
     print(f"\n$ {' '.join(str(c) for c in cmd)}", flush=True)
     t0 = time.perf_counter()
@@ -139,6 +172,7 @@ def fleet_section(out: Path, test: Path, keys: Path, steps: list[str], iters: li
         [*EDGE_SDK, "fleet", "simulate", "--scenario", scenario, "--out", fdir, "--quiet"], "fleet simulate")
     fs = json.loads((fdir / "summary.json").read_text())
     st = fs["stats"]["0"]
+    REPORT.start()
     print("\n" + "=" * 112)
     print(f"fleet: {devices} devices (LTE driving: 64 KiB budget, 3G driving: 12 KiB budget), the release above, "
           "each device trained for real")
@@ -158,6 +192,7 @@ def fleet_section(out: Path, test: Path, keys: Path, steps: list[str], iters: li
     print(f"90% of the fleet held a model {fmt_t(st['all']['fleet_time_to_90pct_s'])} after publication; "
           f"{st['all']['bytes_on_air']:,} bytes on the air (retries and headers included); {fs['trainings']} "
           f"distinct trainings (memo), plots in {fdir}")
+    REPORT.stop()
     return {"summary": str(fdir / "summary.json"), "stats": st}
 
 
@@ -227,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     kpi_rows = [("Top-1 %", "top1", fmt_pct), ("Top-2/1 %", "top2", fmt_pct), ("Top-1 within 1 dB %", "top1_1db", fmt_pct),
                 ("mean L1-RSRP diff dB", "rsrp_diff_mean", fmt_db)]
+    REPORT.start()
     print("\n" + "=" * 112)
     print("edge-sdk demo: 3GPP BM-Case1 (UMa 30 GHz, Set A 32, Set B 8), shipped reference data")
     print("=" * 112)
@@ -241,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
           f"lr {recipe.lr:g} {recipe.schedule}); device - server Top-1 = {100 * (dk['top1'] - same['top1']):+.2f} points")
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
+    REPORT.stop()
     fleet = fleet_section(out, test, keys, steps, iters, args.fleet_devices, times)
     from demo_transfer import print_transfer, transfer_demo
 
     transfer = transfer_demo(out, out / "store", "beam-uma/demo", keys / "server.pub", test, DEVICE_RUNNER)
     times["transfer: serve, fetch (budget, resume), train"] = transfer["seconds"]
+    REPORT.start()
     print_transfer(transfer)
 
     print("\ntimes:")
@@ -253,10 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:48s} {t:7.1f} s")
     total = time.perf_counter() - t_start
     print(f"  {'total':48s} {total:7.1f} s")
+    REPORT.stop()
+    (out / "demo-report.txt").write_text(REPORT.text(), encoding="utf-8")
     summary = {"server": report, "full": full, "device": dev, "server_seed0": same, "recipe": recipe.to_dict(),
                "fleet": fleet, "transfer": transfer, "times_s": times, "total_s": total}
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"\nwrote {out / 'demo-summary.json'}")
+    print(f"\nwrote {out / 'demo-summary.json'} and {out / 'demo-report.txt'} (the tables above)")
     return 0
 
 

@@ -286,7 +286,7 @@ def test_pruning_then_quantization(beam_files):
     assert {g.bits for g in cs.groups} <= {*range(2, 9), 16} and cs.n == int((sel.alloc.bits > 0).sum())
 
 
-def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path):
+def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path, capsys):
     """Default CLI run writes graph.onnx + a 2-group payload naming it; the device trainer trains 1 epoch on it."""
     from edge_sdk.cli.main import main
     from edge_sdk.device.trainer import Trainer
@@ -298,6 +298,7 @@ def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path):
                "--compression", "2x", "--no-drop", "--seeds", "2", "--steps", "5", "--ref-epochs", "1",
                "--scale-dtype", "float16", "--out", str(out), "--no-progress"])
     assert rc == 0
+    assert "adq: " in capsys.readouterr().out  # --no-progress keeps the result summary (issue 16)
     rep = json.loads((out / "report.json").read_text())
     validate_report(rep)
     assert rep["command"] == "quantize" and rep["method"] == "adq" and len(rep["seeds"]) == 2

@@ -196,6 +196,8 @@ def test_cli_digits(tmp_path):
                                    "--bits", "2", "--iterations", "3", "--seeds", "2", "--steps", "20",
                                    "--no-progress", "--no-graph", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    # --no-progress hides progress, never the result summary (issue 16)
+    assert f"quadd-dm: {(out / 'payload.epl').stat().st_size} B" in res.output and "top1" in res.output
     rep = json.loads((out / "report.json").read_text())
     from edge_sdk.server.report import validate_report
 
