@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':38s} {'QuADD payload':52s} {'full data':22s}")
     for name, a, b in rows:
         print(f"{name:38s} {a:52s} {b:22s}")
-    print(f"\n{'KPI (test set, 4,000 drops)':32s} {'server torch, 3 seeds':>22s} {'server torch, seed 0*':>22s}"
+    print(f"\n{'KPI (test set, 4,000 drops)':32s} {'server eval, 3 seeds':>22s} {'server eval, seed 0*':>22s}"
           f" {'device ORT, seed 0*':>20s} {'full data, 3 seeds':>20s}")
     for label, key, f in kpi_rows:
         print(f"{label:32s} {f(k.get(key)):>22s} {f(same.get(key)):>22s} {f(dk.get(key)):>20s} {f(fk.get(key)):>20s}")
