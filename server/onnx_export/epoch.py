@@ -28,12 +28,14 @@ import numpy as np
 
 from edge_sdk.codecs import AFFINE_KINDS
 from edge_sdk.server.onnx_export.layout import (
+    EXAMPLE_HYPER,
     HYPER_NAMES,
     PER_STEP_HYPER,
     STATE_SUFFIXES,
     THETA,
     GraphGroup,
     TrainGraphSpec,
+    example_group_inputs,
 )
 
 #: internal tensor names of the composed graph (none is a graph input or output name)
@@ -225,28 +227,12 @@ def _free_sizes(count: int, taken: set[int]) -> list[int]:
 
 def _decode_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     """Example group inputs with a distinct free row count per group."""
-    import torch
-
     rng = np.random.default_rng(seed)
     ggroups = spec.graph_groups()
     sizes = _free_sizes(len(ggroups), _static_dims(spec))
     out: list[Any] = []
     for (_, g), b in zip(ggroups, sizes, strict=True):
-        if g.raw:
-            out.append(torch.tensor(rng.standard_normal((b, g.d)), dtype=torch.float32))
-        else:
-            out.append(torch.tensor(rng.integers(0, 256, (b, g.row_bytes)), dtype=torch.uint8))
-        if g.kind == "symmetric_per_sample":
-            out.append(torch.tensor(rng.uniform(0.1, 1, b), dtype=torch.float32))
-        elif g.kind == "uniform_clip":
-            out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
-        elif g.kind == "codebook":
-            out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
-        elif g.kind in AFFINE_KINDS:
-            m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": b}[g.kind]
-            lo = rng.uniform(-2, 0, m)
-            out.append(torch.tensor(lo + rng.uniform(0.5, 2, m), dtype=torch.float32))  # hi
-            out.append(torch.tensor(lo, dtype=torch.float32))
+        out.extend(example_group_inputs(rng, g, b))
     return out
 
 
@@ -261,9 +247,7 @@ def _body_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
         out += [torch.tensor(rng.standard_normal((m, spec.model.num_classes)), dtype=torch.float32),
                 torch.tensor(0.5, dtype=torch.float32)]
     out.append(torch.tensor(rng.integers(0, m, b), dtype=torch.int64))
-    defaults = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                "step": 1.0}
-    out.extend(torch.tensor(defaults[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
+    out.extend(torch.tensor(EXAMPLE_HYPER[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
     p = spec.theta_size()
     out.append(torch.tensor(rng.standard_normal(p) * 0.1, dtype=torch.float32))
     out.extend(torch.zeros(p, dtype=torch.float32) for _ in spec.flat_state_names())

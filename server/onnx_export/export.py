@@ -29,11 +29,13 @@ from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec
 from edge_sdk.server.onnx_export.layout import (
+    EXAMPLE_HYPER,
     HYPER_NAMES,
     META_KEY,
     GraphGroup,
     TrainGraphSpec,
     default_variant,
+    example_group_inputs,
     graph_groups_from,
 )
 
@@ -99,27 +101,11 @@ def example_inputs(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
         b = sizes[k]
         if g.role == "samples":
             n_total += b
-        if g.raw:
-            out.append(torch.tensor(rng.standard_normal((b, g.d)), dtype=torch.float32))
-        else:
-            out.append(torch.tensor(rng.integers(0, 256, (b, g.row_bytes)), dtype=torch.uint8))
-        if g.kind == "symmetric_per_sample":
-            out.append(torch.tensor(rng.uniform(0.1, 1, b), dtype=torch.float32))
-        elif g.kind == "uniform_clip":
-            out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
-        elif g.kind == "codebook":
-            out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
-        elif g.param_names() == ("hi", "lo"):  # affine kinds
-            m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": b}[g.kind]
-            lo = rng.uniform(-2, 0, m)
-            out.append(torch.tensor(lo + rng.uniform(0.5, 2, m), dtype=torch.float32))
-            out.append(torch.tensor(lo, dtype=torch.float32))
+        out.extend(example_group_inputs(rng, g, b))
     out.append(torch.tensor(rng.integers(0, spec.model.num_classes, n_total), dtype=torch.int64))
     if spec.has_soft:
         out.append(torch.tensor(0.5, dtype=torch.float32))
-    defaults = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                "step": 1.0}
-    out.extend(torch.tensor(defaults[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
+    out.extend(torch.tensor(EXAMPLE_HYPER[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
     shapes = dict(spec.model.param_shapes())
     for n in spec.param_names():
         out.append(torch.tensor(rng.standard_normal(shapes[n]) * 0.1, dtype=torch.float32))

@@ -275,3 +275,35 @@ def graph_groups_from(groups: Any) -> tuple[GraphGroup, ...]:
     if not isinstance(groups, Iterable):
         raise ConfigError("groups must be a payload, or a list of GroupLayout / SampleGroup / GraphGroup")
     return tuple(graph_group_from(g) for g in groups)
+
+
+#: hyper-parameter values of the example inputs the exporters trace with (any valid value; they are graph inputs)
+EXAMPLE_HYPER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                 "step": 1.0}
+
+
+def example_group_inputs(rng: Any, g: GraphGroup, rows: int) -> list[Any]:
+    """Random example tensors for one group's graph inputs, in input order: ``g{k}.values`` [rows, d] float32 or
+    ``g{k}.packed`` [rows, row_bytes] uint8, then the kind's parameters (scale [rows]; alpha [d or 1]; levels
+    [2^bits]; affine hi, lo [1 | d | rows] with hi > lo). Shared by the step and epoch exporters (their traced
+    graphs depend on the draws' shapes, and on this exact draw order for reproducible fixtures).
+    ``rng``: a ``numpy.random.Generator``."""
+    import torch
+
+    out = []
+    if g.raw:
+        out.append(torch.tensor(rng.standard_normal((rows, g.d)), dtype=torch.float32))
+    else:
+        out.append(torch.tensor(rng.integers(0, 256, (rows, g.row_bytes)), dtype=torch.uint8))
+    if g.kind == "symmetric_per_sample":
+        out.append(torch.tensor(rng.uniform(0.1, 1, rows), dtype=torch.float32))
+    elif g.kind == "uniform_clip":
+        out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
+    elif g.kind == "codebook":
+        out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
+    elif g.param_names() == ("hi", "lo"):  # affine kinds
+        m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": rows}[g.kind]
+        lo = rng.uniform(-2, 0, m)
+        out.append(torch.tensor(lo + rng.uniform(0.5, 2, m), dtype=torch.float32))  # hi
+        out.append(torch.tensor(lo, dtype=torch.float32))
+    return out
