@@ -23,9 +23,8 @@ from edge_sdk.beam.dataset import top1_label
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.server.datagen.channel import BeamChannel, LinkState
 from edge_sdk.server.datagen.codebook import gnb_codebook, ue_codebook
-from edge_sdk.server.datagen.presets import Preset, load_preset
+from edge_sdk.server.datagen.presets import Preset, check_device_name, load_preset, normalise_args
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
-from edge_sdk.server.datagen.runargs import check_device_name, normalise_args
 from edge_sdk.server.datagen.trajectory import sample_trajectories
 
 #: version 2: BM-Case2 trajectories with TR 38.901 spatial consistency (version 1: 50 m blocks); Case1 unchanged

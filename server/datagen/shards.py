@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.errors import ConfigError, DatasetError
-from edge_sdk.server.datagen.presets import Preset, load_preset
-from edge_sdk.server.datagen.runargs import check_device_name, normalise_args
+from edge_sdk.server.datagen.presets import Preset, check_device_name, load_preset, normalise_args
 
 BACKENDS = ("local", "ray")
 MAX_SHARDS = 4096
