@@ -1,9 +1,12 @@
 """HDF5 reader fuzzing in a memory-capped subprocess (issue 12): byte flips (metadata and data), truncation,
 and structural rewrites (declared row counts, chunk shapes, filters, links, virtual datasets) of a valid beam
 file; every outcome is a complete read or a one-line DatasetError, never another exception or an allocation past
-the cap (RLIMIT_AS = address space after start-up + 512 MiB; reader cap ``max_bytes`` = 96 MiB). A few hundred
-cases by default; ``-m slow`` runs more. ``python tests/core/test_beam_h5_fuzz.py CASES SEED`` prints the
-counts as JSON."""
+the cap (RLIMIT_AS = address space after start-up + 512 MiB; reader cap ``max_bytes`` = 96 MiB). Each case is
+read in-process in a forked child; when libhdf5 itself crashes on a case (some byte flips make it segfault, which
+no Python check can stop), the case passes only if the product's isolated read (``isolate=True``, a child process
+per file: what every command uses) gives a one-line DatasetError. A few hundred cases by default; ``-m slow``
+runs more. ``python tests/core/test_beam_h5_fuzz.py CASES SEED [KEEP_DIR]`` prints the counts as JSON (and keeps
+the files that crash libhdf5 in KEEP_DIR)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ HERE = Path(__file__).resolve()
 RLIMIT_EXTRA = 512 << 20
 #: the reader's cap in the fuzz: a full read plus validation temporaries stays well inside RLIMIT_EXTRA
 MAX_BYTES = 96 << 20
+#: one case's in-process read in its forked child; longer is reported as a hang
+CASE_TIMEOUT_S = 60
 
 
 def _run(cases: int, seed: int) -> dict:
@@ -105,11 +110,52 @@ def _structural(rng, h) -> None:
         h.create_group(name)
 
 
-def fuzz(cases: int, seed: int) -> dict:
+def _read_in_fork(q: Path, allow: dict) -> dict:
+    """Read ``q`` in-process (lazily in blocks, then whole) in a forked child, so that a crash of libhdf5 on one
+    case is seen as such (``outcome`` "crash", with the signal) instead of ending the run; a child still running
+    after ``CASE_TIMEOUT_S`` is killed (SIGALRM: a hang, a finding)."""
+    import os
+    import signal
+
+    from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+    from edge_sdk.errors import DatasetError
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(rfd)
+        signal.alarm(CASE_TIMEOUT_S)
+        try:
+            with open_beam_h5(q, **allow) as f:
+                for _b in f.iter_rows(4096):
+                    pass
+            read_beam_h5(q, **allow)
+            res = {"outcome": "ok"}
+        except DatasetError as exc:
+            res = {"outcome": "error", "error": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - anything else is a finding
+            res = {"outcome": "bad", "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                   "where": traceback.format_exc()[-1000:]}
+        os.write(wfd, json.dumps(res).encode())
+        os.close(wfd)
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        raw = r.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = signal.Signals(os.WTERMSIG(status)).name
+        if sig == "SIGALRM":
+            return {"outcome": "hang", "error": f"no result after {CASE_TIMEOUT_S} s"}
+        return {"outcome": "crash", "error": sig}
+    return json.loads(raw) if raw else {"outcome": "bad", "error": f"child exit status {status}, no result"}
+
+
+def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
     import h5py
     import numpy as np
 
-    from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+    from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.h5writer import write_beam_h5
     from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
     from edge_sdk.errors import DatasetError
@@ -121,7 +167,7 @@ def fuzz(cases: int, seed: int) -> dict:
     read_beam_h5(good)
     limited = _limit_memory()
     rng = np.random.default_rng(seed)
-    ok = errors = 0
+    ok = errors = crashes = 0
     bad = []
     for i in range(cases):
         q = tmp / f"c{i}.h5"
@@ -145,23 +191,36 @@ def fuzz(cases: int, seed: int) -> dict:
                             pass
             # stitched files are read only when allowed; the cap is far below the memory limit's headroom
             allow = {"allow_virtual": bool(rng.integers(0, 2)), "max_bytes": MAX_BYTES}
-            with open_beam_h5(q, **allow) as f:
-                for _b in f.iter_rows(4096):
-                    pass
-            read_beam_h5(q, **allow)
-            ok += 1
-        except DatasetError as exc:
-            errors += 1
-            if "\n" in str(exc):
-                bad.append({"case": i, "error": f"multi-line: {str(exc)[:300]}"})
+            res = _read_in_fork(q, allow)
+            if res["outcome"] == "crash":
+                # libhdf5 itself died on this file (a C crash no Python check can stop): the product's isolated
+                # read (what every command uses for the files it is handed) must turn it into a typed error
+                crashes += 1
+                if keep is not None:
+                    shutil.copyfile(q, keep / f"crash-seed{seed}-case{i}.h5")
+                try:
+                    read_beam_h5(q, isolate=True, **allow)
+                    bad.append({"case": i, "error": f"{res['error']} in-process, but the isolated read accepted it"})
+                except DatasetError as exc:
+                    errors += 1
+                    if "\n" in str(exc):
+                        bad.append({"case": i, "error": f"multi-line: {str(exc)[:300]}"})
+            elif res["outcome"] == "ok":
+                ok += 1
+            elif res["outcome"] == "error":
+                errors += 1
+                if "\n" in res["error"]:
+                    bad.append({"case": i, "error": f"multi-line: {res['error'][:300]}"})
+            else:
+                bad.append({"case": i, **res})
         except BaseException as exc:  # noqa: BLE001 - anything else is a finding
             bad.append({"case": i, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
                         "where": traceback.format_exc()[-1000:]})
         finally:
             q.unlink(missing_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"cases": cases, "ok": ok, "errors": errors, "bad": bad, "rlimit_set": limited}
+    return {"cases": cases, "ok": ok, "errors": errors, "crashes": crashes, "bad": bad, "rlimit_set": limited}
 
 
 if __name__ == "__main__":
-    print(json.dumps(fuzz(int(sys.argv[1]), int(sys.argv[2]))))
+    print(json.dumps(fuzz(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None)))
