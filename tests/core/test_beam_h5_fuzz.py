@@ -38,6 +38,8 @@ def _check(res: dict, cases: int) -> None:
     assert res["rlimit_set"] and res["cases"] == cases
     assert res["bad"] == [], res["bad"][:3]
     assert res["ok"] + res["errors"] == cases and res["errors"] > cases // 4 and res["ok"] >= 1, res
+    # libhdf5 crashes on a few byte-flipped files; hundreds would mean the run itself is broken, not the files
+    assert res["crashes"] <= cases // 50, res
 
 
 def test_h5_reader_fuzz():
@@ -110,14 +112,13 @@ def _structural(rng, h) -> None:
         h.create_group(name)
 
 
-def _read_in_fork(q: Path, allow: dict) -> dict:
-    """Read ``q`` in-process (lazily in blocks, then whole) in a forked child, so that a crash of libhdf5 on one
-    case is seen as such (``outcome`` "crash", with the signal) instead of ending the run; a child still running
-    after ``CASE_TIMEOUT_S`` is killed (SIGALRM: a hang, a finding)."""
+def _in_fork(fn) -> dict:
+    """``fn()`` (a dict: ``outcome`` "ok" / "error" with the DatasetError text) in a forked child, so that neither
+    a crash of libhdf5 (``outcome`` "crash", with the signal) nor whatever state the library is left in reaches
+    this process or the next case; a child still running after ``CASE_TIMEOUT_S`` is killed ("hang")."""
     import os
     import signal
 
-    from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
     from edge_sdk.errors import DatasetError
 
     rfd, wfd = os.pipe()
@@ -126,11 +127,7 @@ def _read_in_fork(q: Path, allow: dict) -> dict:
         os.close(rfd)
         signal.alarm(CASE_TIMEOUT_S)
         try:
-            with open_beam_h5(q, **allow) as f:
-                for _b in f.iter_rows(4096):
-                    pass
-            read_beam_h5(q, **allow)
-            res = {"outcome": "ok"}
+            res = fn()
         except DatasetError as exc:
             res = {"outcome": "error", "error": str(exc)}
         except BaseException as exc:  # noqa: BLE001 - anything else is a finding
@@ -151,14 +148,46 @@ def _read_in_fork(q: Path, allow: dict) -> dict:
     return json.loads(raw) if raw else {"outcome": "bad", "error": f"child exit status {status}, no result"}
 
 
-def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
+def _mutate_structure(good: Path, q: Path, seed: int, i: int) -> dict:
     import h5py
+    import numpy as np
+
+    rng = np.random.default_rng([seed, i, 1])
+    shutil.copyfile(good, q)
+    with h5py.File(q, "r+") as h:
+        for _ in range(int(rng.integers(1, 3))):
+            try:  # a rewrite that h5py refuses (a group after an earlier rewrite) leaves a file anyway
+                _structural(rng, h)
+            except (TypeError, KeyError, ValueError, AttributeError, OSError, MemoryError):
+                pass  # MemoryError: the mutator itself copying a dataset an earlier rewrite made huge
+    return {"outcome": "ok"}
+
+
+def _read_in_process(q: Path, allow: dict) -> dict:
+    from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+
+    with open_beam_h5(q, **allow) as f:
+        for _b in f.iter_rows(4096):
+            pass
+    read_beam_h5(q, **allow)
+    return {"outcome": "ok"}
+
+
+def _read_isolated(q: Path, allow: dict) -> dict:
+    from edge_sdk.beam.h5reader import read_beam_h5
+
+    read_beam_h5(q, isolate=True, **allow)
+    return {"outcome": "ok"}
+
+
+def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
+    """Case ``i`` draws from ``default_rng([seed, i])``; the structural mutator (h5py writing the copy) and each
+    read run in forked children, so this process never opens a mutated file and its libhdf5 state stays clean."""
     import numpy as np
 
     from edge_sdk.beam.h5reader import read_beam_h5
     from edge_sdk.beam.h5writer import write_beam_h5
     from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
-    from edge_sdk.errors import DatasetError
 
     tmp = Path(tempfile.mkdtemp(prefix="h5fuzz-"))
     good = tmp / "good.h5"
@@ -166,11 +195,11 @@ def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
     data = good.read_bytes()
     read_beam_h5(good)
     limited = _limit_memory()
-    rng = np.random.default_rng(seed)
     ok = errors = crashes = 0
     bad = []
     for i in range(cases):
         q = tmp / f"c{i}.h5"
+        rng = np.random.default_rng([seed, i])
         try:
             op = i % 3
             if op == 0:
@@ -182,30 +211,23 @@ def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
             elif op == 1:
                 q.write_bytes(data[: int(rng.integers(0, len(data)))])
             else:
-                shutil.copyfile(good, q)
-                with h5py.File(q, "r+") as h:
-                    for _ in range(int(rng.integers(1, 3))):
-                        try:  # a rewrite that h5py refuses (a group after an earlier rewrite) leaves a file anyway
-                            _structural(rng, h)
-                        except (TypeError, KeyError, ValueError, AttributeError, OSError):
-                            pass
+                m = _in_fork(lambda: _mutate_structure(good, q, seed, i))  # noqa: B023 - runs at once
+                if m["outcome"] != "ok":
+                    bad.append({"case": i, "error": f"the mutator itself failed: {m}"})
+                    continue
             # stitched files are read only when allowed; the cap is far below the memory limit's headroom
             allow = {"allow_virtual": bool(rng.integers(0, 2)), "max_bytes": MAX_BYTES}
-            res = _read_in_fork(q, allow)
+            res = _in_fork(lambda: _read_in_process(q, allow))  # noqa: B023 - runs at once
             if res["outcome"] == "crash":
                 # libhdf5 itself died on this file (a C crash no Python check can stop): the product's isolated
                 # read (what every command uses for the files it is handed) must turn it into a typed error
                 crashes += 1
                 if keep is not None:
                     shutil.copyfile(q, keep / f"crash-seed{seed}-case{i}.h5")
-                try:
-                    read_beam_h5(q, isolate=True, **allow)
-                    bad.append({"case": i, "error": f"{res['error']} in-process, but the isolated read accepted it"})
-                except DatasetError as exc:
-                    errors += 1
-                    if "\n" in str(exc):
-                        bad.append({"case": i, "error": f"multi-line: {str(exc)[:300]}"})
-            elif res["outcome"] == "ok":
+                res = _in_fork(lambda: _read_isolated(q, allow))  # noqa: B023 - runs at once
+                if res["outcome"] == "ok":
+                    res = {"outcome": "bad", "error": "crashes libhdf5 in-process, but the isolated read accepted it"}
+            if res["outcome"] == "ok":
                 ok += 1
             elif res["outcome"] == "error":
                 errors += 1
