@@ -34,8 +34,7 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
-from edge_sdk.device.data import PayloadData
-from edge_sdk.device.executor import DECODE_BUDGET_BYTES, make_executor
+from edge_sdk.device.executor import DECODE_BUDGET_BYTES, PayloadData, make_executor
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
 from edge_sdk.device.onnx_mlp import mlp_inference_model
 from edge_sdk.errors import CheckpointError, ConfigError, DeviceError

@@ -4,13 +4,18 @@ The truth is the server's registries (``edge_sdk.server.distill.METHODS``, ``edg
 ``edge_sdk.server.torch_quant.QUANTIZERS``, ``edge_sdk.server.adq.pruning.PRUNERS``,
 ``edge_sdk.server.adq.allocation.ALLOCATORS``); this module repeats their names for the CLI and the generated
 docs, and ``tests/server/test_catalog.py`` fails when the two disagree (add a plug-in: register it, then add its
-name here).
+name here). The distillation registries also take from here where each plug-in lives, and import it only when a
+run uses it (``edge_sdk.registry.Registry(modules=...)``).
 """
 
 from __future__ import annotations
 
-#: distillation hosts (each registers ``<host>``, ``quadd-<host>`` and ``ptq-<host>``)
+#: distillation hosts (each registers ``<host>``, ``quadd-<host>`` and ``ptq-<host>``), module
+#: ``edge_sdk.server.distill.<host>``
 DISTILL_HOSTS = ("dc", "dm", "kip", "mtt")
+#: distillation baselines -> their module in ``edge_sdk.server.distill``
+DISTILL_BASELINES = {"full": "baselines", "random": "baselines", "herding": "coreset_methods",
+                     "kmeans": "coreset_methods", "kmedoids": "coreset_methods"}
 #: ``edge-sdk distill --method`` (registry names) and the aliases the CLI accepts
 DISTILL_METHODS = ("dc", "dm", "full", "herding", "kip", "kmeans", "kmedoids", "mtt", "ptq-dc", "ptq-dm", "ptq-kip",
                    "ptq-mtt", "quadd-dc", "quadd-dm", "quadd-kip", "quadd-mtt", "random")

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after", default=None, help="stop after this stage key (e.g. full, 180x) to keep runs short")
     a = ap.parse_args(argv)
 
-    from edge_sdk.server.threads import configure_torch_threads
+    from edge_sdk.server.pipeline import configure_torch_threads
 
     configure_torch_threads()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

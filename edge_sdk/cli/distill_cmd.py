@@ -89,6 +89,7 @@ def _run_auto(args: Any, iterations: int) -> None:
         REPORT_NAME,
         DataSource,
         RunConfig,
+        configure_torch_threads,
         default_device,
         family_of,
         payload_cost,
@@ -96,7 +97,6 @@ def _run_auto(args: Any, iterations: int) -> None:
         summary_line,
     )
     from edge_sdk.server.report import write_report
-    from edge_sdk.server.threads import configure_torch_threads
     from edge_sdk.server.train_eval import EvalConfig
 
     configure_torch_threads(args.threads)

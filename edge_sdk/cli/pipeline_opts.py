@@ -8,6 +8,7 @@ budget or recipe fails in milliseconds with one line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,48 @@ from typing import Any
 import click
 
 from edge_sdk.budget import Budget
-from edge_sdk.cli.beam_task import beam_task_options, parse_beam_task
 from edge_sdk.errors import ConfigError
 from edge_sdk.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe
 
 _DEFAULT = TrainRecipe()
+
+#: the largest --beam-task file read (a task spec is a few hundred bytes)
+MAX_TASK_BYTES = 64 * 1024
+
+
+def beam_task_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--beam-task`` (-> ``beam_task``) and ``--model`` (-> ``model``) to a click command."""
+    f = click.option("--model", type=click.Choice(["mlp", "gru"]), default=None,
+                     help="beam model: mlp (BM-Case1 default) or gru (temporal GRU with the residual start at "
+                          "sample-and-hold; BM-Case2 default)")(f)
+    return click.option("--beam-task", type=str, default=None, metavar="JSON|FILE",
+                        help="beam task spec (BeamTaskSpec fields) as JSON or a .json file, e.g. BM-Case2: "
+                             '\'{"case": "case2", "setb": "1/4", "history": 4, "horizon": 1, "period_steps": 8}\'')(f)
+
+
+def parse_beam_task(text: str | None) -> dict[str, Any] | None:
+    """``--beam-task``: JSON text or a path to a JSON file -> a checked BeamTaskSpec dict (ConfigError naming
+    the problem otherwise)."""
+    if text is None:
+        return None
+    from edge_sdk.beam.taskspec import BeamTaskSpec
+
+    src = text
+    if not text.lstrip().startswith("{"):
+        p = Path(text)
+        if not p.is_file():
+            raise ConfigError(f"--beam-task: {text!r} is neither a JSON object nor an existing .json file")
+        if p.stat().st_size > MAX_TASK_BYTES:
+            raise ConfigError(f"--beam-task: {p} is larger than {MAX_TASK_BYTES} bytes; a task spec is a few hundred")
+        src = p.read_text(encoding="utf-8", errors="replace")
+    try:
+        d = json.loads(src)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--beam-task: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(d, dict):
+        raise ConfigError("--beam-task: expected a JSON object of BeamTaskSpec fields")
+    return BeamTaskSpec.from_dict(d).to_dict()
+
 
 #: (decorator, name of the keyword it adds) for every shared option, in --help order
 _OPTIONS: list[Callable[[Any], Any]] = [
@@ -31,7 +69,7 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--beam-norm", type=click.Choice(["per_sample_max", "affine"]), default=None,
                  help="beam input normalisation (BeamTaskSpec.norm; default per_sample_max)"),
     click.option("--hidden", type=str, default=None, help="beam model hidden widths (default: MLP 128,128; GRU 128)"),
-    beam_task_options,  # --beam-task, --model (edge_sdk.cli.beam_task)
+    beam_task_options,  # --beam-task, --model
     click.option("--budget", type=str, default=None,
                  help="byte budget of the whole payload file: 16KiB, 16kB, 20000"),
     click.option("--compression", type=str, default=None,
@@ -137,11 +175,17 @@ def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
 def run_face(make_method_config: Callable[[str], Any], args: CommonArgs) -> dict[str, Any]:
     """Load the data, run the pipeline (``edge_sdk.server.pipeline.run``), print one line; returns the report.
     ``make_method_config(device)`` builds the family's config (torch device resolved here)."""
-    from edge_sdk.server.pipeline import DataSource, RunConfig, default_device, run, summary_line
-    from edge_sdk.server.threads import configure_torch_threads
+    from edge_sdk.server.pipeline import (
+        DataSource,
+        RunConfig,
+        configure_torch_threads,
+        default_device,
+        run,
+        summary_line,
+    )
     from edge_sdk.server.train_eval import EvalConfig
 
-    configure_torch_threads(args.threads)  # before any torch work (server/threads.py)
+    configure_torch_threads(args.threads)  # before any torch work
     device = args.device or default_device()
     data = DataSource(**args.source).load()
     cfg = RunConfig(method=make_method_config(device), budget=args.budget,

@@ -6,18 +6,11 @@ The family's API (the product's entry point is :func:`edge_sdk.server.pipeline.r
     res = distill(task_data, DistillConfig(method="quadd-dm", quantizer="uniform", bits=2), budget=16384)
 
 Method names and the budget rule are documented in :mod:`edge_sdk.server.distill.base`; each host (a
-``Matcher``) and each baseline lives in its own file (``dm.py``, ``dc.py``, ``mtt.py``, ``kip.py``, ``baselines.py``, ``coreset_methods.py``) and
-registers itself in ``MATCHERS`` / ``BASELINES``.
+``Matcher``) and each baseline lives in its own file (``dm.py``, ``dc.py``, ``mtt.py``, ``kip.py``, ``baselines.py``,
+``coreset_methods.py``) and registers itself in ``MATCHERS`` / ``BASELINES``; the registries import a file the
+first time a run uses one of its names (where each lives: ``edge_sdk.catalog``).
 """
 
-from edge_sdk.server.distill import (  # noqa: F401  (register the hosts and baselines)
-    baselines,
-    coreset_methods,
-    dc,
-    dm,
-    kip,
-    mtt,
-)
 from edge_sdk.server.distill.base import (
     BASELINES,
     MATCHERS,
@@ -28,7 +21,7 @@ from edge_sdk.server.distill.base import (
     method_names,
     resolve_method,
 )
-from edge_sdk.server.distill.runner import distill
+from edge_sdk.server.distill.family import distill
 
 __all__ = ["BASELINES", "MATCHERS", "DistillConfig", "DistillResult", "Matcher", "choose_point", "distill",
            "method_names", "resolve_method"]

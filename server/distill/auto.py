@@ -33,7 +33,7 @@ from edge_sdk.errors import ConfigError
 from edge_sdk.recipe import TrainRecipe
 from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.distill.base import DistillConfig, choose_point
-from edge_sdk.server.distill.runner import distill
+from edge_sdk.server.distill.family import distill
 from edge_sdk.server.payload_io import PayloadCost
 from edge_sdk.server.protocol import COMPACT_GRID, ProtocolConfig, search_recipe, split_train_val, val_top1
 from edge_sdk.server.train_eval import train_model

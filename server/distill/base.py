@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edge_sdk import codecs
-from edge_sdk.catalog import DISTILL_ALIASES
+from edge_sdk.catalog import DISTILL_ALIASES, DISTILL_BASELINES, DISTILL_HOSTS
 from edge_sdk.errors import ConfigError
 from edge_sdk.payload import make_provenance
 from edge_sdk.registry import Registry
@@ -167,10 +167,13 @@ class Matcher:
         return {"host": self.name}
 
 
-#: distillation hosts (Matcher subclasses) by name; each gives the methods <host>, quadd-<host>, ptq-<host>
-MATCHERS: Registry[type[Matcher]] = Registry("distillation host")
-#: baselines (random real subset, full data) by name
-BASELINES: Registry[MethodFn] = Registry("distillation baseline")
+#: distillation hosts (Matcher subclasses) by name; each gives the methods <host>, quadd-<host>, ptq-<host>.
+#: Each host's module is imported the first time the host is used (a QuADD-MTT run never loads DC, DM or KIP)
+MATCHERS: Registry[type[Matcher]] = Registry(
+    "distillation host", modules={h: f"edge_sdk.server.distill.{h}" for h in DISTILL_HOSTS})
+#: baselines (random real subset, full data, coreset selections) by name, imported on first use like the hosts
+BASELINES: Registry[MethodFn] = Registry(
+    "distillation baseline", modules={b: f"edge_sdk.server.distill.{m}" for b, m in DISTILL_BASELINES.items()})
 
 
 def method_names() -> list[str]:

@@ -385,7 +385,7 @@ def test_plan_with_graph_counts_real_digest(tmp_path):
     """A graph whose size has another digit count than the placeholder: re-planned, then written exactly."""
     from edge_sdk.payload import read_payload
     from edge_sdk.server.adq.family import QuantizeConfig, build
-    from edge_sdk.server.graph_plan import PLACEHOLDER_SIZE, plan_with_graph
+    from edge_sdk.server.budget import PLACEHOLDER_SIZE, plan_with_graph
 
     data = _plan_data()
     cfg = QuantizeConfig(method="uniform")
@@ -412,7 +412,7 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
     """Budget on the edge: layout A's graph is so large that A no longer fits, layout B's graph is small
     enough that A fits again -> no fixed point -> ConfigError naming the way out; no file left behind."""
     from edge_sdk.server.adq.family import QuantizeConfig, width_cost
-    from edge_sdk.server.graph_plan import plan_with_graph
+    from edge_sdk.server.budget import plan_with_graph
     from edge_sdk.server.onnx_export.export import GraphInfo
 
     data = _plan_data()
@@ -443,8 +443,8 @@ def test_unsupported_model_plans_without_graph(tmp_path):
     from edge_sdk.modelspec import ModelSpec
     from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.adq.family import QuantizeConfig
+    from edge_sdk.server.budget import GraphExportError, plan_with_graph
     from edge_sdk.server.datasets import TaskData
-    from edge_sdk.server.graph_plan import GraphExportError, plan_with_graph
     from edge_sdk.server.pipeline import RunConfig, export_graph_fn, run
     from edge_sdk.server.train_eval import EvalConfig
 

@@ -1,5 +1,5 @@
 """The one entry point (edge_sdk.server.pipeline.run): both families through one path, exact bytes, the report
-schema for both commands, no hidden state (inputs untouched, memo keyed on content)."""
+schema for both commands, no hidden state (inputs untouched, memo keyed on content), the torch thread policy."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ from edge_sdk.server.adq.family import data_key  # noqa: E402
 from edge_sdk.server.adq.sensitivity import SensitivityConfig  # noqa: E402
 from edge_sdk.server.datasets import TaskData  # noqa: E402
 from edge_sdk.server.distill import DistillConfig  # noqa: E402
-from edge_sdk.server.pipeline import DataSource, RunConfig, run  # noqa: E402
+from edge_sdk.server.pipeline import (  # noqa: E402
+    THREADS_ENV,
+    DataSource,
+    RunConfig,
+    configure_torch_threads,
+    resolve_threads,
+    run,
+)
 from edge_sdk.server.report import validate_report  # noqa: E402
 from edge_sdk.server.train_eval import EvalConfig  # noqa: E402
 
@@ -120,3 +127,49 @@ def test_budget_rules(tmp_path):
         DataSource(train="a.h5", test="b.h5", dataset="digits")
     with pytest.raises(ConfigError, match="go together"):
         DataSource(train="a.h5")
+
+
+# --- the torch thread count of server commands (default 1, env override, validation) ---
+
+
+def test_resolve_threads(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert resolve_threads() == 1
+    assert resolve_threads(3) == 3
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert resolve_threads() == 2 and resolve_threads(1) == 1
+    monkeypatch.setenv(THREADS_ENV, "two")
+    with pytest.raises(ConfigError, match=THREADS_ENV):
+        resolve_threads()
+    with pytest.raises(ConfigError):
+        resolve_threads(-1)
+
+
+def test_configure_torch_threads(monkeypatch):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        assert configure_torch_threads(1) == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_distill_and_quantize_commands_apply_the_thread_policy(monkeypatch, tmp_path):
+    """Both server commands set torch's threads before any work (a bad setting fails first, with how to fix it)."""
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    monkeypatch.setenv("EDGE_SDK_TORCH_THREADS", "many")
+    for cmd in (["distill", "--dataset", "digits", "--compression", "36x"],
+                ["quantize", "--dataset", "digits", "--compression", "16x"]):
+        res = CliRunner().invoke(cli, [*cmd, "--out", str(tmp_path / "o")])
+        assert res.exit_code != 0 and "EDGE_SDK_TORCH_THREADS" in str(res.exception) + res.output
+    import torch
+
+    monkeypatch.delenv("EDGE_SDK_TORCH_THREADS")
+    res = CliRunner().invoke(cli, ["distill", "--dataset", "digits", "--compression", "36x", "--threads", "1",
+                                   "--method", "random", "--seeds", "1", "--steps", "5", "--no-graph", "--no-progress",
+                                   "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert torch.get_num_threads() == 1

@@ -20,8 +20,7 @@ class Trainer:
     def __init__(self, case: dict[str, Any], data: Any) -> None:
         import onnxruntime
 
-        from edge_sdk.device.data import PayloadData
-        from edge_sdk.device.executor import make_executor
+        from edge_sdk.device.executor import PayloadData, make_executor
         from edge_sdk.device.graph import load_train_graph
         from edge_sdk.payload import read_payload
 
