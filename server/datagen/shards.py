@@ -14,11 +14,12 @@ as a virtual dataset over the shards. Consequences:
   thread each; each worker imports torch and Sionna once (~3 s on one core), takes shards until none is left and
   exits without the interpreter's teardown (:func:`_local_worker_init`). The parent process never imports torch
   or Sionna (it plans, validates and stitches), so the workers' start-up, paid in parallel, is the only one on
-  the run's critical path (tools/bench_datagen_shards.py measures it); ``backend="ray"``: one Ray task per shard (``num_cpus=1``; ``num_gpus=gpus_per_shard`` when the
-  run uses CUDA), on the cluster at ``ray_address`` or on a private local cluster (``workers`` CPUs, its own
-  temporary folder, no dashboard) that is shut down afterwards. Ray needs the fleet extra (``pip install -e '.[fleet]'`` in a checkout, docs/install.md)
-  (the same Ray as the fleet simulator; no extra of its own). On a multi-machine cluster ``out`` must be on a
-  file system every node sees.
+  the run's critical path (tools/bench_datagen_shards.py measures it);
+* ``backend="ray"``: one Ray task per shard (``num_cpus=1``; ``num_gpus=gpus_per_shard`` when the run uses CUDA),
+  on the cluster at ``ray_address`` or on a private local cluster (``workers`` CPUs, its own temporary folder, no
+  dashboard) that is shut down afterwards. Ray needs the fleet extra (``pip install -e '.[fleet]'`` in a
+  checkout, docs/install.md; the same Ray as the fleet simulator, no extra of its own). On a multi-machine
+  cluster ``out`` must be on a file system every node sees.
 """
 
 from __future__ import annotations
