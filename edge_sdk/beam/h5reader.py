@@ -270,7 +270,10 @@ def probe_beam_h5(
     cmd = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-c",
            "import sys; from edge_sdk.beam.h5reader import _probe_main; sys.exit(_probe_main(sys.argv[1]))",
            json.dumps({"path": str(p), **opts})]
-    returncode, lines, stderr = _run_probe(cmd, env, p)
+    if os.name == "posix":
+        returncode, lines, stderr = _run_probe(cmd, env, p)
+    else:  # select() on pipes is POSIX-only: one deadline for both phases
+        returncode, lines, stderr = _run_probe_one_deadline(cmd, env, p, int(max_bytes))
     if returncode < 0:
         try:
             sig = signal.Signals(-returncode).name
@@ -291,6 +294,18 @@ def probe_beam_h5(
         raise DatasetError(" ".join(str(verdict["error"]).split()))
     _PROBED[key] = int(verdict["n"])
     return _PROBED[key]
+
+
+def _run_probe_one_deadline(cmd: list[str], env: dict[str, str], p: Path, max_bytes: int) -> tuple[int, list[str], str]:
+    """:func:`_run_probe` where ``select`` cannot wait on a pipe: one deadline, the sum of both phases' for
+    ``max_bytes`` declared bytes."""
+    t = PROBE_OPEN_TIMEOUT_S + PROBE_READ_FLOOR_S + max_bytes / PROBE_READ_BYTES_PER_S
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=t, env=env)
+    except subprocess.TimeoutExpired:
+        raise DatasetError(f"{p}: opening and reading it did not finish in {t:.0f} s (checked in a child process, "
+                           "which was stopped); the HDF5 library is stuck on this file: it is damaged or crafted") from None
+    return r.returncode, r.stdout.strip().splitlines(), r.stderr
 
 
 def _run_probe(cmd: list[str], env: dict[str, str], p: Path) -> tuple[int, list[str], str]:
