@@ -34,9 +34,9 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
+from edge_sdk.device.evaluate import mlp_inference_model
 from edge_sdk.device.executor import DECODE_BUDGET_BYTES, PayloadData, make_executor
 from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
-from edge_sdk.device.onnx_mlp import mlp_inference_model
 from edge_sdk.errors import CheckpointError, ConfigError, DeviceError
 from edge_sdk.modelspec import ModelSpec, init_params
 from edge_sdk.recipe import TrainRecipe, iter_batches

@@ -62,8 +62,8 @@ def bench_step(batch: int, hidden: tuple[int, ...], n: int) -> dict:
     import onnxruntime as ort
     import torch
 
+    from edge_sdk.graphmeta import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.modelspec import ModelSpec, init_params
-    from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.server.onnx_export.testing import (
         EagerReference,
         cached_training_graph,

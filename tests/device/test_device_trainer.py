@@ -17,8 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge_sdk.device.evaluate import evaluate_beam, predict
-from edge_sdk.device.onnx_mlp import mlp_inference_model
+from edge_sdk.device.evaluate import evaluate_beam, mlp_inference_model, predict
 from edge_sdk.device.trainer import TrainConfig, Trainer
 from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, SchemaError
 from edge_sdk.modelspec import ModelSpec, init_params
