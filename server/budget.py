@@ -1,6 +1,6 @@
 """Planning a payload under a byte budget: the (samples-per-class, bits) planner, sweet-spot search,
 class allocation, rate-distortion curve, and the fixed point of planning and graph export (the training graph's
-digest is part of the payload, so of the budget). The budget itself is :class:`edge_sdk.budget.Budget` (parsed
+digest is part of the payload, so of the budget). The budget itself is :class:`edge_sdk.units.Budget` (parsed
 once).
 
 API::

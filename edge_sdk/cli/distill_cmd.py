@@ -95,8 +95,8 @@ def _run_auto(args: Any, iterations: int) -> None:
         payload_cost,
         run,
         summary_line,
+        write_report,
     )
-    from edge_sdk.server.report import write_report
     from edge_sdk.server.train_eval import EvalConfig
 
     configure_torch_threads(args.threads)

@@ -16,9 +16,9 @@ from typing import Any
 
 import click
 
-from edge_sdk.budget import Budget
 from edge_sdk.errors import ConfigError
 from edge_sdk.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe
+from edge_sdk.units import Budget
 
 _DEFAULT = TrainRecipe()
 

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge_sdk import codecs  # noqa: E402
-from edge_sdk.budget import Budget  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.adq import allocation as A  # noqa: E402
 from edge_sdk.server.adq import quantize as Q  # noqa: E402
 from edge_sdk.server.adq.cost import ByteCost, WidthCost  # noqa: E402
 from edge_sdk.server.adq.pruning import PRUNERS, CCSPrune, get_method  # noqa: E402
 from edge_sdk.server.payload_io import PayloadCost, write_compact  # noqa: E402
+from edge_sdk.units import Budget  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -291,7 +291,7 @@ def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path, capsys):
     from edge_sdk.cli.main import main
     from edge_sdk.device.trainer import Trainer
     from edge_sdk.payload import read_payload
-    from edge_sdk.server.report import validate_report
+    from edge_sdk.server.pipeline import validate_report
 
     out = tmp_path / "run"
     rc = main(["quantize", "--method", "adq", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
