@@ -4,7 +4,7 @@ API (``edge-sdk distill`` and ``edge-sdk quantize`` are thin faces over it)::
 
     from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.units import Budget
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.pipeline import DataSource, RunConfig, run
     from edge_sdk.server.distill import DistillConfig          # family "distill" (DD hosts, QuADD, PTQ, baselines)
     from edge_sdk.server.adq import QuantizeConfig             # family "quantize" (ADQ, pruning, baselines)

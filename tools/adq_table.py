@@ -65,7 +65,7 @@ def data_stats(data) -> dict:
     import numpy as np
 
     from edge_sdk import codecs
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.adq import QuantizeConfig
     from edge_sdk.server.adq.cost import ByteCost
     from edge_sdk.server.pipeline import RunConfig, family_of, payload_cost
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import torch
 
-        from edge_sdk.recipe import TrainRecipe
+        from edge_sdk.modelspec import TrainRecipe
         from edge_sdk.server import datasets
         from edge_sdk.server.train_eval import EvalConfig
 

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     from edge_sdk.errors import ConfigError
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.budget import write_rd_curve
     from edge_sdk.server.distill import DistillConfig
     from edge_sdk.server.pipeline import DataSource, RunConfig, run

@@ -28,9 +28,8 @@ def cli(payload: Path, out: Path, optimizer: str | None, variant: str | None, mo
     """Export the training graph for PAYLOAD to OUT; prints its sha256/size and whether PAYLOAD names it."""
     from edge_sdk.errors import ConfigError
     from edge_sdk.graphmeta import default_variant
-    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.modelspec import ModelSpec, TrainRecipe
     from edge_sdk.payload import read_payload
-    from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
 
     with read_payload(payload) as p:

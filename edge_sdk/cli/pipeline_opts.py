@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe
+from edge_sdk.modelspec import OPTIMIZERS, SCHEDULES, TrainRecipe
 from edge_sdk.units import Budget
 
 _DEFAULT = TrainRecipe()

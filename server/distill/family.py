@@ -117,7 +117,7 @@ def val_top1(ctx: Context, X: torch.Tensor, y: torch.Tensor, soft: torch.Tensor 
     """Held-out Top-1 of a model trained on (``X`` [N, D], labels ``y`` [N], soft logits [N, C] or None) with the
     default evaluation recipe (:func:`edge_sdk.server.train_eval.train_model`), mean over seeds ``cfg.seed + i``,
     ``i < cfg.val_seeds`` -- ``select="val"``."""
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.train_eval import predict, train_model
 
     Xv, yv = ctx.val  # type: ignore[misc]

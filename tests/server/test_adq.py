@@ -272,7 +272,7 @@ def beam_files(tmp_path_factory):
 
 
 def test_pruning_then_quantization(beam_files):
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.adq.family import QuantizeConfig, build, plan
     from edge_sdk.server.datasets import load_beam
 
@@ -375,7 +375,7 @@ def _fake_exporter(size_of, calls):
 
 
 def _adq_plan_fn(data, cfg, budget, pc):
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.adq.family import plan
 
     return lambda digest: plan(data, cfg, budget, pc.with_graph(digest), TrainRecipe(steps=1))
@@ -440,8 +440,7 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
 def test_unsupported_model_plans_without_graph(tmp_path):
     """A convnet has no exportable training step: GraphExportError inside the planner; the pipeline then warns,
     plans without graph and says why in the report; no file is left behind."""
-    from edge_sdk.modelspec import ModelSpec
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import ModelSpec, TrainRecipe
     from edge_sdk.server.adq.family import QuantizeConfig
     from edge_sdk.server.budget import GraphExportError, plan_with_graph
     from edge_sdk.server.datasets import TaskData

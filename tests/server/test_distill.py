@@ -232,7 +232,7 @@ def test_cli_errors(args, msg, tmp_path, monkeypatch):
 
 
 def test_bits_auto_through_the_pipeline(tmp_path):
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.pipeline import RunConfig, run
     from edge_sdk.server.train_eval import EvalConfig
     from edge_sdk.units import Budget

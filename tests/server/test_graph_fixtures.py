@@ -79,8 +79,8 @@ def test_adq_layout_end_to_end(tmp_path):
     is exported from the layouts before the payload exists, the payload names it, the device trains on it."""
     from edge_sdk import codecs
     from edge_sdk.device.trainer import Trainer
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.payload import SampleGroup, write_payload
-    from edge_sdk.recipe import TrainRecipe
 
     rng = np.random.default_rng(0)
     model = ModelSpec(input_dim=6, num_classes=4, hidden=(8,))

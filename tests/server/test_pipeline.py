@@ -13,9 +13,8 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from edge_sdk.errors import ConfigError  # noqa: E402
-from edge_sdk.modelspec import ModelSpec  # noqa: E402
+from edge_sdk.modelspec import ModelSpec, TrainRecipe  # noqa: E402
 from edge_sdk.payload import read_payload  # noqa: E402
-from edge_sdk.recipe import TrainRecipe  # noqa: E402
 from edge_sdk.server.adq import QuantizeConfig  # noqa: E402
 from edge_sdk.server.adq.family import data_key  # noqa: E402
 from edge_sdk.server.adq.sensitivity import SensitivityConfig  # noqa: E402
