@@ -16,6 +16,13 @@ value, unless the caller opts in:
 
 The decompressed size is bounded by the reader from the declared shapes (``max_bytes``,
 :class:`H5ReadOptions`), so a compression bomb is refused from its metadata.
+
+No check made from Python can stop libhdf5 itself from crashing on a crafted object header (the fuzz in
+``tests/core/test_beam_h5_fuzz.py`` finds byte flips that make it segfault while reading attributes). So a file a
+device is handed is first opened and read in a short-lived child process (``isolate``, on in
+:class:`H5ReadOptions`, :func:`edge_sdk.beam.h5reader.probe_beam_h5`): a crash, a hang or a memory blow-up there
+becomes a one-line :class:`~edge_sdk.errors.DatasetError`, and only a file the child read to the end is read in
+the calling process.
 """
 
 from __future__ import annotations
@@ -42,11 +49,15 @@ class H5ReadOptions:
     ``--allow-external``); ``kwargs()`` are the keyword arguments of ``open_beam_h5`` / ``read_beam_h5``.
 
     max_bytes: largest total decompressed size of the declared arrays, in bytes.
+    isolate: open and read the whole file in a child process first (module docstring), so that libhdf5
+        crashing on a crafted file costs the child, not the command; on by default for every command's input,
+        off only for the operator's own training data (:data:`SERVER_DATA`).
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
     allow_virtual: bool = False
     allow_external: bool = False
+    isolate: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes < 1:
@@ -54,13 +65,14 @@ class H5ReadOptions:
 
     def kwargs(self) -> dict[str, Any]:
         return {"max_bytes": self.max_bytes, "allow_virtual": self.allow_virtual,
-                "allow_external": self.allow_external}
+                "allow_external": self.allow_external, "isolate": self.isolate}
 
 
 #: how the server reads the operator's own training data (``load_beam``: distill/quantize ``--data``): stitched
 #: sharded files from ``data generate --shards`` are read (still validated), and the pre-issue-12 16 GiB cap
-#: applies; everything a device reads keeps the defaults
-SERVER_DATA = H5ReadOptions(max_bytes=16 << 30, allow_virtual=True)
+#: applies, and the file is read in-process (no child-process check: the operator made it, and it may be tens of
+#: GiB); everything a device reads keeps the defaults
+SERVER_DATA = H5ReadOptions(max_bytes=16 << 30, allow_virtual=True, isolate=False)
 
 
 def _h5py() -> Any:

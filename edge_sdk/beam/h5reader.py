@@ -13,12 +13,19 @@ Untrusted files (docs/dataset-hdf5.md, "Reading untrusted files"): before any va
 files without rows, files whose declared arrays exceed ``max_bytes`` (default 1 GiB; the size comes from the
 declared shapes, so a compression bomb is refused from its metadata), and datasets whose storage
 :func:`edge_sdk.beam.h5guard.checked_dataset` refuses (links, external or virtual storage pointing outside the
-file unless ``allow_virtual`` / ``allow_external``, foreign filters, chunks above ``MAX_CHUNK_BYTES``).
+file unless ``allow_virtual`` / ``allow_external``, foreign filters, chunks above ``MAX_CHUNK_BYTES``). With
+``isolate=True`` (what every command passes for the files it is handed, :class:`~edge_sdk.beam.h5guard.H5ReadOptions`)
+the file is first opened and read to the end by :func:`probe_beam_h5` in a child process, so libhdf5 crashing on
+a crafted file becomes a :class:`DatasetError` instead of killing the caller.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ class BeamH5File:
         max_bytes: int = DEFAULT_MAX_BYTES,
         allow_virtual: bool = False,
         allow_external: bool = False,
+        isolate: bool = False,
     ) -> None:
         self.path = Path(path)
         h5py = h5py_module()
@@ -52,6 +60,9 @@ class BeamH5File:
             raise FileNotFoundError(f"no such file: {self.path}")
         if self.path.is_dir():
             raise DatasetError(f"{self.path} is a directory, not an HDF5 beam dataset")
+        if isolate:
+            probe_beam_h5(self.path, allow_incomplete=allow_incomplete, max_bytes=max_bytes,
+                          allow_virtual=allow_virtual, allow_external=allow_external)
         try:
             is_h5 = h5py.is_hdf5(str(self.path))
         except OSError:
@@ -181,11 +192,12 @@ class BeamH5File:
 
 def open_beam_h5(
     path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
-    allow_virtual: bool = False, allow_external: bool = False,
+    allow_virtual: bool = False, allow_external: bool = False, isolate: bool = False,
 ) -> BeamH5File:
-    """Open lazily (attributes, dataset shapes, dtypes and storage validated; values read on demand)."""
+    """Open lazily (attributes, dataset shapes, dtypes and storage validated; values read on demand).
+    ``isolate``: read the whole file in a child process first (:func:`probe_beam_h5`)."""
     return BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes, allow_virtual=allow_virtual,
-                      allow_external=allow_external)
+                      allow_external=allow_external, isolate=isolate)
 
 
 def read_beam_h5(
@@ -196,6 +208,7 @@ def read_beam_h5(
     max_bytes: int = DEFAULT_MAX_BYTES,
     allow_virtual: bool = False,
     allow_external: bool = False,
+    isolate: bool = False,
 ) -> BeamDataset:
     """Read and fully validate a schema-v1 beam file into a :class:`BeamDataset`.
 
@@ -204,8 +217,114 @@ def read_beam_h5(
     inconsistent lengths, an incomplete file (unless ``allow_incomplete``), no rows, arrays above ``max_bytes``,
     storage outside the file (unless ``allow_virtual`` / ``allow_external``, see :mod:`edge_sdk.beam.h5guard`),
     foreign filters or huge chunks, non-finite RSRP, and labels that differ from argmax over Tx of max over Rx.
-    ``FileNotFoundError`` if the path does not exist.
+    ``FileNotFoundError`` if the path does not exist. ``isolate``: read the whole file in a child process
+    first (:func:`probe_beam_h5`), so that a crash of libhdf5 on a crafted file is a :class:`DatasetError` too.
     """
     with BeamH5File(path, allow_incomplete=allow_incomplete, max_bytes=max_bytes, allow_virtual=allow_virtual,
-                    allow_external=allow_external) as f:
+                    allow_external=allow_external, isolate=isolate) as f:
         return f.to_dataset(check_labels=check_labels)
+
+
+#: address space the probing child may use beyond its start-up size, in bytes: it reads in row blocks of at most
+#: ``PROBE_BLOCK_ROWS`` rows (a few tens of MiB) and chunks are capped at ``MAX_CHUNK_BYTES``
+PROBE_MEMORY_BYTES = 1 << 30
+PROBE_BLOCK_ROWS = 65536
+#: seconds the probing child may take: a floor, plus one second per MiB of the file (about 10x the time a
+#: 2-core machine needs to decompress and check it)
+PROBE_TIMEOUT_FLOOR_S = 120.0
+#: (path, inode, size, mtime, options) of the files a child has read to the end in this process: a command that
+#: checks its evaluation file before training and reads it after does not pay for two children
+_PROBED: dict[tuple[Any, ...], int] = {}
+
+
+def probe_beam_h5(
+    path: str | os.PathLike[str], *, allow_incomplete: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_virtual: bool = False, allow_external: bool = False,
+) -> int:
+    """Open ``path`` with this reader and read every value of it, in row blocks, in a short-lived child Python
+    process (memory-capped, time-limited); returns its committed row count, or raises the child's one-line
+    :class:`DatasetError`, or a :class:`DatasetError` saying the child crashed (the signal), ran out of time or
+    memory. A file changed since its last probe in this process (inode, size, mtime) is probed again.
+
+    Why: libhdf5 (C) can crash the process on crafted metadata before any Python check runs; the child takes
+    that crash. A file the child read to the end takes the same library code paths in the caller.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    st = p.stat()
+    opts = {"allow_incomplete": allow_incomplete, "max_bytes": int(max_bytes), "allow_virtual": allow_virtual,
+            "allow_external": allow_external}
+    key = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, *sorted(opts.items()))
+    if key in _PROBED:
+        return _PROBED[key]
+    timeout = PROBE_TIMEOUT_FLOOR_S + st.st_size / (1 << 20)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    # -P: the child does not put the working directory first on sys.path (Python >= 3.11)
+    cmd = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-c", "import sys; from edge_sdk.beam.h5reader import _probe_main; "
+           "sys.exit(_probe_main(sys.argv[1]))", json.dumps({"path": str(p), **opts})]
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                           env=env)
+    except subprocess.TimeoutExpired:
+        raise DatasetError(f"{p}: reading the file did not finish in {timeout:.0f} s (checked in a child "
+                           "process); the file is damaged or crafted") from None
+    if r.returncode < 0:
+        try:
+            sig = signal.Signals(-r.returncode).name
+        except ValueError:
+            sig = f"signal {-r.returncode}"
+        raise DatasetError(f"{p}: the HDF5 library crashed ({sig}) reading this file in a child process; the file "
+                           "is damaged or crafted, nothing of it was used")
+    lines = r.stdout.strip().splitlines()
+    try:
+        verdict = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        verdict = {}
+    if r.returncode != 0 or not isinstance(verdict, dict) or not ("n" in verdict or "error" in verdict):
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise DatasetError(f"{p}: the child process that checks the file failed (exit {r.returncode}: {last})")
+    if "error" in verdict:
+        if verdict.get("kind") == "FileNotFoundError":
+            raise FileNotFoundError(str(verdict["error"]))
+        raise DatasetError(" ".join(str(verdict["error"]).split()))
+    _PROBED[key] = int(verdict["n"])
+    return _PROBED[key]
+
+
+def _probe_main(arg: str) -> int:
+    """The child of :func:`probe_beam_h5`: one JSON line on stdout, ``{"n": rows}`` or ``{"error": ..., "kind":
+    ...}``; exit 0 unless the process itself dies."""
+    opts = json.loads(arg)
+    try:
+        import resource
+
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = vm + PROBE_MEMORY_BYTES
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft == resource.RLIM_INFINITY or cap < soft:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, StopIteration, ValueError):
+        pass  # no RLIMIT_AS on this platform: the reader's own max_bytes bound still holds
+    path = opts.pop("path")
+    try:
+        with BeamH5File(path, isolate=False, **opts) as f:
+            for s in range(0, f.n, PROBE_BLOCK_ROWS):
+                for name in fields_for(f.case):
+                    f.read(name, slice(s, s + PROBE_BLOCK_ROWS))
+            out: dict[str, Any] = {"n": f.n}
+    except FileNotFoundError as exc:
+        out = {"error": str(exc), "kind": "FileNotFoundError"}
+    except DatasetError as exc:
+        out = {"error": str(exc), "kind": "DatasetError"}
+    except MemoryError:
+        out = {"error": f"{path}: reading the file needs more than {PROBE_MEMORY_BYTES >> 20} MiB beyond start-up; "
+                        "the file is damaged or crafted", "kind": "DatasetError"}
+    except Exception as exc:  # noqa: BLE001 - h5py raises assorted errors on damaged files
+        out = {"error": f"{path}: damaged HDF5 file ({type(exc).__name__}: {exc})", "kind": "DatasetError"}
+    print(json.dumps(out), flush=True)
+    return 0

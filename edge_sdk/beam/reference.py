@@ -31,11 +31,12 @@ SUMS_HEADER = (
 )
 
 
-def array_digest(path: str | Path) -> str:
-    """Hex SHA-256 of the decoded content of a beam HDF5 file (see module docstring)."""
+def array_digest(path: str | Path, *, isolate: bool = False) -> str:
+    """Hex SHA-256 of the decoded content of a beam HDF5 file (see module docstring); ``isolate``: read it in a
+    child process first (``edge_sdk.beam.h5reader.probe_beam_h5``), for a file someone else handed over."""
     from edge_sdk.beam.h5reader import read_beam_h5
 
-    ds = read_beam_h5(path)
+    ds = read_beam_h5(path, isolate=isolate)
     h = hashlib.sha256()
     for name in fields_for(ds.case):
         arr = np.ascontiguousarray(getattr(ds, name))
@@ -87,7 +88,7 @@ def verify_dir(folder: str | Path) -> dict[str, bool]:
     missing = sorted(n for n in sums if not (d / n).is_file())
     if missing:
         raise DatasetError(f"{d} lacks {missing}, listed in {SUMS_NAME}")
-    return {name: array_digest(d / name) == digest for name, digest in sums.items()}
+    return {name: array_digest(d / name, isolate=True) == digest for name, digest in sums.items()}
 
 
 # ------------------------------------------------------------------------------------------ regeneration check

@@ -106,7 +106,7 @@ def faithfulness(out: str, train: int, test: int, epochs: int, threads: int, sta
         from edge_sdk.beam.h5reader import read_beam_h5
         from edge_sdk.beam.stats import card_stats
 
-        click.echo(json.dumps(card_stats(read_beam_h5(stats_file))))
+        click.echo(json.dumps(card_stats(read_beam_h5(stats_file, **H5ReadOptions().kwargs()))))
         return
     try:
         from edge_sdk.server.datagen.faithfulness import FaithfulnessConfig, run

@@ -219,3 +219,59 @@ def test_stitched_dataset_needs_allow_virtual_and_its_shards_are_checked(tmp_pat
         h.create_dataset("d2d", data=d2d, maxshape=(None,), chunks=(rows,), compression="gzip")
     with pytest.raises(DatasetError, match="chunks"):
         read_beam_h5(out, allow_virtual=True)
+
+
+#: a beam file with a few flipped metadata bytes (case 873 of ``tests/core/test_beam_h5_fuzz.py 3000 6``, kept):
+#: libhdf5 (HDF5 2.0.0, h5py 3.16) segfaults reading its root attributes, before any Python check can run
+CRASH_FILE = Path(__file__).resolve().parents[1] / "data" / "h5_libhdf5_crash.h5"
+
+
+def _in_process_read(path: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from edge_sdk.beam.h5reader import read_beam_h5; read_beam_h5(sys.argv[1])"
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_a_file_that_crashes_libhdf5_is_a_typed_error_in_every_command(tmp_path):
+    """The file is read in a child process first (``isolate``, on for every command): the crash of the C library
+    costs the child, and the command prints one DatasetError line naming the signal (exit 3)."""
+    inproc = _in_process_read(CRASH_FILE)
+    crashes = inproc.returncode < 0  # a later libhdf5 may refuse the file cleanly instead: then any typed error
+    needle = "HDF5 library crashed (SIG" if crashes else "DatasetError"
+    with pytest.raises(DatasetError, match=r"crashed \(SIG" if crashes else ""):
+        read_beam_h5(CRASH_FILE, **H5ReadOptions().kwargs())
+    _one_typed_line(cli("data", "info", str(CRASH_FILE)), 3, needle)
+    _one_typed_line(cli("data", "export", str(CRASH_FILE), "--parquet", str(tmp_path / "x.parquet")), 3, needle)
+    assert not (tmp_path / "x.parquet").exists()
+    # device train --eval / device eval: tests/device/test_device_inputs.py::test_eval_data_is_checked_before_training
+
+
+def test_isolated_read_equals_the_in_process_read_and_probes_once(good, tmp_path, monkeypatch):
+    """A good file reads the same with and without the child; a second isolated open of the unchanged file
+    reuses the child's verdict (a command that checks its evaluation file and then reads it starts one child)."""
+    import edge_sdk.beam.h5reader as h5reader
+
+    good = _copy(good, tmp_path)
+    ds, iso = read_beam_h5(good), read_beam_h5(good, isolate=True)
+    assert iso.n == ds.n and all(np.array_equal(getattr(ds, k), getattr(iso, k)) for k in ("rsrp", "label"))
+    calls = []
+    real_run = subprocess.run
+    monkeypatch.setattr(h5reader.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    with open_beam_h5(good, isolate=True) as f:
+        assert f.n == ds.n
+    assert calls == []  # probed above, unchanged since
+    with h5py.File(good, "r+") as h:  # a changed file is probed again
+        h.attrs["note"] = "touched"
+    read_beam_h5(good, isolate=True)
+    assert len(calls) == 1
+
+
+def test_isolated_read_reports_missing_files_and_child_failures(tmp_path, monkeypatch):
+    import edge_sdk.beam.h5reader as h5reader
+
+    with pytest.raises(FileNotFoundError):
+        h5reader.probe_beam_h5(tmp_path / "nope.h5")
+    q = tmp_path / "x.h5"
+    write_beam_h5(q, make_synthetic_beam_dataset(16, seed=2))
+    monkeypatch.setattr(h5reader, "PROBE_TIMEOUT_FLOOR_S", -(q.stat().st_size / (1 << 20)) + 0.001)
+    with pytest.raises(DatasetError, match="did not finish"):
+        h5reader.probe_beam_h5(q)

@@ -313,10 +313,14 @@ def test_soft_fixture_still_trains(tmp_path):
 # ------------------------------------------------------------------------------------------ evaluation data
 def _eval_file(tmp_path: Path, kind: str) -> Path:
     """The fixture's local measurements with no rows, with 4 M declared rows (a compression bomb: nothing is
-    stored, 2 GiB when read) or with a field that is an external link to another file."""
+    stored, 2 GiB when read) or with a field that is an external link to another file; or a file whose flipped
+    metadata bytes make libhdf5 itself segfault (tests/core/test_beam_h5_attacks.py::CRASH_FILE)."""
     import h5py
 
     q = tmp_path / f"{kind}.h5"
+    if kind == "crash":
+        shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "h5_libhdf5_crash.h5", q)
+        return q
     shutil.copyfile(ADAM / "local.h5", q)
     with h5py.File(q, "r+") as h:
         if kind == "external":
@@ -333,7 +337,7 @@ def _eval_file(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind,needle", [("empty", "no rows"), ("bomb", "--max-bytes"),
-                                         ("external", "--allow-external")])
+                                         ("external", "--allow-external"), ("crash", "DatasetError")])
 def test_eval_data_is_checked_before_training(tmp_path, kind, needle):
     """A bad ``--eval`` file is one typed line (DatasetError, exit 3) before any training step; ``device eval``
     says the same."""
