@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edge_sdk.beam.h5guard import H5ReadOptions
+from edge_sdk.beam.h5reader import H5ReadOptions
 from edge_sdk.errors import DeviceError
 from edge_sdk.modelspec import ModelSpec
 

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 from edge_sdk.beam.h5writer import write_beam_h5  # noqa: E402
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset  # noqa: E402
 from edge_sdk.cli.main import main  # noqa: E402
-from edge_sdk.cli.pipeline_opts import parse_beam_task  # noqa: E402
+from edge_sdk.cli.options import parse_beam_task  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
 
 TASK = {"case": "case2", "setb": "1/4", "history": 3, "horizon": 1, "period_steps": 2}
