@@ -482,9 +482,13 @@ def read_beam_h5(
 #: ``PROBE_BLOCK_ROWS`` rows (a few tens of MiB) and chunks are capped at ``MAX_CHUNK_BYTES``
 PROBE_MEMORY_BYTES = 1 << 30
 PROBE_BLOCK_ROWS = 65536
-#: seconds the probing child may take: a floor, plus one second per MiB of the file (about 10x the time a
-#: 2-core machine needs to decompress and check it)
-PROBE_TIMEOUT_FLOOR_S = 120.0
+#: seconds the child may take to start and pass the metadata checks (a good file: well under a second after a
+#: ~0.3 s start-up; libhdf5 can spin for ever on a crafted attribute header, tests/data/h5_libhdf5_hang.h5)
+PROBE_OPEN_TIMEOUT_S = 20.0
+#: then, to read every value: this floor plus the declared decompressed bytes at this rate (a 2-core machine
+#: reads a beam file at ~100 MiB/s, so ~10x slack)
+PROBE_READ_FLOOR_S = 20.0
+PROBE_READ_BYTES_PER_S = 8 << 20
 #: (path, inode, size, mtime, options) of the files a child has read to the end in this process: a command that
 #: checks its evaluation file before training and reads it after does not pay for two children
 _PROBED: dict[tuple[Any, ...], int] = {}
@@ -495,12 +499,14 @@ def probe_beam_h5(
     allow_virtual: bool = False, allow_external: bool = False,
 ) -> int:
     """Open ``path`` with this reader and read every value of it, in row blocks, in a short-lived child Python
-    process (memory-capped, time-limited); returns its committed row count, or raises the child's one-line
-    :class:`DatasetError`, or a :class:`DatasetError` saying the child crashed (the signal), ran out of time or
-    memory. A file changed since its last probe in this process (inode, size, mtime) is probed again.
+    process (memory-capped; time-limited per phase: :data:`PROBE_OPEN_TIMEOUT_S` to pass the metadata checks,
+    then :data:`PROBE_READ_FLOOR_S` + declared bytes / :data:`PROBE_READ_BYTES_PER_S` to read); returns its
+    committed row count, or raises the child's one-line :class:`DatasetError`, or a :class:`DatasetError` saying
+    the child crashed (the signal), ran out of time or memory. A file changed since its last probe in this
+    process (inode, size, mtime) is probed again.
 
-    Why: libhdf5 (C) can crash the process on crafted metadata before any Python check runs; the child takes
-    that crash. A file the child read to the end takes the same library code paths in the caller.
+    Why: libhdf5 (C) can crash, or loop, on crafted metadata before any Python check runs; the child takes that.
+    A file the child read to the end takes the same library code paths in the caller.
     """
     p = Path(path)
     if not p.exists():
@@ -511,39 +517,86 @@ def probe_beam_h5(
     key = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, *sorted(opts.items()))
     if key in _PROBED:
         return _PROBED[key]
-    timeout = PROBE_TIMEOUT_FLOOR_S + st.st_size / (1 << 20)
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     # -P: the child does not put the working directory first on sys.path (Python >= 3.11)
-    cmd = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-c", "import sys; from edge_sdk.beam.h5reader import _probe_main; "
-           "sys.exit(_probe_main(sys.argv[1]))", json.dumps({"path": str(p), **opts})]
-    try:
-        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                           env=env)
-    except subprocess.TimeoutExpired:
-        raise DatasetError(f"{p}: reading the file did not finish in {timeout:.0f} s (checked in a child "
-                           "process); the file is damaged or crafted") from None
-    if r.returncode < 0:
+    cmd = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-c",
+           "import sys; from edge_sdk.beam.h5reader import _probe_main; sys.exit(_probe_main(sys.argv[1]))",
+           json.dumps({"path": str(p), **opts})]
+    returncode, lines, stderr = _run_probe(cmd, env, p)
+    if returncode < 0:
         try:
-            sig = signal.Signals(-r.returncode).name
+            sig = signal.Signals(-returncode).name
         except ValueError:
-            sig = f"signal {-r.returncode}"
+            sig = f"signal {-returncode}"
         raise DatasetError(f"{p}: the HDF5 library crashed ({sig}) reading this file in a child process; the file "
                            "is damaged or crafted, nothing of it was used")
-    lines = r.stdout.strip().splitlines()
     try:
         verdict = json.loads(lines[-1]) if lines else {}
     except ValueError:
         verdict = {}
-    if r.returncode != 0 or not isinstance(verdict, dict) or not ("n" in verdict or "error" in verdict):
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise DatasetError(f"{p}: the child process that checks the file failed (exit {r.returncode}: {last})")
+    if returncode != 0 or not isinstance(verdict, dict) or not ("n" in verdict or "error" in verdict):
+        last = (stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise DatasetError(f"{p}: the child process that checks the file failed (exit {returncode}: {last})")
     if "error" in verdict:
         if verdict.get("kind") == "FileNotFoundError":
             raise FileNotFoundError(str(verdict["error"]))
         raise DatasetError(" ".join(str(verdict["error"]).split()))
     _PROBED[key] = int(verdict["n"])
     return _PROBED[key]
+
+
+def _run_probe(cmd: list[str], env: dict[str, str], p: Path) -> tuple[int, list[str], str]:
+    """Run the probing child under the two deadlines of :func:`probe_beam_h5` (killed when one passes: a
+    :class:`DatasetError`); its exit code, stdout lines and stderr."""
+    import select
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
+        assert proc.stdout is not None
+        lines: list[str] = []
+        buf = b""
+        deadline, phase = time.monotonic() + PROBE_OPEN_TIMEOUT_S, f"opening it did not finish in {PROBE_OPEN_TIMEOUT_S:.0f} s"
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DatasetError(f"{p}: {phase} (checked in a child process, which was stopped); the HDF5 "
+                                       "library is stuck on this file: it is damaged or crafted")
+                if not select.select([proc.stdout], [], [], left)[0]:
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+                if len(buf) > 1 << 20:
+                    raise DatasetError(f"{p}: the child process that checks the file wrote more than 1 MiB")
+                while b"\n" in buf:
+                    raw, buf = buf.split(b"\n", 1)
+                    lines.append(raw.decode("utf-8", "replace"))
+                    try:
+                        msg = json.loads(lines[-1])
+                    except ValueError:
+                        continue
+                    if isinstance(msg, dict) and isinstance(msg.get("opened"), int):  # metadata checks passed
+                        t = PROBE_READ_FLOOR_S + msg["opened"] / PROBE_READ_BYTES_PER_S
+                        deadline, phase = time.monotonic() + t, (f"reading its {msg['opened']} declared bytes did "
+                                                                  f"not finish in {t:.0f} s")
+            returncode = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise DatasetError(f"{p}: the child process that checks the file did not exit") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        err.seek(0)
+        stderr = err.read(1 << 16).decode("utf-8", "replace")
+    if buf.strip():
+        lines.append(buf.decode("utf-8", "replace"))
+    return returncode, lines, stderr
 
 
 def _probe_main(arg: str) -> int:
@@ -566,6 +619,7 @@ def _probe_main(arg: str) -> int:
     path = opts.pop("path")
     try:
         with BeamH5File(path, isolate=False, **opts) as f:
+            print(json.dumps({"opened": f.nbytes}), flush=True)  # the parent's second deadline starts here
             for s in range(0, f.n, PROBE_BLOCK_ROWS):
                 for name in fields_for(f.case):
                     f.read(name, slice(s, s + PROBE_BLOCK_ROWS))

@@ -2,9 +2,10 @@
 and structural rewrites (declared row counts, chunk shapes, filters, links, virtual datasets) of a valid beam
 file; every outcome is a complete read or a one-line DatasetError, never another exception or an allocation past
 the cap (RLIMIT_AS = address space after start-up + 512 MiB; reader cap ``max_bytes`` = 96 MiB). Each case is
-read in-process in a forked child; when libhdf5 itself crashes on a case (some byte flips make it segfault, which
-no Python check can stop), the case passes only if the product's isolated read (``isolate=True``, a child process
-per file: what every command uses) gives a one-line DatasetError. A few hundred cases by default; ``-m slow``
+read in-process in a forked child; when libhdf5 itself crashes or loops on a case (some byte flips make it
+segfault, or spin for ever on an attribute header, which no Python check can stop), the case passes only if the
+product's isolated read (``isolate=True``, a child process per file under deadlines: what every command uses)
+gives a one-line DatasetError. A few hundred cases by default; ``-m slow``
 runs more. ``python tests/core/test_beam_h5_fuzz.py CASES SEED [KEEP_DIR]`` prints the counts as JSON (and keeps
 the files that crash libhdf5 in KEEP_DIR)."""
 
@@ -24,8 +25,10 @@ HERE = Path(__file__).resolve()
 RLIMIT_EXTRA = 512 << 20
 #: the reader's cap in the fuzz: a full read plus validation temporaries stays well inside RLIMIT_EXTRA
 MAX_BYTES = 96 << 20
-#: one case's in-process read in its forked child; longer is reported as a hang
-CASE_TIMEOUT_S = 60
+#: one case's in-process read in its forked child (a good file: milliseconds); longer is a libhdf5 hang, which the
+#: isolated read must then end with a typed error within its own deadlines (PROBE_OPEN_TIMEOUT_S, 20 s)
+CASE_TIMEOUT_S = 30
+ISOLATED_TIMEOUT_S = 90
 
 
 def _run(cases: int, seed: int) -> dict:
@@ -39,7 +42,7 @@ def _check(res: dict, cases: int) -> None:
     assert res["bad"] == [], res["bad"][:3]
     assert res["ok"] + res["errors"] == cases and res["errors"] > cases // 4 and res["ok"] >= 1, res
     # libhdf5 crashes on a few byte-flipped files; hundreds would mean the run itself is broken, not the files
-    assert res["crashes"] <= cases // 50, res
+    assert res["crashes"] + res["hangs"] <= cases // 50, res
 
 
 def test_h5_reader_fuzz():
@@ -112,10 +115,10 @@ def _structural(rng, h) -> None:
         h.create_group(name)
 
 
-def _in_fork(fn) -> dict:
+def _in_fork(fn, timeout_s: int = CASE_TIMEOUT_S) -> dict:
     """``fn()`` (a dict: ``outcome`` "ok" / "error" with the DatasetError text) in a forked child, so that neither
     a crash of libhdf5 (``outcome`` "crash", with the signal) nor whatever state the library is left in reaches
-    this process or the next case; a child still running after ``CASE_TIMEOUT_S`` is killed ("hang")."""
+    this process or the next case; a child still running after ``timeout_s`` is killed ("hang")."""
     import os
     import signal
 
@@ -125,7 +128,7 @@ def _in_fork(fn) -> dict:
     pid = os.fork()
     if pid == 0:  # child
         os.close(rfd)
-        signal.alarm(CASE_TIMEOUT_S)
+        signal.alarm(timeout_s)
         try:
             res = fn()
         except DatasetError as exc:
@@ -143,7 +146,7 @@ def _in_fork(fn) -> dict:
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
         if sig == "SIGALRM":
-            return {"outcome": "hang", "error": f"no result after {CASE_TIMEOUT_S} s"}
+            return {"outcome": "hang", "error": f"no result after {timeout_s} s"}
         return {"outcome": "crash", "error": sig}
     return json.loads(raw) if raw else {"outcome": "bad", "error": f"child exit status {status}, no result"}
 
@@ -195,7 +198,7 @@ def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
     data = good.read_bytes()
     read_beam_h5(good)
     limited = _limit_memory()
-    ok = errors = crashes = 0
+    ok = errors = crashes = hangs = 0
     bad = []
     for i in range(cases):
         q = tmp / f"c{i}.h5"
@@ -218,15 +221,16 @@ def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
             # stitched files are read only when allowed; the cap is far below the memory limit's headroom
             allow = {"allow_virtual": bool(rng.integers(0, 2)), "max_bytes": MAX_BYTES}
             res = _in_fork(lambda: _read_in_process(q, allow))  # noqa: B023 - runs at once
-            if res["outcome"] == "crash":
-                # libhdf5 itself died on this file (a C crash no Python check can stop): the product's isolated
-                # read (what every command uses for the files it is handed) must turn it into a typed error
-                crashes += 1
+            if res["outcome"] in ("crash", "hang"):
+                # libhdf5 itself died or looped on this file (C code no Python check can stop): the product's
+                # isolated read (what every command uses for the files it is handed) must end it with a typed error
+                crashes += res["outcome"] == "crash"
+                hangs += res["outcome"] == "hang"
                 if keep is not None:
-                    shutil.copyfile(q, keep / f"crash-seed{seed}-case{i}.h5")
-                res = _in_fork(lambda: _read_isolated(q, allow))  # noqa: B023 - runs at once
+                    shutil.copyfile(q, keep / f"{res['outcome']}-seed{seed}-case{i}.h5")
+                res = _in_fork(lambda: _read_isolated(q, allow), ISOLATED_TIMEOUT_S)  # noqa: B023 - runs at once
                 if res["outcome"] == "ok":
-                    res = {"outcome": "bad", "error": "crashes libhdf5 in-process, but the isolated read accepted it"}
+                    res = {"outcome": "bad", "error": "libhdf5 fails on it in-process, but the isolated read accepted it"}
             if res["outcome"] == "ok":
                 ok += 1
             elif res["outcome"] == "error":
@@ -241,7 +245,8 @@ def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
         finally:
             q.unlink(missing_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"cases": cases, "ok": ok, "errors": errors, "crashes": crashes, "bad": bad, "rlimit_set": limited}
+    return {"cases": cases, "ok": ok, "errors": errors, "crashes": crashes, "hangs": hangs, "bad": bad,
+            "rlimit_set": limited}
 
 
 if __name__ == "__main__":
