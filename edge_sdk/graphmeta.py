@@ -1,9 +1,9 @@
 """The training graph's layout and self-description: one definition for the server that exports the graph
 (:class:`TrainGraphSpec`) and the device that reads it (:class:`GraphMeta`).
 
-Layout (what a training graph consumes). A training graph is built for a fixed list of payload groups (:class:`GraphGroup`), a
-:class:`edge_sdk.modelspec.ModelSpec` and an optimizer. Everything else (batch size per group, hyper-parameter
-values, parameter values) is a graph *input*, so one graph serves every batch composition.
+Layout (what a training graph consumes). A training graph is built for a fixed list of payload groups
+(:class:`GraphGroup`), a :class:`edge_sdk.modelspec.ModelSpec` and an optimizer. Everything else (batch size per
+group, hyper-parameter values, parameter values) is a graph *input*, so one graph serves every batch composition.
 
 Graph input names (all float32 unless noted; ``B_k`` = rows of group k in this step, dynamic, may be 0):
 

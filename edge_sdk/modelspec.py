@@ -24,7 +24,8 @@ Initialisation scheme (documented, stable across versions; part of the contract)
 
 Batch order: :func:`epoch_order` gives the sample permutation of epoch ``e`` for a run seed.
 
-The training recipe (:class:`TrainRecipe`): the training recipe: how a model is trained on a payload, on the server and on the device alike.
+The training recipe (:class:`TrainRecipe`): how a model is trained on a payload, on the server
+and on the device alike.
 
 One definition for both sides. The server evaluates every compact set with a :class:`TrainRecipe`
 (``edge_sdk.server.train_eval``), writes ``recipe.to_payload()`` into the payload's ``task["train"]``, and

@@ -21,20 +21,20 @@ Modules (each imports only the ones above it; none imports back):
 * :mod:`edge_sdk.beam.h5writer` — ``BeamH5Writer``, ``write_beam_h5`` (appendable, resumable, atomic writer; it
   takes the schema constants from here).
 
-Untrusted files (docs/dataset-hdf5.md, "Reading untrusted files"): before any value is read the reader refuses
-files without rows, files whose declared arrays exceed ``max_bytes`` (default 1 GiB; the size comes from the
-declared shapes, so a compression bomb is refused from its metadata), and datasets whose storage
-:func:`checked_dataset` refuses (links, external or virtual storage pointing outside the file unless
-``allow_virtual`` / ``allow_external``, foreign filters, chunks above ``MAX_CHUNK_BYTES``). With ``isolate=True``
-(what every command passes for the files it is handed, :class:`H5ReadOptions`) the file is first opened and read to the end by :func:`probe_beam_h5` in a child process, so libhdf5 crashing on
-a crafted file becomes a :class:`DatasetError` instead of killing the caller.
+Untrusted files (docs/dataset-hdf5.md, "Reading untrusted files"): before any value is read the reader refuses files
+without rows, files whose declared arrays exceed ``max_bytes`` (default 1 GiB; the size comes from the declared
+shapes, so a compression bomb is refused from its metadata), and datasets whose storage :func:`checked_dataset`
+refuses (links, external or virtual storage pointing outside the file unless ``allow_virtual`` / ``allow_external``,
+foreign filters, chunks above ``MAX_CHUNK_BYTES``). With ``isolate=True`` (what every command passes for the files
+it is handed, :class:`H5ReadOptions`) the file is first opened and read to the end by :func:`probe_beam_h5` in a
+child process, so libhdf5 crashing on a crafted file becomes a :class:`DatasetError` instead of killing the caller.
 
-Why the storage checks: HDF5 can point outside the file (external links, virtual datasets whose sources are other files, external raw
-storage), can declare chunks far larger than the rows asked for (decompressing one chunk then costs the whole
-chunk), and can apply any registered filter. A beam file written by :mod:`edge_sdk.beam` has none of that: plain
-chunked datasets, gzip or lzf with shuffle and fletcher32, chunks of at most about 1 MiB. So the reader accepts
-only that and refuses everything else with a one-line :class:`~edge_sdk.errors.DatasetError` before reading a
-value, unless the caller opts in:
+Why the storage checks: HDF5 can point outside the file (external links, virtual datasets whose sources are other
+files, external raw storage), can declare chunks far larger than the rows asked for (decompressing one chunk then
+costs the whole chunk), and can apply any registered filter. A beam file written by :mod:`edge_sdk.beam` has none of
+that: plain chunked datasets, gzip or lzf with shuffle and fletcher32, chunks of at most about 1 MiB. So the reader
+accepts only that and refuses everything else with a one-line :class:`~edge_sdk.errors.DatasetError` before reading
+a value, unless the caller opts in:
 
 * ``allow_virtual`` — a *stitched sharded dataset*: virtual datasets over shard files, which the reader then
   validates with :func:`edge_sdk.beam.vds.check_virtual_sources` (plain sibling ``.h5`` names, exact tiling,
@@ -44,9 +44,9 @@ value, unless the caller opts in:
 
 No check made from Python can stop libhdf5 itself from crashing on a crafted object header (the fuzz in
 ``tests/core/test_beam_h5_fuzz.py`` finds byte flips that make it segfault while reading attributes). So a file a
-device is handed is first opened and read in a short-lived child process (``isolate``, on in
-:class:`H5ReadOptions`, :func:`probe_beam_h5`): a crash, a hang or a memory blow-up there becomes a one-line :class:`~edge_sdk.errors.DatasetError`, and only a file the child read to the end is read in
-the calling process.
+device is handed is first opened and read in a short-lived child process (``isolate``, on in :class:`H5ReadOptions`,
+:func:`probe_beam_h5`): a crash, a hang or a memory blow-up there becomes a one-line
+:class:`~edge_sdk.errors.DatasetError`, and only a file the child read to the end is read in the calling process.
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@
 * :func:`h5_read_options` — the options every command that reads a beam HDF5 file shares: how far it trusts
   the file (:class:`edge_sdk.beam.h5reader.H5ReadOptions`; docs/dataset-hdf5.md, "Reading untrusted files").
 
-``distill`` and ``quantize`` are thin faces over ``edge_sdk.server.pipeline.run``: they add their family's options, build the
-family's config, and hand everything else — data source, budget, evaluation recipe and seeds, graph, output — to
-:func:`run_face`. Parsing and validation of the shared options happen here, before torch is imported, so a bad
-budget or recipe fails in milliseconds with one line.
-"""
+``distill`` and ``quantize`` are thin faces over ``edge_sdk.server.pipeline.run``: they add their family's options,
+build the family's config, and hand everything else — data source, budget, evaluation recipe and seeds, graph,
+output — to :func:`run_face`. Parsing and validation of the shared options happen here, before torch is imported, so
+a bad budget or recipe fails in milliseconds with one line. """
 
 from __future__ import annotations
 
