@@ -9,13 +9,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench bench-peers lint wheel cli-docs check-docs clean accuracy-table
+.PHONY: help install demo test test-slow test-device-minimal bench bench-shards bench-peers lint wheel cli-docs check-docs clean accuracy-table
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
 	@echo "make test   - set up .venv and run the default test suite (+ the torch-free device install test)"
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
+	@echo "make bench-shards - sharded data generation rows/s: 1 process vs --shards 2/4 local and Ray"
 	@echo "make bench-peers - device training step vs eager torch, onnxruntime-training, LiteRT, ExecuTorch (own venvs)"
 	@echo "make lint   - ruff + mypy (every layer)"
 	@echo "make wheel  - build the wheel a device installs (dist/)"
@@ -53,6 +54,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	mkdir -p bench-results
 	$(PY) tools/bench.py --out bench-results
+
+# sharded data generation alone (64,000 rows: ~6 min on 2 cores; run it on a quiet machine)
+bench-shards: $(STAMP)
+	mkdir -p bench-results
+	$(PY) tools/bench.py --only datagen_shards --out bench-results
 
 # Each peer runtime in its own venv under .venv-peers/ (the product's dependencies never change); a peer that
 # cannot be installed is reported by the benchmark, the others still run. Run it on a quiet machine.

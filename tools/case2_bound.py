@@ -1,5 +1,6 @@
-"""Why Set B (1/4) history cannot come within 5 points of sample-and-hold of a full Set A sweep at 160 ms:
-the same models trained on measurements *without small-scale fading* (the local mean) and genie predictors.
+"""Where the gap between Set B (1/4) history and sample-and-hold of a full Set A sweep at 160 ms comes from: the
+same models trained on measurements *without small-scale fading* (the local mean), on Set A inputs, and genie
+predictors (the data-size side is measured by tools/case2_eval.py --group target with more --train-traj).
 
     python tools/case2_bound.py --out runs/case2-bound --traj 300 --test-traj 100 --epochs 15   # card (< 10 min)
     python tools/case2_bound.py --out runs/case2-bound                 # full size (~40 min on one core)

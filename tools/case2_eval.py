@@ -13,7 +13,11 @@
     python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group period
     python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group speed --setb 1/4
     python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group horizon --setb 1/4
+    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval $A --group speed --setb all
     python tools/case2_eval.py --out runs/case2-eval --report          # tables -> case2-eval.md
+    # learning-curve point: the target's setting alone on the whole 30 km/h training file (< 10 min)
+    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval-t1000 --train-traj 1000 --test-traj 200 \
+        --max-epochs 25 --patience 4 --lr 0.003 --lr 0.01 --group target --setb 1/4
 
 A setting = (speed, measurement period, history K, horizon F, Set B). For each: the training file's trajectories
 are split 80/20 into train / validation by trajectory (:func:`edge_sdk.server.case2.split_by_trajectory`); the
@@ -39,6 +43,8 @@ GROUPS = {
     "period": [dict(kmh=30, period_ms=p, history=4, horizon=1) for p in (40, 80, 160)],
     "horizon": [dict(kmh=30, period_ms=160, history=4, horizon=f) for f in (2, 3)],
     "speed": [dict(kmh=v, period_ms=160, history=4, horizon=1) for v in (60, 90)],
+    # the target's setting alone (30 km/h, 160 ms, K = 4, F = 1), e.g. for a learning curve over --train-traj
+    "target": [dict(kmh=30, period_ms=160, history=4, horizon=1)],
 }
 SETB = ("1/4", "all")
 
@@ -50,8 +56,7 @@ def key(s: dict, setb: str) -> str:
 def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...], patience: int = 6,
                 lrs: tuple[float, ...] = (1e-3, 3e-3), train_traj: int | None = None,
                 test_traj: int | None = None) -> dict:
-    from edge_sdk.beam.h5guard import SERVER_DATA
-    from edge_sdk.beam.h5reader import read_beam_h5
+    from edge_sdk.beam.h5reader import SERVER_DATA, read_beam_h5
     from edge_sdk.beam.kpis import (
         beam_kpis,
         history_average_scores,
@@ -102,6 +107,8 @@ def report(out: Path) -> str:
     res = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("v*.json"))}
     lines = []
     for group, settings in GROUPS.items():
+        if group == "target":  # its one setting is a row of "period"
+            continue
         lines += [f"### {group}", "",
                   "| speed | period | K | F | Set B | model Top-1 (mean +- std, 3 seeds) | model Top-2 | model 1 dB | "
                   "S&H Set A Top-1 | S&H Set A Top-2 | S&H Set A 1 dB | S&H best Set B Top-1 | mean-of-K Set A Top-1 | "

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from edge_sdk.beam.h5guard import H5ReadOptions
-from edge_sdk.cli.h5options import h5_read_options
+from edge_sdk.beam.h5reader import H5ReadOptions
+from edge_sdk.cli.options import h5_read_options
 from edge_sdk.errors import ConfigError
 
 #: the shipped reference data of a source checkout (``data verify``'s default)
@@ -49,13 +49,16 @@ def cli() -> None:
 def generate(preset: str, samples: int, seed: int, out: str, device: str, batch: int, resume: bool,
              overwrite: bool, shards: int, backend: str, workers: int | None, ray_address: str | None) -> None:
     """Generate a beam dataset with the Sionna TR 38.901 generator (needs the server extra)."""
-    try:
-        from edge_sdk.server.datagen.generate import generate_dataset
-    except ImportError as exc:
+    import importlib.util
+
+    missing = [m for m in ("torch", "sionna") if importlib.util.find_spec(m) is None]
+    if missing:
         raise ConfigError(
-            f"'data generate' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): {exc}"
-        ) from None
+            f"'data generate' needs the server extra (pip install -e '.[server]' in a checkout (docs/install.md)): "
+            f"{', '.join(missing)} not installed"
+        )
     if shards > 1 or backend == "ray":
+        # the parent of a sharded run never imports torch/Sionna: only its workers pay that start-up
         from edge_sdk.server.datagen.shards import generate_sharded
 
         sh = generate_sharded(preset, samples, seed, out, shards=shards, backend=backend, workers=workers,
@@ -64,6 +67,8 @@ def generate(preset: str, samples: int, seed: int, out: str, device: str, batch:
         click.echo(f"wrote {sh.path}: {sh.n} rows ({sh.n_new} new) in {len(sh.shards)} shards, "
                    f"{sh.seconds:.1f} s on {sh.backend} with {sh.workers} workers ({sh.samples_per_s:.0f} rows/s)")
         return
+    from edge_sdk.server.datagen.generate import generate_dataset
+
     res = generate_dataset(
         preset=preset, samples=samples, seed=seed, out=out, device=device, batch=batch, resume=resume,
         progress=True, overwrite=overwrite,

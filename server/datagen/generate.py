@@ -23,7 +23,7 @@ from edge_sdk.beam.dataset import top1_label
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.server.datagen.channel import BeamChannel, LinkState
 from edge_sdk.server.datagen.codebook import gnb_codebook, ue_codebook
-from edge_sdk.server.datagen.presets import Preset, load_preset
+from edge_sdk.server.datagen.presets import Preset, check_device_name, load_preset, normalise_args
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
 from edge_sdk.server.datagen.trajectory import sample_trajectories
 
@@ -43,6 +43,7 @@ def resolve_device(device: str) -> str:
     ``sionna.phy.config.available_devices`` (``"cpu"``, ``"cuda:0"``, ...) and refuse a bare ``"cuda"``
     (found on a GPU run: ``ValueError: Invalid device: cuda``).
     """
+    check_device_name(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
@@ -180,26 +181,6 @@ def _attrs(preset: Preset, seed: int, batch: int, device: str) -> dict:
         a["time_step_s"] = float(preset.trajectory.time_step_s)
         a["steps_per_trajectory"] = int(preset.trajectory.steps_per_trajectory)
     return a
-
-
-def normalise_args(p: Preset, samples: int, seed: int, batch: int) -> int:
-    """Validate the run arguments; returns the effective chunk size (BM-Case2: whole trajectories)."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ConfigError(f"samples must be a positive integer, got {samples!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"batch must be a positive integer, got {batch!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if p.case == "case2":
-        assert p.trajectory is not None
-        steps = p.trajectory.steps_per_trajectory
-        if samples % steps:
-            raise ConfigError(
-                f"BM-Case2 samples must be a multiple of steps_per_trajectory={steps} (rows = trajectories x "
-                f"steps); e.g. --samples {max(1, samples // steps) * steps}"
-            )
-        batch = max(steps, batch - batch % steps)
-    return batch
 
 
 def generate_dataset(preset: str | Path | Preset = "uma-fr2-case1", samples: int = 1000, seed: int = 0,

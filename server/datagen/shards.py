@@ -11,11 +11,15 @@ as a virtual dataset over the shards. Consequences:
 * **resumable per shard**: with ``resume=True`` complete shards are kept (checked against this run), unfinished
   ones continue from their ``.partial`` file, missing ones start;
 * ``backend="local"``: a ``spawn`` process pool of ``workers`` processes (default: min(K, CPUs)), one torch
-  thread each; ``backend="ray"``: one Ray task per shard (``num_cpus=1``; ``num_gpus=gpus_per_shard`` when the
-  run uses CUDA), on the cluster at ``ray_address`` or on a private local cluster (``workers`` CPUs, its own
-  temporary folder, no dashboard) that is shut down afterwards. Ray needs the fleet extra (``pip install -e '.[fleet]'`` in a checkout, docs/install.md)
-  (the same Ray as the fleet simulator; no extra of its own). On a multi-machine cluster ``out`` must be on a
-  file system every node sees.
+  thread each; each worker imports torch and Sionna once (~3 s on one core), takes shards until none is left and
+  exits without the interpreter's teardown (:func:`_local_worker_init`). The parent process never imports torch
+  or Sionna (it plans, validates and stitches), so the workers' start-up, paid in parallel, is the only one on
+  the run's critical path (tools/bench_datagen_shards.py measures it);
+* ``backend="ray"``: one Ray task per shard (``num_cpus=1``; ``num_gpus=gpus_per_shard`` when the run uses CUDA),
+  on the cluster at ``ray_address`` or on a private local cluster (``workers`` CPUs, its own temporary folder, no
+  dashboard) that is shut down afterwards. Ray needs the fleet extra (``pip install -e '.[fleet]'`` in a
+  checkout, docs/install.md; the same Ray as the fleet simulator, no extra of its own). On a multi-machine
+  cluster ``out`` must be on a file system every node sees.
 """
 
 from __future__ import annotations
@@ -29,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.errors import ConfigError, DatasetError
-from edge_sdk.server.datagen.generate import normalise_args, resolve_device
-from edge_sdk.server.datagen.presets import Preset, load_preset
+from edge_sdk.server.datagen.presets import Preset, check_device_name, load_preset, normalise_args
 
 BACKENDS = ("local", "ray")
 MAX_SHARDS = 4096
@@ -95,10 +98,11 @@ def run_shard(job: ShardJob) -> dict[str, Any]:
     """Generate one shard (in a worker process or Ray task); returns a small summary dict."""
     import torch
 
-    from edge_sdk.server.datagen.generate import generate_dataset
+    from edge_sdk.server.datagen.generate import generate_dataset, resolve_device
     from edge_sdk.server.datagen.presets import parse_preset
 
     torch.set_num_threads(job.threads)
+    device = resolve_device(job.device)
     path = Path(job.path)
     extra = {"shard_index": job.index, "shard_count": job.count, "row_offset": job.start, "run_samples": job.samples}
     t0 = time.perf_counter()
@@ -106,7 +110,7 @@ def run_shard(job: ShardJob) -> dict[str, Any]:
         _check_complete_shard(path, job, extra)
         return {"index": job.index, "path": str(path), "n": job.stop - job.start, "n_new": 0, "seconds": 0.0}
     res = generate_dataset(parse_preset(job.preset, "<shard job>"), samples=job.samples, seed=job.seed, out=path,
-                           device=job.device, batch=job.batch, resume=job.resume, progress=False,
+                           device=device, batch=job.batch, resume=job.resume, progress=False,
                            overwrite=job.overwrite, rows=(job.start, job.stop), extra_attrs=extra)
     return {"index": job.index, "path": str(res.path), "n": res.n, "n_new": res.n_new,
             "seconds": time.perf_counter() - t0}
@@ -127,14 +131,43 @@ def _check_complete_shard(path: Path, job: ShardJob, extra: dict[str, Any]) -> N
                            "--overwrite without --resume")
 
 
+def _local_worker_init() -> None:
+    """Start-up of a local pool worker: one torch thread, the generator's imports (torch, Sionna: ~3 s on one
+    core, paid once per worker, in parallel with the other workers), and a fast exit.
+
+    The fast exit: when the pool shuts the worker down, ``os._exit`` ends it right after Python's other exit
+    handlers would have started, skipping the interpreter's teardown of torch and Sionna (~1.1 s measured on the
+    2-core reference machine, on the critical path of every sharded run). Nothing is lost: each shard file is
+    complete, closed and renamed before :func:`run_shard` returns, and results travel on a queue written
+    synchronously.
+    """
+    import atexit
+    import sys
+
+    import torch
+
+    import edge_sdk.server.datagen.generate  # noqa: F401  (imports Sionna)
+
+    torch.set_num_threads(1)
+
+    def _exit_now() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(_exit_now)  # registered last = runs first
+
+
 def _run_local(jobs: list[ShardJob], workers: int, progress: bool) -> list[dict[str, Any]]:
+    """Shards on a ``spawn`` pool of ``workers`` processes (each takes shards until none is left)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm import tqdm
 
     out = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_local_worker_init) as pool:
         futs = [pool.submit(run_shard, j) for j in jobs]
         with tqdm(total=sum(j.stop - j.start for j in jobs), unit="row", disable=not progress, desc="shards") as bar:
             for fut in as_completed(futs):
@@ -154,8 +187,6 @@ def _run_ray(jobs: list[ShardJob], workers: int, address: str | None, device: st
         raise ConfigError("--backend ray needs Ray: pip install -e '.[fleet]' in a checkout, docs/install.md (or use --backend local)") from None
     from tqdm import tqdm
 
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     owns, tmp = False, None
     if not ray.is_initialized():
         if address:
@@ -220,8 +251,9 @@ def generate_sharded(preset: str | Path | Preset, samples: int, seed: int, out: 
     if out.exists() and not overwrite:
         raise DatasetError(f"{out} exists; use --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    # local: resolved here; ray: decided on the cluster ("auto" = CUDA when the cluster has GPUs)
-    dev = resolve_device(device) if backend == "local" else device
+    # resolved where the rows are made (run_shard): the parent never imports torch or Sionna, so the workers'
+    # start-up is the only one on the critical path; ray: "auto" = CUDA when the cluster has GPUs (_run_ray)
+    dev = check_device_name(device)
     jobs = [ShardJob(index=i, count=shards, start=a, stop=b, path=str(shard_path(out, i, shards)),
                      preset=p.to_dict(), samples=samples, seed=seed, batch=batch, device=dev, resume=resume,
                      overwrite=overwrite) for i, (a, b) in enumerate(ranges)]

@@ -15,8 +15,13 @@ import h5py
 import numpy as np
 import pytest
 
-from edge_sdk.beam.h5guard import DEFAULT_MAX_BYTES, MAX_CHUNK_BYTES, H5ReadOptions
-from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+from edge_sdk.beam.h5reader import (
+    DEFAULT_MAX_BYTES,
+    MAX_CHUNK_BYTES,
+    H5ReadOptions,
+    open_beam_h5,
+    read_beam_h5,
+)
 from edge_sdk.beam.h5writer import write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 from edge_sdk.errors import DatasetError

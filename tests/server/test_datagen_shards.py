@@ -96,3 +96,25 @@ def test_cli_sharded(tmp_path, unsharded) -> None:
     assert res.exit_code != 0 and "--allow-virtual" in str(res.exception)
     res = CliRunner().invoke(cli, ["data", "info", str(out), "--allow-virtual"])
     assert res.exit_code == 0 and "60" in res.output
+
+
+def test_sharded_parent_never_imports_torch_or_sionna(tmp_path) -> None:
+    """The parent of a sharded run only plans, validates and stitches: importing the sharding module and the CLI
+    command loads neither torch nor Sionna (each costs seconds of start-up on the critical path; only the workers
+    pay it, in parallel), and a bad device name fails there before any worker starts."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from edge_sdk.server.datagen import shards\n"
+            "import edge_sdk.cli.data_cmd\n"
+            "from edge_sdk.errors import ConfigError\n"
+            "try:\n"
+            f"    shards.generate_sharded('uma-fr2-case1', 60, 9, {str(tmp_path / 'x.h5')!r}, shards=2, batch=20, device='tpu')\n"
+            "except ConfigError as e:\n"
+            "    print('refused:', e)\n"
+            "print(sorted(m for m in ('torch', 'sionna') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "refused: device must be 'auto', 'cpu' or 'cuda[:N]'" in out
+    assert out.strip().endswith("[]"), out
+    assert not list(tmp_path.iterdir())
