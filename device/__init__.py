@@ -1,7 +1,7 @@
 """edge_sdk.device: the device runtime (numpy + onnxruntime only; never torch, never edge_sdk.server).
 
 ``Trainer``/``TrainConfig`` (edge_sdk.device.trainer), ``evaluate_beam`` (edge_sdk.device.evaluate),
-``mlp_inference_model`` (edge_sdk.device.onnx_mlp); see docs/device.md. Attributes load lazily.
+``mlp_inference_model`` (edge_sdk.device.evaluate); see docs/device.md. Attributes load lazily.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ _EXPORTS = {
     "Trainer": "edge_sdk.device.trainer",
     "TrainConfig": "edge_sdk.device.trainer",
     "evaluate_beam": "edge_sdk.device.evaluate",
-    "mlp_inference_model": "edge_sdk.device.onnx_mlp",
+    "mlp_inference_model": "edge_sdk.device.evaluate",
     "load_train_graph": "edge_sdk.device.graph",
 }
 

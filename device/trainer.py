@@ -2,15 +2,15 @@
 
 Flow (docs/device.md): verify the payload (content digest; Ed25519 signature when trusted keys are given) ->
 check the graph bytes against the payload's graph digest -> the training recipe from the payload
-(``task["train"]``, an :class:`edge_sdk.recipe.TrainRecipe`; overrides only when the caller gives them) ->
+(``task["train"]``, an :class:`edge_sdk.modelspec.TrainRecipe`; overrides only when the caller gives them) ->
 initial parameters from ``edge_sdk.modelspec.init_params(model, seed)`` (the device never receives weights) ->
-exactly ``recipe.steps`` updates, batches and learning rates from :mod:`edge_sdk.recipe` (``iter_batches``,
+exactly ``recipe.steps`` updates, batches and learning rates from :mod:`edge_sdk.modelspec` (``iter_batches``,
 ``TrainRecipe.lr_at``) -> the updates run through the executor of the graph's variant (an epoch graph, format v2,
 the default export, takes many steps per ``run()`` call; a step graph, v1, one per call:
-:mod:`edge_sdk.device.executor`) -> atomic checkpoint after every epoch and at the end (format v1,
+:mod:`edge_sdk.device.graph`) -> atomic checkpoint after every epoch and at the end (format v1,
 ``edge_sdk.device.checkpoint``) -> standalone inference ONNX with the weights as initializers.
 Everything the device reads is validated before anything is allocated: the payload, the task spec
-(``edge_sdk.schema.TaskSpec``, the beam task, the model spec, the recipe with ``edge_sdk.recipe.RECIPE_BOUNDS``),
+(``edge_sdk.schema.TaskSpec``, the beam task, the model spec, the recipe with ``edge_sdk.modelspec.RECIPE_BOUNDS``),
 the graph's self-description against the graph itself, the estimated training memory against ``TrainLimits``
 (docs/device.md, "What the device validates").
 
@@ -34,12 +34,17 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.device.checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
-from edge_sdk.device.executor import DECODE_BUDGET_BYTES, PayloadData, make_executor
-from edge_sdk.device.graph import TrainGraph, check_groups, load_train_graph
-from edge_sdk.device.onnx_mlp import mlp_inference_model
+from edge_sdk.device.evaluate import mlp_inference_model
+from edge_sdk.device.graph import (
+    DECODE_BUDGET_BYTES,
+    PayloadData,
+    TrainGraph,
+    check_groups,
+    load_train_graph,
+    make_executor,
+)
 from edge_sdk.errors import CheckpointError, ConfigError, DeviceError
-from edge_sdk.modelspec import ModelSpec, init_params
-from edge_sdk.recipe import TrainRecipe, iter_batches
+from edge_sdk.modelspec import ModelSpec, TrainRecipe, init_params, iter_batches
 from edge_sdk.schema import TaskSpec, TrainLimits, as_int
 
 CHECKPOINT = CHECKPOINT_NAME
@@ -262,7 +267,7 @@ class Trainer:
 
     def run_steps(self, st: TrainState, stop: int, progress: Callable[[int], Any] | None = None,
                   on_epoch_end: Callable[[TrainState], Any] | None = None) -> None:
-        """Updates ``st.step .. stop-1`` (edge_sdk.recipe batch rule, each batch's indices sorted) through the
+        """Updates ``st.step .. stop-1`` (edge_sdk.modelspec batch rule, each batch's indices sorted) through the
         executor of the graph's variant, one epoch (or the rest of it) per call; updates ``st`` in place. After the
         last update of every epoch, and after update ``stop - 1``, a history row is added and ``on_epoch_end(st)``
         is called."""

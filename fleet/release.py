@@ -104,7 +104,7 @@ class FleetRelease:
 def device_trainer(payload_path: os.PathLike[str] | str, graph_path: os.PathLike[str] | str, *,
                    train_graph: Any = None, trusted_keys: Any = None) -> Any:
     """The device runtime's :class:`~edge_sdk.device.trainer.Trainer` for a payload, configured as a device with no
-    flags: it follows the payload's training recipe exactly (``edge_sdk.recipe.TrainRecipe``: the server's update
+    flags: it follows the payload's training recipe exactly (``edge_sdk.modelspec.TrainRecipe``: the server's update
     count, batch size, optimizer and schedule), i.e. it repeats the server's seed-0 evaluation run."""
     from edge_sdk.device.trainer import Trainer
 

@@ -1,6 +1,6 @@
 """Planning a payload under a byte budget: the (samples-per-class, bits) planner, sweet-spot search,
 class allocation, rate-distortion curve, and the fixed point of planning and graph export (the training graph's
-digest is part of the payload, so of the budget). The budget itself is :class:`edge_sdk.budget.Budget` (parsed
+digest is part of the payload, so of the budget). The budget itself is :class:`edge_sdk.units.Budget` (parsed
 once).
 
 API::
@@ -24,7 +24,7 @@ Planning with the graph (:func:`plan_with_graph`, used by ``edge_sdk.server.pipe
 names its training graph by ``[sha256 hex, size]`` (docs/payload-format.md). The sha256 is always 64 hex
 characters, but the decimal digit count of ``size`` changes the header length, so the exact payload size depends on
 the graph. The graph in turn depends on the group layout (which groups are stored: name, kind, bits, d, role —
-:func:`edge_sdk.server.onnx_export.layout.graph_groups_from`; not the sample counts, the batch dimension is
+:func:`edge_sdk.graphmeta.graph_groups_from`; not the sample counts, the batch dimension is
 dynamic), and for some methods (ADQ) that layout is only known after planning. Fixed point:
 
 1. plan with a placeholder digest ``{"sha256": "0" * 64, "size": PLACEHOLDER_SIZE}`` (the right shape);
@@ -250,7 +250,7 @@ def placeholder_digest(size: int = PLACEHOLDER_SIZE) -> dict[str, Any]:
 
 def graph_key(layouts: list[Any]) -> tuple:
     """What the training graph depends on: the :class:`GraphGroup` tuple (name, kind, bits, d, role)."""
-    from edge_sdk.server.onnx_export.layout import graph_groups_from
+    from edge_sdk.graphmeta import graph_groups_from
 
     return tuple(graph_groups_from(layouts))
 

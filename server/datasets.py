@@ -105,8 +105,7 @@ def load_beam(train_path: str | os.PathLike, test_path: str | os.PathLike, task_
     start at sample-and-hold of the latest measurement).
     """
     try:
-        from edge_sdk.beam.h5guard import SERVER_DATA
-        from edge_sdk.beam.h5reader import read_beam_h5
+        from edge_sdk.beam.h5reader import SERVER_DATA, read_beam_h5
         from edge_sdk.beam.taskspec import BeamTaskSpec
     except ImportError as exc:  # pragma: no cover - only while edge_sdk.beam is incomplete
         raise ConfigError(f"beam data support is not available in this install: {exc}") from exc

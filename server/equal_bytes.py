@@ -28,7 +28,7 @@ import torch
 
 from edge_sdk import codecs
 from edge_sdk.errors import ConfigError
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import TrainRecipe
 from edge_sdk.server.budget import allocate_per_class, option_kind
 from edge_sdk.server.coresets import select
 from edge_sdk.server.datasets import TaskData

@@ -39,8 +39,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.distill.base import split_validation
 from edge_sdk.server.train_eval import EvalConfig, EvalResult, evaluate_compact, predict, train_model

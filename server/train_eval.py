@@ -3,7 +3,7 @@ several seeds and report the mean and std of the task KPIs on the real test set.
 
 API (also used by server/adq)::
 
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, train_model, score_metrics
     cfg = EvalConfig(recipe=TrainRecipe(steps=2000, batch_size=128, lr=0.05), seeds=(0, 1, 2))
     res = evaluate_compact(spec, X, y, data, cfg, soft=None)   # X float32 [N, D]; y int64 [N]; soft [N, C] logits
@@ -15,9 +15,9 @@ read): beam tasks report ``edge_sdk.beam.kpis.beam_kpis`` (top1..top4, top1_1db,
 image tasks report ``top1`` (and ``top5`` when there are > 5 classes).
 
 Protocol (identical for every method, reproduced by the device): one run of the
-:class:`edge_sdk.recipe.TrainRecipe` per seed — initial parameters ``init_params(spec, seed)``, batches in
+:class:`edge_sdk.modelspec.TrainRecipe` per seed — initial parameters ``init_params(spec, seed)``, batches in
 ``epoch_order``, exactly ``recipe.steps`` updates, the recipe's optimizer, schedule and loss (all defined in
-:mod:`edge_sdk.recipe`; the optimizers are written out by hand so the device graph's update can be checked
+:mod:`edge_sdk.modelspec`; the optimizers are written out by hand so the device graph's update can be checked
 against them line by line). A fixed number of *updates* (not epochs) is used so that a 32-sample and a
 20,000-sample set get the same optimisation effort. The model of the **last** update is evaluated once on the
 test set (no best-epoch-on-test selection). The payload carries ``recipe.to_payload()`` as ``task["train"]``.
@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe, iter_batches
+from edge_sdk.modelspec import ModelSpec, TrainRecipe, iter_batches
 from edge_sdk.server.models import forward, init_torch_params
 
 
@@ -78,7 +77,7 @@ class EvalResult:
 
 
 def _loss(logits: Tensor, y: Tensor, soft: Tensor | None, soft_weight: float) -> Tensor:
-    """The recipe's loss (edge_sdk.recipe): hard CE, soft CE against ``softmax(soft)``, or their mix."""
+    """The recipe's loss (edge_sdk.modelspec): hard CE, soft CE against ``softmax(soft)``, or their mix."""
     if soft is None:
         return F.cross_entropy(logits, y)
     soft_ce = F.cross_entropy(logits, torch.softmax(soft, dim=1))
@@ -89,7 +88,7 @@ def _loss(logits: Tensor, y: Tensor, soft: Tensor | None, soft_weight: float) ->
 
 def train_model(spec: ModelSpec, X: np.ndarray | Tensor, y: np.ndarray | Tensor, seed: int, recipe: TrainRecipe, *,
                 soft: np.ndarray | Tensor | None = None, device: str = "cpu") -> dict[str, Tensor]:
-    """One run of ``recipe`` (edge_sdk.recipe) with ``seed`` on ``X`` float32 [N, D], hard labels ``y`` int [N]
+    """One run of ``recipe`` (edge_sdk.modelspec) with ``seed`` on ``X`` float32 [N, D], hard labels ``y`` int [N]
     and optional soft-label logits ``soft`` [N, C]; returns the final parameters (no argument is modified)."""
     if not isinstance(recipe, TrainRecipe):
         raise ConfigError(f"train_model needs a TrainRecipe, got {type(recipe).__name__}")

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_torch_threads()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.datasets import load_beam
     from edge_sdk.server.distill import DistillConfig, distill
     from edge_sdk.server.equal_bytes import BASELINE_QUANTIZERS, build_baseline, max_rows

@@ -65,7 +65,7 @@ def data_stats(data) -> dict:
     import numpy as np
 
     from edge_sdk import codecs
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.adq import QuantizeConfig
     from edge_sdk.server.adq.cost import ByteCost
     from edge_sdk.server.pipeline import RunConfig, family_of, payload_cost
@@ -88,10 +88,10 @@ def data_stats(data) -> dict:
 def run_grid(data, rows, ev, runs_dir: Path, log=print) -> list[dict]:
     """Every row through the product's one path (``edge_sdk.server.pipeline.run``, no graph: the table compares
     methods, and a graph digest would add the same ~80 B to every payload)."""
-    from edge_sdk.budget import Budget
     from edge_sdk.server.adq import QuantizeConfig
     from edge_sdk.server.adq.sensitivity import SensitivityConfig
     from edge_sdk.server.pipeline import RunConfig, run
+    from edge_sdk.units import Budget
 
     out = []
     for i, (section, kw) in enumerate(rows):
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import torch
 
-        from edge_sdk.recipe import TrainRecipe
+        from edge_sdk.modelspec import TrainRecipe
         from edge_sdk.server import datasets
         from edge_sdk.server.train_eval import EvalConfig
 

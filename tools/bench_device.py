@@ -26,10 +26,9 @@ import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
 from edge_sdk.payload import read_payload
-from edge_sdk.modelspec import ModelSpec, epoch_order, init_params
+from edge_sdk.modelspec import ModelSpec, TrainRecipe, epoch_order, init_params
 from edge_sdk.server.onnx_export.testing import EagerReference
 p = read_payload(sys.argv[1]); epochs = int(sys.argv[2])
-from edge_sdk.recipe import TrainRecipe
 task = p.task; tr = TrainRecipe.from_dict(task["train"]); spec = ModelSpec.from_dict(task["model"])
 x, y = p.samples()
 ref = EagerReference(spec, init_params(spec, 0), tr.optimizer,
@@ -62,8 +61,8 @@ def bench_step(batch: int, hidden: tuple[int, ...], n: int) -> dict:
     import onnxruntime as ort
     import torch
 
+    from edge_sdk.graphmeta import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.modelspec import ModelSpec, init_params
-    from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.server.onnx_export.testing import (
         EagerReference,
         cached_training_graph,

@@ -56,8 +56,7 @@ def key(s: dict, setb: str) -> str:
 def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[int, ...], patience: int = 6,
                 lrs: tuple[float, ...] = (1e-3, 3e-3), train_traj: int | None = None,
                 test_traj: int | None = None) -> dict:
-    from edge_sdk.beam.h5guard import SERVER_DATA
-    from edge_sdk.beam.h5reader import read_beam_h5
+    from edge_sdk.beam.h5reader import SERVER_DATA, read_beam_h5
     from edge_sdk.beam.kpis import (
         beam_kpis,
         history_average_scores,

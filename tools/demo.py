@@ -8,7 +8,7 @@
 4. sign the payload with a fresh Ed25519 key and verify it;
 5. device: train on the payload in a subprocess where importing torch is impossible (numpy + onnxruntime
    only), with the signature required, and evaluate on the device's local measurements (test.h5). No training
-   flags: the device follows the recipe the payload carries (edge_sdk.recipe.TrainRecipe), so its run is the
+   flags: the device follows the recipe the payload carries (edge_sdk.modelspec.TrainRecipe), so its run is the
    server's seed-0 evaluation run, update for update, and the two Top-1 figures can be compared one to one;
 6. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times;
 7. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = json.loads((server_dir / "report.json").read_text())
     full = json.loads((full_dir / "report.json").read_text())
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.payload import read_payload
-    from edge_sdk.recipe import TrainRecipe
 
     p = read_payload(payload)
     recipe = TrainRecipe.from_dict(p.task["train"])

@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from edge_sdk.budget import Budget
     from edge_sdk.errors import ConfigError
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.budget import write_rd_curve
     from edge_sdk.server.distill import DistillConfig
     from edge_sdk.server.pipeline import DataSource, RunConfig, run
     from edge_sdk.server.train_eval import EvalConfig
+    from edge_sdk.units import Budget
 
     source = DataSource(train=args.data, test=args.test) if args.data else DataSource(dataset=args.dataset or "digits")
     data = source.load()

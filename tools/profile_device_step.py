@@ -31,9 +31,9 @@ def profile(dims: list[int], batch: int, optimizer: str, variant: str, threads: 
             rows: int = 4096) -> dict[str, Any]:
     import onnxruntime as ort
 
+    from edge_sdk.graphmeta import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.modelspec import ModelSpec, init_params
     from edge_sdk.server.onnx_export.export import training_graph_bytes
-    from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
     from edge_sdk.server.onnx_export.testing import random_group_batch
 
     model = ModelSpec(input_dim=dims[0], num_classes=dims[-1], hidden=tuple(dims[1:-1]))

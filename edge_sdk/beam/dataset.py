@@ -20,8 +20,8 @@ t_index    int32     [N]                    BM-Case2 only: time step index along
 Tx beam index convention (Set A): ``k = k_zen * n_az + k_az`` (zenith-major) with ``n_zen = 4`` zenith rows
 and ``n_az = n_tx // 4`` azimuth columns (8 for 32 beams, 16 for 64 beams); see docs/dataset-hdf5.md.
 
-The file format lives in :mod:`edge_sdk.beam.h5schema` (schema), :mod:`edge_sdk.beam.h5reader`
-(``read_beam_h5``, ``open_beam_h5``) and :mod:`edge_sdk.beam.h5writer` (``BeamH5Writer``, ``write_beam_h5``);
+The file format lives in :mod:`edge_sdk.beam.h5reader` (schema, ``read_beam_h5``, ``open_beam_h5``) and
+:mod:`edge_sdk.beam.h5writer` (``BeamH5Writer``, ``write_beam_h5``);
 this module imports none of them.
 """
 

@@ -23,8 +23,7 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_path
 from edge_sdk.beam.dataset import BeamDataset, validate_arrays
-from edge_sdk.beam.h5guard import H5ReadOptions
-from edge_sdk.beam.h5reader import open_beam_h5
+from edge_sdk.beam.h5reader import H5ReadOptions, open_beam_h5
 from edge_sdk.errors import ConfigError, DatasetError
 
 ROW_GROUP = 65536

@@ -40,17 +40,18 @@ import numpy as np
 from edge_sdk._version import __version__
 from edge_sdk.atomic import atomic_path, commit_file
 from edge_sdk.beam.dataset import CASES, MAX_RX, MAX_TX, BeamDataset, fields_for, top1_label, trailing_shape
-from edge_sdk.beam.h5reader import BeamH5File, read_beam_h5
-from edge_sdk.beam.h5schema import (
+from edge_sdk.beam.h5reader import (
     N_ZEN,
     RESERVED_ATTRS,
     SCHEMA_NAME,
     SCHEMA_VERSION,
     TX_BEAM_ORDER,
+    BeamH5File,
     attr_value,
     check_attrs,
     h5py_module,
     partial_path,
+    read_beam_h5,
     to_attr,
 )
 from edge_sdk.beam.vds import SHARD_ATTRS, plain_source_name

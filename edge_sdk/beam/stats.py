@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.beam.dataset import BeamDataset
-from edge_sdk.beam.h5guard import H5ReadOptions
-from edge_sdk.beam.h5reader import read_beam_h5
+from edge_sdk.beam.h5reader import H5ReadOptions, read_beam_h5
 
 PERCENTILES = (1, 5, 50, 95, 99)
 

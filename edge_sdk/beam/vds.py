@@ -6,7 +6,7 @@ datasets are HDF5 *virtual datasets* mapping row ranges to the shard files. The 
 (:func:`edge_sdk.beam.h5reader.open_beam_h5` / ``read_beam_h5`` and what builds on them) open ``OUT.h5`` when
 asked to: ``allow_virtual=True`` (CLI ``--allow-virtual`` of ``data info``, ``data export``, ``device eval``,
 ``device train``; the server's training-data reader ``load_beam`` always passes it,
-:data:`edge_sdk.beam.h5guard.SERVER_DATA`). Without it a virtual dataset over other files is refused (issue 12:
+:data:`edge_sdk.beam.h5reader.SERVER_DATA`). Without it a virtual dataset over other files is refused (issue 12:
 storage outside the file only when asked for). Plain h5py and other HDF5 tools read it too.
 
 A virtual dataset reads fill values, silently, where a source file is missing, and it can point anywhere on the

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from edge_sdk.beam.h5guard import H5ReadOptions
-from edge_sdk.cli.h5options import h5_read_options
+from edge_sdk.beam.h5reader import H5ReadOptions
+from edge_sdk.cli.options import h5_read_options
 from edge_sdk.errors import ConfigError
 
 #: the shipped reference data of a source checkout (``data verify``'s default)

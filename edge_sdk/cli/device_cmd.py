@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from edge_sdk.atomic import atomic_write_text
-from edge_sdk.beam.h5guard import H5ReadOptions
-from edge_sdk.cli.h5options import h5_read_options
+from edge_sdk.beam.h5reader import H5ReadOptions
+from edge_sdk.cli.options import h5_read_options
 
 
 def _write_json(path: Path, obj: object) -> None:

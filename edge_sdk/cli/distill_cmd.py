@@ -6,7 +6,7 @@ Examples::
     edge-sdk distill --dataset digits --method quadd-dm --quantizer codebook --bits 2 --budget 8KiB --out runs/d
     edge-sdk distill --dataset digits --method ptq-dm --bits auto --compression 36x --out runs/p
 
-A thin face over ``edge_sdk.server.pipeline.run`` (shared options: ``edge_sdk.cli.pipeline_opts``). Writes
+A thin face over ``edge_sdk.server.pipeline.run`` (shared options: ``edge_sdk.cli.options``). Writes
 ``OUT/payload.epl`` (never larger than the budget; its header carries the training recipe), ``OUT/graph.onnx``
 (the dequantize-and-train graph for the payload's groups, MLP models; named by digest in the payload header) and
 ``OUT/report.json`` (schema ``edge-sdk.report/1``, docs/report-schema.md). The evaluation trains on the *written*
@@ -27,7 +27,7 @@ from edge_sdk.catalog import (
     RAW_KINDS,
     V2_QUANTIZERS,
 )
-from edge_sdk.cli.pipeline_opts import SHARED_KEYS, parse_common, pipeline_options, run_face
+from edge_sdk.cli.options import SHARED_KEYS, parse_common, pipeline_options, run_face
 from edge_sdk.errors import ConfigError
 
 
@@ -95,8 +95,8 @@ def _run_auto(args: Any, iterations: int) -> None:
         payload_cost,
         run,
         summary_line,
+        write_report,
     )
-    from edge_sdk.server.report import write_report
     from edge_sdk.server.train_eval import EvalConfig
 
     configure_torch_threads(args.threads)

@@ -27,11 +27,10 @@ import click
 def cli(payload: Path, out: Path, optimizer: str | None, variant: str | None, model_json: str | None) -> None:
     """Export the training graph for PAYLOAD to OUT; prints its sha256/size and whether PAYLOAD names it."""
     from edge_sdk.errors import ConfigError
-    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.graphmeta import default_variant
+    from edge_sdk.modelspec import ModelSpec, TrainRecipe
     from edge_sdk.payload import read_payload
-    from edge_sdk.recipe import TrainRecipe
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
-    from edge_sdk.server.onnx_export.layout import default_variant
 
     with read_payload(payload) as p:
         task = dict(p.task or {})

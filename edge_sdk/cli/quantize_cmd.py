@@ -6,7 +6,7 @@ Examples::
     edge-sdk quantize --method adq --dataset digits --compression 16x --prune ccs --keep 0.1 --out runs/x
     edge-sdk quantize --method fixed --dataset digits --budget 16KiB --seeds 3 --out runs/y
 
-A thin face over ``edge_sdk.server.pipeline.run`` (shared options: ``edge_sdk.cli.pipeline_opts``). Writes
+A thin face over ``edge_sdk.server.pipeline.run`` (shared options: ``edge_sdk.cli.options``). Writes
 ``OUT/graph.onnx`` (the ONNX training graph for exactly the stored groups; ``--no-graph`` skips it),
 ``OUT/payload.epl`` (one ``symmetric_per_sample`` group per bit width, named ``b{bits}``; dropped samples are not
 stored; the header names the graph by sha256 and size and carries the training recipe, all counted in the byte
@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from edge_sdk.catalog import ALLOCATIONS, PRUNERS, QUANTIZE_METHODS
-from edge_sdk.cli.pipeline_opts import SHARED_KEYS, parse_common, pipeline_options, run_face
+from edge_sdk.cli.options import SHARED_KEYS, parse_common, pipeline_options, run_face
 
 
 @click.command(name="quantize")

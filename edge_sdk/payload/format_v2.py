@@ -50,6 +50,7 @@ import numpy as np
 from edge_sdk import codecs
 from edge_sdk.bitpack import packed_size, row_bytes
 from edge_sdk.errors import ConfigError, SchemaError
+from edge_sdk.modelspec import MAX_BATCH, MAX_STEPS, TrainRecipe
 from edge_sdk.payload.errors import HeaderInvalid, LimitExceeded
 from edge_sdk.payload.format import (
     MAX_CLASSES,
@@ -65,7 +66,6 @@ from edge_sdk.payload.format import (
     check_layouts,
     expected_param_shapes,
 )
-from edge_sdk.recipe import MAX_BATCH, MAX_STEPS, TrainRecipe
 
 FORMAT_MAJOR_V2 = 2
 FORMAT_MINOR_V2 = 0
@@ -87,7 +87,7 @@ OPTIMIZER_CODES = ("sgd", "adam")
 SCHEDULE_CODES = ("constant", "cosine", "step")
 #: recipe fields each optimizer / schedule stores (the rest take the recipe defaults)
 RECIPE_OPT_FIELDS = {"sgd": ("momentum",), "adam": ("beta1", "beta2", "eps")}
-#: the recipe's version, bounds and defaults are edge_sdk.recipe's (one definition): a field the record does not
+#: the recipe's version, bounds and defaults are edge_sdk.modelspec's (one definition): a field the record does not
 #: store takes the TrainRecipe default, and the decoded recipe is validated by TrainRecipe (RECIPE_BOUNDS)
 _RECIPE_DEFAULTS = TrainRecipe()
 
@@ -161,7 +161,7 @@ def f4_exact(v: float) -> float:
 
 # ----------------------------------------------------------------------------------------- recipe
 def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> bytes:
-    """Binary recipe record (module docstring) of a :class:`edge_sdk.recipe.TrainRecipe` or any of its dict forms
+    """Binary recipe record (module docstring) of a :class:`edge_sdk.modelspec.TrainRecipe` or any of its dict forms
     (``to_dict()`` / ``to_payload()``, validated by ``TrainRecipe.from_dict``); floats are stored as float32."""
     try:
         r = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
@@ -190,7 +190,7 @@ def stored_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool = Fals
 
 
 def decode_recipe(cur: _Cursor, has_soft: bool) -> dict[str, Any]:
-    """Parse a recipe record and validate it with :class:`~edge_sdk.recipe.TrainRecipe` (``RECIPE_BOUNDS``) ->
+    """Parse a recipe record and validate it with :class:`~edge_sdk.modelspec.TrainRecipe` (``RECIPE_BOUNDS``) ->
     the full form ``{"version": 1, ...}`` (``TrainRecipe.to_dict``; fields the record does not store at their
     TrainRecipe defaults, floats widened from float32)."""
     opt = cur.u8("recipe optimizer")

@@ -11,7 +11,7 @@ A stored set is a list of groups, one per bit width (payload v1 ``role="samples"
 :class:`ByteCost` counts these data bytes only (a closed form, used for quick estimates and tests);
 :class:`WidthCost` — what the pipeline uses — counts the *whole file* with ``edge_sdk.payload.payload_size``
 (header, task dict, provenance, group table, alignment, digest included), so a budget is a bound on the
-bytes actually written. Budgets are :class:`edge_sdk.budget.Budget` values; ratios are defined against
+bytes actually written. Budgets are :class:`edge_sdk.units.Budget` values; ratios are defined against
 ``full_float32_bytes = N_full * D * 4`` (the features of the full, unpruned training set as float32, labels not
 counted — ``TaskData.full_float32_bytes``): ``16x`` = ``93.75%`` = a 2-bit average per value, ``8x`` = 87.5 % =
 4-bit, ``4x`` = 75 % = 8-bit, ``2x`` = 50 % = 16-bit. (The paper quotes ratios of 8-bit images, where 93.75 % would

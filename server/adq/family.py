@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import TrainRecipe
 from edge_sdk.payload import GroupLayout, SampleGroup
-from edge_sdk.recipe import TrainRecipe
 from edge_sdk.registry import Registry
 from edge_sdk.server.payload_io import CompactSet, PayloadCost
 

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 from edge_sdk.registry import Registry
 
 from .training import logits, train_params

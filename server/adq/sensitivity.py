@@ -25,8 +25,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 
 from .quantize import check_bits, fake_quantize
 from .training import as_module, train_params

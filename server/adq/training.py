@@ -1,7 +1,7 @@
 """Adapters from ADQ to the shared server models and evaluation protocol.
 
 * models: ``edge_sdk.server.models`` (``SpecModel``, ``forward``; parameters from ``init_params``);
-* training: ``edge_sdk.server.train_eval.train_model`` (one run of an ``edge_sdk.recipe.TrainRecipe``, batch
+* training: ``edge_sdk.server.train_eval.train_model`` (one run of an ``edge_sdk.modelspec.TrainRecipe``, batch
   order ``epoch_order``) — the same recipe every method is evaluated with. ADQ's reference model and the EL2N
   scoring models are trained with it for ``epochs`` passes, i.e. ``epochs * ceil(N / batch_size)`` updates.
 """
@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 from edge_sdk.server.models import SpecModel
 from edge_sdk.server.train_eval import predict, train_model
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import TrainRecipe
 from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.distill.base import DistillConfig, choose_point
 from edge_sdk.server.distill.family import distill

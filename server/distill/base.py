@@ -23,7 +23,8 @@ Method names (:func:`method_names`; one file per host or baseline, each register
   the 1x reference; it ignores the budget (it cannot fit a compressed one).
 
 A host is a :class:`Matcher` subclass registered in ``MATCHERS`` (``@MATCHERS.register("dm")``); it gives the
-three methods ``<host>``, ``quadd-<host>``, ``ptq-<host>`` (the loop of :mod:`.loop` runs it in each storage mode).
+three methods ``<host>``, ``quadd-<host>``, ``ptq-<host>`` (the host loop of :mod:`.family` runs it in each
+storage mode).
 A baseline is a function ``fn(ctx) -> (CompactSet, losses, info)`` registered in ``BASELINES``.
 
 Budget -> operating point (:func:`choose_point`): ``ipc`` is the largest that fits ``budget`` bytes for

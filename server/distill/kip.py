@@ -76,7 +76,7 @@ class KIPSettings:
 
 def train_teacher(ctx: Context, settings: KIPSettings) -> dict[str, torch.Tensor]:
     """A teacher MLP on the fit part (the task's model, Adam + cosine for ``settings.teacher_steps`` updates)."""
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.train_eval import train_model
 
     recipe = TrainRecipe(optimizer="adam", lr=settings.teacher_lr, schedule="cosine",

@@ -27,15 +27,13 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.codecs import AFFINE_KINDS
-from edge_sdk.server.onnx_export.layout import (
-    EXAMPLE_HYPER,
+from edge_sdk.graphmeta import (
     HYPER_NAMES,
     PER_STEP_HYPER,
     STATE_SUFFIXES,
     THETA,
     GraphGroup,
     TrainGraphSpec,
-    example_group_inputs,
 )
 
 #: internal tensor names of the composed graph (none is a graph input or output name)
@@ -227,6 +225,8 @@ def _free_sizes(count: int, taken: set[int]) -> list[int]:
 
 def _decode_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     """Example group inputs with a distinct free row count per group."""
+    from edge_sdk.server.onnx_export.step import example_group_inputs
+
     rng = np.random.default_rng(seed)
     ggroups = spec.graph_groups()
     sizes = _free_sizes(len(ggroups), _static_dims(spec))
@@ -238,6 +238,8 @@ def _decode_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
 
 def _body_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     import torch
+
+    from edge_sdk.server.onnx_export.step import EXAMPLE_HYPER
 
     rng = np.random.default_rng(seed)
     m, b = _free_sizes(2, _static_dims(spec))  # M rows decoded, B rows per step: distinct and free

@@ -27,17 +27,15 @@ import numpy as np
 
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.server.onnx_export.layout import (
-    EXAMPLE_HYPER,
+from edge_sdk.graphmeta import (
     HYPER_NAMES,
     META_KEY,
     GraphGroup,
     TrainGraphSpec,
     default_variant,
-    example_group_inputs,
     graph_groups_from,
 )
+from edge_sdk.modelspec import ModelSpec
 
 OPSET = 18
 IR_VERSION = 8  # opset 18 needs IR >= 8; onnxruntime 1.17 reads IR <= 9
@@ -92,6 +90,8 @@ def _example_sizes(spec: TrainGraphSpec) -> dict[int, int]:
 def example_inputs(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     """Random example inputs (torch tensors) in graph input order."""
     import torch
+
+    from edge_sdk.server.onnx_export.step import EXAMPLE_HYPER, example_group_inputs
 
     rng = np.random.default_rng(seed)
     sizes = _example_sizes(spec)
@@ -347,7 +347,7 @@ def export_inference_graph(
     weights are initializers; without, they are graph inputs named like the ModelSpec parameters."""
     import torch
 
-    from edge_sdk.server.onnx_export.layout import GRAPH_KINDS
+    from edge_sdk.graphmeta import GRAPH_KINDS
     from edge_sdk.server.onnx_export.step import model_forward
 
     if model_spec.kind not in GRAPH_KINDS:

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk import codecs
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ The epoch variant (:mod:`.epoch`) uses :func:`mlp_loss_and_grads` instead of aut
 written out (three matmuls per layer, a ReLU mask, ``softmax - target`` at the logits), which exports to a
 third as many ONNX nodes as the traced autograd graph and none of its slow ``Where``/scatter kernels.
 
+Example inputs (:func:`example_group_inputs`, :data:`EXAMPLE_HYPER`): the random tensors both exporters (step and
+epoch variant) trace with.
+
 Optimizers reproduce ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay added to the gradient) and
 ``torch.optim.Adam`` (Kingma & Ba 2015, Alg. 1, with L2 weight decay added to the gradient, ``amsgrad=False``).
 """
@@ -29,12 +32,13 @@ Optimizers reproduce ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from edge_sdk.codecs import AFFINE_KINDS
+from edge_sdk.graphmeta import HYPER_NAMES, GraphGroup, TrainGraphSpec
 from edge_sdk.modelspec import ModelSpec
-from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec
 
 
 def unpack_codes(packed: torch.Tensor, g: GraphGroup) -> torch.Tensor:
@@ -155,7 +159,7 @@ def mlp_loss_and_grads(
 
 
 def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
-    """The pure step function for ``spec`` (inputs/outputs: :mod:`edge_sdk.server.onnx_export.layout`)."""
+    """The pure step function for ``spec`` (inputs/outputs: :mod:`edge_sdk.graphmeta`)."""
     ggroups = spec.graph_groups()
     n_params = len(spec.param_names())
     hyper = HYPER_NAMES[spec.optimizer]
@@ -228,3 +232,33 @@ def optimizer_update(
         new_p.append(p - step_size * (m / denom))
         new_s.extend([m, v])
     return new_p, new_s
+
+
+#: hyper-parameter values of the example inputs the exporters trace with (any valid value; they are graph inputs)
+EXAMPLE_HYPER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                 "step": 1.0}
+
+
+def example_group_inputs(rng: Any, g: GraphGroup, rows: int) -> list[Any]:
+    """Random example tensors for one group's graph inputs, in input order: ``g{k}.values`` [rows, d] float32 or
+    ``g{k}.packed`` [rows, row_bytes] uint8, then the kind's parameters (scale [rows]; alpha [d or 1]; levels
+    [2^bits]; affine hi, lo [1 | d | rows] with hi > lo). Shared by the step and epoch exporters (their traced
+    graphs depend on the draws' shapes, and on this exact draw order for reproducible fixtures).
+    ``rng``: a ``numpy.random.Generator``."""
+    out = []
+    if g.raw:
+        out.append(torch.tensor(rng.standard_normal((rows, g.d)), dtype=torch.float32))
+    else:
+        out.append(torch.tensor(rng.integers(0, 256, (rows, g.row_bytes)), dtype=torch.uint8))
+    if g.kind == "symmetric_per_sample":
+        out.append(torch.tensor(rng.uniform(0.1, 1, rows), dtype=torch.float32))
+    elif g.kind == "uniform_clip":
+        out.append(torch.tensor(rng.uniform(0.5, 2, g.d if g.per_feature else 1), dtype=torch.float32))
+    elif g.kind == "codebook":
+        out.append(torch.tensor(rng.standard_normal(1 << g.bits), dtype=torch.float32))
+    elif g.param_names() == ("hi", "lo"):  # affine kinds
+        m = {"affine_set": 1, "affine_feature": g.d, "affine_sample": rows}[g.kind]
+        lo = rng.uniform(-2, 0, m)
+        out.append(torch.tensor(lo + rng.uniform(0.5, 2, m), dtype=torch.float32))  # hi
+        out.append(torch.tensor(lo, dtype=torch.float32))
+    return out

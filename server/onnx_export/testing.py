@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from edge_sdk import codecs
+from edge_sdk.graphmeta import STATE_SUFFIXES, GraphGroup, TrainGraphSpec
 from edge_sdk.modelspec import ModelSpec
-from edge_sdk.server.onnx_export.layout import STATE_SUFFIXES, GraphGroup, TrainGraphSpec
 
 
 def pack_rows_reference(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -133,9 +133,14 @@ def _source_key(spec: TrainGraphSpec) -> str:
     h = hashlib.sha256(spec.meta_json().encode())
     h.update(str(spec.debug_features).encode())
     h.update(torch.__version__.encode())
+    from edge_sdk import graphmeta
+    from edge_sdk.server import models
+
     here = Path(__file__).parent
-    for name in ("step.py", "epoch.py", "export.py", "layout.py", "../models.py"):  # models.py: the gru forward
-        h.update((here / name).read_bytes())
+    # models.py: the gru forward; graphmeta.py: the graph's layout (input names, groups)
+    for path in (here / "step.py", here / "epoch.py", here / "export.py", Path(models.__file__),
+                 Path(graphmeta.__file__)):
+        h.update(path.read_bytes())
     return h.hexdigest()[:24]
 
 

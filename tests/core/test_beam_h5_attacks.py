@@ -5,6 +5,7 @@ memory-capped subprocesses (RLIMIT_AS)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,13 @@ import h5py
 import numpy as np
 import pytest
 
-from edge_sdk.beam.h5guard import DEFAULT_MAX_BYTES, MAX_CHUNK_BYTES, H5ReadOptions
-from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
+from edge_sdk.beam.h5reader import (
+    DEFAULT_MAX_BYTES,
+    MAX_CHUNK_BYTES,
+    H5ReadOptions,
+    open_beam_h5,
+    read_beam_h5,
+)
 from edge_sdk.beam.h5writer import write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 from edge_sdk.errors import DatasetError
@@ -281,6 +287,12 @@ def test_isolated_read_reports_missing_files_and_child_failures(tmp_path, monkey
         with pytest.raises(DatasetError, match=r"reading its \d+ declared bytes did not finish"):
             h5reader.probe_beam_h5(q)
     assert h5reader.probe_beam_h5(q) == 16
+    # the one-deadline runner (platforms without select() on pipes) gives the same verdicts
+    args = ([sys.executable, "-c", "import json; print(json.dumps({'n': 3}))"], dict(os.environ), q)
+    assert h5reader._run_probe_one_deadline(*args, 0)[:2] == (0, ['{"n": 3}'])
+    monkeypatch.setattr(h5reader, "PROBE_OPEN_TIMEOUT_S", -100.0)
+    with pytest.raises(DatasetError, match="did not finish"):
+        h5reader._run_probe_one_deadline(*args, 0)
 
 
 #: flipped metadata bytes on which libhdf5 (HDF5 2.0.0) loops for ever reading a root attribute (case 366 of

@@ -401,8 +401,8 @@ def test_R24_recipe_ranges():
 
 def test_v2_recipe_record_is_the_train_recipe():
     """One recipe definition: the record takes a TrainRecipe or any of its dict forms, unstored fields come back
-    at the TrainRecipe defaults, and its bounds are edge_sdk.recipe.RECIPE_BOUNDS."""
-    from edge_sdk.recipe import TrainRecipe
+    at the TrainRecipe defaults, and its bounds are edge_sdk.modelspec.RECIPE_BOUNDS."""
+    from edge_sdk.modelspec import TrainRecipe
 
     r = TrainRecipe(optimizer="sgd", lr=0.25, schedule="step", steps=700, batch_size=64, momentum=0.5,
                     weight_decay=0.0, decay_every=100, gamma=2.0)

@@ -17,12 +17,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge_sdk.device.evaluate import evaluate_beam, predict
-from edge_sdk.device.onnx_mlp import mlp_inference_model
+from edge_sdk.device.evaluate import evaluate_beam, mlp_inference_model, predict
 from edge_sdk.device.trainer import TrainConfig, Trainer
 from edge_sdk.errors import CheckpointError, DeviceError, EdgeSdkError, SchemaError
-from edge_sdk.modelspec import ModelSpec, init_params
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe, init_params
 
 DATA = Path(__file__).parent / "data"
 ADAM = DATA / "beam_adam"  # epoch graph (format v2, the default export)
@@ -107,7 +105,7 @@ def test_step_graph_v1_trains_like_the_epoch_graph():
 @pytest.mark.parametrize("bundle", [ADAM, SOFT])
 def test_epoch_chunks_do_not_change_training(bundle):
     """A decode budget of a few rows splits every epoch into many runs; the result equals whole-epoch runs."""
-    from edge_sdk.device.executor import EpochExecutor
+    from edge_sdk.device.graph import EpochExecutor
 
     whole = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)
     small = Trainer(bundle / "payload.bin", bundle / "graph.onnx", epochs=2)

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge_sdk import codecs  # noqa: E402
-from edge_sdk.budget import Budget  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.adq import allocation as A  # noqa: E402
 from edge_sdk.server.adq import quantize as Q  # noqa: E402
 from edge_sdk.server.adq.cost import ByteCost, WidthCost  # noqa: E402
 from edge_sdk.server.adq.pruning import PRUNERS, CCSPrune, get_method  # noqa: E402
 from edge_sdk.server.payload_io import PayloadCost, write_compact  # noqa: E402
+from edge_sdk.units import Budget  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -272,7 +272,7 @@ def beam_files(tmp_path_factory):
 
 
 def test_pruning_then_quantization(beam_files):
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.adq.family import QuantizeConfig, build, plan
     from edge_sdk.server.datasets import load_beam
 
@@ -291,7 +291,7 @@ def test_cli_end_to_end_graph_then_device_train(beam_files, tmp_path, capsys):
     from edge_sdk.cli.main import main
     from edge_sdk.device.trainer import Trainer
     from edge_sdk.payload import read_payload
-    from edge_sdk.server.report import validate_report
+    from edge_sdk.server.pipeline import validate_report
 
     out = tmp_path / "run"
     rc = main(["quantize", "--method", "adq", "--data", str(beam_files[0]), "--test", str(beam_files[1]),
@@ -375,7 +375,7 @@ def _fake_exporter(size_of, calls):
 
 
 def _adq_plan_fn(data, cfg, budget, pc):
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.adq.family import plan
 
     return lambda digest: plan(data, cfg, budget, pc.with_graph(digest), TrainRecipe(steps=1))
@@ -440,8 +440,7 @@ def test_plan_with_graph_oscillation_is_a_typed_error(tmp_path):
 def test_unsupported_model_plans_without_graph(tmp_path):
     """A convnet has no exportable training step: GraphExportError inside the planner; the pipeline then warns,
     plans without graph and says why in the report; no file is left behind."""
-    from edge_sdk.modelspec import ModelSpec
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import ModelSpec, TrainRecipe
     from edge_sdk.server.adq.family import QuantizeConfig
     from edge_sdk.server.budget import GraphExportError, plan_with_graph
     from edge_sdk.server.datasets import TaskData

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from edge_sdk.errors import ConfigError  # noqa: E402
-from edge_sdk.recipe import TrainRecipe  # noqa: E402
+from edge_sdk.modelspec import TrainRecipe  # noqa: E402
 from edge_sdk.server.distill.auto import AutoConfig, quantizer_options, search_auto  # noqa: E402
 from edge_sdk.server.payload_io import PayloadCost  # noqa: E402
 from edge_sdk.server.protocol import ProtocolConfig  # noqa: E402

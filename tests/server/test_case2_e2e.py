@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 from edge_sdk.beam.h5writer import write_beam_h5  # noqa: E402
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset  # noqa: E402
 from edge_sdk.cli.main import main  # noqa: E402
-from edge_sdk.cli.pipeline_opts import parse_beam_task  # noqa: E402
+from edge_sdk.cli.options import parse_beam_task  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
 
 TASK = {"case": "case2", "setb": "1/4", "history": 3, "horizon": 1, "period_steps": 2}
@@ -52,11 +52,11 @@ def test_case2_quadd_distilled_windows_train_on_the_device(tmp_path, case2_files
     the Case2 task and the GRU's training graph, and the torch-free device trains on it and scores its own Case2
     windows. Small settings (few iterations/experts, checkpoint selection off) keep it fast; the CLI with the
     defaults' selection is the slow test below."""
-    from edge_sdk.budget import Budget
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.distill.base import DistillConfig
     from edge_sdk.server.pipeline import DataSource, RunConfig, run
     from edge_sdk.server.train_eval import EvalConfig
+    from edge_sdk.units import Budget
 
     data = DataSource(train=case2_files / "train.h5", test=case2_files / "test.h5", beam_task=TASK).load()
     assert data.spec.kind == "gru" and tuple(data.spec.in_shape) == (3, 8)

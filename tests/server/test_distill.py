@@ -199,7 +199,7 @@ def test_cli_digits(tmp_path):
     # --no-progress hides progress, never the result summary (issue 16)
     assert f"quadd-dm: {(out / 'payload.epl').stat().st_size} B" in res.output and "top1" in res.output
     rep = json.loads((out / "report.json").read_text())
-    from edge_sdk.server.report import validate_report
+    from edge_sdk.server.pipeline import validate_report
 
     validate_report(rep)
     assert rep["payload_bytes"] == (out / "payload.epl").stat().st_size <= rep["budget"]["bytes"]
@@ -232,10 +232,10 @@ def test_cli_errors(args, msg, tmp_path, monkeypatch):
 
 
 def test_bits_auto_through_the_pipeline(tmp_path):
-    from edge_sdk.budget import Budget
-    from edge_sdk.recipe import TrainRecipe
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.pipeline import RunConfig, run
     from edge_sdk.server.train_eval import EvalConfig
+    from edge_sdk.units import Budget
 
     d = tiny_task()
     cfg = RunConfig(DistillConfig(method="ptq-dm", quantizer="codebook", search_bits=True, iterations=10),

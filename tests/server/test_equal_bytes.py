@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 from edge_sdk.payload import read_payload, write_payload_v2
-from edge_sdk.recipe import TrainRecipe
 from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.equal_bytes import (
     BASELINE_QUANTIZERS,

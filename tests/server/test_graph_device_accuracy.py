@@ -15,7 +15,7 @@ from edge_sdk.beam.h5reader import read_beam_h5  # noqa: E402
 from edge_sdk.beam.kpis import beam_kpis  # noqa: E402
 from edge_sdk.beam.taskspec import BeamTaskSpec  # noqa: E402
 from edge_sdk.device.trainer import Trainer  # noqa: E402
-from edge_sdk.recipe import iter_batches  # noqa: E402
+from edge_sdk.modelspec import iter_batches  # noqa: E402
 from edge_sdk.server.onnx_export.testing import EagerReference, rel_err  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from edge_sdk import codecs  # noqa: E402
+from edge_sdk.graphmeta import HYPER_NAMES, PER_STEP_HYPER, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.server.onnx_export.export import all_nodes, check_graph  # noqa: E402
-from edge_sdk.server.onnx_export.layout import HYPER_NAMES, PER_STEP_HYPER, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.server.onnx_export.step import mlp_loss_and_grads  # noqa: E402
 from edge_sdk.server.onnx_export.testing import (  # noqa: E402
     EagerReference,
@@ -331,8 +331,8 @@ def test_epoch_variant_is_for_mlps_and_gru_exports_the_step_variant(tmp_path):
     """The epoch graph's backward is written for the MLP: a gru model defaults to the step variant (whose
     backward torch.func derives), and asking for an epoch graph of it is a typed error, not a wrong graph."""
     from edge_sdk.errors import ConfigError
+    from edge_sdk.graphmeta import default_variant
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
-    from edge_sdk.server.onnx_export.layout import default_variant
 
     gru = ModelSpec(kind="gru", input_dim=3 * 4, in_shape=(3, 4), hidden=(8,), num_classes=5)
     groups = (GraphGroup("cb4", "codebook", 4, 12),)

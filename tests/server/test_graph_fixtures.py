@@ -17,10 +17,10 @@ from click.testing import CliRunner  # noqa: E402
 
 from edge_sdk.cli.graph_cmd import cli as export_graph_cli  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
+from edge_sdk.graphmeta import TrainGraphSpec, graph_groups_from  # noqa: E402
 from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.payload import GroupLayout  # noqa: E402
 from edge_sdk.server.onnx_export.export import export_inference_graph, write_graph_for_payload  # noqa: E402
-from edge_sdk.server.onnx_export.layout import TrainGraphSpec, graph_groups_from  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "device" / "data"
 torch.set_num_threads(1)
@@ -79,8 +79,8 @@ def test_adq_layout_end_to_end(tmp_path):
     is exported from the layouts before the payload exists, the payload names it, the device trains on it."""
     from edge_sdk import codecs
     from edge_sdk.device.trainer import Trainer
+    from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.payload import SampleGroup, write_payload
-    from edge_sdk.recipe import TrainRecipe
 
     rng = np.random.default_rng(0)
     model = ModelSpec(input_dim=6, num_classes=4, hidden=(8,))

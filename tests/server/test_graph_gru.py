@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
+from edge_sdk.graphmeta import HYPER_NAMES, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.server.onnx_export.export import check_graph, export_inference_graph  # noqa: E402
-from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.server.onnx_export.testing import (  # noqa: E402
     cached_training_graph,
     init_state,
@@ -113,8 +113,8 @@ def test_gru_inference_graph_matches_torch(tmp_path) -> None:
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_device_inference_model_matches_torch(k: int) -> None:
-    """device/onnx_mlp.py writes the gru inference graph without the onnx package; it equals the torch model."""
-    from edge_sdk.device.onnx_mlp import mlp_inference_model
+    """device/evaluate.py writes the gru inference graph without the onnx package; it equals the torch model."""
+    from edge_sdk.device.evaluate import mlp_inference_model
     from edge_sdk.server.models import forward
 
     spec = ModelSpec(kind="gru", input_dim=8 * k, in_shape=(k, 8), hidden=(16,), num_classes=32,

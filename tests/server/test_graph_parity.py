@@ -13,9 +13,9 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from edge_sdk import bitpack, codecs  # noqa: E402
+from edge_sdk.graphmeta import HYPER_NAMES, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.modelspec import ModelSpec, init_params  # noqa: E402
 from edge_sdk.server.onnx_export.export import check_graph  # noqa: E402
-from edge_sdk.server.onnx_export.layout import HYPER_NAMES, GraphGroup, TrainGraphSpec  # noqa: E402
 from edge_sdk.server.onnx_export.testing import (  # noqa: E402
     EagerReference,
     cached_training_graph,

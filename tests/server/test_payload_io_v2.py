@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import TrainRecipe
 from edge_sdk.payload import read_payload
 from edge_sdk.payload.format_v2 import stored_recipe
-from edge_sdk.recipe import TrainRecipe
 from edge_sdk.server.payload_io import PayloadCost, Storage, compact_from_codec, read_compact, write_compact
 
 REF = Path(__file__).resolve().parents[2] / "datasets/3gpp/reference"

@@ -12,11 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from edge_sdk.budget import Budget  # noqa: E402
 from edge_sdk.errors import ConfigError  # noqa: E402
-from edge_sdk.modelspec import ModelSpec  # noqa: E402
+from edge_sdk.modelspec import ModelSpec, TrainRecipe  # noqa: E402
 from edge_sdk.payload import read_payload  # noqa: E402
-from edge_sdk.recipe import TrainRecipe  # noqa: E402
 from edge_sdk.server.adq import QuantizeConfig  # noqa: E402
 from edge_sdk.server.adq.family import data_key  # noqa: E402
 from edge_sdk.server.adq.sensitivity import SensitivityConfig  # noqa: E402
@@ -29,9 +27,10 @@ from edge_sdk.server.pipeline import (  # noqa: E402
     configure_torch_threads,
     resolve_threads,
     run,
+    validate_report,  # noqa: E402
 )
-from edge_sdk.server.report import validate_report  # noqa: E402
 from edge_sdk.server.train_eval import EvalConfig  # noqa: E402
+from edge_sdk.units import Budget  # noqa: E402
 
 EV = EvalConfig(TrainRecipe(steps=30, batch_size=32), seeds=(0, 1))
 

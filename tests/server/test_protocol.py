@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.modelspec import ModelSpec
-from edge_sdk.recipe import TrainRecipe
+from edge_sdk.modelspec import ModelSpec, TrainRecipe
 from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.protocol import (
     COMPACT_GRID,

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge_sdk.cli.main import main  # noqa: E402
+from edge_sdk.modelspec import TrainRecipe  # noqa: E402
 from edge_sdk.payload import read_payload  # noqa: E402
-from edge_sdk.recipe import TrainRecipe  # noqa: E402
 
 REF = Path(__file__).resolve().parents[2] / "datasets" / "3gpp" / "reference"
 

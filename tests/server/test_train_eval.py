@@ -1,4 +1,4 @@
-"""Evaluation protocol (server/train_eval.py) and report.json schema (server/report.py)."""
+"""Evaluation protocol (server/train_eval.py) and report.json schema (server/pipeline.py)."""
 
 import json
 
@@ -9,10 +9,13 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from edge_sdk.errors import ConfigError  # noqa: E402
-from edge_sdk.modelspec import ModelSpec  # noqa: E402
-from edge_sdk.recipe import TrainRecipe, iter_batches  # noqa: E402
+from edge_sdk.modelspec import (  # noqa: E402
+    ModelSpec,  # noqa: E402
+    TrainRecipe,
+    iter_batches,
+)
 from edge_sdk.server.datasets import TaskData  # noqa: E402
-from edge_sdk.server.report import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
+from edge_sdk.server.pipeline import SCHEMA_ID, build_report, validate_report, write_report  # noqa: E402
 from edge_sdk.server.train_eval import EvalConfig, evaluate_compact, score_metrics, train_model  # noqa: E402
 
 

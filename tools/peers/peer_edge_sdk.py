@@ -1,6 +1,6 @@
 """edge-sdk on stock onnxruntime, run exactly as the device trainer runs it: the payload (4-bit codebook, the
 rows packed) and its training graph are loaded by ``edge_sdk.device`` (base install, no torch) and the steps go
-through ``edge_sdk.device.executor`` — the epoch graph (format v2, default) takes all the steps of one call in
+through ``edge_sdk.device.graph`` — the epoch graph (format v2, default) takes all the steps of one call in
 one ``run()``, decoding the rows in the graph; ``case["graph_variant"] == "step"`` runs the format-v1 graph
 (one ``run()`` per step), the state before issue #15. Threads: onnxruntime ``intra_op_num_threads``.
 """
@@ -20,8 +20,7 @@ class Trainer:
     def __init__(self, case: dict[str, Any], data: Any) -> None:
         import onnxruntime
 
-        from edge_sdk.device.executor import PayloadData, make_executor
-        from edge_sdk.device.graph import load_train_graph
+        from edge_sdk.device.graph import PayloadData, load_train_graph, make_executor
         from edge_sdk.payload import read_payload
 
         payload = read_payload(case["payload"])

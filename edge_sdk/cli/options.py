@@ -1,13 +1,18 @@
-"""The option set ``edge-sdk distill`` and ``edge-sdk quantize`` share, and the one function both faces call.
+"""Options several commands share.
 
-Both commands are thin faces over ``edge_sdk.server.pipeline.run``: they add their family's options, build the
-family's config, and hand everything else — data source, budget, evaluation recipe and seeds, graph, output — to
-:func:`run_face`. Parsing and validation of the shared options happen here, before torch is imported, so a bad
-budget or recipe fails in milliseconds with one line.
-"""
+* :func:`pipeline_options` — the option set ``edge-sdk distill`` and ``edge-sdk quantize`` share (with
+  ``--beam-task``/``--model``, :func:`beam_task_options`), and :func:`run_face`, the one function both faces call;
+* :func:`h5_read_options` — the options every command that reads a beam HDF5 file shares: how far it trusts
+  the file (:class:`edge_sdk.beam.h5reader.H5ReadOptions`; docs/dataset-hdf5.md, "Reading untrusted files").
+
+``distill`` and ``quantize`` are thin faces over ``edge_sdk.server.pipeline.run``: they add their family's options,
+build the family's config, and hand everything else — data source, budget, evaluation recipe and seeds, graph,
+output — to :func:`run_face`. Parsing and validation of the shared options happen here, before torch is imported, so
+a bad budget or recipe fails in milliseconds with one line. """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +21,10 @@ from typing import Any
 
 import click
 
-from edge_sdk.budget import Budget
+from edge_sdk.beam.h5reader import DEFAULT_MAX_BYTES, H5ReadOptions
 from edge_sdk.errors import ConfigError
-from edge_sdk.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe
+from edge_sdk.modelspec import OPTIMIZERS, SCHEDULES, TrainRecipe
+from edge_sdk.units import Budget
 
 _DEFAULT = TrainRecipe()
 
@@ -194,3 +200,31 @@ def run_face(make_method_config: Callable[[str], Any], args: CommonArgs) -> dict
     res = run(data, cfg, args.out_dir, progress=args.progress)
     click.echo(summary_line(res))
     return res.report
+
+
+# ------------------------------------------------------------------ HDF5 read options
+
+def h5_read_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--max-bytes SIZE``, ``--allow-virtual`` and ``--allow-external`` to a click command; the command
+    function receives them as one keyword argument ``h5: H5ReadOptions``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, h5_max_bytes: str, h5_allow_virtual: bool, h5_allow_external: bool, **kw: Any) -> Any:
+        from edge_sdk.units import parse_size
+
+        h5 = H5ReadOptions(max_bytes=parse_size(h5_max_bytes, "--max-bytes"), allow_virtual=h5_allow_virtual,
+                           allow_external=h5_allow_external)
+        return fn(*args, h5=h5, **kw)
+
+    wrapper = click.option(
+        "--allow-external", "h5_allow_external", is_flag=True,
+        help="follow links out of the HDF5 file (external links, soft links, external raw storage, virtual "
+             "datasets over any file); only for files you trust")(wrapper)
+    wrapper = click.option(
+        "--allow-virtual", "h5_allow_virtual", is_flag=True,
+        help="read a stitched sharded dataset (virtual datasets over .h5 shard files in the same directory)")(wrapper)
+    wrapper = click.option(
+        "--max-bytes", "h5_max_bytes", default=f"{DEFAULT_MAX_BYTES >> 30}GiB", show_default=True, metavar="SIZE",
+        help="refuse HDF5 files whose declared arrays need more than SIZE when decompressed (checked from the "
+             "metadata before reading a value: guards against compression bombs)")(wrapper)
+    return wrapper

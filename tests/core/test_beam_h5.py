@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_sdk.beam.dataset import BeamDataset, top1_label
-from edge_sdk.beam.h5reader import open_beam_h5, read_beam_h5
-from edge_sdk.beam.h5schema import SCHEMA_NAME, partial_path
+from edge_sdk.beam.h5reader import SCHEMA_NAME, open_beam_h5, partial_path, read_beam_h5
 from edge_sdk.beam.h5writer import BeamH5Writer, write_beam_h5
 from edge_sdk.beam.synthetic import make_synthetic_beam_dataset
 from edge_sdk.errors import DatasetError

@@ -1,5 +1,5 @@
-"""The server's graph self-description (TrainGraphSpec.to_meta) is what the device's schema (edge_sdk.graphmeta)
-accepts, with the same naming rules, for every optimizer and kind of group."""
+"""edge_sdk.graphmeta: the graph self-description the server writes (TrainGraphSpec.to_meta) is what the device's
+schema (GraphMeta) accepts, with the same naming rules, for every optimizer, variant and kind of group."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ import pytest
 
 from edge_sdk import codecs, graphmeta
 from edge_sdk.modelspec import ModelSpec
-from edge_sdk.server.onnx_export import layout
 
 
-def test_constants_are_the_same():
-    assert (layout.GRAPH_FORMAT, layout.GRAPH_VERSION, layout.META_KEY) == (
-        graphmeta.GRAPH_FORMAT, graphmeta.SUPPORTED_VERSIONS[-1], graphmeta.META_KEY)
-    assert sorted(layout.VARIANT_VERSIONS.values()) == list(graphmeta.SUPPORTED_VERSIONS)
-    assert {v: k for k, v in layout.VARIANT_VERSIONS.items()} == graphmeta.VERSION_VARIANT
-    assert layout.HYPER_NAMES == graphmeta.HYPER_NAMES and layout.STATE_SUFFIXES == graphmeta.STATE_SUFFIXES
-    assert tuple(layout.OPTIMIZERS) == graphmeta.OPTIMIZERS and tuple(layout.ROLES) == graphmeta.ROLES
+def test_versions_and_variants():
+    assert graphmeta.SUPPORTED_VERSIONS == (1, 2) and graphmeta.GRAPH_VERSION == 2
+    assert graphmeta.VERSION_VARIANT == {1: "step", 2: "epoch"}
+    assert set(graphmeta.VARIANTS) == set(graphmeta.VARIANT_VERSIONS)
 
 
 @pytest.mark.parametrize("variant", ["step", "epoch"])
@@ -24,12 +20,12 @@ def test_constants_are_the_same():
 @pytest.mark.parametrize("soft", [False, True])
 def test_server_meta_parses_on_the_device(optimizer, soft, variant):
     model = ModelSpec(input_dim=6, num_classes=5, hidden=(7,))
-    groups = [layout.GraphGroup(f"g{i}", kind, codecs.ALLOWED_BITS[kind][-1], 6 if kind != "none" else 6,
+    groups = [graphmeta.GraphGroup(f"g{i}", kind, codecs.ALLOWED_BITS[kind][-1], 6 if kind != "none" else 6,
                                 per_feature=(kind == "uniform_clip"))
               for i, kind in enumerate(codecs.QUANTIZER_KINDS)]
     if soft:
-        groups.append(layout.GraphGroup("soft", "codebook", 2, 5, role="soft_labels"))
-    spec = layout.TrainGraphSpec(model=model, groups=tuple(groups), optimizer=optimizer, variant=variant)
+        groups.append(graphmeta.GraphGroup("soft", "codebook", 2, 5, role="soft_labels"))
+    spec = graphmeta.TrainGraphSpec(model=model, groups=tuple(groups), optimizer=optimizer, variant=variant)
     gm = graphmeta.GraphMeta.from_json(spec.meta_json())
     assert gm.variant == variant
     assert gm.model == model and gm.optimizer == optimizer and gm.has_soft == soft
@@ -45,14 +41,14 @@ def test_epoch_meta_fields_are_checked():
     from edge_sdk.errors import SchemaError
 
     model = ModelSpec(input_dim=6, num_classes=5, hidden=(7,))
-    groups = (layout.GraphGroup("a", "codebook", 4, 6),)
-    meta = layout.TrainGraphSpec(model=model, groups=groups, optimizer="adam", variant="epoch").to_meta()
+    groups = (graphmeta.GraphGroup("a", "codebook", 4, 6),)
+    meta = graphmeta.TrainGraphSpec(model=model, groups=groups, optimizer="adam", variant="epoch").to_meta()
     for key, bad in (("theta_size", model.num_params() + 1), ("variant", "step"), ("per_step_hyper", ["lr"])):
         with pytest.raises(SchemaError, match=key):
             graphmeta.GraphMeta.from_json(json.dumps(dict(meta, **{key: bad})))
     with pytest.raises(SchemaError, match="lacks"):
         graphmeta.GraphMeta.from_json(json.dumps({k: v for k, v in meta.items() if k != "theta_size"}))
-    v1 = layout.TrainGraphSpec(model=model, groups=groups, optimizer="adam", variant="step").to_meta()
+    v1 = graphmeta.TrainGraphSpec(model=model, groups=groups, optimizer="adam", variant="step").to_meta()
     with pytest.raises(SchemaError, match="unknown"):
         graphmeta.GraphMeta.from_json(json.dumps(dict(v1, variant="step")))
     with pytest.raises(SchemaError, match="naming rules"):  # v1 names under a v2 header
