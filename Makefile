@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # 2-core CI machine: two pytest workers
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: help install demo test test-slow test-device-minimal bench bench-shards bench-peers lint wheel cli-docs check-docs clean accuracy-table
+.PHONY: help install demo test test-slow test-device-minimal bench bench-defaults bench-shards bench-peers lint wheel cli-docs check-docs clean accuracy-table
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped reference data"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-slow - the slow runs (faithfulness tables etc.)"
 	@echo "make bench  - benchmarks (tables printed, JSON written to bench-results/)"
 	@echo "make bench-shards - sharded data generation rows/s: 1 process vs --shards 2/4 local and Ray"
+	@echo "make bench-defaults - wall time of the default distill/quantize runs at 36x and 180x, quiet and contended (~15 min)"
 	@echo "make bench-peers - device training step vs eager torch, onnxruntime-training, LiteRT, ExecuTorch (own venvs)"
 	@echo "make lint   - ruff + mypy (every layer)"
 	@echo "make wheel  - build the wheel a device installs (dist/)"
@@ -56,6 +57,10 @@ bench: $(STAMP)
 	$(PY) tools/bench.py --out bench-results
 
 # sharded data generation alone (64,000 rows: ~6 min on 2 cores; run it on a quiet machine)
+bench-defaults: $(STAMP)
+	mkdir -p bench-results
+	$(PY) tools/bench_defaults.py --out bench-results
+
 bench-shards: $(STAMP)
 	mkdir -p bench-results
 	$(PY) tools/bench.py --only datagen_shards --out bench-results

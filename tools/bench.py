@@ -17,7 +17,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: benchmarks with a make target of their own (not run by `make bench`)
-SEPARATE = {"peers": "make bench-peers (creates the peer runtimes' venvs first)"}
+SEPARATE = {"peers": "make bench-peers (creates the peer runtimes' venvs first)",
+            "defaults": "make bench-defaults (the default server runs, quiet and contended: ~15 min)"}
 
 
 def discover() -> dict[str, Path]:
