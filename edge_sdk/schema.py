@@ -224,3 +224,25 @@ class TrainLimits:
                 f"(e.g. {_fmt(1 << max(30, est.total.bit_length())).replace(' ', '').replace('.0', '')})"
             )
         return est
+
+
+def cap_address_space(extra_bytes: int) -> bool:
+    """Cap this process's address space (``RLIMIT_AS``) at its current size plus ``extra_bytes``, so that an
+    allocation past the bound fails with ``MemoryError`` instead of exhausting the machine: for the short-lived
+    processes that read untrusted input (the HDF5 check child of ``edge_sdk.beam.h5reader.probe_beam_h5``, the
+    fuzzers). Never raises a limit that is already lower. False where the platform has no ``RLIMIT_AS`` or no
+    ``/proc/self/status`` (nothing is capped then)."""
+    try:
+        import resource
+
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = vm + extra_bytes
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft == resource.RLIM_INFINITY or cap < soft:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        return True
+    except (ImportError, OSError, StopIteration, ValueError):
+        return False

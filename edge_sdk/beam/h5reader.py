@@ -617,20 +617,10 @@ def _run_probe(cmd: list[str], env: dict[str, str], p: Path) -> tuple[int, list[
 def _probe_main(arg: str) -> int:
     """The child of :func:`probe_beam_h5`: one JSON line on stdout, ``{"n": rows}`` or ``{"error": ..., "kind":
     ...}``; exit 0 unless the process itself dies."""
-    opts = json.loads(arg)
-    try:
-        import resource
+    from edge_sdk.schema import cap_address_space
 
-        with open("/proc/self/status") as fh:
-            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        cap = vm + PROBE_MEMORY_BYTES
-        if hard != resource.RLIM_INFINITY:
-            cap = min(cap, hard)
-        if soft == resource.RLIM_INFINITY or cap < soft:
-            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    except (ImportError, OSError, StopIteration, ValueError):
-        pass  # no RLIMIT_AS on this platform: the reader's own max_bytes bound still holds
+    opts = json.loads(arg)
+    cap_address_space(PROBE_MEMORY_BYTES)  # where it cannot, the reader's own max_bytes bound still holds
     path = opts.pop("path")
     try:
         with BeamH5File(path, isolate=False, **opts) as f:

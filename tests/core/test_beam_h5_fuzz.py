@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_sdk.schema import cap_address_space
+
 HERE = Path(__file__).resolve()
 RLIMIT_EXTRA = 512 << 20
 #: the reader's cap in the fuzz: a full read plus validation temporaries stays well inside RLIMIT_EXTRA
@@ -52,18 +54,6 @@ def test_h5_reader_fuzz():
 @pytest.mark.slow
 def test_h5_reader_fuzz_long():
     _check(_run(3000, 6), 3000)
-
-
-def _limit_memory() -> bool:
-    try:
-        import resource
-
-        with open("/proc/self/status") as f:
-            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-        resource.setrlimit(resource.RLIMIT_AS, (vm + RLIMIT_EXTRA, vm + RLIMIT_EXTRA))
-        return True
-    except (ImportError, OSError, StopIteration, ValueError):
-        return False
 
 
 def _structural(rng, h) -> None:
@@ -197,7 +187,7 @@ def fuzz(cases: int, seed: int, keep: Path | None = None) -> dict:
     write_beam_h5(good, make_synthetic_beam_dataset(200, seed=1, case="case2", steps=10))
     data = good.read_bytes()
     read_beam_h5(good)
-    limited = _limit_memory()
+    limited = cap_address_space(RLIMIT_EXTRA)
     ok = errors = crashes = hangs = 0
     bad = []
     for i in range(cases):

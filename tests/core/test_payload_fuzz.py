@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_sdk.schema import cap_address_space
+
 HERE = Path(__file__).resolve()
 RLIMIT_EXTRA = 768 << 20
 
@@ -41,18 +43,6 @@ def test_mutation_fuzz_only_payload_errors(mode, cases, seed):
 
 
 # ------------------------------------------------------------------------------------- the fuzzer
-def _limit_memory() -> bool:
-    try:
-        import resource
-
-        with open("/proc/self/status") as f:
-            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-        resource.setrlimit(resource.RLIMIT_AS, (vm + RLIMIT_EXTRA, vm + RLIMIT_EXTRA))
-        return True
-    except (ImportError, OSError, StopIteration, ValueError):
-        return False
-
-
 def _bases():
     import numpy as np
 
@@ -266,7 +256,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
     from edge_sdk.payload import PayloadError, read_payload
 
     bases = _bases_v2() if mode == "v2" else _bases()
-    limited = _limit_memory()
+    limited = cap_address_space(RLIMIT_EXTRA)
     rng = np.random.default_rng(seed)
     errors: dict[str, int] = {}
     ok = 0

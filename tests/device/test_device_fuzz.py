@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_sdk.schema import cap_address_space
+
 HERE = Path(__file__).resolve()
 RLIMIT_EXTRA = 1 << 30
 TIMEOUT = 300
@@ -54,18 +56,6 @@ def test_device_fuzz_long(mode, cases, kinds):
 
 
 # ------------------------------------------------------------------------------------------ the fuzzer
-def _limit_memory() -> bool:
-    try:
-        import resource
-
-        with open("/proc/self/status") as f:
-            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-        resource.setrlimit(resource.RLIMIT_AS, (vm + RLIMIT_EXTRA, vm + RLIMIT_EXTRA))
-        return True
-    except (ImportError, OSError, StopIteration, ValueError):
-        return False
-
-
 _VALUES = [None, True, False, 0, 1, -1, 2, 3, 7, 64, 255, 1 << 20, 1 << 31, 1 << 63, 10**30, -(10**30), 0.0, 0.5,
            -0.5, 1e-300, 1e300, 1.5, "", "x", "32", "1/4", "adam", "cosine", "mlp", [], [1], [60000, 60000], ["a"],
            {}, {"a": 1}, [[[[1]]]]]
@@ -136,7 +126,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
         good_ckpt = (tmp / "base" / CHECKPOINT_NAME).read_bytes()
     # warm up (imports, first ORT session) before the address-space cap is measured
     Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=1)
-    limited = _limit_memory()
+    limited = cap_address_space(RLIMIT_EXTRA)
     errors: dict[str, int] = {}
     ok = 0
     bad = []
