@@ -102,6 +102,9 @@ _OPTIONS: list[Callable[[Any], Any]] = [
                  help="torch CPU threads (default 1, or $EDGE_SDK_TORCH_THREADS; 0 = all cores): one thread is as "
                       "fast as two on these small models and stays fast beside other busy processes"),
 ]
+#: the training-recipe options and their defaults (``--method auto`` chooses the recipe itself and refuses them)
+RECIPE_DEFAULTS = {"steps": _DEFAULT.steps, "batch_size": _DEFAULT.batch_size, "lr": None,
+                   "optimizer": _DEFAULT.optimizer, "schedule": _DEFAULT.schedule}
 SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "model", "beam_task", "budget", "compression", "seeds", "steps",
                "batch_size", "lr", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress", "threads", "payload_format")
 
