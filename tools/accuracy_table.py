@@ -334,7 +334,8 @@ def write_figure(cache: dict[str, Any], out: Path) -> None:
 
 
 def _recipe_text(r: dict[str, Any]) -> str:
-    return f"{r['optimizer']} lr {r['lr']:g} {r['schedule']} {r['steps']} steps"
+    wd = f" wd {r['weight_decay']:g}" if r.get("weight_decay") and r["optimizer"] == "adam" else ""
+    return f"{r['optimizer']} lr {r['lr']:g} {r['schedule']} {r['steps']} steps{wd}"
 
 
 def write_outputs(cache: dict[str, Any], out: Path) -> None:
