@@ -97,3 +97,33 @@ def test_cli_auto_on_the_beam_reference_data(tmp_path, monkeypatch):
         assert rep["extra"]["method_info"]["labels"] == "teacher"
     assert rep["payload_bytes"] <= rep["budget"]["bytes"] == 384000 // 180
     assert (out / "task.json").is_file()
+
+
+@pytest.mark.parametrize("flag", [["--steps", "300"], ["--weight-decay", "0.001"], ["--lr", "0.01"]])
+def test_cli_auto_is_the_default_and_refuses_recipe_flags(tmp_path, flag):
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    ref = Path(__file__).resolve().parents[2] / "datasets/3gpp/reference"
+    res = CliRunner().invoke(cli, ["distill", "--data", str(ref / "train.h5"), "--test", str(ref / "test.h5"),
+                                   "--compression", "180x", *flag, "--out", str(tmp_path / "o")])
+    msg = str(res.exception) + res.output
+    assert res.exit_code != 0 and "--method auto (the default) chooses the training recipe" in msg
+    assert flag[0] in msg and "name a method" in msg
+
+
+def test_cli_weight_decay_goes_into_the_recipe(tmp_path):
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    ref = Path(__file__).resolve().parents[2] / "datasets/3gpp/reference"
+    out = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["distill", "--data", str(ref / "train.h5"), "--test", str(ref / "test.h5"),
+                                   "--method", "random", "--compression", "180x", "--optimizer", "adam",
+                                   "--weight-decay", "0.001", "--steps", "20", "--seeds", "1", "--no-graph",
+                                   "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["eval"]["config"]["recipe"]["weight_decay"] == pytest.approx(1e-3)
