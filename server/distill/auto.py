@@ -131,7 +131,7 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
         t = time.perf_counter()
         r = distill(fit, dcfg, budget, cost=cost, point=point)
         for labels in ("data", "teacher") if teacher is not None else ("data",):
-            cs = r.compact if labels == "data" else relabel(r.compact, teacher)
+            cs = r.compact if labels == "data" or teacher is None else relabel(r.compact, teacher)
             v = val_top1(spec, train_model(spec, cs.X, cs.y, 0, cfg.screen_recipe, device=cfg.device), Xv, yv)
             row = {"method": method, "quantizer": quantizer, "bits": r.point.bits, "labels": labels,
                    "rows": r.point.n, "bytes": r.point.bytes, "val_top1": v, "seconds": time.perf_counter() - t}
