@@ -2,16 +2,18 @@
 """`make demo`: the product's main job, end to end, on the shipped reference data.
 
 1. check the shipped reference data (digests in datasets/3gpp/reference/SHA256SUMS);
-2. server: distill the training set with QuADD (learned 4-bit codebook) at the default budget (36x) ->
-   payload.epl + graph.onnx + report.json (3 evaluation seeds, torch);
-3. server: the full-data float32 baseline under the same evaluation protocol;
+2. server: `edge-sdk distill` with its defaults at 36x: ``--method auto`` chooses method x quantizer x bits x
+   label source x training recipe on a validation split of the training data under the exact byte budget ->
+   payload.epl + graph.onnx + report.json (3 evaluation seeds, torch; the search table in the report);
+3. server: the full-data float32 baseline trained with the full-data recipe chosen on the same validation split
+   (docs/accuracy-per-byte.json, "full"), so the ratio is to a well-trained baseline;
 4. sign the payload with a fresh Ed25519 key and verify it;
 5. device: train on the payload in a subprocess where importing torch is impossible (numpy + onnxruntime
    only), with the signature required, and evaluate on the device's local measurements (test.h5). No training
    flags: the device follows the recipe the payload carries (edge_sdk.modelspec.TrainRecipe), so its run is the
    server's seed-0 evaluation run, update for update, and the two Top-1 figures can be compared one to one;
 6. print a table: bytes sent, compression, server- and device-side KPIs next to full-data training, times;
-7. fleet: a 180x tier (QuADD, 3-bit codebook), both tiers signed and published as one release in a store
+7. fleet: a 180x tier (``distill`` defaults again), both tiers signed and published as one release in a store
    (`edge-sdk store add`), then `edge-sdk fleet simulate`: 200 devices on two link presets (LTE driving, 3G
    driving) with byte budgets that select 36x or 180x, every device trained for real (onnxruntime) and scored on its
    own local measurements; prints time-to-model p50/p90, bytes per device and Top-1 percentiles per tier;
@@ -149,13 +151,34 @@ poll_interval = "30 min"
 """
 
 
-def fleet_section(out: Path, test: Path, keys: Path, steps: list[str], iters: list[str], devices: int,
+def tuned_full_recipe(override: list[str] | None = None) -> list[str]:
+    """CLI recipe flags of the full-data recipe chosen on the validation split by tools/accuracy_table.py
+    (docs/accuracy-per-byte.json ``full.recipe``); ``override`` replaces the step count (smoke runs)."""
+    r = json.loads((ROOT / "docs" / "accuracy-per-byte.json").read_text())["full"]["recipe"]
+    flags = ["--optimizer", r["optimizer"], "--lr", repr(r["lr"]), "--schedule", r["schedule"], "--batch-size",
+             str(r["batch_size"]), "--weight-decay", repr(r["weight_decay"]), "--steps", str(r["steps"])]
+    return flags[:-2] + override if override else flags
+
+
+def describe_choice(report: dict) -> str:
+    """What ``--method auto`` shipped, from its report: method, storage, label source, rows moved."""
+    mi = report.get("extra", {}).get("method_info", {})
+    cfg = report.get("config", {})
+    what = f"{report['method']}, {cfg.get('quantizer')} {cfg.get('bits')} bit"
+    if mi.get("labels") == "teacher":
+        what += f", teacher labels ({100 * mi.get('teacher_relabelled_frac', 0):.0f}% relabelled)"
+    if "rows_changed_frac" in mi:
+        what += f", rows moved by distillation: {100 * mi['rows_changed_frac']:.0f}%"
+    return what
+
+
+def fleet_section(out: Path, test: Path, keys: Path, iters: list[str], devices: int,
                   times: dict[str, float]) -> dict:
     """A 180x tier, both tiers published as one signed release, and a fleet of ``devices`` pulling it."""
     s180 = out / "server-180x"
-    times["server: distill 180x tier (QuADD)"] = run(
-        [*EDGE_SDK, "distill", "--data", REF / "train.h5", "--test", test, "--method", "quadd", "--quantizer",
-         "codebook", "--bits", "3", "--compression", "180x", "--seeds", "3", *steps, *iters, "--out", s180], "distill 180x")
+    times["server: distill 180x tier (defaults: auto)"] = run(
+        [*EDGE_SDK, "distill", "--data", REF / "train.h5", "--test", test, "--compression", "180x", "--seeds", "3",
+         *iters, "--out", s180], "distill 180x")
     times["sign + publish (store)"] = run(
         [*EDGE_SDK, "payload", "sign", s180 / "payload.epl", "--key", keys / "server.key"], "sign 180x")
     store = out / "store"
@@ -200,8 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     ap.add_argument("--compression", default="36x")
-    ap.add_argument("--bits", type=int, default=4,
-                    help="codebook bits (4 = the measured sweet spot at 36x, docs/distillation-results-beam.md)")
     ap.add_argument("--quick", action="store_true", help="fewer distillation iterations and steps (smoke run)")
     ap.add_argument("--fleet-devices", type=int, default=200, help="devices in the fleet section")
     args = ap.parse_args(argv)
@@ -215,16 +236,16 @@ def main(argv: list[str] | None = None) -> int:
 
     times["check reference data"] = run([*EDGE_SDK, "data", "verify", REF], "check data (edge-sdk data verify)")
 
-    steps = ["--steps", "300"] if args.quick else []
-    iters = ["--iterations", "60"] if args.quick else []
+    # --quick (smoke runs): a short KIP, a one-model short teacher and a short full-data run
+    iters = ["--iterations", "20", "--teacher-members", "1", "--teacher-steps", "300"] if args.quick else []
+    full_recipe = tuned_full_recipe(["--steps", "300"] if args.quick else None)
     server_dir, full_dir = out / "server", out / "full"
-    times["server: distill (QuADD) + 3-seed eval"] = run(
-        [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "quadd", "--quantizer", "codebook",
-         "--bits", str(args.bits), "--compression", args.compression, "--seeds", "3", *steps, *iters,
-         "--out", server_dir], "distill")
-    times["server: full-data float32 baseline"] = run(
+    times["server: distill (defaults: auto) + 3-seed eval"] = run(
+        [*EDGE_SDK, "distill", "--data", train, "--test", test, "--compression", args.compression, "--seeds", "3",
+         *iters, "--out", server_dir], "distill")
+    times["server: full-data float32 baseline (tuned)"] = run(
         [*EDGE_SDK, "distill", "--data", train, "--test", test, "--method", "full", "--quantizer", "float32",
-         "--seeds", "3", *steps, "--no-graph", "--out", full_dir], "full-data baseline")
+         "--seeds", "3", *full_recipe, "--no-graph", "--out", full_dir], "full-data baseline")
 
     payload, graph = server_dir / "payload.epl", server_dir / "graph.onnx"
     keys = out / "keys"
@@ -254,11 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     k, dk, fk = report["kpis"], dev["kpis"], full["kpis"]
     graph_bytes = graph.stat().st_size
     signed_bytes = payload.stat().st_size
+    task_blob = server_dir / "task.json"  # payload v2: the task spec travels once per release, cached by digest
+    task_bytes = task_blob.stat().st_size if task_blob.is_file() else 0
     rows = [
-        ("bytes sent to the device", f"{signed_bytes + graph_bytes:,} = {signed_bytes:,} payload + {graph_bytes:,} graph",
+        ("bytes sent to the device", f"{signed_bytes + graph_bytes + task_bytes:,} = {signed_bytes:,} payload + "
+         f"{graph_bytes:,} graph" + (f" + {task_bytes:,} task" if task_bytes else ""),
          f"{full['payload_bytes']:,} (float32)"),
         ("compression vs float32 training set", f"{report['compression']:.1f}x (payload only)", "1.0x"),
-        ("samples", f"{n_samples} (QuADD, {p.groups[0].kind} {p.groups[0].bits} bit)", f"{full['dataset']['n_train']}"),
+        ("samples", f"{n_samples} rows", f"{full['dataset']['n_train']}"),
     ]
     kpi_rows = [("Top-1 %", "top1", fmt_pct), ("Top-2/1 %", "top2", fmt_pct), ("Top-1 within 1 dB %", "top1_1db", fmt_pct),
                 ("mean L1-RSRP diff dB", "rsrp_diff_mean", fmt_db)]
@@ -266,19 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + "=" * 112)
     print("edge-sdk demo: 3GPP BM-Case1 (UMa 30 GHz, Set A 32, Set B 8), shipped reference data")
     print("=" * 112)
-    print(f"{'':38s} {'QuADD payload':52s} {'full data':22s}")
+    print(f"{'':38s} {'payload of `distill` defaults (auto)':52s} {'full data (tuned)':22s}")
     for name, a, b in rows:
         print(f"{name:38s} {a:52s} {b:22s}")
     print(f"\n{'KPI (test set, 4,000 drops)':32s} {'server eval, 3 seeds':>22s} {'server eval, seed 0*':>22s}"
           f" {'device ORT, seed 0*':>20s} {'full data, 3 seeds':>20s}")
     for label, key, f in kpi_rows:
         print(f"{label:32s} {f(k.get(key)):>22s} {f(same.get(key)):>22s} {f(dk.get(key)):>20s} {f(fk.get(key)):>20s}")
+    wd = f", weight decay {recipe.weight_decay:g}" if recipe.weight_decay else ""
     print(f"* same payload, seed 0 and recipe ({recipe.steps} {recipe.optimizer} updates of {recipe.batch_size}, "
-          f"lr {recipe.lr:g} {recipe.schedule}); device - server Top-1 = {100 * (dk['top1'] - same['top1']):+.2f} points")
+          f"lr {recipe.lr:g} {recipe.schedule}{wd}); device - server Top-1 = {100 * (dk['top1'] - same['top1']):+.2f} points")
+    print(f"auto chose on the validation split: {describe_choice(report)}")
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
     REPORT.stop()
-    fleet = fleet_section(out, test, keys, steps, iters, args.fleet_devices, times)
+    fleet = fleet_section(out, test, keys, iters, args.fleet_devices, times)
     from demo_transfer import print_transfer, transfer_demo
 
     transfer = transfer_demo(out, out / "store", "beam-uma/demo", keys / "server.pub", test, DEVICE_RUNNER)

@@ -76,7 +76,8 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
     if canonical.startswith(("quadd", "ptq")) and quantizer in RAW_KINDS:
         raise ConfigError(f"{method} needs --quantizer uniform, apot, codebook or an affine kind")
     if quantizer in V2_QUANTIZERS and str(kw.get("payload_format")) != "2":
-        raise ConfigError(f"--quantizer {quantizer} is stored in payload format v2 only; add --payload-format 2")
+        raise ConfigError(f"--quantizer {quantizer} is stored in payload format v2 only: use --payload-format 2 "
+                          "(the default)")
     bits_val: int | None = None
     if bits is not None and bits != "auto":
         try:

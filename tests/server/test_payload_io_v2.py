@@ -79,7 +79,7 @@ def test_cli_affine_needs_v2(tmp_path):
 
     res = CliRunner().invoke(cli, ["distill", "--data", str(REF / "train.h5"), "--test", str(REF / "test.h5"),
                                    "--method", "kmeans", "--quantizer", "affine_feature", "--bits", "4",
-                                   "--compression", "180x", "--out", str(tmp_path / "o")])
+                                   "--compression", "180x", "--payload-format", "1", "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "--payload-format 2" in str(res.exception) + res.output
 
 

@@ -106,8 +106,9 @@ def test_distill_with_teacher_labels_reports_them():
 
 
 def test_cli_distill_teacher_labels_end_to_end(tmp_path):
-    """`edge-sdk distill --method kmeans --labels teacher` on the beam reference data: payload, graph and report;
-    the provenance names the label source, and `device train` with no flags repeats the server's Top-1."""
+    """`edge-sdk distill --method kmeans --labels teacher` on the beam reference data: payload, graph and report
+    (which names the label source; a v1 payload's provenance does too, test_config_checks), and `device train` with
+    no flags repeats the server's Top-1."""
     from click.testing import CliRunner
 
     from edge_sdk.cli.main import cli
@@ -125,8 +126,8 @@ def test_cli_distill_teacher_labels_end_to_end(tmp_path):
     assert rep["payload_bytes"] <= rep["budget"]["bytes"]
     from edge_sdk.payload import read_payload
 
-    with read_payload(out / "payload.epl") as p:
-        assert p.provenance.get("labels") == "teacher"
+    with read_payload(out / "payload.epl") as p:  # payload v2 (the default): no provenance in the lean header
+        assert p.version[0] == 2 and len(p.samples()[1]) == rep["extra"]["stored_samples"]
     assert (out / "graph.onnx").is_file()
     dev = CliRunner().invoke(cli, ["device", "train", "--payload", str(out / "payload.epl"), "--graph",
                                    str(out / "graph.onnx"), "--eval", str(REF / "test.h5"), "--quiet", "--out",
