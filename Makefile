@@ -22,7 +22,7 @@ help:
 	@echo "make lint   - ruff + mypy (every layer)"
 	@echo "make wheel  - build the wheel a device installs (dist/)"
 	@echo "make cli-docs - regenerate docs/cli.md from the commands' --help"
-	@echo "make accuracy-table - regenerate docs/accuracy-per-byte.md (honest protocol, ~30 min on one core)"
+	@echo "make accuracy-table - regenerate docs/accuracy-per-byte.md and docs/rate_accuracy_beam.png (honest protocol, ~2 h on one core)"
 	@echo "make check-docs - check every command shown in README.md, docs/ and the dataset cards (docs/README.md)"
 
 $(PY):
@@ -86,8 +86,10 @@ wheel: $(STAMP)
 cli-docs: $(STAMP)
 	$(PY) tools/gen_cli_docs.py
 
+ACC_CACHE = bench-results/accuracy-per-byte.cache.json
 accuracy-table: $(STAMP)
-	$(PY) tools/accuracy_table.py --ratios 180,36 --cache bench-results/accuracy-per-byte.cache.json --out docs
+	$(PY) tools/accuracy_table.py --ratios 180,36 --cache $(ACC_CACHE) --out docs
+	$(PY) tools/accuracy_table.py --ratios 1000,100,2 --selections random,kmeans --teacher kmeans --cache $(ACC_CACHE) --out docs --figure
 
 check-docs: $(STAMP)
 	$(PY) tools/check_docs.py

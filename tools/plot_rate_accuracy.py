@@ -4,10 +4,11 @@ Inputs: ``docs/adq-results.json`` (written by ``tools/adq_table.py --dataset bea
 results if present — Parquet/JSON rate-distortion tables written by ``edge_sdk.server.budget.write_rd_curve``
 (rows ``{method, bits, payload_bytes, top1_mean, top1_std}``) or ``report.json`` files of ``edge-sdk
 distill``; pass them with ``--distill`` (repeatable) or let the script find ``docs/*<dataset>*.parquet`` and
-``docs/*rd*<dataset>*.json``. Output: ``docs/rate_accuracy_beam.png`` (x: payload file bytes, log scale; y: top-1 %,
-mean ± std over seeds).
+``docs/*rd*<dataset>*.json``. Output: ``docs/rate_accuracy_adq_beam.png``: the old-protocol ADQ and distillation
+tables (the honest-protocol figure is ``docs/rate_accuracy_beam.png``, from tools/accuracy_table.py); x: payload
+file bytes, log scale; y: top-1 %, mean ± std over seeds.
 
-    .venv/bin/python tools/plot_rate_accuracy.py [--dataset beam] [--distill docs/rd_beam.parquet] [--out docs/rate_accuracy_beam.png]
+    .venv/bin/python tools/plot_rate_accuracy.py [--dataset beam] [--distill docs/rd_beam.parquet] [--out docs/rate_accuracy_adq_beam.png]
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="beam")
     ap.add_argument("--results", type=Path, default=ROOT / "docs" / "adq-results.json")
     ap.add_argument("--distill", type=Path, action="append", default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "rate_accuracy_beam.png")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "rate_accuracy_adq_beam.png")
     a = ap.parse_args(argv)
     if not a.results.exists():
         print(f"{a.results} not found: run tools/adq_table.py first", file=sys.stderr)
