@@ -19,9 +19,11 @@
     python tools/case2_eval.py --data runs/c2 --out runs/case2-eval-t1000 --train-traj 1000 --test-traj 200 \
         --max-epochs 25 --patience 4 --lr 0.003 --lr 0.01 --group target --setb 1/4
     # pre-trained spatial model (Set B 1/4 only): independent drops of the same configuration, then the temporal
-    # models on the spatial model's per-period Set A log-probabilities (cached in --out/spatial-*)
+    # models on the spatial model's per-period Set A log-probabilities (cached in --out/spatial-*; the dataset
+    # card's "BM-Case2 evaluation" lists every run)
     edge-sdk data generate --preset uma-fr2-case2-drops --samples 200000 --seed 505 --out runs/c2/drops-train.h5
-    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval-sp $A --group target --setb 1/4 \
+    python tools/case2_eval.py --data runs/c2 --out runs/case2-eval-sp4 --train-traj 500 --test-traj 200 \
+        --max-epochs 25 --patience 4 --lr 0.0003 --lr 0.001 --lr 0.003 --lr 0.01 --group target --setb 1/4 \
         --spatial runs/c2/drops-train.h5
 
 A setting = (speed, measurement period, history K, horizon F, Set B). For each: the training file's trajectories
@@ -108,6 +110,16 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
         one = BeamTaskSpec.from_dict({**spatial.task.to_dict()})  # the same instant, every test row
         extra["spatial_same_instant_test"] = beam_kpis(
             C.scores(spatial.model, spatial.params, one.inputs(te_ds)), one.target_rsrp(te_ds))
+        # holding the inferred beam, split by whether the inference was right at the latest measurement instant
+        anchor = spec.anchors(te_ds)
+        held = C.spatial_baseline_scores(spatial, spec, te_ds, 1).argmax(1)
+        right_now = held == te_ds.label[anchor]
+        right_later = held == te.y
+        extra["spatial_hold_split"] = {
+            "same_instant_top1_at_anchors": float(right_now.mean()),
+            "hold_top1_if_right": float(right_later[right_now].mean()) if right_now.any() else None,
+            "hold_top1_if_wrong": float(right_later[~right_now].mean()) if not right_now.all() else None,
+            "seta_hold_top1": float((te_ds.label[anchor] == te.y).mean())}
     models = {}
     selection = {}
     for kind in ("mlp", "gru"):
