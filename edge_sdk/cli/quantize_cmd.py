@@ -30,7 +30,9 @@ from edge_sdk.cli.options import SHARED_KEYS, parse_common, pipeline_options, ru
               help="adq; baselines: uniform, fixed (random allocation), prune (pruning alone), full")
 @click.option("--prune", type=click.Choice(list(PRUNERS)), default=None, help="pruning before quantization")
 @click.option("--keep", type=float, default=1.0, show_default=True, help="fraction kept by --prune")
-@click.option("--allocation", type=click.Choice(list(ALLOCATIONS)), default="two", show_default=True)
+@click.option("--allocation", type=click.Choice(list(ALLOCATIONS)), default="cover", show_default=True,
+              help="cover: keep a class- and sensitivity-stratified set when samples must be dropped (default, "
+                   "chosen on validation); two: the paper's equal split (drops the less sensitive half)")
 @click.option("--groups", "k", type=int, default=2, show_default=True, help="k for --allocation k")
 @click.option("--threshold", type=float, default=None, help="S threshold for --allocation threshold (default mean S)")
 @click.option("--no-drop", is_flag=True, help="never use b_low = 0 (drop)")

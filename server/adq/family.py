@@ -64,7 +64,8 @@ class QuantizeConfig:
     family: ClassVar[str] = "quantize"
 
     method: str = "adq"
-    allocation: str = "two"
+    #: default "cover" (chosen on the validation split, docs/adq.md "Payload v2"); "two" is the paper's split
+    allocation: str = "cover"
     k: int = 2
     threshold: float | None = None
     widths: tuple[int, ...] = A.DEFAULT_WIDTHS
@@ -282,7 +283,8 @@ def _need_budget(ctx: AdqContext) -> int:
 
 # --------------------------------------------------------------------------------------------- plan + build
 def affine_params(data: Any, cfg: QuantizeConfig) -> AffineParams:
-    """Stored lo/hi of every training row (memoized): the one fit that sensitivity, cost and build share."""
+    """Stored lo/hi of every training row (memoized), used by the cost and build; the sensitivity fits the same
+    ``AffineParams`` from the same rows (``compute_sensitivity``), so all three see identical ranges."""
     key = ("affine", data_key(data), cfg.param_encoding)
     if key not in _AFFINE:
         if len(_AFFINE) >= _MEMO_MAX:
