@@ -146,7 +146,8 @@ class ReleaseCache:
 
 def resolve_release(path: str | os.PathLike, channel: str | None = None,
                     trusted_keys: Any = None) -> tuple[Path, Path, dict[str, Any]]:
-    """(payload path, graph path, info) of a fetched release, for ``device train --release``.
+    """(payload path, graph path, info) of a fetched release, for ``device train --release``. ``info["task"]``:
+    the cached task blob of a v2 payload (None for v1).
 
     ``path`` is a cache folder (the release its channel last resolved to; ``channel`` picks one when the cache
     holds several) or a manifest file inside a cache (the tier the fetch chose for it, else the first tier whose
@@ -184,9 +185,15 @@ def resolve_release(path: str | os.PathLike, channel: str | None = None,
         raise BlobNotFound(f"no tier of release {m.release.release!r} is complete in cache {cache.root}; fetch it first")
     t = tiers[0]
     payload, graph = cache.path(t.payload.digest), cache.path(t.graph.digest)
-    for f_ in (payload, graph):
+    # payload format v2: the task blob (extra blob of type "task", tier or release level) lies next to the graph,
+    # where the payload reader finds it by digest (edge_sdk.payload.taskblob.blob_tree_path)
+    tasks = [cache.path(b.digest) for b in (*t.extra, *m.release.extra) if b.type == "task"]
+    for f_ in (payload, graph, *tasks):
         if not f_.is_file():
             raise BlobNotFound(f"{f_} is missing from the cache; run `edge-sdk device fetch` again")
+    task = state.get("task") if state.get("tier") == t.name else None
     info = {"release": m.release.release, "manifest": m.digest, "tier": t.name, "signature": m.signature_status,
-            "channel": state.get("channel"), "expected_kpis": dict(t.kpis)}
+            "channel": state.get("channel"), "expected_kpis": dict(t.kpis),
+            "task": str(cache.path(task)) if isinstance(task, str) and is_digest(task) else
+            (str(tasks[0]) if len(tasks) == 1 else None)}
     return payload, graph, info

@@ -38,6 +38,7 @@ from urllib.parse import quote
 import urllib3
 
 from edge_sdk.device.cache import ReleaseCache
+from edge_sdk.payload.taskblob import TASK_BLOB_MAX_BYTES
 from edge_sdk.release.channel import MAX_RECORD_BYTES, check_channel_name, parse_channel_record
 from edge_sdk.release.digest import BlobRef, parse_digest
 from edge_sdk.release.errors import (
@@ -61,6 +62,8 @@ from edge_sdk.release.manifest import (
 )
 
 CHUNK = 64 * 1024
+#: the manifest extra blob type of a v2 payload's task blob (docs/transfer.md, "Manifest body")
+TASK_TYPE = "task"
 MAX_ATTEMPTS_PER_BLOB = 1000
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)\Z")
@@ -125,6 +128,7 @@ class FetchReport:
     seconds: float = 0.0
     payload: str = ""
     graph: str = ""
+    task: str = ""  #: payload format v2: the cached task blob the payload names ("" for a v1 payload)
     blobs: list[BlobResult] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -502,12 +506,26 @@ class Fetcher:
         raise BudgetTooSmall(f"no tier fits the budget of {self.cfg.budget:,} B (missing bytes per tier: {table}); "
                              "raise --budget")
 
-    def verify_release(self, m: Manifest, c: TierChoice) -> None:
-        """The payload must name the tier's graph and carry the release's task and model."""
+    def verify_release(self, m: Manifest, c: TierChoice) -> Path | None:
+        """The payload must name the tier's graph and carry the release's task and model. A payload of format v2
+        names its task blob by digest: the release must list that blob (type ``task``, tier or release level),
+        and the payload is read with the cached copy. Returns the task blob's path (None for a v1 payload)."""
         from edge_sdk.payload import read_payload
 
         keys = list(self.cfg.trusted_keys) or None
-        with read_payload(self.cache.path(c.tier.payload.digest), trusted_keys=keys) as p:
+        ppath = self.cache.path(c.tier.payload.digest)
+        with read_payload(ppath, trusted_keys=keys) as p:
+            tdigest = f"sha256:{p.task_digest}" if p.task_digest is not None else None
+        task_path = None
+        if tdigest is not None:
+            carried = {b.digest for b in (*c.tier.extra, *m.release.extra) if b.type == TASK_TYPE}
+            if tdigest not in carried:
+                raise ReleaseMismatch(
+                    f"tier {c.tier.name}: the payload (format v2) names task blob {tdigest}, which the release does not "
+                    f"carry (it lists {sorted(carried) or 'no'} extra blob(s) of type {TASK_TYPE}); the publisher must "
+                    "re-add the release with `edge-sdk store add`, which attaches the task blob")
+            task_path = self.cache.path(tdigest)
+        with read_payload(ppath, trusted_keys=keys, task_blob=task_path) as p:
             graph = dict(p.graph or {})
             task = dict(p.task or {})
         g = c.tier.graph
@@ -516,6 +534,23 @@ class Fetcher:
         ident = m.release.identity
         if task_digest(task) != ident.task_digest or task.get("model") != dict(ident.model):
             raise ReleaseMismatch(f"tier {c.tier.name}: the payload's task/model differ from the release identity")
+        return task_path
+
+    @staticmethod
+    def _check_task_blob(ref: BlobRef) -> Callable[[Path], None]:
+        """Before a downloaded task blob enters the cache: the task blob rules (schema, depth; the digest and the
+        size were checked already)."""
+        from edge_sdk.payload.errors import PayloadError
+        from edge_sdk.payload.taskblob import parse_task_blob
+
+        def check(path: Path) -> None:
+            try:
+                parse_task_blob(path.read_bytes(), bytes.fromhex(parse_digest(ref.digest)))
+            except PayloadError as exc:
+                raise ReleaseMismatch(f"task blob {ref.digest} of the release is not a valid task blob ({exc}); "
+                                      "nothing was cached") from None
+
+        return check
 
     def run(self) -> FetchReport:
         t0 = time.monotonic()
@@ -530,25 +565,31 @@ class Fetcher:
             missing = {b.digest for b in c.missing}
             roles = [(c.tier.payload, "payload"), (c.tier.graph, "graph"),
                      *((b, str(b.type)) for b in (*c.tier.extra, *m.release.extra))]
+            for ref, role in roles:  # bounded before anything is allocated for it
+                if role == TASK_TYPE and ref.size > TASK_BLOB_MAX_BYTES:
+                    raise ReleaseMismatch(f"the release names a task blob of {ref.size:,} bytes, above the limit of "
+                                          f"{TASK_BLOB_MAX_BYTES:,} (TASK_BLOB_MAX_BYTES); refused before downloading")
             self.log(f"release {m.release.release} (created {m.release.created}, signature {m.signature_status}); "
                      f"tier {c.tier.name}: {len(c.missing)} blob(s) to fetch ({c.cost:,} B), "
                      f"{c.saved:,} B already cached")
             for ref, role in roles:
                 if ref.digest in missing:
-                    res = self.fetch_blob(ref, role)
+                    res = self.fetch_blob(ref, role, check=self._check_task_blob(ref) if role == TASK_TYPE else None)
                     self.log(f"{role} {ref.digest[:23]}... {ref.size:,} B {res.status}"
                              f"{f' from byte {res.resumed_from:,}' if res.resumed_from else ''}, "
                              f"{res.wire_bytes:,} B on the wire")
                 else:
                     res = BlobResult(ref.digest, role, ref.size)
                 rep.blobs.append(res)
-            self.verify_release(m, c)
+            task_path = self.verify_release(m, c)
             rep.payload = str(self.cache.path(c.tier.payload.digest))
             rep.graph = str(self.cache.path(c.tier.graph.digest))
+            rep.task = str(task_path) if task_path is not None else ""
             self.cache.set_state(self.cfg.channel, {
                 "channel": self.cfg.channel, "manifest": m.digest, "release": m.release.release,
                 "created": m.release.created, "tier": c.tier.name, "payload": c.tier.payload.digest,
                 "graph": c.tier.graph.digest, "extra": [b.digest for b in (*c.tier.extra, *m.release.extra)],
+                "task": f"sha256:{task_path.name}" if task_path is not None else None,
                 "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         rep.seconds = time.monotonic() - t0
         self.http.close()

@@ -155,9 +155,11 @@ class Trainer:
     def __init__(self, payload_path: str | os.PathLike[str], graph_path: str | os.PathLike[str],
                  config: TrainConfig | None = None, *, trusted_keys: Any = None, require_signature: bool = False,
                  limits: TrainLimits | None = None, train_graph: TrainGraph | None = None,
-                 **overrides: Any) -> None:
+                 task_blob: str | os.PathLike[str] | None = None, **overrides: Any) -> None:
         """``train_graph``: an already loaded graph session to reuse (e.g. one per worker in a fleet simulation);
         it must be the graph the payload names (digest and size are checked) and ``graph_path`` is not read.
+        ``task_blob``: the task blob of a v2 payload (default: found beside the payload, or by digest in the store
+        or device cache the payload lies in; :func:`edge_sdk.payload.taskblob.find_task_blob`).
         ``limits``: the device's memory bound (default :class:`~edge_sdk.schema.TrainLimits`)."""
         from edge_sdk.beam.taskspec import BeamTaskSpec
         from edge_sdk.payload import read_payload
@@ -166,7 +168,7 @@ class Trainer:
         self.graph_path = Path(graph_path)
         self.limits = limits or TrainLimits()
         self.payload = read_payload(self.payload_path, trusted_keys=trusted_keys or None,
-                                    require_signature=require_signature)
+                                    require_signature=require_signature, task_blob=task_blob)
         if self.payload.graph is None:
             raise DeviceError("payload names no training graph (export it with a graph digest)")
         self.task = dict(self.payload.task or {})

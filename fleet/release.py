@@ -41,6 +41,8 @@ class Tier:
     """One tier of one round, with what a device needs to know before it downloads it.
 
     ``payload``/``graph``/``extra``: the manifest's blob references (``digest`` "sha256:<hex>", ``size``);
+    ``extra`` holds the tier's extra blobs and the release-level ones (a device downloads both for the tier, e.g.
+    the task blob of a payload of format v2);
     ``train_steps``: optimizer steps the device runs; ``train_key``: canonical JSON of (payload digest, graph
     digest, training config) — identical keys give identical models; ``device_state_bytes``: storage the device
     needs besides the blobs (checkpoint = parameters + optimizer state, plus the exported model), float32."""
@@ -87,11 +89,11 @@ class FleetRelease:
         return self.store.blob_path(digest)
 
     def blobs(self) -> dict[str, BlobRef]:
-        """Every payload and graph blob of every round, by digest."""
+        """Every payload, graph and extra blob (a v2 payload's task blob) of every round, by digest."""
         out: dict[str, BlobRef] = {}
         for t in self.tiers():
-            out[t.payload.digest] = t.payload
-            out[t.graph.digest] = t.graph
+            for b in (t.payload, t.graph, *t.extra):
+                out[b.digest] = b
         return out
 
     def close(self) -> None:
@@ -102,14 +104,15 @@ class FleetRelease:
 
 
 def device_trainer(payload_path: os.PathLike[str] | str, graph_path: os.PathLike[str] | str, *,
-                   train_graph: Any = None, trusted_keys: Any = None) -> Any:
+                   train_graph: Any = None, trusted_keys: Any = None, task_blob: Any = None) -> Any:
     """The device runtime's :class:`~edge_sdk.device.trainer.Trainer` for a payload, configured as a device with no
     flags: it follows the payload's training recipe exactly (``edge_sdk.modelspec.TrainRecipe``: the server's update
-    count, batch size, optimizer and schedule), i.e. it repeats the server's seed-0 evaluation run."""
+    count, batch size, optimizer and schedule), i.e. it repeats the server's seed-0 evaluation run. ``task_blob``:
+    a v2 payload's task blob (default: found by digest in the store the payload lies in, or beside it)."""
     from edge_sdk.device.trainer import Trainer
 
     return Trainer(payload_path, graph_path, trusted_keys=trusted_keys or None,
-                   require_signature=bool(trusted_keys), train_graph=train_graph, threads=1)
+                   require_signature=bool(trusted_keys), train_graph=train_graph, threads=1, task_blob=task_blob)
 
 
 def train_key(payload_digest: str, graph_digest: str, config: Any) -> str:
@@ -146,8 +149,9 @@ def _tiers_of(store: Store, m: Manifest, r: int, trusted: list[str] | None,
                               train_key=train_key(mt.payload.digest, mt.graph.digest, tr.config),
                               device_state_bytes=4 * (2 * n_params + n_state), task=dict(tr.task))
         t = cache[key]
+        extra = {b.digest: b for b in (*mt.extra, *m.release.extra)}  # what a device fetches besides payload + graph
         out.append(Tier(**{**t.__dict__, "name": mt.name, "round": r, "expected_top1": mt.kpis.get("top1"),
-                           "extra": tuple(mt.extra)}))
+                           "extra": tuple(extra.values())}))
     return tuple(out)
 
 

@@ -116,6 +116,16 @@ class WorkerContext:
         return self._sessions[key]
 
 
+def _task_blob(ctx: WorkerContext, payload: Path) -> Path | None:
+    """The task blob a v2 payload names, as a file of this worker (None for v1, or when the release lacks it:
+    the trainer then says which blob is missing)."""
+    from edge_sdk.payload import read_payload
+
+    with read_payload(payload) as p:
+        digest = f"sha256:{p.task_digest}" if p.task_digest is not None else None
+    return ctx.blob_path(digest) if digest is not None and digest in ctx.shared("blobs") else None
+
+
 def _train(ctx: WorkerContext, key: str) -> TrainResult:
     """Train as a device would: the payload's own recipe and seed (:func:`edge_sdk.fleet.release.device_trainer`,
     the same call that made ``key`` in the driver), this worker's session of the graph."""
@@ -127,8 +137,9 @@ def _train(ctx: WorkerContext, key: str) -> TrainResult:
     t0 = time.perf_counter()
     try:
         trusted = ctx.shared("trusted_keys") or None
-        tr = device_trainer(ctx.blob_path(k["payload"]), ctx.blob_path(k["graph"]),
-                            train_graph=ctx.train_graph(k["graph"]), trusted_keys=trusted)
+        payload = ctx.blob_path(k["payload"])
+        tr = device_trainer(payload, ctx.blob_path(k["graph"]), train_graph=ctx.train_graph(k["graph"]),
+                            trusted_keys=trusted, task_blob=_task_blob(ctx, payload))
         if train_key(k["payload"], k["graph"], tr.config) != key:
             raise RuntimeError("the worker's training config differs from the driver's")  # pragma: no cover
         st = tr.train()

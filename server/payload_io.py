@@ -53,8 +53,8 @@ from edge_sdk.payload import (
     write_payload_v2,
 )
 
-#: payload format versions the server writes (``PayloadCost.payload_format``); 1 stays the default until releases
-#: carry the v2 task blob (``edge-sdk store add`` / ``device fetch``)
+#: payload format versions the server writes (``PayloadCost.payload_format``); 1 is the default. A release of v2
+#: payloads carries their task blob (``edge-sdk store add`` / ``device fetch``, docs/transfer.md "Task blobs")
 PAYLOAD_FORMATS = (1, 2)
 #: a v2 payload names its task blob by SHA-256
 TASK_DIGEST_BYTES = 32

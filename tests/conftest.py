@@ -3,6 +3,8 @@
 ``release_files``: a small two-tier beam release on disk, made from the pre-exported device fixture
 (tests/device/data/beam_adam): tier ``big`` = that payload (512 samples), tier ``small`` = its first 64 samples
 per group; both name the same training graph, and each has the report.json the server would write beside it.
+``release_files_v2``: the same two tiers as payloads of format v2, each with the task blob (``task.json``, the
+same blob for both) beside it, as ``edge-sdk distill --payload-format 2`` writes them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from v2files import v2_payload
 
 DEVICE_DATA = Path(__file__).resolve().parent / "device" / "data" / "beam_adam"
 
@@ -52,6 +55,19 @@ def subset_payload(src: Path, dst: Path, k: int, signing_key=None) -> Path:
     return dst
 
 
+def make_release_files_v2(root: Path) -> ReleaseFiles:
+    big_dir, small_dir = root / "big", root / "small"
+    for d in (big_dir, small_dir):
+        d.mkdir(parents=True)
+        shutil.copy(DEVICE_DATA / "graph.onnx", d / "graph.onnx")
+    v2_payload(DEVICE_DATA / "payload.bin", big_dir / "payload.epl")
+    v2_payload(DEVICE_DATA / "payload.bin", small_dir / "payload.epl", 64)
+    _report(big_dir / "payload.epl", 0.62, "4KiB")
+    _report(small_dir / "payload.epl", 0.55, "1KiB")
+    return ReleaseFiles(root, big_dir / "payload.epl", small_dir / "payload.epl", big_dir / "graph.onnx",
+                        DEVICE_DATA / "local.h5")
+
+
 def make_release_files(root: Path) -> ReleaseFiles:
     big_dir, small_dir = root / "big", root / "small"
     big_dir.mkdir(parents=True)
@@ -69,3 +85,8 @@ def make_release_files(root: Path) -> ReleaseFiles:
 @pytest.fixture
 def release_files(tmp_path: Path) -> ReleaseFiles:
     return make_release_files(tmp_path / "release-src")
+
+
+@pytest.fixture
+def release_files_v2(tmp_path: Path) -> ReleaseFiles:
+    return make_release_files_v2(tmp_path / "release-src-v2")

@@ -75,7 +75,7 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
     click.echo(f"fetched tier {rep.tier} of release {rep.release} (signature {rep.signature}): "
                f"{rep.bytes_on_wire:,} B on the wire, {rep.bytes_needed:,} B needed, {rep.bytes_resumed:,} B resumed, "
                f"{rep.bytes_saved_by_cache:,} B saved by the cache, {rep.retries} retries, {rep.seconds:.2f} s")
-    click.echo(f"payload {rep.payload}\ngraph {rep.graph}")
+    click.echo(f"payload {rep.payload}\ngraph {rep.graph}" + (f"\ntask {rep.task}" if rep.task else ""))
 
 
 @cli.command("train")
@@ -144,7 +144,8 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
     tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None,
                  require_signature=bool(trusted_keys) and release_info is None, limits=limits,
                  steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
-                 soft_weight=soft_weight, threads=threads)
+                 soft_weight=soft_weight, threads=threads,
+                 task_blob=release_info.get("task") if release_info is not None else None)
     st = tr.train(out_dir, resume=resume, progress=not quiet)
     model_bytes = tr.export_model(out_dir / "model.onnx", st.params)
     kpis = evaluate_beam(out_dir / "model.onnx", eval_path, tr.task, h5) if eval_path is not None else None

@@ -42,6 +42,8 @@ def _print_release(m: Any, indent: str = "  ") -> None:
         top1 = f"{t.kpis['top1']:.4f}" if "top1" in t.kpis else "-"
         click.echo(f"{indent}{t.name:<12} {t.payload.size:>10,} {t.graph.size:>9,} {comp:>12} {top1:>7}  "
                    f"{t.graph.digest[:23]}...")
+        for b in t.extra:
+            click.echo(f"{indent}  tier extra blob {b.type}: {b.digest[:23]}... {b.size:,} B")
     for b in r.extra:
         click.echo(f"{indent}extra blob {b.type}: {b.digest[:23]}... {b.size:,} B")
 
@@ -59,6 +61,9 @@ def cli() -> None:
               help="Ed25519 private key (PEM or raw) to sign the manifest with (same keys as payloads)")
 @click.option("--graph", "graphs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="training graph file (default: found by the payloads' graph digests beside them); repeatable")
+@click.option("--task", "tasks", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="task blob of v2 payloads (default: found by the payloads' task digests beside them, task.json "
+                   "or sha256-<hex>, or in the store); attached as an extra blob of type task; repeatable")
 @click.option("--release", "release_name", default=None, help="release name (default: <channel>-<UTC time>)")
 @click.option("--tier-name", "tier_names", multiple=True,
               help="tier name per payload, in order (default: the report's budget spec, e.g. 36x)")
@@ -69,9 +74,10 @@ def cli() -> None:
               help="release-level typed blob, e.g. model-card=card.md; repeatable")
 @JSON_OPT
 def add_cmd(store_dir: Path, channel: str, payloads: tuple[Path, ...], key_path: Path | None, graphs: tuple[Path, ...],
-            release_name: str | None, tier_names: tuple[str, ...], rank_by: str, min_runtime: str | None,
+            tasks: tuple[Path, ...], release_name: str | None, tier_names: tuple[str, ...], rank_by: str, min_runtime: str | None,
             extras: tuple[str, ...], as_json: bool) -> None:
-    """Add PAYLOADS (one tier each) with their graphs as a new release and point CHANNEL at it."""
+    """Add PAYLOADS (one tier each) with their graphs (and, for payload format v2, their task blobs) as a new
+    release and point CHANNEL at it."""
     from edge_sdk.payload.signing import load_private_key
     from edge_sdk.release import Store, publish
 
@@ -84,11 +90,13 @@ def add_cmd(store_dir: Path, channel: str, payloads: tuple[Path, ...], key_path:
     key = load_private_key(key_path) if key_path else None
     store = Store(store_dir, create=True)
     res = publish(store, payloads, channel=channel, signing_key=key, graphs=graphs, release_name=release_name,
-                  tier_names=tier_names or None, rank_by=rank_by, min_runtime=min_runtime, extra=extra)
+                  tier_names=tier_names or None, rank_by=rank_by, min_runtime=min_runtime, extra=extra,
+                  tasks=tasks)
     if as_json:
         click.echo(json.dumps({"manifest": res.manifest.digest, "manifest_size": res.manifest.size,
                                "channel": channel, "release": res.manifest.release.release,
                                "tiers": _tier_rows(res.manifest), "new_blobs": [b.to_json() for b in res.new_blobs],
+                               "extra": [b.to_json() for b in res.manifest.release.extra],
                                "notes": res.notes}, indent=1, sort_keys=True))
         return
     for n in res.notes:

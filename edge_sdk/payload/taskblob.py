@@ -7,8 +7,11 @@ A v2 payload names its task blob by SHA-256 (32 raw bytes in the header). The bl
 
 ``task`` is the task dict a v1 header carries in ``t`` (``{"kind": "beam", "beam": ..., "model": ...}``) without
 the training recipe (``train``), which a v2 payload stores itself; ``graph`` names the ONNX training graph of
-the payloads that use this blob (v1 header key ``o``). The device caches the blob next to the graph
-(``edge-sdk device fetch``: a release manifest extra blob of type ``task``) or finds it beside the payload.
+the payloads that use this blob (v1 header key ``o``). A release carries the blob as a manifest extra blob of
+type ``task`` (``edge-sdk store add`` attaches it); ``edge-sdk device fetch`` downloads it once and caches it by
+digest next to the graph. A reader finds it given explicitly, beside the payload (``sha256-<hex>``, ``task.json``),
+or — for a payload that is itself a blob of a store or device cache (``<root>/blobs/sha256/<2 hex>/<64 hex>``,
+docs/transfer.md) — as the blob of its digest in the same tree.
 
 Rules (docs/payload-format.md, "Version 2"): at most :data:`TASK_BLOB_MAX_BYTES` bytes, JSON nesting at most
 ``MAX_JSON_DEPTH``, canonical, exactly the three keys, ``schema`` equal to :data:`TASK_SCHEMA`; a reader MUST check
@@ -101,26 +104,42 @@ def write_task_blob(path: str | os.PathLike, task: Mapping[str, Any], graph: Map
     return parse_task_blob(data)
 
 
+def blob_tree_path(payload_path: str | os.PathLike, digest: bytes) -> Path | None:
+    """Where the blob ``digest`` lies if ``payload_path`` is a blob of a content-addressed tree (a release store or
+    a device cache: ``<root>/blobs/sha256/<hex[:2]>/<hex>``, docs/transfer.md "Store layout"); else None."""
+    p = Path(payload_path)
+    if _HEX64.match(p.name) and p.parent.name == p.name[:2] and p.parent.parent.name == "sha256" \
+            and p.parent.parent.parent.name == "blobs":
+        hx = digest.hex()
+        return p.parent.parent / hx[:2] / hx
+    return None
+
+
 def find_task_blob(digest: bytes, payload_path: str | os.PathLike | None,
                    blob: bytes | str | os.PathLike | None = None) -> TaskBlob:
     """The task blob ``digest`` names: ``blob`` (bytes or a path) if given, else ``sha256-<hex>`` or
-    ``task.json`` in the payload's directory. Raises :class:`TaskBlobMissing` / :class:`TaskMismatch`."""
+    ``task.json`` in the payload's directory, else (a payload inside a store or device cache) the blob of that
+    digest in the same tree (:func:`blob_tree_path`). Raises :class:`TaskBlobMissing` / :class:`TaskMismatch`."""
     if isinstance(blob, (bytes, bytearray)):
         return parse_task_blob(bytes(blob), digest)
     cands: list[Path] = []
+    tree = None
     if blob is not None:
         cands.append(Path(blob))
     elif payload_path is not None:
         d = Path(payload_path).parent
         cands += [d / f"sha256-{digest.hex()}", d / TASK_BLOB_NAME]
+        tree = blob_tree_path(payload_path, digest)
+        if tree is not None:
+            cands.append(tree)
     for c in cands:
         if c.is_file():
             if c.stat().st_size > TASK_BLOB_MAX_BYTES:
                 raise LimitExceeded(f"task blob {c} is {c.stat().st_size} bytes, limit {TASK_BLOB_MAX_BYTES}")
             data = c.read_bytes()
-            if blob is None and hashlib.sha256(data).digest() != digest:
+            if blob is None and c != tree and hashlib.sha256(data).digest() != digest:
                 continue  # a task.json of another payload: keep looking
-            return parse_task_blob(data, digest)
+            return parse_task_blob(data, digest)  # a digest-named blob that does not hash to its name: TaskMismatch
     raise TaskBlobMissing(
         f"payload v2 names task blob sha256:{digest.hex()} which was not found"
         + (f" (looked for {', '.join(str(c) for c in cands)})" if cands else "")

@@ -7,6 +7,13 @@ and model; the ``report.json`` that ``edge-sdk distill``/``quantize`` writes nex
 measured KPIs (means over the evaluation seeds) and the compression ratio. A report is used only when it
 describes this very payload (its ``payload.sha256`` equals the file's SHA-256, or that of the file before it
 was signed).
+
+A payload of format v2 names its **task blob** (task spec, model spec, graph digest; docs/payload-format.md,
+"Version 2.0") by SHA-256 instead of carrying it. The blob is looked for among the ``--task`` files, beside the
+payload (``task.json`` / ``sha256-<hex>``, as :func:`edge_sdk.payload.taskblob.find_task_blob` finds it) and in the
+store, checked against the digest, and attached as an extra blob of type ``task``: release-level when every tier
+names the same blob (the usual case: one task, one graph), else on each tier that names it. A device downloads it
+once and caches it by digest like the graph.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class TierSource:
     compression: float | None = None
     kpis: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    task: Path | None = None  #: v2: the task blob file (None: in the store already, or a v1 payload)
+    task_ref: BlobRef | None = None  #: v2: the task blob the payload names (type ``task``)
 
 
 @dataclass
@@ -111,12 +120,42 @@ def _graph_candidates(payload: Path, graphs: Sequence[Path]) -> list[Path]:
     return [*graphs, *sorted(payload.parent.glob("*.onnx"))]
 
 
-def inspect_payload(path: Path, graphs: Sequence[Path], store: Store | None) -> TierSource:
-    """Read one payload and find its graph and report (raises ConfigError when the graph cannot be found)."""
+def find_task(path: Path, digest_hex: str, tasks: Sequence[Path], store: Store | None) -> tuple[Path | None, BlobRef]:
+    """(file, or None when only the store holds it; ref) of the task blob ``digest_hex`` that the v2 payload
+    ``path`` names: the first of ``tasks`` with that SHA-256, else ``sha256-<hex>`` / ``task.json`` beside the
+    payload, else the store's blob. It is validated (size before reading, digest, schema) before it is used;
+    raises ConfigError when there is none, a PayloadError when it breaks the task blob rules."""
+    from edge_sdk.payload.taskblob import TASK_BLOB_MAX_BYTES, TASK_BLOB_NAME, parse_task_blob
+
+    digest = f"sha256:{digest_hex}"
+    cands: list[Path | None] = [*tasks, path.parent / f"sha256-{digest_hex}", path.parent / TASK_BLOB_NAME]
+    if store is not None:
+        cands.append(None)
+    for c in cands:
+        f = store.blob_path(digest) if c is None and store is not None else c
+        assert f is not None
+        if f.is_file() and f.stat().st_size <= TASK_BLOB_MAX_BYTES and hash_file(f)[0] == digest:
+            blob = parse_task_blob(f.read_bytes(), bytes.fromhex(digest_hex))
+            return c, BlobRef(digest, len(blob.data), "task")
+    raise ConfigError(
+        f"{path} is a payload of format v2 naming task blob {digest}, which is neither given with --task, nor beside "
+        "it (task.json or sha256-<hex>, as `edge-sdk distill|quantize --payload-format 2` writes it), nor in the "
+        "store; pass the task.json written with this payload via --task")
+
+
+def inspect_payload(path: Path, graphs: Sequence[Path], store: Store | None, tasks: Sequence[Path] = ()) -> TierSource:
+    """Read one payload and find its graph, its task blob (v2) and report (raises ConfigError when the graph or the
+    task blob cannot be found)."""
     from edge_sdk.payload import read_payload
 
     path = Path(path)
+    task_path, task_ref = None, None
     with read_payload(path) as p:
+        version, tdigest = p.version, p.task_digest
+    if version[0] >= 2 and tdigest is not None:
+        task_path, task_ref = find_task(path, tdigest, tasks, store)
+    task_arg = (task_path or (store.blob_path(task_ref.digest) if store is not None and task_ref else None))
+    with read_payload(path, task_blob=task_arg) as p:
         graph = dict(p.graph) if p.graph else None
         task = dict(p.task or {})
     if graph is None:
@@ -138,7 +177,7 @@ def inspect_payload(path: Path, graphs: Sequence[Path], store: Store | None) -> 
     src = TierSource(payload=path, payload_ref=BlobRef(pref_digest, psize), graph=gpath,
                      graph_ref=BlobRef(gdigest, gsize),
                      identity=Identity(task=task["kind"], task_digest=task_digest(task), model=task["model"]),
-                     name="")
+                     name="", task=task_path, task_ref=task_ref)
     rep, note = _report_for(path, pref_digest.split(":", 1)[1])
     if note:
         src.notes.append(note)
@@ -185,20 +224,28 @@ def publish(store: Store, payloads: Sequence[str | os.PathLike], *, channel: str
             signing_key: Ed25519PrivateKey | None = None, graphs: Sequence[str | os.PathLike] = (),
             release_name: str | None = None, tier_names: Sequence[str] | None = None, rank_by: str | None = "top1",
             min_runtime: str | None = None, created: str | None = None,
-            extra: Sequence[tuple[str, str | os.PathLike]] = ()) -> PublishResult:
+            extra: Sequence[tuple[str, str | os.PathLike]] = (), tasks: Sequence[str | os.PathLike] = ()) -> PublishResult:
     """Add a release made of ``payloads`` (one tier each) to ``store``; point ``channel`` at it if given.
 
-    ``extra``: (type, file) release-level blobs (e.g. a model card). Order of writes: blobs, manifest, channel
+    ``extra``: (type, file) release-level blobs (e.g. a model card). ``tasks``: task blob files of v2 payloads
+    (default: found beside each payload; see the module docstring). Order of writes: blobs, manifest, channel
     (crash-safe, see :mod:`edge_sdk.release.store`)."""
     if not payloads:
         raise ConfigError("give at least one payload")
+    if any(btype == "task" for btype, _ in extra):
+        raise ConfigError("extra blobs of type 'task' are attached from the v2 payloads' task digests; give the task "
+                          "blob file with --task instead of --extra task=FILE")
+    tpaths = [Path(t) for t in tasks]
+    for t in tpaths:
+        if not t.is_file():
+            raise ConfigError(f"--task {t}: no such file")
     if channel is not None:
         check_channel_name(channel)
     gpaths = [Path(g) for g in graphs]
     for g in gpaths:
         if not g.is_file():
             raise ConfigError(f"--graph {g}: no such file")
-    sources = [inspect_payload(Path(p), gpaths, store) for p in payloads]
+    sources = [inspect_payload(Path(p), gpaths, store, tpaths) for p in payloads]
     if len({s.payload_ref.digest for s in sources}) != len(sources):
         raise ConfigError("the same payload is given twice")
     ids = {(s.identity.task, s.identity.task_digest, json.dumps(s.identity.model, sort_keys=True)) for s in sources}
@@ -211,16 +258,21 @@ def publish(store: Store, payloads: Sequence[str | os.PathLike], *, channel: str
     name = release_name or f"{(channel or 'release').replace('/', '-')}-{created.replace(':', '').replace('-', '')}"
     new: list[BlobRef] = []
     extra_refs: list[BlobRef] = []
+    task_refs = {s.task_ref.digest: s.task_ref for s in sources if s.task_ref is not None}
+    shared = len(task_refs) == 1 and all(s.task_ref is not None for s in sources)  # one blob for every tier
     with store.lock():
         for s in sources:
-            for ref, src in ((s.payload_ref, s.payload), (s.graph_ref, s.graph)):
-                if not store.has(ref.digest):
+            for ref, src in ((s.payload_ref, s.payload), (s.graph_ref, s.graph), (s.task_ref, s.task)):
+                if ref is not None and not store.has(ref.digest):
                     assert src is not None
                     new.append(store.put_file(src, expected=ref.digest))
         for btype, path in extra:
             ref = store.put_file(path)
             extra_refs.append(BlobRef(ref.digest, ref.size, btype))
-        tiers = [Tier(name=s.name, payload=s.payload_ref, graph=s.graph_ref, compression=s.compression, kpis=s.kpis)
+        if shared:
+            extra_refs.extend(task_refs.values())
+        tiers = [Tier(name=s.name, payload=s.payload_ref, graph=s.graph_ref, compression=s.compression, kpis=s.kpis,
+                      extra=(s.task_ref,) if s.task_ref is not None and not shared else ())
                  for s in sources]
         rel = build_release(release=name, tiers=tiers, identity=sources[0].identity, created=created,
                             min_runtime=min_runtime, extra=extra_refs)

@@ -356,6 +356,26 @@ def test_R23_task_blob(tmp_path):
     (tmp_path / f"sha256-{digest.hex()}").write_bytes(blob)
     with read_payload(tmp_path / "p.epl") as p:
         assert p.task == TASK
+    # a payload that is a blob of a store or device cache finds the task blob by digest in the same tree
+    tree = tmp_path / "cache" / "blobs" / "sha256"
+    ph = hashlib.sha256(b).hexdigest()
+    (tree / ph[:2]).mkdir(parents=True)
+    (tree / ph[:2] / ph).write_bytes(b)
+    with read_payload(tree / ph[:2] / ph) as p, pytest.raises(E.TaskBlobMissing):
+        _ = p.task
+    (tree / digest.hex()[:2]).mkdir(exist_ok=True)
+    (tree / digest.hex()[:2] / digest.hex()).write_bytes(blob)
+    with read_payload(tree / ph[:2] / ph) as p:
+        assert p.task == TASK
+    (tree / digest.hex()[:2] / digest.hex()).write_bytes(blob.replace(b"beam", b"BEAM"))  # corrupt copy
+    with read_payload(tree / ph[:2] / ph) as p, pytest.raises(E.TaskMismatch):
+        _ = p.task
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / ph).write_bytes(b)  # a hex name outside a blob tree: no tree lookup
+    (tmp_path / digest.hex()[:2]).mkdir()
+    (tmp_path / digest.hex()[:2] / digest.hex()).write_bytes(blob)
+    with read_payload(tmp_path / "elsewhere" / ph) as p, pytest.raises(E.TaskBlobMissing):
+        _ = p.task
     # blob rules
     assert parse_task_blob(blob).task == TASK
     for bad in (b'{"graph":null,"schema":"edge-sdk.task/2","task":{}}', b'{"graph":null,"task":{}}',

@@ -40,7 +40,11 @@ def device(*args: object, cwd: Path, check: bool = True) -> subprocess.Completed
     return r
 
 
-def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_fetch_budget_interrupt_resume_train(tmp_path: Path, request, fmt: int):
+    """Payload format 1, and 2: the release then carries the payloads' task blob (one, release-level), which the
+    fetch caches by digest beside the graph and the training finds there with no flag."""
+    release_files = request.getfixturevalue("release_files" if fmt == 1 else "release_files_v2")
     py = _server_python()
     store, keys = tmp_path / "store", tmp_path / "keys"
     r = subprocess.run([py, "-m", "edge_sdk.cli", "payload", "keygen", "--out-dir", keys, "--name", "pub"],
@@ -50,8 +54,11 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
                         release_files.big, release_files.small, "--sign", keys / "pub.key", "--json"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    tiers = {t["name"]: t for t in json.loads(r.stdout)["tiers"]}  # "4KiB" (big) and "1KiB" (small)
+    added = json.loads(r.stdout)
+    tiers = {t["name"]: t for t in added["tiers"]}  # "4KiB" (big) and "1KiB" (small)
     big, small = tiers["4KiB"], tiers["1KiB"]
+    task_bytes = sum(b["size"] for b in added["extra"] if b["type"] == "task")
+    assert [b["type"] for b in added["extra"]] == ([] if fmt == 1 else ["task"])
     ready = tmp_path / "ready.json"
     server = subprocess.Popen([py, "-m", "edge_sdk.cli", "serve", "--store", store, "--port", "0", "--ready-file",
                                ready, "--access-log", tmp_path / "access.log"], stdout=subprocess.DEVNULL,
@@ -63,7 +70,7 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
             time.sleep(0.05)
         url = json.loads(ready.read_text())["url"]
         cache = tmp_path / "cache"
-        budget = small["payload"]["size"] + small["graph"]["size"] + 100  # the small tier fits, the big one not
+        budget = small["payload"]["size"] + small["graph"]["size"] + task_bytes + 100  # the small tier fits, the big not
         fetch = ["device", "fetch", "--url", url, "--channel", CHANNEL, "--cache", cache, "--trusted-key",
                  keys / "pub.pub", "--budget", budget]
         # forced interruption: a rate-capped fetch killed part-way through the graph
@@ -83,6 +90,13 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
         device(*fetch, "--report", tmp_path / "fetch.json", cwd=tmp_path)
         rep = json.loads((tmp_path / "fetch.json").read_text())
         assert rep["tier"] == "1KiB" and rep["bytes_resumed"] == have and rep["signature"] == "verified"
+        assert rep["bytes_needed"] + rep["bytes_saved_by_cache"] == budget - 100  # the payload came before the kill
+        if fmt == 2:  # the task blob is cached by digest, next to the graph
+            t = next(b for b in rep["blobs"] if b["role"] == "task")
+            assert t["status"] == "downloaded" and rep["task"] == str(cache / "blobs" / "sha256" / t["digest"][7:9]
+                                                                     / t["digest"][7:])
+        else:
+            assert rep["task"] == "" and all(b["role"] != "task" for b in rep["blobs"])
         g = next(b for b in rep["blobs"] if b["role"] == "graph")
         assert g["status"] == "resumed" and g["wire_bytes"] == small["graph"]["size"] - have
         for b in rep["blobs"]:
@@ -96,11 +110,12 @@ def test_fetch_budget_interrupt_resume_train(tmp_path: Path, release_files):
         trained = json.loads((out / "report.json").read_text())
         assert trained["release"]["tier"] == "1KiB" and trained["release"]["signature"] == "verified"
         assert trained["release"]["expected_kpis"]["top1"] == pytest.approx(0.55)
+        assert trained["release"]["task"] == (rep["task"] or None)
         assert 0.0 <= trained["kpis"]["top1"] <= 1.0 and (out / "model.onnx").stat().st_size > 0
         # a bigger budget takes the better tier; the cached graph is not sent again
         device(*fetch[:-1], big["payload"]["size"] + 10, "--report", tmp_path / "fetch2.json", cwd=tmp_path)
         rep2 = json.loads((tmp_path / "fetch2.json").read_text())
-        assert rep2["tier"] == "4KiB" and rep2["bytes_saved_by_cache"] == big["graph"]["size"]
+        assert rep2["tier"] == "4KiB" and rep2["bytes_saved_by_cache"] == big["graph"]["size"] + task_bytes
         assert rep2["bytes_needed"] == big["payload"]["size"]
         # both releases stay trainable: a manifest file inside the cache names one explicitly
         mpath = cache / "blobs" / "sha256" / rep2["manifest"][7:9] / rep2["manifest"][7:]

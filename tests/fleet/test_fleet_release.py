@@ -104,3 +104,36 @@ def test_store_with_too_few_rounds() -> None:
     sc = load_scenario("lte-mixed-1k")
     with pytest.raises(ConfigError, match="has only 2 release"):
         resolve_release(replace(sc.release, rounds=3))
+
+
+def test_v2_files_release_carries_the_task_blob_and_trains(release_dir: Path, tmp_path: Path) -> None:
+    """Payloads of format v2 (task blob beside them): the private store's release lists the task blob, every
+    tier counts it among the bytes a device fetches, and the devices train on it (inline backend)."""
+    from v2files import v2_payload
+
+    from edge_sdk.fleet.outputs import read_parquet
+    from edge_sdk.fleet.simulate import RunOptions, simulate
+
+    d = tmp_path / "v2"
+    d.mkdir()
+    for name in ("adam-r0", "small-r0"):
+        v2_payload(release_dir / f"{name}.epl", d / f"{name}.epl")
+    for f in ("graph.onnx", "pool.h5"):
+        shutil.copyfile(release_dir / f, d / f)
+    task = (d / "task.json").read_bytes()
+    sc = parse_scenario(scenario_toml(d, devices=8, rounds=1).encode(), source="s.toml", base=d)
+    rel = resolve_release(sc.release)
+    try:
+        (blob,) = rel.rounds[0].manifest.release.extra
+        assert blob.type == "task" and blob.size == len(task)
+        assert all(t.extra == (blob,) for t in rel.rounds[0].tiers) and blob.digest in rel.blobs()
+    finally:
+        rel.close()
+    simulate(sc, tmp_path / "out", RunOptions(backend="inline", progress=False))
+    t = read_parquet(tmp_path / "out" / "devices.parquet")
+    ok = [i for i, f in enumerate(t["failure"]) if f is None]
+    assert len(ok) >= 6 and all(0.0 <= t["top1"][i] <= 1.0 for i in ok)
+    graph = (d / "graph.onnx").stat().st_size
+    for i in ok:  # first fetch of a fresh device: payload + graph + task blob
+        payload = (d / f"{'adam' if t['tier'][i] == 'adam' else 'small'}-r0.epl").stat().st_size
+        assert t["bytes_blobs"][i] == payload + graph + len(task)
