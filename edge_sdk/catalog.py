@@ -30,6 +30,8 @@ QUANTIZERS = ("apot", "codebook", "uniform")
 #: offers them with ``--payload-format 2``
 V2_QUANTIZERS = ("affine_feature", "affine_sample", "affine_set")
 RAW_KINDS = ("float16", "float32")
+#: ``edge-sdk distill --labels``: the rows' measured labels, or a teacher's classes (``edge_sdk.server.teacher``)
+LABEL_SOURCES = ("data", "teacher")
 #: coreset pruning (``quantize --prune``) and ADQ bit allocation (``quantize --allocation``)
 PRUNERS = ("ccs", "el2n", "random")
 ALLOCATIONS = ("cover", "k", "threshold", "two")

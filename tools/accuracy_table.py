@@ -12,6 +12,12 @@ training recipe is chosen on it from a fixed grid; the test set is touched once 
   at the largest row count whose signed v2 payload file fits ``full_bytes / ratio`` and screened with one recipe
   (Adam 3e-3 cosine 3,000 steps, seed 0) on the validation split; the best per selector then gets the full
   ``COMPACT_GRID`` search and the final test runs. Bytes are the size of the signed v2 file actually written.
+* ``<selection>+teacher`` (``--teacher``): the same sets with **teacher labels** (``edge_sdk.server.teacher``: each
+  row filed under the class a 3-model ensemble trained on the fit part predicts; same bytes), screened, searched
+  and tested the same way.
+* ``--figure``: ``docs/rate_accuracy_beam.png``, test Top-1 against payload bytes, one line per family (its best
+  entry at each budget), the Pareto frontier bold, and the frontier again with the ONNX graph's bytes added (a
+  device that does not have the graph cached yet).
 
 Progress is saved after every stage in ``--cache`` (JSON), so an interrupted run resumes where it stopped.
 """
@@ -63,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", default=str(REPO / "datasets/3gpp/reference/test.h5"))
     ap.add_argument("--ratios", default="36,180")
     ap.add_argument("--selections", default="random,kmeans,herding")
+    ap.add_argument("--teacher", default="kmeans,random",
+                    help="selections also built with teacher labels (entries '<selection>+teacher'); '' for none")
+    ap.add_argument("--figure", action="store_true", help="also draw docs/rate_accuracy_beam.png from the cache")
     ap.add_argument("--methods", default="quadd-kip",
                     help="distillation methods, stored like the best k-means baseline of each budget (v2 file)")
     ap.add_argument("--search-seeds", default="0,1")
@@ -109,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = _load_cache(cache_path)
     if a.render_only:
         write_outputs(cache, out)
+        if a.figure:
+            write_figure(cache, out)
         return 0
     data = load_beam(a.train, a.test)
     fit, (Xv, yv) = split_train_val(data, cfg)
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     cache.setdefault("meta", {}).update({"protocol": cfg.to_dict(), "n_train": int(data.X_train.shape[0]),
                                          "n_fit": int(fit.X_train.shape[0]), "n_val": int(Xv.shape[0]),
                                          "n_test": int(data.X_test.shape[0]), "full_bytes": data.full_float32_bytes,
+                                         "dim": int(data.dim), "num_classes": int(data.num_classes),
                                          "model": spec.to_dict(), "command": command,
                                          "step_scale": a.step_scale})
 
@@ -137,12 +149,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"full tuned {tuned.mean['top1']:.4f} ± {tuned.std['top1']:.4f}; fixed {fixed.mean['top1']:.4f}", flush=True)
     if a.stop_after == "full":
         return 0
+    teacher_box: list[Any] = []
+
+    def teacher():  # trained once per run, on the fit part only (validation stays honest)
+        if not teacher_box:
+            from edge_sdk.server.teacher import TEACHER_RECIPE, TeacherConfig, train_teacher
+
+            teacher_box.append(train_teacher(fit, TeacherConfig(recipe=scaled(TEACHER_RECIPE), device=cfg.device)))
+            print(f"teacher trained in {teacher_box[0].info['seconds']:.0f} s", flush=True)
+        return teacher_box[0]
+
+    def build(key: str, q: str, bits: int, n: int):
+        from edge_sdk.server.teacher import relabel
+
+        sel, _, labels = key.partition("+")
+        cs = build_baseline(fit, sel, q, bits, n, seed=0)
+        return relabel(cs, teacher()) if labels == "teacher" else cs
+
     screen = scaled(TrainRecipe.from_dict({"version": 1, **SCREEN}))
     plan_recipe = max(COMPACT_GRID, key=lambda r: len(json.dumps(r.to_payload())))  # the largest stored recipe
     for ratio in ints(a.ratios):
         budget = data.full_float32_bytes // ratio
         stage = cache.setdefault(f"{ratio}x", {"budget_bytes": budget, "screen": {}, "final": {}})
-        for sel in a.selections.split(","):
+        keys = [*a.selections.split(","), *(f"{t}+teacher" for t in a.teacher.split(",") if t)]
+        for sel in keys:
             for q, bits in BASELINE_QUANTIZERS:
                 k = f"{sel}/{q}/{bits}"
                 if k in stage["screen"]:
@@ -150,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 n = max_rows(budget, q, bits, fit, recipe=plan_recipe)
                 if n == 0:
                     continue
-                cs = build_baseline(fit, sel, q, bits, n, seed=0)
+                cs = build(sel, q, bits, n)
                 v = val_top1(spec, train_model(spec, cs.X, cs.y, 0, screen), Xv, yv)
                 stage["screen"][k] = {"selection": sel, "quantizer": q, "bits": bits, "n": n, "val_top1": v}
                 print(f"{ratio}x screen {k} n={n}: val {v:.4f}", flush=True)
@@ -159,13 +189,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cands = [r for r in stage["screen"].values() if r["selection"] == sel]
             best = max(cands, key=lambda r: r["val_top1"])
-            cs = build_baseline(fit, sel, best["quantizer"], best["bits"], best["n"], seed=0)
+            cs = build(sel, best["quantizer"], best["bits"], best["n"])
             print(f"{ratio}x {sel}: recipe search for {best['quantizer']} {best['bits']} bit, n={best['n']}", flush=True)
             s = search_recipe(spec, cs.X, cs.y, Xv, yv, COMPACT_GRID, cfg, progress=True)
             res = final_eval(spec, cs.X, cs.y, data, s.best, cfg)
             size = _written_bytes(cs, data.num_classes, s.best, data.task, key)
             if size > budget:
                 raise SystemExit(f"{ratio}x {sel}: written file {size} B is over the budget {budget} B")
+            if "relabelled_frac" not in best and cs.info.get("labels") == "teacher":
+                best = {**best, "relabelled_frac": cs.info["teacher_relabelled_frac"]}
             stage["final"][sel] = {**best, "bytes": size, "search": s.to_dict(), "recipe": s.best.to_dict(),
                                    "test": kpis(res)}
             _save(cache_path, cache)
@@ -202,11 +234,108 @@ def main(argv: list[str] | None = None) -> int:
         if a.stop_after == f"{ratio}x":
             break
     write_outputs(cache, out)
+    if a.figure:
+        write_figure(cache, out)
     return 0
 
 
+#: figure families: entry key in a budget's "final" -> legend name (best entry per budget = one point)
+FAMILIES = {"random": "random real rows", "kmeans": "per-class k-means", "herding": "herding",
+            "random+teacher": "random rows, teacher labels", "kmeans+teacher": "k-means, teacher labels",
+            "quadd-kip": "QuADD (KIP)"}
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (bytes, top1) points no other point beats with fewer or equal bytes, in byte order."""
+    out: list[tuple[float, float]] = []
+    for b, t in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not out or t > out[-1][1]:
+            out.append((b, t))
+    return out
+
+
+def graph_bytes(meta: dict[str, Any], quantizer: str, bits: int, n: int, optimizer: str,
+                memo: dict[tuple[Any, ...], int]) -> int:
+    """Size of the ONNX training graph a device fetches for this storage (depends on kind, bits and optimizer)."""
+    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.server.budget import option_kind
+    from edge_sdk.server.onnx_export.export import write_graph_for_payload
+    from edge_sdk.server.payload_io import Storage
+
+    key = (quantizer, bits, optimizer)
+    if key not in memo:
+        lay = Storage(option_kind(quantizer), bits).layouts(n, meta["dim"], meta["num_classes"])
+        with tempfile.TemporaryDirectory() as d:
+            memo[key] = int(write_graph_for_payload(lay, ModelSpec.from_dict(meta["model"]), optimizer=optimizer,
+                                                    out_path=Path(d) / "g.onnx").size)
+    return memo[key]
+
+
+def write_figure(cache: dict[str, Any], out: Path) -> None:
+    """docs/rate_accuracy_beam.png: test Top-1 vs payload bytes (module docstring); graph sizes go into the cache
+    (``graph_bytes`` per final entry) so the JSON holds every plotted number."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edge_sdk.atomic import atomic_path
+
+    meta, full = cache["meta"], cache["full"]
+    memo: dict[tuple[Any, ...], int] = {}
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    allpts: list[tuple[float, float]] = []
+    graph_of: dict[tuple[float, float], int] = {}
+    for key in (k for k in cache if k.endswith("x") and k[:-1].isdigit()):
+        for name, r in cache[key]["final"].items():
+            if name not in FAMILIES:
+                continue
+            if "graph_bytes" not in r and "dim" in meta:
+                r["graph_bytes"] = graph_bytes(meta, r["quantizer"], r["bits"], r["n"], r["recipe"]["optimizer"], memo)
+            t = r["test"]
+            series.setdefault(name, []).append((r["bytes"], t["top1"], t["top1_std"]))
+            allpts.append((r["bytes"], t["top1"]))
+            if "graph_bytes" in r:
+                graph_of[(r["bytes"], t["top1"])] = r["graph_bytes"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colors = plt.get_cmap("tab10")
+    for i, (name, label) in enumerate(FAMILIES.items()):
+        pts = sorted(series.get(name, []))
+        if pts:
+            ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
+                        color=colors(i), marker="o", ms=4, lw=1, alpha=0.8, capsize=2, label=label)
+    front = pareto(allpts)
+    ax.plot([p[0] for p in front], [100 * p[1] for p in front], color="black", lw=3, alpha=0.55,
+            label="Pareto frontier (payload only)")
+    if front and all(p in graph_of for p in front):
+        ax.plot([p[0] + graph_of[p] for p in front], [100 * p[1] for p in front], color="black", lw=1.5, ls="--",
+                label="frontier + ONNX graph (not cached)")
+    ref = full["test"]["top1"]
+    ax.axhline(100 * ref, color="grey", ls=":", lw=1.2)
+    ax.plot([meta["full_bytes"]], [100 * ref], marker="*", ms=12, color="grey", ls="none",
+            label=f"full data, tuned ({100 * ref:.1f} %)")
+    for k, lab in ((0.95, "0.95x"), (0.90, "0.90x")):
+        ax.axhline(100 * k * ref, color="grey", ls="-", lw=0.5, alpha=0.5)
+        ax.text(0.01, 100 * k * ref + 0.2, lab + " full data", fontsize=7, color="grey",
+                transform=ax.get_yaxis_transform())
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes on the wire: signed payload v2 file (log scale)")
+    ax.set_ylabel("test Top-1 beam accuracy % (3 seeds)")
+    ax.set_title("Beam reference data, MLP 128-128: accuracy per byte (recipes chosen on validation)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "rate_accuracy_beam.png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    with atomic_path(out / "accuracy-per-byte.json") as tmp:
+        Path(tmp).write_text(json.dumps(cache, indent=1))
+
+
 def _recipe_text(r: dict[str, Any]) -> str:
-    return f"{r['optimizer']} lr {r['lr']:g} {r['schedule']} {r['steps']} steps"
+    wd = f" wd {r['weight_decay']:g}" if r.get("weight_decay") and r["optimizer"] == "adam" else ""
+    return f"{r['optimizer']} lr {r['lr']:g} {r['schedule']} {r['steps']} steps{wd}"
 
 
 def write_outputs(cache: dict[str, Any], out: Path) -> None:
@@ -251,7 +380,9 @@ def write_outputs(cache: dict[str, Any], out: Path) -> None:
             mv = r.get("moved")
             moved = (f"{mv['rows_changed_frac']:.0%} (RMS move {mv['move_rms_nn']:.2f} NN gaps)" if mv else
                      "- (real rows / centroids)")
-            label = sel if mv else f"{sel} + {r['quantizer']}"
+            base, _, labels = sel.partition("+")
+            label = sel if mv else f"{base} + {r['quantizer']}" + (
+                f", teacher labels ({r['relabelled_frac']:.0%} of rows relabelled)" if labels else "")
             lines.append(f"| {label} | {key} ({st['budget_bytes']} B) | {r['bytes']} | {r['n']} | "
                          f"{r['quantizer']} {r['bits']} bit | {_recipe_text(r['recipe'])} | "
                          f"{r['search']['best_val_top1']:.4f} | {t['top1']:.4f} ± {t['top1_std']:.4f} | "

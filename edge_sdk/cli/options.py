@@ -85,6 +85,9 @@ _OPTIONS: list[Callable[[Any], Any]] = [
                  help="training recipe: updates per evaluation run (the device repeats the recipe)"),
     click.option("--batch-size", type=int, default=_DEFAULT.batch_size, show_default=True, help="training recipe"),
     click.option("--lr", type=float, default=None, help="training recipe: learning rate (default: the optimizer's)"),
+    click.option("--weight-decay", type=float, default=None,
+                 help="training recipe: L2 weight decay added to the gradient (default: the optimizer's: sgd 5e-4, "
+                      "adam 0)"),
     click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default=_DEFAULT.optimizer, show_default=True,
                  help="training recipe; the ONNX graph is exported for it"),
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=_DEFAULT.schedule, show_default=True,
@@ -96,14 +99,17 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
     click.option("--no-progress", is_flag=True, help="no progress output"),
     click.option("--payload-format", type=click.Choice(["1", "2"]), default="1", show_default=True,
-                 help="2: the lean payload v2 (recipe in the payload, task spec in OUT/task.json, cached per release), "
-                      "needed for the affine quantizers"),
+                 help="2: the lean payload v2 (recipe in the payload, task spec in OUT/task.json, which `edge-sdk "
+                      "store add` attaches to the release and `device fetch` caches), needed for the affine quantizers"),
     click.option("--threads", type=int, default=None,
                  help="torch CPU threads (default 1, or $EDGE_SDK_TORCH_THREADS; 0 = all cores): one thread is as "
                       "fast as two on these small models and stays fast beside other busy processes"),
 ]
+#: the training-recipe options and their defaults (``--method auto`` chooses the recipe itself and refuses them)
+RECIPE_DEFAULTS = {"steps": _DEFAULT.steps, "batch_size": _DEFAULT.batch_size, "lr": None, "weight_decay": None,
+                   "optimizer": _DEFAULT.optimizer, "schedule": _DEFAULT.schedule}
 SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "model", "beam_task", "budget", "compression", "seeds", "steps",
-               "batch_size", "lr", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress", "threads", "payload_format")
+               "batch_size", "lr", "weight_decay", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress", "threads", "payload_format")
 
 
 def pipeline_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,7 +176,8 @@ def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
     if (beam_task is not None or kw["model"] is not None) and kw["train_path"] is None:
         raise ConfigError("--beam-task/--model apply to beam data: give --data TRAIN.h5 --test TEST.h5")
     recipe = TrainRecipe.defaults(kw["optimizer"]).with_overrides(
-        steps=kw["steps"], batch_size=kw["batch_size"], lr=kw["lr"], schedule=kw["schedule"])
+        steps=kw["steps"], batch_size=kw["batch_size"], lr=kw["lr"], weight_decay=kw["weight_decay"],
+        schedule=kw["schedule"])
     source = {"train": kw["train_path"], "test": kw["test_path"], "dataset": kw["dataset"],
               "beam_norm": kw["beam_norm"], "hidden": hidden, "beam_task": beam_task, "model": kw["model"]}
     return CommonArgs(source, parsed, recipe, tuple(range(kw["seeds"])), kw["seed"], kw["device"],

@@ -16,11 +16,14 @@ Procedure (every score is a validation Top-1; the test set is not read):
    ``choose_point``), built from the fit part and trained once with :data:`SCREEN_RECIPE` (seed 0);
 3. **distill**: with an MLP task and ``kip=True``, ``quadd-kip`` stored like the best k-means candidate, scored the
    same way (its iterations are capped by ``kip_iterations`` to bound the time);
-4. **recipe**: the best candidate's set gets the ``protocol.COMPACT_GRID`` search (``search_seeds``); the chosen
-   recipe is the one the payload carries and the device repeats.
+   with ``teacher=True`` every candidate set is also scored with **teacher labels** (``edge_sdk.server.teacher``:
+   the same rows filed under the class an ensemble trained on the *fit* part predicts; no extra bytes), one row
+   each in the table with ``labels: "teacher"``;
+4. **recipe**: the best candidate's set gets the ``protocol.COMPACT_GRID`` search (``search_seeds``, one seed by
+   default); the chosen recipe is the one the payload carries and the device repeats.
 
-Time: on the beam reference data (12,000 x 8, MLP 128-128) about 20 screening trainings of 1,500 steps, one KIP
-run and 14 recipe trainings; ``docs/accuracy-per-byte.md`` lists measured times.
+Time: on the beam reference data (12,000 x 8, MLP 128-128) about 40 screening trainings of 1,500 steps, one KIP
+run, the teacher ensemble (3 x 16,000 steps) and 13 recipe trainings; ``docs/accuracy-per-byte.md`` lists measured times.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from edge_sdk.server.distill.base import DistillConfig, choose_point
 from edge_sdk.server.distill.family import distill
 from edge_sdk.server.payload_io import PayloadCost
 from edge_sdk.server.protocol import COMPACT_GRID, ProtocolConfig, search_recipe, split_train_val, val_top1
+from edge_sdk.server.teacher import TEACHER_RECIPE, TeacherConfig, relabel, train_teacher
 from edge_sdk.server.train_eval import train_model
 
 #: the one recipe every candidate is screened with (seed 0)
@@ -60,8 +64,13 @@ class AutoConfig:
     selections: tuple[str, ...] = ("random", "kmeans")
     kip: bool = True
     kip_iterations: int = 300
+    teacher: bool = True  #: also score every candidate with teacher labels
+    teacher_members: int = 3
+    teacher_steps: int = TEACHER_RECIPE.steps
     payload_format: int = 1  #: which quantizer options exist (v2: the affine kinds)
-    protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(search_seeds=(0, 1)))
+    #: one search seed: the grid has 13 recipes, and the default run must finish in 5 min on 2 CPU cores (the
+    #: results table, tools/accuracy_table.py, searches with seeds 0 and 1)
+    protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(search_seeds=(0,)))
     screen_recipe: TrainRecipe = SCREEN_RECIPE
     grid: tuple[TrainRecipe, ...] = COMPACT_GRID
     device: str = "cpu"
@@ -82,11 +91,13 @@ class AutoChoice:
     table: list[dict[str, Any]]
     recipe_search: dict[str, Any]
     seconds: float
+    labels: str = "data"
+    teacher: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "quantizer": self.quantizer, "bits": self.bits,
+        return {"method": self.method, "quantizer": self.quantizer, "bits": self.bits, "labels": self.labels,
                 "recipe": self.recipe.to_dict(), "val_top1": self.val_top1, "candidates": self.table,
-                "recipe_search": self.recipe_search, "seconds": self.seconds}
+                "recipe_search": self.recipe_search, "teacher": self.teacher, "seconds": self.seconds}
 
 
 def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: PayloadCost,
@@ -101,6 +112,12 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
     spec = data.spec
     table: list[dict[str, Any]] = []
     sets: dict[int, Any] = {}
+    teacher = None
+    if cfg.teacher:
+        teacher = train_teacher(fit, TeacherConfig(members=cfg.teacher_members, seed=cfg.seed, device=cfg.device,
+                                                   recipe=TEACHER_RECIPE.with_overrides(steps=cfg.teacher_steps)))
+        if progress:
+            print(f"auto: teacher ({cfg.teacher_members} models) trained in {teacher.info['seconds']:.0f} s", flush=True)
 
     def score(method: str, quantizer: str, bits: int | None, **extra: Any) -> None:
         dcfg = replace(base, method=method, quantizer=quantizer, bits=bits, seed=cfg.seed, device=cfg.device,
@@ -108,25 +125,31 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
         try:
             point = choose_point(fit, dcfg, budget, cost)
         except ConfigError as exc:  # does not fit: say so in the table
-            table.append({"method": method, "quantizer": quantizer, "bits": bits, "rows": 0, "val_top1": None,
-                          "note": str(exc)[:120]})
+            table.append({"method": method, "quantizer": quantizer, "bits": bits, "labels": "data", "rows": 0,
+                          "val_top1": None, "note": str(exc)[:120]})
             return
         t = time.perf_counter()
         r = distill(fit, dcfg, budget, cost=cost, point=point)
-        v = val_top1(spec, train_model(spec, r.compact.X, r.compact.y, 0, cfg.screen_recipe, device=cfg.device), Xv, yv)
-        row = {"method": method, "quantizer": quantizer, "bits": r.point.bits, "rows": r.point.n,
-               "bytes": r.point.bytes, "val_top1": v, "seconds": time.perf_counter() - t}
-        if "rows_changed_frac" in r.info:
-            row["rows_changed_frac"] = r.info["rows_changed_frac"]
-        sets[len(table)] = r
-        table.append(row)
-        if progress:
-            print(f"auto: {method} {quantizer} {r.point.bits} bit, {r.point.n} rows: val {v:.4f}", flush=True)
+        for labels in ("data", "teacher") if teacher is not None else ("data",):
+            cs = r.compact if labels == "data" or teacher is None else relabel(r.compact, teacher)
+            v = val_top1(spec, train_model(spec, cs.X, cs.y, 0, cfg.screen_recipe, device=cfg.device), Xv, yv)
+            row = {"method": method, "quantizer": quantizer, "bits": r.point.bits, "labels": labels,
+                   "rows": r.point.n, "bytes": r.point.bytes, "val_top1": v, "seconds": time.perf_counter() - t}
+            if "rows_changed_frac" in r.info:
+                row["rows_changed_frac"] = r.info["rows_changed_frac"]
+            if labels == "teacher":
+                row["relabelled_frac"] = cs.info["teacher_relabelled_frac"]
+            sets[len(table)] = cs
+            table.append(row)
+            if progress:
+                print(f"auto: {method} {quantizer} {r.point.bits} bit, {r.point.n} rows, {labels} labels: "
+                      f"val {v:.4f}", flush=True)
 
     for sel in cfg.selections:
         for q, b in quantizer_options(cfg.payload_format):
             score(sel, q, b)
-    km = [r for r in table if r["method"] == "kmeans" and r["val_top1"] is not None and r["quantizer"] != "float16"]
+    km = [r for r in table if r["method"] == "kmeans" and r["val_top1"] is not None and r["quantizer"] != "float16"
+          and r["labels"] == "data"]
     if cfg.kip and spec.kind == "mlp" and km:
         best_km = max(km, key=lambda r: r["val_top1"])
         score("quadd-kip", best_km["quantizer"], best_km["bits"], iterations=cfg.kip_iterations)
@@ -135,9 +158,10 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
         raise ConfigError(f"no candidate fits the budget of {budget} bytes; raise the budget")
     k = max(scored, key=lambda i: table[i]["val_top1"])
     win = sets[k]
-    s = search_recipe(spec, win.compact.X, win.compact.y, Xv, yv, cfg.grid, cfg.protocol)
+    s = search_recipe(spec, win.X, win.y, Xv, yv, cfg.grid, cfg.protocol)
     for i, r in enumerate(table):
         r["chosen"] = i == k
     w = table[k]
     return AutoChoice(w["method"], w["quantizer"], w["bits"], s.best, s.best_val, table, s.to_dict(),
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, labels=w["labels"],
+                      teacher=teacher.info if teacher is not None else None)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edge_sdk import codecs
-from edge_sdk.catalog import DISTILL_ALIASES, DISTILL_BASELINES, DISTILL_HOSTS
+from edge_sdk.catalog import DISTILL_ALIASES, DISTILL_BASELINES, DISTILL_HOSTS, LABEL_SOURCES
 from edge_sdk.errors import ConfigError
 from edge_sdk.payload import make_provenance
 from edge_sdk.registry import Registry
@@ -85,6 +85,9 @@ class DistillConfig:
     device: str = "cpu"
     soft_labels: bool = False  # mtt only: learn soft-label logits (stored & counted in the budget)
     soft_bits: int = 8
+    labels: str = "data"  # data | teacher: file the stored rows under a teacher's class (server/teacher.py)
+    teacher_members: int = 3  # labels="teacher": models in the teacher ensemble
+    teacher_steps: int = 16000  # labels="teacher": training steps of each member (teacher.TEACHER_RECIPE)
     # dc
     dc_net_steps: int = 5
     dc_model_every: int = 10
@@ -98,6 +101,14 @@ class DistillConfig:
     mtt_max_start: int = 8
     mtt_syn_batch: int = 256
     mtt_lr_lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.labels not in LABEL_SOURCES:
+            raise ConfigError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
+        if self.labels == "teacher" and self.soft_labels:
+            raise ConfigError("teacher labels replace hard labels; drop --soft-labels or use --labels data")
+        if self.teacher_steps < 1:
+            raise ConfigError(f"teacher_steps must be >= 1, got {self.teacher_steps}")
 
     def resolved_bits(self) -> int:
         if self.bits is not None:
@@ -119,8 +130,9 @@ class DistillConfig:
         return Storage(option_kind(quantizer), bits, self.per_feature, soft)
 
     def provenance_extra(self) -> dict[str, Any]:
-        """Fields of the payload provenance besides method and seed (``edge_sdk.payload.make_provenance``)."""
-        return {}
+        """Fields of the payload provenance besides method and seed (``edge_sdk.payload.make_provenance``): the
+        label source when the rows carry teacher labels (a reader can tell measured from predicted labels)."""
+        return {"labels": "teacher"} if self.labels == "teacher" else {}
 
 
 @dataclass(frozen=True)

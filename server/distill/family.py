@@ -274,6 +274,8 @@ def distill(data: TaskData, config: DistillConfig, budget: int | None = None, *,
                   torch.from_numpy(data.y_train).to(dev), classes, val=val, progress=progress)
     t0 = time.perf_counter()
     compact, losses, info = method_fn(method)(ctx)
+    if cfg.labels == "teacher":
+        compact, info = _teacher_labels(data, cfg, compact, info)
     info = {**info, "class_alloc": ctx.class_alloc, "init": ctx.init, "select": "val" if val is not None else "none",
             "samples_per_class": ctx.syn_counts.tolist()}
     secs = time.perf_counter() - t0
@@ -281,6 +283,20 @@ def distill(data: TaskData, config: DistillConfig, budget: int | None = None, *,
     if (lay.kind, lay.bits, compact.n) != (point.kind, point.bits, point.n):
         raise AssertionError(f"{method} produced {lay.kind}/{lay.bits}/{compact.n}, planned {point}")
     return DistillResult(compact.with_info(**info), point, losses, secs, cfg.to_dict(), info)
+
+
+def _teacher_labels(data: TaskData, cfg: DistillConfig, compact: CompactSet,
+                    info: dict[str, Any]) -> tuple[CompactSet, dict[str, Any]]:
+    """``labels="teacher"``: relabel ``compact`` with an ensemble trained on ``data`` (server/teacher.py, imported
+    only here: a run with the data's own labels does not load it)."""
+    from edge_sdk.server.teacher import TEACHER_RECIPE, TeacherConfig, relabel, train_teacher
+
+    tcfg = TeacherConfig(members=cfg.teacher_members, recipe=TEACHER_RECIPE.with_overrides(steps=cfg.teacher_steps),
+                         seed=cfg.seed, device=cfg.device)
+    teacher = train_teacher(data, tcfg)
+    out = relabel(compact, teacher)
+    return out, {**info, "labels": "teacher", "teacher": teacher.info,
+                 "teacher_relabelled_frac": out.info["teacher_relabelled_frac"]}
 
 
 @dataclass(frozen=True)

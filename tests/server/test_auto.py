@@ -16,7 +16,7 @@ from edge_sdk.server.payload_io import PayloadCost  # noqa: E402
 from edge_sdk.server.protocol import ProtocolConfig  # noqa: E402
 from tests.server.test_distill import tiny_task  # noqa: E402
 
-SMALL = AutoConfig(kip_iterations=3, protocol=ProtocolConfig(search_seeds=(0,)),
+SMALL = AutoConfig(kip_iterations=3, protocol=ProtocolConfig(search_seeds=(0,)), teacher_members=1, teacher_steps=60,
                    screen_recipe=TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
                    grid=(TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
                          TrainRecipe(optimizer="sgd", lr=1e-6, steps=5)))
@@ -35,13 +35,23 @@ def test_search_scores_every_candidate_and_keeps_the_best(fmt):
     scored = [r for r in c.table if r["val_top1"] is not None]
     methods = {r["method"] for r in c.table}
     assert {"random", "kmeans", "quadd-kip"} <= methods
-    assert len(c.table) == 2 * len(quantizer_options(fmt)) + 1
+    assert len(c.table) == 2 * (2 * len(quantizer_options(fmt)) + 1)  # every set with data and teacher labels
+    assert {r["labels"] for r in c.table} == {"data", "teacher"}
+    assert all(0.0 <= r["relabelled_frac"] <= 1.0 for r in c.table if r["labels"] == "teacher" and r["val_top1"])
     best = max(scored, key=lambda r: r["val_top1"])
     assert [r for r in c.table if r["chosen"]] == [best]
-    assert (c.method, c.quantizer) == (best["method"], best["quantizer"])
+    assert (c.method, c.quantizer, c.labels) == (best["method"], best["quantizer"], best["labels"])
+    assert c.teacher is not None and c.teacher["members"] == 1
     assert c.recipe == SMALL.grid[0]  # the useless recipe loses on validation
     assert all(r["bytes"] <= 900 for r in scored)
     json.dumps(c.to_dict())
+
+
+def test_search_without_teacher_keeps_the_data_labels():
+    d = tiny_task()
+    cost = PayloadCost(num_classes=4, task={**d.task, "train": SMALL.screen_recipe.to_payload()})
+    c = search_auto(d, 900, AutoConfig(**{**SMALL.__dict__, "teacher": False, "kip": False}), cost)
+    assert {r["labels"] for r in c.table} == {"data"} and c.labels == "data" and c.teacher is None
 
 
 def test_auto_needs_a_budget():
@@ -77,10 +87,43 @@ def test_cli_auto_on_the_beam_reference_data(tmp_path, monkeypatch):
     out = tmp_path / "auto"
     res = CliRunner().invoke(cli, ["distill", "--data", str(ref / "train.h5"), "--test", str(ref / "test.h5"),
                                    "--method", "auto", "--compression", "180x", "--payload-format", "2",
-                                   "--iterations", "2", "--seeds", "1", "--no-graph", "--no-progress", "--out", str(out)])
+                                   "--iterations", "2", "--seeds", "1", "--no-graph", "--no-progress",
+                                   "--teacher-members", "1", "--teacher-steps", "60", "--out", str(out)])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     a = rep["extra"]["auto"]
-    assert a["method"] == rep["method"] and len(a["candidates"]) == 2 * len(quantizer_options(2)) + 1
+    assert a["method"] == rep["method"] and len(a["candidates"]) == 2 * (2 * len(quantizer_options(2)) + 1)
+    if a["labels"] == "teacher":  # the shipped rows carry the teacher's classes, and the report says so
+        assert rep["extra"]["method_info"]["labels"] == "teacher"
     assert rep["payload_bytes"] <= rep["budget"]["bytes"] == 384000 // 180
     assert (out / "task.json").is_file()
+
+
+@pytest.mark.parametrize("flag", [["--steps", "300"], ["--weight-decay", "0.001"], ["--lr", "0.01"]])
+def test_cli_auto_is_the_default_and_refuses_recipe_flags(tmp_path, flag):
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    ref = Path(__file__).resolve().parents[2] / "datasets/3gpp/reference"
+    res = CliRunner().invoke(cli, ["distill", "--data", str(ref / "train.h5"), "--test", str(ref / "test.h5"),
+                                   "--compression", "180x", *flag, "--out", str(tmp_path / "o")])
+    msg = str(res.exception) + res.output
+    assert res.exit_code != 0 and "--method auto (the default) chooses the training recipe" in msg
+    assert flag[0] in msg and "name a method" in msg
+
+
+def test_cli_weight_decay_goes_into_the_recipe(tmp_path):
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    ref = Path(__file__).resolve().parents[2] / "datasets/3gpp/reference"
+    out = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["distill", "--data", str(ref / "train.h5"), "--test", str(ref / "test.h5"),
+                                   "--method", "random", "--compression", "180x", "--optimizer", "adam",
+                                   "--weight-decay", "0.001", "--steps", "20", "--seeds", "1", "--no-graph",
+                                   "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["eval"]["config"]["recipe"]["weight_decay"] == pytest.approx(1e-3)

@@ -215,7 +215,8 @@ def test_cli_digits(tmp_path):
     (["--dataset", "digits", "--compression", "36x", "--steps", "0", "--out", "o"], "steps must be"),
     (["--budget", "1KiB", "--out", "o"], "give --data"),
     (["--dataset", "digits", "--budget", "lots", "--out", "o"], "cannot parse budget"),
-    (["--dataset", "digits", "--budget", "1KiB", "--bits", "two", "--out", "o"], "--bits must be"),
+    (["--dataset", "digits", "--method", "quadd-dm", "--budget", "1KiB", "--bits", "two", "--out", "o"], "--bits must be"),
+    (["--dataset", "digits", "--budget", "1KiB", "--bits", "2", "--out", "o"], "auto \\(the default\\) chooses"),
 ])
 def test_cli_errors(args, msg, tmp_path, monkeypatch):
     from edge_sdk.cli.main import main

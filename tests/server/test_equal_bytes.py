@@ -103,7 +103,8 @@ def test_bad_inputs_are_config_errors():
 def test_accuracy_table_tool_end_to_end(tmp_path):
     """The tool that produces docs/accuracy-per-byte.md, on the reference data with 1 % of the steps."""
     cmd = [sys.executable, str(REPO / "tools/accuracy_table.py"), "--ratios", "180", "--selections", "random",
-           "--search-seeds", "0", "--final-seeds", "0", "--step-scale", "0.005", "--out", str(tmp_path)]
+           "--teacher", "random", "--search-seeds", "0", "--final-seeds", "0", "--step-scale", "0.005", "--figure",
+           "--out", str(tmp_path)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "accuracy-per-byte.json").read_text())
@@ -115,3 +116,22 @@ def test_accuracy_table_tool_end_to_end(tmp_path):
     kip = res["180x"]["final"]["quadd-kip"]  # a distilled entry: same bytes rule, how far its rows moved
     assert kip["bytes"] <= res["180x"]["budget_bytes"] and 0.0 <= kip["moved"]["rows_changed_frac"] <= 1.0
     assert "| quadd-kip |" in md
+    t = res["180x"]["final"]["random+teacher"]  # teacher labels: same bytes rule, the share of rows relabelled
+    assert t["bytes"] <= res["180x"]["budget_bytes"] and 0.0 <= t["relabelled_frac"] <= 1.0
+    assert "teacher labels (" in md
+    png = tmp_path / "rate_accuracy_beam.png"  # the rate-accuracy figure and the graph sizes it adds
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = json.loads((tmp_path / "accuracy-per-byte.json").read_text())
+    assert all(r["graph_bytes"] > 1000 for r in res["180x"]["final"].values())
+
+
+def test_pareto_keeps_only_points_nothing_cheaper_beats():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("accuracy_table", REPO / "tools" / "accuracy_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    pareto = mod.pareto
+
+    pts = [(100, 0.5), (200, 0.4), (300, 0.6), (300, 0.55), (50, 0.3), (400, 0.6)]
+    assert pareto(pts) == [(50, 0.3), (100, 0.5), (300, 0.6)]

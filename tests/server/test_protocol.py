@@ -63,6 +63,7 @@ def test_grids_include_the_old_fixed_recipe_and_are_valid_recipes():
     for grid in (COMPACT_GRID, FULL_GRID):
         assert LEGACY_RECIPE in grid
         assert len(set(grid)) == len(grid)
+        assert {r.weight_decay for r in grid if r.optimizer == "adam"} == {0.0, 1e-3}
         for r in grid:
             assert TrainRecipe.from_dict(r.to_payload()) == r  # each travels in a payload exactly
 
