@@ -99,8 +99,8 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
     click.option("--no-progress", is_flag=True, help="no progress output"),
     click.option("--payload-format", type=click.Choice(["1", "2"]), default="1", show_default=True,
-                 help="2: the lean payload v2 (recipe in the payload, task spec in OUT/task.json, cached per release), "
-                      "needed for the affine quantizers"),
+                 help="2: the lean payload v2 (recipe in the payload, task spec in OUT/task.json, which `edge-sdk "
+                      "store add` attaches to the release and `device fetch` caches), needed for the affine quantizers"),
     click.option("--threads", type=int, default=None,
                  help="torch CPU threads (default 1, or $EDGE_SDK_TORCH_THREADS; 0 = all cores): one thread is as "
                       "fast as two on these small models and stays fast beside other busy processes"),
