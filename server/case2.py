@@ -19,6 +19,13 @@ Protocol (every number in the card follows it):
   and is scored once on the test set (mean and std of the 3 runs reported);
 * models start from ``init_params(model_spec, seed)`` (the contract the device uses) and batches follow
   ``epoch_order(N, seed, epoch)``; the loss is cross-entropy on the Top-1 label of the target instant.
+
+**Pre-trained spatial model** (optional, ``Candidate.features`` ``"spatial"`` / ``"spatial+setb"``): a BM-Case1
+MLP (Set B at one instant -> Set A Top-1 at that instant) is trained once on cheap *independent drops* of the same
+scenario / arrays / codebooks (:func:`train_spatial`, e.g. preset ``uma-fr2-case2-drops``) and frozen; the
+temporal model then sees, per history step, that model's Set A log-probabilities (:func:`spatial_features`),
+optionally with the step's normalised Set B RSRP. The GRU on ``"spatial"`` starts at "hold the spatial model's
+inference of the latest period" (its skip maps the latest step's log-probabilities to their classes).
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ from edge_sdk.server.models import forward, init_torch_params
 #: logit gain of the residual start: the inputs are in units of the fitted scale (about 8 dB), so 1 dB of RSRP
 #: difference is about 1.2 logits
 SKIP_GAIN = 10.0
+#: spatial features: Set A log-probabilities clipped at -LOGP_FLOOR and divided by SKIP_GAIN (so values lie in
+#: [-LOGP_FLOOR / SKIP_GAIN, 0] and the GRU's skip start with gain SKIP_GAIN reproduces the clipped log-probabilities)
+LOGP_FLOOR = 20.0
+FEATURES = ("setb", "spatial", "spatial+setb")
 
 
 @dataclass(frozen=True)
@@ -70,23 +81,42 @@ class Candidate:
     hidden: tuple[int, ...]
     recipe: Recipe = field(default_factory=Recipe)
     norm: str = "per_sample_max"  # BeamTaskSpec input normalisation (per_sample_max dB or rel_linear)
+    #: per-step inputs: "setb" (the task's normalised Set B RSRP), "spatial" (the pre-trained spatial model's Set A
+    #: log-probabilities, :func:`spatial_features`) or "spatial+setb" (both, concatenated per step)
+    features: str = "setb"
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ConfigError(f"features must be one of {FEATURES}, got {self.features!r}")
+
+    def step_width(self, task: BeamTaskSpec) -> int:
+        """Features per history step F."""
+        return {"setb": task.n_setb, "spatial": task.n_tx, "spatial+setb": task.n_tx + task.n_setb}[self.features]
 
     def model_spec(self, task: BeamTaskSpec) -> ModelSpec:
-        if self.kind == "gru":  # residual start at the latest measurement (sample-and-hold), see ModelSpec
-            classes = tuple(int(c) for c in task.resolved_setb()) if task.is_subset else ()
-            return ModelSpec(kind="gru", input_dim=task.input_dim, num_classes=task.num_classes,
-                             hidden=self.hidden, in_shape=(task.history, task.n_setb), skip_classes=classes,
+        f = self.step_width(task)
+        if self.kind == "gru":  # residual start at the latest step (see ModelSpec and the module docstring)
+            classes: tuple[int, ...] = ()
+            if self.features == "setb" and task.is_subset:  # hold the best measured beam
+                classes = tuple(int(c) for c in task.resolved_setb())
+            elif self.features == "spatial":  # hold the spatial model's inference of the latest period
+                classes = tuple(range(task.n_tx))
+            return ModelSpec(kind="gru", input_dim=task.history * f, num_classes=task.num_classes,
+                             hidden=self.hidden, in_shape=(task.history, f), skip_classes=classes,
                              skip_gain=SKIP_GAIN if classes else 0.0)
-        return ModelSpec(kind=self.kind, input_dim=task.input_dim, num_classes=task.num_classes, hidden=self.hidden)
+        return ModelSpec(kind=self.kind, input_dim=task.history * f, num_classes=task.num_classes, hidden=self.hidden)
 
     def label(self) -> str:
         r = self.recipe
-        return (f"{self.kind}{'-'.join(map(str, self.hidden))} {self.norm} lr={r.lr:g} wd={r.weight_decay:g}"
+        return (f"{self.kind}{'-'.join(map(str, self.hidden))} "
+                + ("" if self.features == "setb" else f"[{self.features}] ")
+                + f"{self.norm} lr={r.lr:g} wd={r.weight_decay:g}"
                 + (f" ls={r.label_smoothing:g}" if r.label_smoothing else "")
                 + (f" T={r.soft_temperature_db:g}" if r.soft_temperature_db else ""))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "hidden": list(self.hidden), "norm": self.norm, "recipe": asdict(self.recipe)}
+        return {"kind": self.kind, "hidden": list(self.hidden), "norm": self.norm, "features": self.features,
+                "recipe": asdict(self.recipe)}
 
 
 @dataclass
@@ -174,13 +204,16 @@ def train(mspec: ModelSpec, tr: Arrays, val: Arrays, recipe: Recipe, seed: int) 
 
 class Splits:
     """Train / validation / test datasets of one setting; task specs (per input normalisation, fitted on the
-    train part) and their example arrays are built once and cached."""
+    train part) and their example arrays are built once and cached. ``spatial``: the frozen pre-trained spatial
+    model that candidates with ``features`` "spatial" / "spatial+setb" need."""
 
-    def __init__(self, base: BeamTaskSpec, train: BeamDataset, val: BeamDataset, test: BeamDataset) -> None:
+    def __init__(self, base: BeamTaskSpec, train: BeamDataset, val: BeamDataset, test: BeamDataset,
+                 spatial: Spatial | None = None) -> None:
         self.base = base
         self.data = {"train": train, "val": val, "test": test}
+        self.spatial = spatial
         self._specs: dict[str, BeamTaskSpec] = {}
-        self._arrays: dict[tuple[str, str], Arrays] = {}
+        self._arrays: dict[tuple[str, str, str], Arrays] = {}
 
     def spec(self, norm: str) -> BeamTaskSpec:
         if norm not in self._specs:
@@ -188,10 +221,20 @@ class Splits:
                                         fitted=False).fit(self.data["train"])
         return self._specs[norm]
 
-    def arrays(self, norm: str, part: str) -> Arrays:
-        if (norm, part) not in self._arrays:
-            self._arrays[(norm, part)] = task_arrays(self.spec(norm), self.data[part])
-        return self._arrays[(norm, part)]
+    def arrays(self, norm: str, part: str, features: str = "setb") -> Arrays:
+        k = (norm, part, features)
+        if k not in self._arrays:
+            task, ds = self.spec(norm), self.data[part]
+            a = task_arrays(task, ds)
+            if features != "setb":
+                if self.spatial is None:
+                    raise ConfigError(f"features {features!r} need a pre-trained spatial model (train_spatial)")
+                a.x = spatial_features(self.spatial, task, ds, with_setb=features == "spatial+setb")
+            self._arrays[k] = a
+        return self._arrays[k]
+
+    def candidate_arrays(self, c: Candidate, part: str) -> Arrays:
+        return self.arrays(c.norm, part, c.features)
 
 
 def select(candidates: list[Candidate], splits: Splits, seed: int = 0) -> tuple[Candidate, list[dict[str, Any]]]:
@@ -202,7 +245,8 @@ def select(candidates: list[Candidate], splits: Splits, seed: int = 0) -> tuple[
     fits: list[float] = []
     for c in candidates:
         task = splits.spec(c.norm)
-        fit = train(c.model_spec(task), splits.arrays(c.norm, "train"), splits.arrays(c.norm, "val"), c.recipe, seed)
+        fit = train(c.model_spec(task), splits.candidate_arrays(c, "train"), splits.candidate_arrays(c, "val"),
+                    c.recipe, seed)
         rows.append({"candidate": c.label(), "spec": c.to_dict(), "val_top1": fit.val_top1, "epochs": fit.epochs,
                      "seconds": round(fit.seconds, 1)})
         fits.append(float(fit.val_top1))
@@ -214,7 +258,7 @@ def evaluate(c: Candidate, splits: Splits, seeds: tuple[int, ...] = (1, 2, 3)) -
     """Retrain ``c`` with ``seeds`` and report test KPIs per seed, mean and std (population)."""
     task = splits.spec(c.norm)
     mspec = c.model_spec(task)
-    tr, val, te = (splits.arrays(c.norm, p) for p in ("train", "val", "test"))
+    tr, val, te = (splits.candidate_arrays(c, p) for p in ("train", "val", "test"))
     per = []
     for s in seeds:
         fit = train(mspec, tr, val, c.recipe, s)
@@ -255,3 +299,125 @@ def first_trajectories(ds: BeamDataset, n: int | None) -> BeamDataset:
 def with_recipe(c: Candidate, **kw: Any) -> Candidate:
     """``c`` with recipe fields replaced."""
     return replace(c, recipe=replace(c.recipe, **kw))
+
+
+# ---------------------------------------------------------------------------------------------- spatial pre-training
+@dataclass
+class Spatial:
+    """A frozen BM-Case1 spatial model: Set B RSRP at one instant -> Set A logits at that instant.
+
+    ``task``: its Case1 :class:`BeamTaskSpec` (normalisation fitted on the training drops); ``model``: an MLP
+    ModelSpec ``[N, n_b] -> [N, n_tx]``; ``params``: its trained parameters; ``fit``: the training record (best
+    validation epoch and Top-1 on the held-out drops)."""
+
+    task: BeamTaskSpec
+    model: ModelSpec
+    params: dict[str, torch.Tensor]
+    fit: Fit
+
+    def log_probs(self, setb_rsrp_dbm: np.ndarray) -> np.ndarray:
+        """Set A log-probabilities float32 [N, n_tx] from Set B measurements [N, n_b] dBm (one instant each)."""
+        logits = torch.from_numpy(scores(self.model, self.params, self.task.inputs_from_measurements(setb_rsrp_dbm)))
+        return F.log_softmax(logits, dim=1).numpy()
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters as numpy arrays (e.g. for ``np.savez``)."""
+        return {k: v.detach().numpy() for k, v in self.params.items()}
+
+
+def train_spatial(drops: BeamDataset, template: BeamTaskSpec, hidden: tuple[int, ...] = (256, 256),
+                  recipe: Recipe | None = None, val_share: float = 0.1, seed: int = 0,
+                  case2_rows: tuple[BeamDataset, BeamDataset] | None = None) -> Spatial:
+    """Train the spatial model on independent drops (a BM-Case1 dataset of the Case2 configuration).
+
+    ``template``: the Case2 task whose Set B (size, indices, Rx mode) the spatial model must measure; the drops
+    are split at random into train / validation (``val_share``; drops are independent, so a row split is a clean
+    one), the Case1 spec's per-sample-max normalisation is fitted on the train part, and :func:`train` keeps the
+    epoch with the best validation Top-1.
+
+    ``case2_rows = (train, validation)`` (the temporal task's own trajectory-wise split): every row (instant) of the
+    training trajectories is added to the training examples (labels: the Top-1 at that instant), and early
+    stopping uses every row of the validation trajectories instead of held-out drops (the target distribution:
+    channels moved by the time evolution, not only fresh drops)."""
+    if drops.traj_id is not None:
+        raise DatasetError("the spatial model is pre-trained on independent drops (a BM-Case1 dataset), "
+                           "got a BM-Case2 dataset")
+    if drops.n_tx != template.n_tx:
+        raise DatasetError(f"the drops have {drops.n_tx} Tx beams, the task {template.n_tx}")
+    if not 0.0 < val_share < 1.0:
+        raise ConfigError("val_share must be in (0, 1)")
+    rng = np.random.Generator(np.random.PCG64([int(seed), 0x5BA7]))
+    is_val = np.zeros(drops.n, bool)
+    is_val[rng.choice(drops.n, size=max(1, int(round(val_share * drops.n))), replace=False)] = True
+    tr, val = drops.subset(~is_val), drops.subset(is_val)
+    task = BeamTaskSpec(n_tx=template.n_tx, setb=template.setb, setb_indices=template.setb_indices,
+                        rx_mode=template.rx_mode, rx_index=template.rx_index, rx_seed=template.rx_seed,
+                        rsrp_quant_db=template.rsrp_quant_db).fit(tr)
+    model = ModelSpec(kind="mlp", input_dim=task.input_dim, num_classes=task.num_classes, hidden=hidden)
+    tr_a, val_a = task_arrays(task, tr), task_arrays(task, val)
+    if case2_rows is not None:
+        extra = task_arrays(task, case2_rows[0])
+        tr_a = Arrays(*(np.concatenate([getattr(tr_a, f), getattr(extra, f)]) for f in ("x", "y", "rsrp")))
+        val_a = task_arrays(task, case2_rows[1])
+    fit = train(model, tr_a, val_a, recipe or Recipe(), seed)
+    return Spatial(task, model, fit.params, fit)
+
+
+#: preset entries that describe trajectories or name the preset, not the channel / arrays / codebooks; the UE speed
+#: only sets the velocity vector of a drop, and a BM-Case1 snapshot at t = 0 has no Doppler term, so drops of one
+#: configuration serve every Case2 speed
+_NOT_CONFIG = ("name", "description", "case", "trajectory", "scenario.ue_speed_kmh")
+
+
+def check_same_configuration(drops_preset: dict[str, Any], case2_preset: dict[str, Any]) -> None:
+    """DatasetError unless the drops were generated with the Case2 data's scenario, link, arrays and codebooks:
+    the generator presets (``BeamDataset.preset``) are equal outside ``_NOT_CONFIG``."""
+    def flat(p: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in p.items():
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})
+        return {k: v for k, v in out.items() if k not in _NOT_CONFIG and k.split(".")[0] not in _NOT_CONFIG}
+
+    a, b = flat(drops_preset), flat(case2_preset)
+    if not a or not b:
+        raise DatasetError("both datasets need their generator preset (attribute 'preset') to be compared")
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        raise DatasetError(f"the drops' preset differs from the Case2 data's in {diff}; generate the drops with "
+                           "the Case2 preset's configuration (e.g. uma-fr2-case2-drops for uma-fr2-case2)")
+
+
+def check_spatial(sp: Spatial, task: BeamTaskSpec) -> None:
+    """ConfigError unless the spatial model measures exactly the Set B of the Case2 ``task``."""
+    same = (sp.task.n_tx == task.n_tx and sp.task.rx_mode == task.rx_mode and sp.task.rx_index == task.rx_index
+            and np.array_equal(sp.task.resolved_setb(), task.resolved_setb()))
+    if not same:
+        raise ConfigError(f"the spatial model measures Set B {sp.task.resolved_setb().tolist()} ({sp.task.rx_mode} "
+                          f"Rx) of {sp.task.n_tx} beams, the task {task.resolved_setb().tolist()} "
+                          f"({task.rx_mode} Rx) of {task.n_tx}; pre-train it for this Set B")
+
+
+def spatial_features(sp: Spatial, task: BeamTaskSpec, ds: BeamDataset, with_setb: bool = False) -> np.ndarray:
+    """Per-step features of the Case2 windows of ``ds``: float32 [M, K * F], steps oldest first.
+
+    Per step: the spatial model's Set A log-probabilities from that step's Set B measurements, clipped at
+    ``-LOGP_FLOOR`` and divided by ``SKIP_GAIN`` (F = n_tx); with ``with_setb`` followed by the step's inputs under
+    ``task`` (its normalisation; F = n_tx + n_b)."""
+    check_spatial(sp, task)
+    m, _ = task._window_measurements(ds)  # [M, K, n_b] dBm
+    n, k, nb = m.shape
+    lp = np.maximum(sp.log_probs(m.reshape(n * k, nb)), -LOGP_FLOOR) / SKIP_GAIN
+    feats = lp.reshape(n, k, task.n_tx)
+    if with_setb:
+        feats = np.concatenate([feats, task.inputs_from_measurements(m).reshape(n, k, nb)], axis=2)
+    return np.ascontiguousarray(feats.reshape(n, -1), np.float32)
+
+
+def spatial_baseline_scores(sp: Spatial, task: BeamTaskSpec, ds: BeamDataset, last: int = 1) -> np.ndarray:
+    """Non-temporal baselines from the spatial model, scores [M, n_tx]: the mean of its log-probabilities over
+    the ``last`` latest periods of each window (``last = 1``: "sample-and-hold of the inferred Set A beam";
+    ``last = K``: mean over the window)."""
+    if not 1 <= last <= task.history:
+        raise ConfigError(f"last must be in [1, K={task.history}]")
+    f = spatial_features(sp, task, ds).reshape(-1, task.history, task.n_tx) * SKIP_GAIN  # clipped log-probs
+    return f[:, -last:].mean(axis=1)

@@ -9,6 +9,12 @@ seeds, ``--steps`` SGD updates each, last model scored on the real test set), st
     .venv/bin/python tools/adq_table.py --dataset beam --train datasets/3gpp/reference/train.h5 \
         --test datasets/3gpp/reference/test.h5 --seeds 3 --steps 600
     .venv/bin/python tools/adq_table.py --render-only
+    # payload v2 (affine per-sample kind, compact lo/hi) vs v1, cover vs two-group allocation (issue #11 item 7):
+    # choices on the validation split of the training data, then the chosen rows once on the test set
+    .venv/bin/python tools/adq_table.py --dataset beam --train datasets/3gpp/reference/train.h5 \
+        --test datasets/3gpp/reference/test.h5 --v2 val --budgets 16x --seeds 3 --steps 2000
+    .venv/bin/python tools/adq_table.py --dataset beam --train datasets/3gpp/reference/train.h5 \
+        --test datasets/3gpp/reference/test.h5 --v2 test --budgets 16x,36x,180x --seeds 3 --steps 2000
 
 Compression is relative to the float32 bytes of the full training features (``N * D * 4``) and every row's
 bytes are the exact payload file size (``edge_sdk.payload.payload_size``, header included).
@@ -59,6 +65,28 @@ def grid(quick: bool = False) -> list[tuple[str, dict]]:
     return rows
 
 
+#: the v2 sweep (``--v2 val|test``): (section, QuantizeConfig kwargs + payload_format) per budget
+def grid_v2(split: str, budget: str, cover_bits: int = 3) -> list[tuple[str, dict]]:
+    v1 = {"payload_format": 1, "kind": "symmetric"}
+    v2 = {"payload_format": 2, "kind": "affine"}
+    rows: list[tuple[str, dict]] = []
+    for m in ("fixed", "adq"):
+        rows.append(("v2", {"method": m, "budget": budget, **v1}))  # the old default (v1, symmetric, two groups)
+    for m in ("fixed", "adq"):
+        rows.append(("v2", {"method": m, "budget": budget, "allocation": "cover", "cover_bits": cover_bits, **v1}))
+    for m in ("fixed", "adq"):
+        rows.append(("v2", {"method": m, "budget": budget, **v2}))  # affine, the paper's two-group split
+    for cb in ((2, 3, 4, 5) if split == "val" else (cover_bits,)):
+        for m in ("fixed", "adq"):
+            rows.append(("v2", {"method": m, "budget": budget, "allocation": "cover", "cover_bits": cb, **v2}))
+    if split == "val":
+        for enc in ("f2", "f4"):  # compact (q8 lo + c4 hi) vs float16 / float32 ranges
+            rows.append(("v2", {"method": "adq", "budget": budget, "allocation": "cover", "cover_bits": cover_bits,
+                                "param_encoding": enc, **v2}))
+        rows.append(("v2", {"method": "uniform", "budget": budget, **v2}))
+    return rows
+
+
 def data_stats(data) -> dict:
     """Facts about the stored representation: sign of the features, how many of the 2Q+1 symmetric levels
     the codes actually use per width, bytes per sample at each width, and the fixed payload overhead."""
@@ -82,12 +110,20 @@ def data_stats(data) -> dict:
     for sd in ("float32", "float16"):
         bc = ByteCost(d=data.dim, num_classes=data.num_classes, scale_dtype=sd)
         out["per_sample_bytes"][sd] = {str(b): bc.per_sample_bytes(b) for b in (2, 4, 8, 16, 32)}
+    cfg2 = RunConfig(QuantizeConfig(), eval=EvalConfig(TrainRecipe()), graph=False, payload_format=2)
+    from edge_sdk.server.adq.family import width_cost
+
+    wc = width_cost(data, cfg2.method, payload_cost(data, cfg2, family_of(cfg2.method)))
+    out["v2"] = {"overhead_bytes": int(wc.total([])), "encodings": dict(wc.param_encodings),
+                 "row_bytes": {str(b): int(wc.total([(b, 1000)]) - wc.total([(b, 1)])) / 999 for b in (2, 3, 4, 8)}}
     return out
 
 
-def run_grid(data, rows, ev, runs_dir: Path, log=print) -> list[dict]:
+def run_grid(data, rows, ev, runs_dir: Path, log=print, paired: bool = False) -> list[dict]:
     """Every row through the product's one path (``edge_sdk.server.pipeline.run``, no graph: the table compares
-    methods, and a graph digest would add the same ~80 B to every payload)."""
+    methods, and a graph digest would add the same ~80 B to every payload). ``paired``: seed ``s`` of the
+    evaluation is also the method's seed (random allocation, coverage order), one run per seed, so the std
+    covers the choice of the stored rows as well as the model initialisation."""
     from edge_sdk.server.adq import QuantizeConfig
     from edge_sdk.server.adq.sensitivity import SensitivityConfig
     from edge_sdk.server.pipeline import RunConfig, run
@@ -98,13 +134,27 @@ def run_grid(data, rows, ev, runs_dir: Path, log=print) -> list[dict]:
         kw = dict(kw)
         sens = kw.pop("sens", {})
         budget = Budget.parse(kw.pop("budget"))
+        fmt = kw.pop("payload_format", 1)
+        kw.setdefault("allocation", "two")  # the tables' rows name their allocation; unnamed = the paper's split
         sd = kw.get("scale_dtype", "float32")
         cfg = QuantizeConfig(**kw, sensitivity=SensitivityConfig(scale_dtype=sd, **sens))
         t0 = time.perf_counter()
-        rep = run(data, RunConfig(cfg, budget, ev, graph=False), runs_dir / f"row{i:02d}").report
+        if paired:
+            from dataclasses import replace
+
+            import numpy as np
+
+            reps = [run(data, RunConfig(replace(cfg, seed=sd_), budget, replace(ev, seeds=(sd_,)), graph=False,
+                                        payload_format=fmt), runs_dir / f"row{i:02d}s{sd_}").report for sd_ in ev.seeds]
+            rep = reps[0]
+            per = {k: [r["kpis"][k]["mean"] for r in reps] for k in rep["kpis"]}
+            rep["kpis"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v} for k, v in per.items()}
+            rep["payload_bytes"] = max(r["payload_bytes"] for r in reps)
+        else:
+            rep = run(data, RunConfig(cfg, budget, ev, graph=False, payload_format=fmt), runs_dir / f"row{i:02d}").report
         alloc = rep["extra"]["method_info"]["allocation"]
         row = {
-            "section": section, "config": {**cfg.to_dict(), "budget": budget.spec},
+            "section": section, "config": {**rep["config"], "budget": budget.spec, "payload_format": fmt},
             "bytes": int(rep["payload_bytes"]), "budget": int(budget.resolve(data.full_float32_bytes)),
             "full_float32_bytes": int(data.full_float32_bytes),
             "compression_percent": 100.0 * (1.0 - rep["payload_bytes"] / data.full_float32_bytes),
@@ -119,6 +169,13 @@ def run_grid(data, rows, ev, runs_dir: Path, log=print) -> list[dict]:
 
 def label(row: dict) -> str:
     c = row["config"]
+    if row["section"] == "v2":
+        alloc = f"cover {c['cover_bits']}" if c["allocation"] == "cover" else c["allocation"]
+        if c["method"] == "uniform":
+            alloc = "uniform width"
+        kind = (f"affine, {c['param_encoding']} lo/hi" if c["kind"] == "affine" else
+                f"symmetric, {'f16' if c['scale_dtype'] == 'float16' else 'f32'} scale")
+        return f"{c['method']} (v{c.get('payload_format', 1)}, {kind}, {alloc})"
     name = {"full": "full data float32", "prune": f"pruning alone ({c['prune']})"}.get(c["method"], c["method"])
     if c["method"] in ("adq", "uniform", "fixed") and c["prune"] and c["keep"] < 1:
         name += f" + {c['prune']} keep {c['keep']:g}"
@@ -182,22 +239,73 @@ def verdicts(rows: list[dict]) -> list[str]:
     return out
 
 
+def verdicts_v2(rows: list[dict]) -> list[str]:
+    """Per budget: ADQ − fixed at the same layout and kind (two-group and cover), and ADQ v2 − the old v1 ADQ."""
+    out = []
+
+    def find(method, fmt, alloc, cb=3, enc="compact"):
+        for r in rows:
+            c = r["config"]
+            if (c["method"], c.get("payload_format", 1), c["allocation"]) == (method, fmt, alloc) and \
+                    (alloc != "cover" or c["cover_bits"] == cb) and (fmt == 1 or c["param_encoding"] == enc) and \
+                    c["budget"] == budget:
+                return r
+        return None
+
+    def d(a, b):
+        m = 100 * (a["kpis"]["top1"]["mean"] - b["kpis"]["top1"]["mean"])
+        noise = 100 * max(a["kpis"]["top1"]["std"], b["kpis"]["top1"]["std"])
+        word = "≥" if m >= 0 else "<"
+        return f"{m:+.2f} pts top-1 (max std {noise:.2f}): {word}" + (" (within 1 std: a tie)" if abs(m) <= noise else "")
+
+    for budget in sorted({r["config"]["budget"] for r in rows}, key=lambda v: float(v.rstrip("x"))):
+        cbs = sorted({r["config"]["cover_bits"] for r in rows if r["config"]["allocation"] == "cover"})
+        pairs = [("v1 symmetric, two groups", find("adq", 1, "two"), find("fixed", 1, "two"))]
+        pairs += [(f"v1 symmetric, cover {cb}", find("adq", 1, "cover", cb), find("fixed", 1, "cover", cb))
+                  for cb in cbs]
+        pairs += [("v2 affine, two groups", find("adq", 2, "two"), find("fixed", 2, "two"))]
+        pairs += [(f"v2 affine, cover {cb}", find("adq", 2, "cover", cb), find("fixed", 2, "cover", cb))
+                  for cb in cbs]
+        for what, a, f in pairs:
+            if a and f:
+                out.append(f"- {budget}, {what}: ADQ − fixed allocation (same bytes, same kind) = {d(a, f)}")
+        old = find("adq", 1, "two")
+        for cb in cbs:
+            a = find("adq", 2, "cover", cb)
+            if a and old:
+                out.append(f"- {budget}: ADQ v2 affine cover {cb} − the old ADQ (v1 symmetric, two groups) = "
+                           f"{d(a, old)}")
+    return out
+
+
 def render(results: dict) -> str:
     lines = ["# ADQ results", "",
              "Generated by `tools/adq_table.py` from `docs/adq-results.json`; do not edit by hand. Method and",
              "definitions: [adq.md](adq.md). Compression = 1 − (payload file bytes) / (float32 bytes of the full",
              "training features, N·D·4); 50/75/87.5/93.75 % = 2x/4x/8x/16x = a 16/8/4/2-bit average per value,",
-             "99.375 % = keep 10 % then 16x (the paper's \"99.3 %\"). Bytes are exact payload v1 file sizes (header,",
-             "labels and per-sample scales included). KPIs: mean ± std over the evaluation seeds (fresh models,",
-             "last step, real test set).", ""]
+             "99.375 % = keep 10 % then 16x (the paper's \"99.3 %\"). Bytes are exact payload file sizes, v1 unless the",
+             "row says v2 (header, labels and per-sample scales or ranges included). KPIs: mean ± std over the",
+             "evaluation seeds (fresh models, last step, real test set; the `beam-v2-val` section scores the",
+             "validation split of the training data instead).", ""]
     for name, res in results.items():
         rows = res["rows"]
         kpis = ["top1"] + (["top1_1db", "top2"] if "top1_1db" in rows[0]["kpis"] else [])
-        lines += [f"## {name}", "", f"Command: `{res['command']}`", "",
+        cmds = sorted(set(res.get("commands", {}).values())) or [res["command"]]
+        lines += [f"## {name}", "", "Command: " + "; ".join(f"`{c}`" for c in cmds), "",
                   f"Data: {res['data']}. Evaluation: {res['eval']}. Wall time {res['seconds']:.0f} s "
                   f"({res['host']}).", ""]
         st = res.get("stats")
-        if st:
+        if st and "v2" in st and name.startswith("beam-v2"):
+            v2 = st["v2"]
+            rb = ", ".join(f"{b}-bit {v:.2f}" for b, v in v2["row_bytes"].items())
+            lines += [f"Representation: features > 0: {100 * st['frac_positive']:.1f} %, < 0: "
+                      f"{100 * st['frac_negative']:.1f} % (one-signed: the symmetric grid uses "
+                      f"{st['levels']['2'][0]}/{st['levels']['2'][1]} levels at 2 bits). Payload v2 affine_sample, "
+                      f"lo/hi encodings {v2['encodings']}: bytes per stored row {rb} (labels as class counts); "
+                      f"fixed v2 overhead {v2['overhead_bytes']} B (v1 symmetric, float32 scale: "
+                      f"{st['per_sample_bytes']['float32']['2']:.2f} B per 2-bit row, {st['overhead_bytes']} B "
+                      "overhead).", ""]
+        elif st:
             lv = ", ".join(f"{b}-bit {u}/{t}" for b, (u, t) in st["levels"].items())
             ps = st["per_sample_bytes"]
             lines += [f"Representation: features > 0: {100 * st['frac_positive']:.1f} %, < 0: "
@@ -207,6 +315,11 @@ def render(results: dict) -> str:
                       f"scales, {ps['float16']['2']:.2f} / {ps['float16']['4']:.2f} / {ps['float16']['8']:.2f} with "
                       f"float16; float32 raw {ps['float32']['32']:.2f}. Fixed payload overhead (header, task, "
                       f"provenance): {st['overhead_bytes']} B.", ""]
+        if name.startswith("beam-v2"):
+            lines += ["### Verdicts", ""] + verdicts_v2(rows) + [""]
+            for b in sorted({r["config"]["budget"] for r in rows}, key=lambda v: float(v.rstrip("x"))):
+                lines += [f"### {b}", ""] + table([r for r in rows if r["config"]["budget"] == b], kpis) + [""]
+            continue
         lines += ["### Verdicts", ""] + verdicts(rows) + [""]
         for sec, title in (("reference", "Reference"), ("ratio", "Compression sweep (no pruning)"),
                            ("extreme", "99.375 %: pruning + quantization vs pruning alone"),
@@ -233,6 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="skip the ablations")
+    ap.add_argument("--v2", choices=["val", "test"], default=None,
+                    help="the payload-v2 sweep (affine kind, cover allocation): 'val' scores on the stratified 15 %% "
+                         "validation split of the training data (server/protocol.py), 'test' on the test set")
+    ap.add_argument("--budgets", default="16x", help="--v2: comma-separated budgets")
+    ap.add_argument("--paired-seeds", action="store_true",
+                    help="seed s is both the evaluation seed and the method seed (which rows are kept / get more "
+                         "bits): one run per seed, the std covers the allocation's randomness too")
+    ap.add_argument("--cover-bits", type=int, default=3,
+                    help="--v2: cover_bits of the rows that compare encodings (val) / of every cover row (test)")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--stats-only", action="store_true",
                     help="only (re)compute the representation facts of --dataset into the stored results")
@@ -260,6 +382,16 @@ def main(argv: list[str] | None = None) -> int:
             data = datasets.load_task("digits")
             desc = f"sklearn digits, N={data.X_train.shape[0]} train / {data.X_test.shape[0]} test, D={data.dim}"
         key = a.dataset if not a.beam_norm else f"beam-{a.beam_norm}"
+        if a.v2:
+            from dataclasses import replace
+
+            from edge_sdk.server.protocol import ProtocolConfig, split_train_val
+
+            key = f"{a.dataset}-v2-{a.v2}"
+            if a.v2 == "val":  # the fit part trains, the validation rows score; the test set plays no part
+                fit, (X_val, y_val) = split_train_val(data, ProtocolConfig())
+                data = replace(fit, X_test=X_val, y_test=y_val, rsrp_test=None)
+                desc += f"; scored on the validation split (15 %, {X_val.shape[0]} rows), fit part N={fit.X_train.shape[0]}"
         if a.stats_only:
             if key not in results:
                 ap.error(f"no stored results for {key!r}; run the grid first")
@@ -269,10 +401,19 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(results[key]["stats"], indent=1))
             return 0
         ev = EvalConfig(TrainRecipe(steps=a.steps), seeds=tuple(range(a.seeds)))
+        todo = grid(a.quick) if not a.v2 else [r for b in a.budgets.split(",") for r in grid_v2(a.v2, b.strip(), a.cover_bits)]
         with tempfile.TemporaryDirectory(prefix="adq-table-") as runs:
-            rows = run_grid(data, grid(a.quick), ev, Path(runs))
+            rows = run_grid(data, todo, ev, Path(runs), paired=a.paired_seeds)
+        commands: dict[str, str] = {}
+        if a.v2 and key in results:  # keep the stored rows (and commands) of other budgets
+            done = {r["config"]["budget"] for r in rows}
+            rows = [r for r in results[key]["rows"] if r["config"]["budget"] not in done] + rows
+            commands = {b: c for b, c in results[key].get("commands", {}).items() if b not in done}
         cmd = ".venv/bin/python tools/adq_table.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+        if a.v2:
+            commands.update({b.strip(): cmd for b in a.budgets.split(",")})
         results[key] = {
+            **({"commands": commands} if a.v2 else {}),
             "stats": data_stats(data),
             "command": cmd, "data": desc, "rows": rows, "seconds": time.perf_counter() - t0,
             "eval": f"{data.spec.kind} model, {a.steps} SGD steps (batch {ev.recipe.batch_size}, lr {ev.recipe.lr}, "

@@ -12,6 +12,13 @@ Every allocator takes sensitivity scores ``S`` float [N] (higher = needs more bi
 * :func:`allocate_k_groups` — k equal groups with non-increasing widths (exhaustive search).
 * :func:`allocate_threshold` — two groups split at a sensitivity threshold (default: the mean of ``S``)
   instead of the median.
+* :func:`allocate_cover` — our addition for budgets that force drops: it does *not* keep the hardest samples.
+  When every sample fits it is the paper's split. Otherwise it keeps the ``m`` samples of a *coverage order*
+  (:func:`coverage_order`: every prefix is class-proportional and, inside each class, spread evenly over the
+  sensitivity quantiles) and gives the more sensitive half of the kept samples ``b_high``, the rest ``b_low``
+  (``b_low = cover_bits``, ``b_high`` the next allowed width; ``m`` the most that fit). Dropping by sensitivity
+  (the paper's ``b_low = 0``) keeps the atypical, near-boundary rows and loses 5-14 Top-1 points on beam data
+  (docs/adq-results.md); spreading the kept rows over the quantiles keeps the typical rows *and* the boundary.
 
 Infeasible budgets: when even ``(min width, 0)`` over the equal split exceeds the budget (beam data at
 93.75 %: one 2-bit sample of D = 8 values costs 2 B of codes + 2-4 B of scale), every allocator falls back to
@@ -245,6 +252,83 @@ def allocate_threshold(
     return Allocation(bits, cost.of_bits(bits), budget, "threshold", tuple(widths), info)
 
 
+def coverage_order(scores: np.ndarray, labels: np.ndarray, seed: int = 0, bins: int = 10) -> np.ndarray:
+    """Permutation of the N samples whose every prefix is class-proportional and, inside each class, takes equal
+    shares of ``bins`` sensitivity quantile bins (random inside a bin, ``seed``). With random ``scores`` it is a
+    class-stratified random order. ``scores`` float [N], ``labels`` int [N] -> int64 [N]."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size != s.size:
+        raise ConfigError(f"labels has {labels.size} entries for {s.size} scores")
+    rng = np.random.default_rng(seed)
+    key = np.zeros(s.size, np.float64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[np.argsort(s[idx], kind="stable")]
+        in_bin = np.zeros(idx.size, np.float64)  # position inside its quantile bin, as a fraction
+        start = 0
+        for part in np.array_split(np.arange(idx.size), min(bins, idx.size)):
+            in_bin[start + rng.permutation(part.size)] = (np.arange(part.size) + 0.5) / part.size
+            start += part.size
+        cls_order = idx[np.lexsort((rng.random(idx.size), in_bin))]  # bins interleaved
+        key[cls_order] = (np.arange(idx.size) + 0.5) / idx.size  # classes interleaved by their share
+    return np.lexsort((rng.random(s.size), key))
+
+
+def allocate_cover(
+    scores: np.ndarray,
+    budget: int,
+    cost: ByteCost,
+    labels: np.ndarray,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    cover_bits: int = 3,
+    seed: int = 0,
+    class_balanced: bool = False,
+) -> Allocation:
+    """Coverage allocation (module docstring): the paper's equal split (no drop) when every sample fits, else the
+    ``m`` first samples of :func:`coverage_order` at ``(b_high, b_low)``, the more sensitive half at ``b_high``.
+    ``b_low`` is ``cover_bits`` (or the largest smaller width that stores a sample); ``b_high`` the next allowed
+    width above it (none: every kept sample at ``b_low``). ``class_balanced``: the kept set is split per class."""
+    s = _check(scores, budget, widths)
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size != s.size:
+        raise ConfigError(f"labels has {labels.size} entries for {s.size} scores")
+    full = allocate_k_groups(s, budget, cost, 2, widths, False, None, labels if class_balanced else None)
+    if full.mode == "2-groups":  # every sample fits: the paper's split
+        full.info["b_high"], full.info["b_low"] = full.info["group_bits"]
+        return replace(full, mode="cover/2-groups")
+    order = coverage_order(s, labels, seed)
+    ws = sorted(w for w in widths if w not in (16, 32)) or sorted(widths)
+    lows = [w for w in ws if w <= cover_bits] or [ws[0]]
+    for lo_b in sorted(lows, reverse=True):
+        above = [w for w in ws if w > lo_b]
+        hi_b = above[0] if above else lo_b
+
+        lo, hi = 0, s.size  # largest m that fits (monotone in m)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if cost.total([(hi_b, mid - mid // 2), (lo_b, mid // 2)]) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo > 0:
+            break
+    if lo == 0:
+        raise ConfigError(f"a budget of {budget} B stores no sample at {ws[0]} bits "
+                          f"(fixed payload overhead {cost.total([])} B); raise the budget")
+    kept = order[:lo]
+    bits = np.zeros(s.size, np.int64)
+    if class_balanced:
+        sub, sizes = _class_balanced_groups(s[kept], labels[kept], 2)
+        split = kept[sub]
+    else:
+        split, sizes = kept[_order(s[kept])], split_sizes(lo, 2)
+    bits[split[: sizes[0]]] = hi_b
+    bits[split[sizes[0]:]] = lo_b
+    info = {"cover_bits": cover_bits, "b_high": hi_b, "b_low": lo_b, "kept": int(lo), "class_balanced": class_balanced}
+    return Allocation(bits, cost.of_bits(bits), budget, "cover", tuple(widths), info)
+
+
 def allocate_uniform(
     n: int,
     budget: int,
@@ -290,9 +374,13 @@ class AllocationSettings(Protocol):
     allow_drop: bool
     k: int
     threshold: float | None
+    cover_bits: int
+    seed: int
+    class_balanced: bool
 
 
 #: ADQ bit allocators by name: ``fn(scores [N], budget, cost, settings, labels [N] or None) -> Allocation``
+#: (``labels`` is given when ``settings.class_balanced`` or the allocator is in :data:`NEEDS_LABELS`)
 ALLOCATORS: Registry[Callable[..., Allocation]] = Registry("ADQ bit allocation")
 
 
@@ -310,3 +398,15 @@ def _k(s: np.ndarray, budget: int, cost: ByteCost, st: AllocationSettings, label
 def _threshold(s: np.ndarray, budget: int, cost: ByteCost, st: AllocationSettings,
                labels: np.ndarray | None) -> Allocation:
     return allocate_threshold(s, budget, cost, st.threshold, tuple(st.widths), st.allow_drop)
+
+
+@ALLOCATORS.register("cover")
+def _cover(s: np.ndarray, budget: int, cost: ByteCost, st: AllocationSettings,
+           labels: np.ndarray | None) -> Allocation:
+    if labels is None:
+        raise ConfigError("the cover allocation needs the labels of the candidates")
+    return allocate_cover(s, budget, cost, labels, tuple(st.widths), st.cover_bits, st.seed, st.class_balanced)
+
+
+#: allocators that always need the candidates' labels
+NEEDS_LABELS = frozenset({"cover"})

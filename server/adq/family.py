@@ -3,14 +3,21 @@
 Methods (``QuantizeConfig.method``; registry ``METHODS``, one function each):
 
 * ``adq``      sensitivity-sorted allocation (``allocation``: ``two`` = the paper's equal split, ``k`` groups,
-               or ``threshold``; registry ``allocation.ALLOCATORS``);
+               ``threshold``, or ``cover`` = keep a class- and sensitivity-stratified set when samples must be
+               dropped; registry ``allocation.ALLOCATORS``);
 * ``uniform``  every stored sample at the same width (largest that fits; subset if none fits);
-* ``fixed``    the same (b_high, b_low) search as ADQ with random assignment of samples to the halves;
+* ``fixed``    the same (b_high, b_low) search as ADQ with random assignment of samples to the halves (with
+               ``allocation="cover"``: the same layout as ADQ's cover, kept set and halves at random, class-stratified);
 * ``prune``    pruning alone: as many float32 samples as the budget holds, chosen by ``prune`` (default random);
 * ``full``     every sample as float32 (the 1x reference; budget ignored).
 
 Pruning (``prune`` + ``keep``) runs first for ``adq``/``uniform``/``fixed``; the byte budget is always relative to
 the *full* training set's float32 bytes, so keep 10 % + 16x = 160x ~ 99.375 % overall.
+
+Per-sample kind (``kind``): ``symmetric`` (``symmetric_per_sample``, payload v1 and v2) or ``affine``
+(``affine_sample``, v2 only, its ``lo``/``hi`` stored as ``param_encoding``: ``compact`` = q8 lo + c4/q8 hi, ``f2``,
+``f4``); ``auto`` (default) = affine when the payload is v2, symmetric for v1. The sensitivity's quantized copy
+uses the same kind and stored parameters.
 
 The pipeline (``edge_sdk.server.pipeline``) calls :func:`plan` (cheap once the per-sample scores are memoized:
 which rows at which width, and the exact payload size) — several times when the training graph's digest must be
@@ -27,7 +34,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,8 +49,11 @@ from edge_sdk.server.payload_io import CompactSet, PayloadCost
 from . import allocation as A
 from .cost import WidthCost
 from .pruning import PRUNERS, el2n_scores, get_method
-from .quantize import quantize
+from .quantize import PARAM_ENCODINGS, SAMPLE_KINDS, AffineParams, affine_quantize, quantize
 from .sensitivity import SensitivityConfig, compute_sensitivity
+
+#: ``QuantizeConfig.kind`` values: the per-sample kinds, or ``auto`` (by payload format)
+KINDS = ("auto", *SAMPLE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -54,13 +64,20 @@ class QuantizeConfig:
     family: ClassVar[str] = "quantize"
 
     method: str = "adq"
-    allocation: str = "two"
+    #: default "cover" (chosen on the validation split, docs/adq.md "Payload v2"); "two" is the paper's split
+    allocation: str = "cover"
     k: int = 2
     threshold: float | None = None
     widths: tuple[int, ...] = A.DEFAULT_WIDTHS
     allow_drop: bool = True
     class_balanced: bool = False
     scale_dtype: str = "float32"
+    #: per-sample kind: auto (affine for payload v2, symmetric for v1), symmetric, affine (module docstring)
+    kind: str = "auto"
+    #: affine only: how lo/hi are stored (quantize.PARAM_ENCODINGS)
+    param_encoding: str = "compact"
+    #: allocation "cover": b_low of the kept samples when samples must be dropped (b_high = next width)
+    cover_bits: int = 3
     prune: str | None = None
     keep: float = 1.0
     hard_cutoff: float = 0.1
@@ -75,6 +92,22 @@ class QuantizeConfig:
             PRUNERS.get(self.prune)
         if not 0.0 < self.keep <= 1.0:
             raise ConfigError(f"keep must be in (0, 1], got {self.keep}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.param_encoding not in PARAM_ENCODINGS:
+            raise ConfigError(f"param_encoding must be one of {PARAM_ENCODINGS}, got {self.param_encoding!r}")
+        if not 1 <= self.cover_bits <= 8:
+            raise ConfigError(f"cover_bits must be in 1..8, got {self.cover_bits}")
+
+    def resolved(self, payload_format: int) -> QuantizeConfig:
+        """This config with ``kind`` fixed for ``payload_format`` (auto: affine for v2, symmetric for v1) and the
+        sensitivity's quantized copy set to the same kind and parameter encoding."""
+        kind = self.kind if self.kind != "auto" else ("affine" if payload_format == 2 else "symmetric")
+        if kind == "affine" and payload_format != 2:
+            raise ConfigError("the affine per-sample kind is stored by payload format 2 only; "
+                              "pass --payload-format 2 or --kind symmetric")
+        sens = replace(self.sensitivity, kind=kind, param_encoding=self.param_encoding)
+        return replace(self, kind=kind, sensitivity=sens)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -150,6 +183,7 @@ class Selection:
     nbytes: int
     budget: int | None
     info: dict[str, Any]
+    cfg: QuantizeConfig | None = None  #: the config with its kind resolved (what build stores)
 
 
 @dataclass(frozen=True)
@@ -206,7 +240,8 @@ def _candidates(ctx: AdqContext) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _labels(ctx: AdqContext, cand: np.ndarray) -> np.ndarray | None:
-    return ctx.data.y_train[cand] if ctx.cfg.class_balanced else None
+    need = ctx.cfg.class_balanced or ctx.cfg.allocation in A.NEEDS_LABELS
+    return ctx.data.y_train[cand] if need else None
 
 
 @METHODS.register("uniform")
@@ -220,6 +255,11 @@ def _uniform(ctx: AdqContext) -> tuple[np.ndarray, A.Allocation, dict[str, Any]]
 def _fixed(ctx: AdqContext) -> tuple[np.ndarray, A.Allocation, dict[str, Any]]:
     cand, info = _candidates(ctx)
     c = ctx.cfg
+    if c.allocation == "cover":  # ADQ's cover layout with random scores: a class-stratified random kept set
+        rand = np.random.default_rng(c.seed).permutation(cand.size).astype(np.float64)
+        alloc = A.allocate_cover(rand, _need_budget(ctx), ctx.cost, ctx.data.y_train[cand], tuple(c.widths),
+                                 c.cover_bits, c.seed, c.class_balanced)
+        return cand, replace(alloc, mode="fixed-random/" + alloc.mode), info
     return cand, A.allocate_fixed_random(cand.size, _need_budget(ctx), ctx.cost, tuple(c.widths), seed=c.seed,
                                          allow_drop=c.allow_drop, labels=_labels(ctx, cand)), info
 
@@ -242,14 +282,34 @@ def _need_budget(ctx: AdqContext) -> int:
 
 
 # --------------------------------------------------------------------------------------------- plan + build
+def affine_params(data: Any, cfg: QuantizeConfig) -> AffineParams:
+    """Stored lo/hi of every training row (memoized), used by the cost and build; the sensitivity fits the same
+    ``AffineParams`` from the same rows (``compute_sensitivity``), so all three see identical ranges."""
+    key = ("affine", data_key(data), cfg.param_encoding)
+    if key not in _AFFINE:
+        if len(_AFFINE) >= _MEMO_MAX:
+            _AFFINE.pop(next(iter(_AFFINE)))
+        _AFFINE[key] = AffineParams.fit(data.X_train, cfg.param_encoding)
+    return _AFFINE[key]
+
+
+_AFFINE: dict[tuple, AffineParams] = {}
+
+
 def width_cost(data: Any, cfg: QuantizeConfig, cost: PayloadCost) -> WidthCost:
     """Exact byte accounting of per-width groups for ``data`` with ``cost``'s header."""
-    return WidthCost(d=data.X_train.shape[1], num_classes=data.num_classes, scale_dtype=cfg.scale_dtype, payload=cost)
+    cfg = cfg.resolved(cost.payload_format)
+    enc: tuple[tuple[str, str], ...] = (("hi", "c4"), ("lo", "q8"))
+    if cfg.kind == "affine":
+        enc = tuple(sorted(affine_params(data, cfg).encodings.items()))
+    return WidthCost(d=data.X_train.shape[1], num_classes=data.num_classes, scale_dtype=cfg.scale_dtype,
+                     kind=cfg.kind, param_encodings=enc, payload=cost)
 
 
 def plan(data: Any, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, recipe: TrainRecipe,
          progress: bool = False) -> Selection:
     """Which training rows are stored at which width, within ``budget`` bytes counted by ``cost``."""
+    cfg = cfg.resolved(cost.payload_format)
     wc = width_cost(data, cfg, cost)
     ctx = AdqContext(data, cfg, None if cfg.ignores_budget() else budget, wc, Scores(data, cfg, recipe, progress))
     cand, alloc, info = METHODS.get(cfg.method)(ctx)
@@ -259,11 +319,15 @@ def plan(data: Any, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, 
     if not layouts:
         raise ConfigError(f"the budget {budget} B stores no sample with these settings; raise the budget or use "
                           "smaller widths")
-    return Selection(cand, alloc, layouts, int(alloc.nbytes), ctx.budget, info)
+    return Selection(cand, alloc, layouts, int(alloc.nbytes), ctx.budget, info, cfg)
 
 
 def build(data: Any, cfg: QuantizeConfig, sel: Selection) -> CompactSet:
     """Quantize the planned rows: one group per width, largest first (as :class:`WidthCost` counts them)."""
+    if sel.cfg is not None:
+        cfg = sel.cfg
+    elif cfg.kind == "auto":  # a hand-made Selection: the kind its layouts store
+        cfg = replace(cfg, kind="affine" if any(g.kind == "affine_sample" for g in sel.layouts) else "symmetric")
     keep = sel.alloc.bits > 0
     idx = sel.cand[keep]
     bits = sel.alloc.bits[keep]
@@ -275,6 +339,14 @@ def build(data: Any, cfg: QuantizeConfig, sel: Selection) -> CompactSet:
         if b in (16, 32):
             groups.append(SampleGroup(name=f"b{b}", kind="float16" if b == 16 else "float32", bits=b,
                                       data=xb.astype(np.float16 if b == 16 else np.float32), params={}, labels=labels))
+            continue
+        if cfg.kind == "affine":
+            ap = affine_params(data, cfg)
+            lo, hi = ap.rows(rows)
+            params, enc = ap.group_params(rows)
+            groups.append(SampleGroup(name=f"b{b}", kind="affine_sample", bits=b,
+                                      data=affine_quantize(torch.from_numpy(xb), b, lo, hi).numpy(),
+                                      params=params, labels=labels, param_encodings=enc))  # type: ignore[arg-type]
             continue
         codes, scale = quantize(torch.from_numpy(xb), b, scale_dtype=cfg.scale_dtype)
         sc = scale.numpy().astype(np.float16 if cfg.scale_dtype == "float16" else np.float32)
@@ -299,7 +371,7 @@ class QuantizeFamily:
 
     def prepare(self, data: Any, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, ev: Any,
                 progress: bool) -> tuple[QuantizeConfig, dict[str, Any]]:
-        return cfg, {}
+        return cfg.resolved(cost.payload_format), {}
 
     def plan(self, data: Any, cfg: QuantizeConfig, budget: int | None, cost: PayloadCost, ev: Any,
              progress: bool) -> Selection:

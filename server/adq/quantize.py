@@ -16,17 +16,35 @@ and is counted in the byte budget (see :mod:`edge_sdk.server.adq.cost`). With ``
 rounded to half precision *before* coding, so the codes are computed against the scale that is stored.
 
 Shapes: ``x`` float32 ``[N, D]``; codes uint8 ``[N, D]``; scale float32 ``[N]``.
+
+Affine per-sample kind (payload v2 only; ``edge_sdk.codecs`` kind ``affine_sample``, reproduced bit for bit):
+``L = 2**b - 1`` steps between the sample's ``lo`` and ``hi``, ``step = (hi - lo) / L`` (two float32 operations),
+``u = round_half_even((clip(x, lo, hi) - lo) / step)`` in ``[0, L]`` (every code valid), ``x_hat = lo + u * step``.
+Beam inputs normalised by their per-sample maximum are one-signed (``x <= 0``, max exactly 0), where the
+symmetric grid uses only ``Q + 1`` of its ``2Q + 1`` levels; the affine grid uses all ``2**b``. Its parameters are
+stored compactly (:class:`AffineParams`, payload v2 encodings): ``lo`` on one 8-bit grid of the whole training
+set (``q8``, rounded *down* so nothing is clipped), ``hi`` as one float32 when it is the same for every row
+(``c4``: 0 on per-sample-max beam rows) else on an 8-bit grid rounded *up*; or both float16 (``f2``, rounded
+outward) or float32 (``f4``). The grid is fitted once on the whole candidate set, so a row's stored ``lo``/``hi``
+do not depend on which group it lands in, and the sensitivity's quantized copy is exactly what is stored.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from edge_sdk.codecs import q_max
 from edge_sdk.errors import ConfigError
+from edge_sdk.payload import Q8Param
 
 SCALE_DTYPES = {"float32": 4, "float16": 2}
+#: per-sample quantizer kinds ADQ stores (``QuantizeConfig.kind``): the payload kind and the formats that hold it
+SAMPLE_KINDS = {"symmetric": "symmetric_per_sample", "affine": "affine_sample"}
+#: how an affine kind stores ``lo``/``hi`` (``QuantizeConfig.param_encoding``); ``compact`` = q8 lo + c4/q8 hi
+PARAM_ENCODINGS = ("compact", "f2", "f4")
 
 
 def check_bits(bits: int) -> None:
@@ -159,3 +177,105 @@ class QuantizedStore:
             else:
                 out[sel] = dequantize(c[rows], bits, s[rows])
         return out
+
+
+# ------------------------------------------------------------------------------------------ affine per sample
+def check_affine_bits(bits: int) -> None:
+    if not 1 <= int(bits) <= 8:
+        raise ConfigError(f"affine_sample supports 1..8 bits, got {bits}; use 0 to drop a sample")
+
+
+def affine_quantize(x: torch.Tensor, bits: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``x`` float32 [N, D], per-sample ``lo``/``hi`` float32 [N] (``lo <= hi``) -> codes uint8 [N, D];
+    identical to ``codecs.quantize(x, "affine_sample", bits, {"lo": lo, "hi": hi})``."""
+    check_affine_bits(bits)
+    if x.ndim != 2:
+        raise ConfigError(f"x must be 2-D [N, D], got shape {tuple(x.shape)}")
+    x = x.to(torch.float32)
+    lo_b = lo.to(torch.float32).reshape(-1, 1)
+    hi_b = hi.to(torch.float32).reshape(-1, 1)
+    step = (hi_b - lo_b) / float((1 << bits) - 1)
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    u = torch.round((torch.minimum(torch.maximum(x, lo_b), hi_b) - lo_b) / safe)
+    u = torch.where(step > 0, u, torch.zeros_like(u))
+    return torch.clamp(u, 0, (1 << bits) - 1).to(torch.uint8)
+
+
+def affine_dequantize(codes: torch.Tensor, bits: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Codes uint8 [N, D] -> float32 [N, D]: ``lo + u * ((hi - lo) / L)`` (the codecs' float32 operations)."""
+    check_affine_bits(bits)
+    lo_b = lo.to(torch.float32).reshape(-1, 1)
+    step = (hi.to(torch.float32).reshape(-1, 1) - lo_b) / float((1 << bits) - 1)
+    return lo_b + codes.to(torch.float32) * step
+
+
+def _outward_f16(v: np.ndarray, down: bool) -> np.ndarray:
+    """float16 copy of ``v`` rounded toward -inf (``down``) or +inf, as float16."""
+    h = v.astype(np.float16)
+    wrong = h.astype(np.float32) > v if down else h.astype(np.float32) < v
+    return np.where(wrong, np.nextafter(h, np.float16(-np.inf if down else np.inf)), h).astype(np.float16)
+
+
+@dataclass(frozen=True)
+class AffineParams:
+    """Stored ``lo``/``hi`` float32 [N] of every candidate row (module docstring) and how they are encoded.
+
+    ``lo``/``hi`` are the values a device decodes (``stored <= min`` and ``>= max`` of each row, so nothing is
+    clipped); ``encodings`` is ``{"lo": "q8"|"f2"|"f4", "hi": "c4"|"q8"|"f2"|"f4"}``; ``q8`` holds the fitted
+    grids (one per parameter, shared by every group). Build with :meth:`fit`; :meth:`group_params` gives the
+    ``SampleGroup`` params of some rows."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    encodings: dict[str, str]
+    q8: dict[str, Q8Param] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, encoding: str = "compact") -> AffineParams:
+        if encoding not in PARAM_ENCODINGS:
+            raise ConfigError(f"param_encoding must be one of {PARAM_ENCODINGS}, got {encoding!r}")
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ConfigError(f"affine parameters need a non-empty [N, D] array, got shape {x.shape}")
+        lo, hi = x.min(axis=1), x.max(axis=1)
+        if encoding == "f4":
+            return cls(lo, hi, {"lo": "f4", "hi": "f4"})
+        if encoding == "f2":
+            lo16, hi16 = _outward_f16(lo, True), _outward_f16(hi, False)
+            if not (np.isfinite(lo16).all() and np.isfinite(hi16).all()):
+                raise ConfigError("sample ranges exceed float16; use param_encoding 'f4' or 'compact'")
+            return cls(lo16.astype(np.float32), hi16.astype(np.float32), {"lo": "f2", "hi": "f2"})
+        q_lo = Q8Param.fit(lo, "down")
+        q8 = {"lo": q_lo}
+        if np.all(hi == hi[0]):
+            hi_s, enc_hi = hi, "c4"
+        else:
+            q8["hi"] = Q8Param.fit(hi, "up")
+            hi_s, enc_hi = q8["hi"].values(), "q8"
+        return cls(q_lo.values(), np.asarray(hi_s, np.float32), {"lo": "q8", "hi": enc_hi}, q8)
+
+    def rows(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stored (lo, hi) float32 [len(idx)] of rows ``idx``."""
+        i = np.asarray(idx, np.int64)
+        return torch.from_numpy(self.lo[i].copy()), torch.from_numpy(self.hi[i].copy())
+
+    def group_params(self, idx: np.ndarray) -> tuple[dict[str, object], dict[str, str]]:
+        """(params, encodings) of a ``SampleGroup`` storing rows ``idx`` (q8 codes of those rows on the shared grid)."""
+        i = np.asarray(idx, np.int64)
+        params: dict[str, object] = {}
+        for name in ("lo", "hi"):
+            enc = self.encodings[name]
+            vals = (self.lo if name == "lo" else self.hi)[i]
+            if enc == "q8":
+                q = self.q8[name]
+                params[name] = Q8Param(q.base, q.step, q.codes[i])
+            elif enc == "f2":
+                params[name] = vals.astype(np.float16)
+            else:
+                params[name] = vals.astype(np.float32)
+        return params, dict(self.encodings)
+
+    def fake_quantize(self, x: torch.Tensor, idx: np.ndarray, bits: int) -> torch.Tensor:
+        """Rows ``idx`` of the candidate set, ``x`` = their values [len(idx), D], quantized then dequantized."""
+        lo, hi = self.rows(idx)
+        return affine_dequantize(affine_quantize(x, bits, lo, hi), bits, lo, hi)

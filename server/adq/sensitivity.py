@@ -2,8 +2,10 @@
 
     S(d) = 1 - cos(g(x_d), g(Q_b(x_d))),   g(x) = d loss(f_theta(x), y) / d theta
 
-with ``f_theta`` a *frozen* reference model, ``Q_b`` the per-sample symmetric quantizer at ``b`` bits
-(quantize + dequantize, :func:`~edge_sdk.server.adq.quantize.fake_quantize`) and ``theta`` all model
+with ``f_theta`` a *frozen* reference model, ``Q_b`` the per-sample quantizer ADQ stores the samples with at ``b``
+bits (quantize + dequantize): ``kind="symmetric"`` :func:`~edge_sdk.server.adq.quantize.fake_quantize`, or
+``kind="affine"`` the affine per-sample grid with the *stored* (compactly encoded) ``lo``/``hi``
+(:class:`~edge_sdk.server.adq.quantize.AffineParams`, fitted on the whole set as ``family.build`` does), and ``theta`` all model
 parameters. Per-sample gradients are computed batched with ``torch.func.vmap(torch.func.grad(...))`` over
 chunks of ``batch_size`` samples; :func:`sensitivity_loop` is the one-sample-at-a-time reference (used by
 the tests for equality and by ``tools/bench_sensitivity.py`` for the speed ratio).
@@ -27,7 +29,14 @@ from torch.func import functional_call, grad, vmap
 from edge_sdk.errors import ConfigError
 from edge_sdk.modelspec import ModelSpec, TrainRecipe
 
-from .quantize import check_bits, fake_quantize
+from .quantize import (
+    PARAM_ENCODINGS,
+    SAMPLE_KINDS,
+    AffineParams,
+    check_affine_bits,
+    check_bits,
+    fake_quantize,
+)
 from .training import as_module, train_params
 
 EPS = 1e-12
@@ -42,9 +51,17 @@ class SensitivityConfig:
     scale_dtype: str = "float32"
     batch_size: int = 256
     seed: int = 0
+    #: the quantizer of the copy: "symmetric" (payload v1's kind) or "affine" (v2's affine_sample)
+    kind: str = "symmetric"
+    #: affine only: how lo/hi are stored (quantize.PARAM_ENCODINGS)
+    param_encoding: str = "compact"
 
     def __post_init__(self) -> None:
-        check_bits(self.bits)
+        if self.kind not in SAMPLE_KINDS:
+            raise ConfigError(f"sensitivity kind must be one of {sorted(SAMPLE_KINDS)}, got {self.kind!r}")
+        if self.param_encoding not in PARAM_ENCODINGS:
+            raise ConfigError(f"param_encoding must be one of {PARAM_ENCODINGS}, got {self.param_encoding!r}")
+        (check_affine_bits if self.kind == "affine" else check_bits)(self.bits)
         if self.ref_epochs < 0 or self.batch_size < 1:
             raise ConfigError("ref_epochs must be >= 0 and batch_size >= 1")
 
@@ -76,9 +93,10 @@ def _cos_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def sensitivity_scores(
     model: nn.Module, x: np.ndarray, y: np.ndarray, bits: int = 2, scale_dtype: str = "float32",
-    batch_size: int = 256, progress: bool = False,
+    batch_size: int = 256, progress: bool = False, affine: AffineParams | None = None,
 ) -> np.ndarray:
-    """S(d) float64 [N] for ``x`` float32 [N, D], ``y`` int [N] (batched vmap)."""
+    """S(d) float64 [N] for ``x`` float32 [N, D], ``y`` int [N] (batched vmap); ``affine``: the quantized copy uses
+    the affine per-sample grid with these stored ranges (one per row of ``x``) instead of the symmetric one."""
     xt = torch.as_tensor(np.asarray(x, np.float32))
     yt = torch.as_tensor(np.asarray(y, np.int64))
     out = []
@@ -91,7 +109,9 @@ def sensitivity_scores(
     for s in starts:
         xb, yb = xt[s : s + batch_size], yt[s : s + batch_size]
         g0 = per_sample_grads(model, xb, yb)
-        g1 = per_sample_grads(model, fake_quantize(xb, bits, scale_dtype), yb)
+        xq = (fake_quantize(xb, bits, scale_dtype) if affine is None
+              else affine.fake_quantize(xb, np.arange(s, s + xb.shape[0]), bits))
+        g1 = per_sample_grads(model, xq, yb)
         out.append(_cos_distance(g0, g1))
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
@@ -127,4 +147,5 @@ def compute_sensitivity(spec: ModelSpec, x: np.ndarray, y: np.ndarray, cfg: Sens
                         recipe: TrainRecipe, progress: bool = False) -> np.ndarray:
     """Train (or init) the reference model, then S(d) for every sample: float64 [N]."""
     model = reference_model(spec, x, y, cfg, recipe)
-    return sensitivity_scores(model, x, y, cfg.bits, cfg.scale_dtype, cfg.batch_size, progress)
+    affine = AffineParams.fit(x, cfg.param_encoding) if cfg.kind == "affine" else None
+    return sensitivity_scores(model, x, y, cfg.bits, cfg.scale_dtype, cfg.batch_size, progress, affine)

@@ -13,6 +13,7 @@ from edge_sdk.beam.synthetic import make_synthetic_beam_dataset  # noqa: E402
 from edge_sdk.beam.taskspec import BeamTaskSpec  # noqa: E402
 from edge_sdk.errors import ConfigError, DatasetError  # noqa: E402
 from edge_sdk.server import case2 as C  # noqa: E402
+from edge_sdk.server.models import init_torch_params  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,65 @@ def test_first_trajectories(data) -> None:
         C.first_trajectories(tr, 0)
     with pytest.raises(DatasetError):
         C.first_trajectories(make_synthetic_beam_dataset(50, seed=1), 3)
+
+
+@pytest.fixture(scope="module")
+def spatial():
+    drops = make_synthetic_beam_dataset(2000, seed=5)
+    base = BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1, period_steps=2)
+    return C.train_spatial(drops, base, hidden=(32,), recipe=C.Recipe(lr=3e-3, max_epochs=3, patience=2))
+
+
+def test_spatial_pretraining_features_and_hold_start(data, spatial) -> None:
+    """The GRU on the spatial model's log-probabilities starts exactly at "hold the spatial model's inference of
+    the latest period"; training keeps the best validation epoch; the feature sets have the documented widths."""
+    tr_ds, te_ds = data
+    assert spatial.task.case == "case1" and spatial.model.input_dim == 8 and spatial.fit.epochs >= 0
+    tr, val = C.split_by_trajectory(tr_ds, 0.25, seed=0)
+    splits = C.Splits(BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1, period_steps=2), tr, val, te_ds,
+                      spatial=spatial)
+    task = splits.spec("per_sample_max")
+    cand = C.Candidate("gru", (16,), C.Recipe(lr=3e-3, max_epochs=2, patience=2), features="spatial")
+    mspec = cand.model_spec(task)
+    assert mspec.in_shape == (3, 32) and mspec.skip_classes == tuple(range(32))
+    va = splits.candidate_arrays(cand, "val")
+    hold = C.spatial_baseline_scores(spatial, task, val, last=1)
+    start = C.scores(mspec, init_torch_params(mspec, 0), va.x)
+    np.testing.assert_allclose(start, hold, atol=1e-5)
+    assert hold.max() <= 0.0 and hold.min() >= -C.LOGP_FLOOR
+    # the hold baseline is the spatial model's own inference at the latest measurement instant
+    m, _ = task._window_measurements(val)
+    np.testing.assert_array_equal(hold.argmax(1), spatial.log_probs(m[:, -1]).argmax(1))
+    fit = C.train(mspec, splits.candidate_arrays(cand, "train"), va, cand.recipe, seed=1)
+    assert fit.curve[0] == pytest.approx(beam_kpis(hold, va.rsrp)["top1"]) and fit.val_top1 == max(fit.curve)
+    mean_k = C.spatial_baseline_scores(spatial, task, val, last=3)
+    np.testing.assert_allclose(mean_k, va.x.reshape(-1, 3, 32).mean(axis=1) * C.SKIP_GAIN, atol=1e-5)
+    both = splits.arrays("per_sample_max", "val", "spatial+setb")
+    assert both.x.shape == (len(va.y), 3 * 40)
+    np.testing.assert_allclose(both.x.reshape(-1, 3, 40)[:, :, 32:].reshape(len(va.y), -1),
+                               splits.arrays("per_sample_max", "val").x, atol=1e-6)
+    best, table = C.select([cand, C.Candidate("mlp", (16,), C.Recipe(max_epochs=1), features="spatial+setb")],
+                           splits)
+    assert {r["spec"]["features"] for r in table} == {"spatial", "spatial+setb"}
+    assert C.evaluate(best, splits, seeds=(1,))["candidate"]["features"] == best.features
+
+
+def test_spatial_checks(data, spatial) -> None:
+    tr_ds, te_ds = data
+    with pytest.raises(DatasetError, match="independent drops"):
+        C.train_spatial(tr_ds, BeamTaskSpec(case="case2", history=2, horizon=1))
+    with pytest.raises(ConfigError, match="pre-train it"):
+        C.spatial_features(spatial, BeamTaskSpec(case="case2", setb="1/8", history=2, horizon=1), tr_ds)
+    with pytest.raises(ConfigError, match="features"):
+        C.Candidate("gru", (8,), features="angles")
+    splits = C.Splits(BeamTaskSpec(case="case2", history=2, horizon=1), tr_ds, tr_ds, te_ds)
+    with pytest.raises(ConfigError, match="pre-trained spatial model"):
+        splits.arrays("per_sample_max", "val", "spatial")
+    with pytest.raises(ConfigError, match="last"):
+        C.spatial_baseline_scores(spatial, BeamTaskSpec(case="case2", history=2, horizon=1), tr_ds, last=3)
+    # drops must come from the Case2 data's configuration (preset equal outside name / case / trajectory)
+    C.check_same_configuration(make_synthetic_beam_dataset(100, seed=7).preset, tr_ds.preset)
+    with pytest.raises(DatasetError, match="indoor_share"):
+        C.check_same_configuration(make_synthetic_beam_dataset(100, seed=7, indoor_share=0.5).preset, tr_ds.preset)
+    with pytest.raises(DatasetError, match="preset"):
+        C.check_same_configuration({}, tr_ds.preset)

@@ -14,7 +14,7 @@ from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.server.datagen import presets as P  # noqa: E402
 
 NAMES = ["uma-fr2-case1", "uma-fr2-case2", "umi-fr2-case1", "uma-fr2-case1-64beams", "uma-fr2-case2-60kmh",
-         "uma-fr2-case2-90kmh"]
+         "uma-fr2-case2-90kmh", "uma-fr2-case2-drops"]
 
 
 def _raw(name: str) -> dict:
