@@ -54,8 +54,9 @@ def _adam_grid(lrs: tuple[float, ...], steps: tuple[int, ...], wds: tuple[float,
                  for wd in wds for lr in lrs for s in steps)
 
 
-#: weight decay (L2 added to the gradient, as the device graph does): none, or 1e-3 (the best of 3e-4 / 1e-3 /
-#: 3e-3 / 1e-2 on the beam validation split for 180x sets, +1 to +1.5 points; 1e-2 hurts)
+#: weight decay (L2 added to the gradient, as the device graph does): none, or 1e-3, the best of 3e-4 / 1e-3 /
+#: 3e-3 / 1e-2 for 180x sets on the beam validation split in a one-off experiment (not a shipped tool); the grid
+#: lets every entry of docs/accuracy-per-byte.md choose with or without it
 GRID_WEIGHT_DECAYS = (0.0, 1e-3)
 #: recipe grid for compact sets (tens to a few thousand rows)
 COMPACT_GRID: tuple[TrainRecipe, ...] = (*_adam_grid((1e-3, 3e-3), (1000, 3000, 8000), GRID_WEIGHT_DECAYS),

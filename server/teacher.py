@@ -8,8 +8,8 @@ teacher's arg-max is a cleaner estimate of the decision the device model should 
 the teacher), so the same bytes carry a better target. Payload labels are stored as before (v2: class counts of
 rows in class order); only the class a row is filed under changes, and the report says so (``labels``,
 ``teacher`` in ``extra.method_info``). Soft targets would carry more, but stored soft labels cost ``C`` values
-per row (32 for beams): at 36x / 180x they buy fewer rows than they are worth (measured in
-``docs/accuracy-per-byte.md``, "Teacher labels").
+per row (32 for beams): at 36x / 180x they leave room for so few rows that they lose (a one-off validation
+experiment, not a shipped tool; the teacher-label gains themselves are in ``docs/accuracy-per-byte.md``).
 
 API::
 
