@@ -29,22 +29,13 @@ from edge_sdk.release.digest import BlobRef
 from edge_sdk.release.manifest import build_release, encode_manifest
 from edge_sdk.serve.app import ServeConfig
 from edge_sdk.serve.server import start_in_thread
+from tests.serve.test_fetch_e2e import assert_cache_clean
 
 CHANNEL = "beam-uma/stable"
 
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _cached(cache: Path) -> set[str]:
-    """Every blob of the cache, each re-hashed: nothing unverified is ever in blobs/."""
-    out = set()
-    for p in (cache / "blobs" / "sha256").rglob("*"):
-        if p.is_file():
-            assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name, f"unverified blob in the cache: {p}"
-            out.add("sha256:" + p.name)
-    return out
 
 
 def _cfg(url: str, cache: Path, **kw) -> FetchConfig:
@@ -169,7 +160,7 @@ def test_fetch_caches_the_task_blob_and_a_second_tier_shares_it(v2_served, tmp_p
     assert rep.task == str(cache / "blobs" / "sha256" / task.hex[:2] / task.hex)
     assert Path(rep.task).read_bytes() == store.blob_path(task.digest).read_bytes()
     assert ReleaseCache(cache).state(CHANNEL)["task"] == task.digest
-    assert _cached(cache) == {m.digest, small.payload.digest, small.graph.digest, task.digest}
+    assert assert_cache_clean(cache) == {m.digest, small.payload.digest, small.graph.digest, task.digest}
     # the better tier: only its payload crosses the wire; graph and task blob come from the cache
     rep2 = fetch_release(_cfg(srv.url, cache, tier=big.name))
     assert rep2.bytes_needed == big.payload.size and rep2.bytes_saved_by_cache == big.graph.size + task.size
@@ -215,7 +206,7 @@ def test_task_blob_missing_from_the_store_is_a_typed_failure(v2_served, tmp_path
     cache = tmp_path / "cache"
     with pytest.raises(TransferFailed, match="404"):
         fetch_release(_cfg(srv.url, cache, retries=1))
-    assert task.digest not in _cached(cache) and ReleaseCache(cache).state(CHANNEL) is None
+    assert task.digest not in assert_cache_clean(cache) and ReleaseCache(cache).state(CHANNEL) is None
 
 
 def test_corrupt_task_blob_in_the_store_is_refused(v2_served, tmp_path):
@@ -227,7 +218,7 @@ def test_corrupt_task_blob_in_the_store_is_refused(v2_served, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(BlobMismatch, match=task.digest):
         fetch_release(_cfg(srv.url, cache))
-    assert task.digest not in _cached(cache) and not any((cache / "partial").iterdir())
+    assert task.digest not in assert_cache_clean(cache) and not any((cache / "partial").iterdir())
 
 
 def _republish(store: Store, m, *, extra=(), tiers=None) -> None:
@@ -262,7 +253,7 @@ def test_invalid_or_oversized_task_blob_is_never_cached_F12(v2_store, tmp_path):
     with start_in_thread(ServeConfig(store=store.root), log_out=io.StringIO()) as srv, \
             pytest.raises(ReleaseMismatch, match="not a valid task blob"):
         fetch_release(_cfg(srv.url, cache))
-    assert ref.digest not in _cached(cache) and not any((cache / "partial").iterdir())
+    assert ref.digest not in assert_cache_clean(cache) and not any((cache / "partial").iterdir())
     # a task blob the manifest says is larger than TASK_BLOB_MAX_BYTES is refused before a byte of it is asked for
     big = store.put_bytes(b" " * (TASK_BLOB_MAX_BYTES + 1))
     _republish(store, m, extra=[BlobRef(big.digest, big.size, "task")])

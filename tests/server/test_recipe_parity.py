@@ -28,9 +28,18 @@ def test_device_train_without_flags_reproduces_server_seed0(tmp_path):
     rep = json.loads((server / "report.json").read_text())
     with read_payload(server / "payload.epl") as p:
         recipe = TrainRecipe.from_dict(p.task["train"])
-        n = sum(g.n for g in p.groups if g.role == "samples")
     assert recipe == TrainRecipe.from_dict(rep["eval"]["config"]["recipe"]) and recipe.steps == 2000
-    device = tmp_path / "device"
+    assert_device_repeats_server_seed0(server, tmp_path / "device")
+
+
+def assert_device_repeats_server_seed0(server: Path, device: Path) -> tuple[dict, dict]:
+    """Run ``edge-sdk device train`` with no training flags on ``server``'s payload + graph (out: ``device``): it
+    repeats the recipe the payload carries (steps, epochs) and lands within 0.5 Top-1 points of the server
+    report's seed 0. Returns ``(server report, device report)``; shared by every server command's parity test."""
+    rep = json.loads((server / "report.json").read_text())
+    with read_payload(server / "payload.epl") as p:
+        recipe = TrainRecipe.from_dict(p.task["train"])
+        n = sum(g.n for g in p.groups if g.role == "samples")
     rc = main(["device", "train", "--payload", str(server / "payload.epl"), "--graph", str(server / "graph.onnx"),
                "--eval", str(REF / "test.h5"), "--quiet", "--out", str(device)])
     assert rc == 0
@@ -38,3 +47,4 @@ def test_device_train_without_flags_reproduces_server_seed0(tmp_path):
     assert dev["steps"] == recipe.steps and dev["epochs"] == recipe.epochs(n)
     server_top1 = rep["kpis"]["top1"]["per_seed"][0]
     assert abs(dev["kpis"]["top1"] - server_top1) <= 0.005, (dev["kpis"]["top1"], server_top1)
+    return rep, dev

@@ -129,9 +129,6 @@ def test_cli_distill_teacher_labels_end_to_end(tmp_path):
     with read_payload(out / "payload.epl") as p:  # payload v2 (the default): no provenance in the lean header
         assert p.version[0] == 2 and len(p.samples()[1]) == rep["extra"]["stored_samples"]
     assert (out / "graph.onnx").is_file()
-    dev = CliRunner().invoke(cli, ["device", "train", "--payload", str(out / "payload.epl"), "--graph",
-                                   str(out / "graph.onnx"), "--eval", str(REF / "test.h5"), "--quiet", "--out",
-                                   str(tmp_path / "device")])
-    assert dev.exit_code == 0, dev.output
-    top1 = json.loads((tmp_path / "device" / "report.json").read_text())["kpis"]["top1"]
-    assert abs(top1 - rep["kpis"]["top1"]["per_seed"][0]) <= 0.005, (top1, rep["kpis"]["top1"])
+    from tests.server.test_recipe_parity import assert_device_repeats_server_seed0
+
+    assert_device_repeats_server_seed0(out, tmp_path / "device")
