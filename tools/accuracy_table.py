@@ -15,6 +15,10 @@ training recipe is chosen on it from a fixed grid; the test set is touched once 
 * ``<selection>+teacher`` (``--teacher``): the same sets with **teacher labels** (``edge_sdk.server.teacher``: each
   row filed under the class a 3-model ensemble trained on the fit part predicts; same bytes), screened, searched
   and tested the same way.
+* **Final sets** are the chosen configuration (selection, quantizer, bits, labels, recipe) rebuilt from the
+  *whole* training set (fit + validation rows; the teacher retrained on it), which is what ``edge-sdk distill``
+  ships and what the full-data baseline's final runs train on; screening and recipe search use the fit part only.
+  A cache from before this rule keeps its searches and gets only new final runs (``final_from`` marks new rows).
 * ``--figure``: ``docs/rate_accuracy_beam.png``, test Top-1 against payload bytes, one line per family (its best
   entry at each budget), the Pareto frontier bold, and the frontier again with the ONNX graph's bytes added (a
   device that does not have the graph cached yet).
@@ -154,22 +158,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"full tuned {tuned.mean['top1']:.4f} ± {tuned.std['top1']:.4f}; fixed {fixed.mean['top1']:.4f}", flush=True)
     if a.stop_after == "full":
         return 0
-    teacher_box: list[Any] = []
+    teachers: dict[str, Any] = {}
 
-    def teacher():  # trained once per run, on the fit part only (validation stays honest)
-        if not teacher_box:
+    def teacher(part: str):
+        """The ensemble of ``part``: "fit" (screening and recipe search: trained on the fit part only, so
+        validation stays honest) or "train" (the final set: the whole training set, as ``edge-sdk distill`` ships)."""
+        if part not in teachers:
             from edge_sdk.server.teacher import TEACHER_RECIPE, TeacherConfig, train_teacher
 
-            teacher_box.append(train_teacher(fit, TeacherConfig(recipe=scaled(TEACHER_RECIPE), device=cfg.device)))
-            print(f"teacher trained in {teacher_box[0].info['seconds']:.0f} s", flush=True)
-        return teacher_box[0]
+            src = fit if part == "fit" else data
+            teachers[part] = train_teacher(src, TeacherConfig(recipe=scaled(TEACHER_RECIPE), device=cfg.device))
+            print(f"teacher ({part}) trained in {teachers[part].info['seconds']:.0f} s", flush=True)
+        return teachers[part]
 
-    def build(key: str, q: str, bits: int, n: int):
+    def build(key: str, q: str, bits: int, n: int, part: str = "fit"):
         from edge_sdk.server.teacher import relabel
 
         sel, _, labels = key.partition("+")
-        cs = build_baseline(fit, sel, q, bits, n, seed=0)
-        return relabel(cs, teacher()) if labels == "teacher" else cs
+        cs = build_baseline(fit if part == "fit" else data, sel, q, bits, n, seed=0)
+        return relabel(cs, teacher(part)) if labels == "teacher" else cs
+
+    def covers(search: dict[str, Any]) -> bool:  # the cached search has a row for every recipe of the grid
+        have = {json.dumps(r["recipe"], sort_keys=True) for r in search["rows"]}
+        return all(json.dumps(r.to_dict(), sort_keys=True) in have for r in COMPACT_GRID)
 
     screen = scaled(TrainRecipe.from_dict({"version": 1, **SCREEN}))
     plan_recipe = max(COMPACT_GRID, key=lambda r: len(json.dumps(r.to_payload())))  # the largest stored recipe
@@ -190,25 +201,42 @@ def main(argv: list[str] | None = None) -> int:
                 stage["screen"][k] = {"selection": sel, "quantizer": q, "bits": bits, "n": n, "val_top1": v}
                 print(f"{ratio}x screen {k} n={n}: val {v:.4f}", flush=True)
             _save(cache_path, cache)
-            if sel in stage["final"]:
+            entry = stage["final"].get(sel)
+            if entry is not None and entry.get("final_from") == "train" and covers(entry["search"]):
                 continue
             cands = [r for r in stage["screen"].values() if r["selection"] == sel]
             best = max(cands, key=lambda r: r["val_top1"])
-            cs = build(sel, best["quantizer"], best["bits"], best["n"])
-            print(f"{ratio}x {sel}: recipe search for {best['quantizer']} {best['bits']} bit, n={best['n']}", flush=True)
-            s = search_recipe(spec, cs.X, cs.y, Xv, yv, COMPACT_GRID, cfg, progress=True)
-            res = final_eval(spec, cs.X, cs.y, data, s.best, cfg)
-            size = _written_bytes(cs, data.num_classes, s.best, data.task, key)
+            if entry is None or not covers(entry["search"]):
+                # the recipe search: on the set built from the fit part, scored on validation (an older cache's
+                # rows are reused; only recipes the grid gained since are trained)
+                cs = build(sel, best["quantizer"], best["bits"], best["n"])
+                print(f"{ratio}x {sel}: recipe search for {best['quantizer']} {best['bits']} bit, n={best['n']}",
+                      flush=True)
+                s = search_recipe(spec, cs.X, cs.y, Xv, yv, COMPACT_GRID, cfg, progress=True,
+                                  known=tuple(entry["search"]["rows"]) if entry else ())
+                search, recipe = s.to_dict(), s.best
+                stage["final"][sel] = entry = {**best, "search": search, "recipe": recipe.to_dict()}
+                _save(cache_path, cache)
+            else:  # an older cache: its search stands, only the final set is rebuilt
+                search, recipe = entry["search"], TrainRecipe.from_dict(entry["recipe"])
+            # the final set: the chosen configuration rebuilt from the whole training set (what `edge-sdk distill`
+            # ships; the full-data baseline's final runs train on it too)
+            n_final = max_rows(budget, best["quantizer"], best["bits"], data, recipe=plan_recipe)
+            cs = build(sel, best["quantizer"], best["bits"], n_final, "train")
+            res = final_eval(spec, cs.X, cs.y, data, recipe, cfg)
+            size = _written_bytes(cs, data.num_classes, recipe, data.task, key)
             if size > budget:
                 raise SystemExit(f"{ratio}x {sel}: written file {size} B is over the budget {budget} B")
-            if "relabelled_frac" not in best and cs.info.get("labels") == "teacher":
-                best = {**best, "relabelled_frac": cs.info["teacher_relabelled_frac"]}
-            stage["final"][sel] = {**best, "bytes": size, "search": s.to_dict(), "recipe": s.best.to_dict(),
+            extra = ({"relabelled_frac": cs.info["teacher_relabelled_frac"]}
+                     if cs.info.get("labels") == "teacher" else {})
+            stage["final"][sel] = {**best, **extra, "n": int(cs.n), "n_search": best["n"], "bytes": size,
+                                   "final_from": "train", "search": search, "recipe": recipe.to_dict(),
                                    "test": kpis(res)}
             _save(cache_path, cache)
             print(f"{ratio}x {sel}: test {res.mean['top1']:.4f} ± {res.std['top1']:.4f} ({size} B)", flush=True)
         for method in [m for m in a.methods.split(",") if m and ratio >= a.min_method_ratio]:
-            if method in stage["final"]:
+            entry = stage["final"].get(method)
+            if entry is not None and entry.get("final_from") == "train" and covers(entry["search"]):
                 continue
             km = [r for r in stage["screen"].values() if r["selection"] == "kmeans" and r["quantizer"] != "float16"]
             best = max(km, key=lambda r: r["val_top1"]) if km else {"quantizer": "codebook", "bits": 4}
@@ -218,21 +246,31 @@ def main(argv: list[str] | None = None) -> int:
                 dcfg = replace(dcfg, iterations=max(2, int(dcfg.iterations * a.step_scale)), val_every=1)
             cost = PayloadCost(num_classes=data.num_classes, task={**data.task, "train": plan_recipe.to_payload()},
                                signed=True, payload_format=2)  # the signed v2 file, like the baselines
-            print(f"{ratio}x {method}: distilling, stored as {q} {bits} bit", flush=True)
+            if entry is None or not covers(entry["search"]):  # the search: the set distilled from the fit part
+                print(f"{ratio}x {method}: distilling the fit part, stored as {q} {bits} bit", flush=True)
+                r = distill(fit, dcfg, budget, cost=cost)
+                s = search_recipe(spec, r.compact.X, r.compact.y, Xv, yv, COMPACT_GRID, cfg, progress=True,
+                                  known=tuple(entry["search"]["rows"]) if entry else ())
+                search, recipe = s.to_dict(), s.best
+                stage["final"][method] = {"selection": method, "quantizer": q, "bits": bits, "search": search,
+                                          "recipe": recipe.to_dict()}
+                _save(cache_path, cache)
+            else:  # an older cache: its search stands, only the final set is distilled again
+                search, recipe = entry["search"], TrainRecipe.from_dict(entry["recipe"])
+            print(f"{ratio}x {method}: distilling the whole training set (final set)", flush=True)
             t0 = time.perf_counter()
-            r = distill(fit, dcfg, budget, cost=cost)
+            r = distill(data, dcfg, budget, cost=cost)
             secs = time.perf_counter() - t0
             cs = r.compact
-            s = search_recipe(spec, cs.X, cs.y, Xv, yv, COMPACT_GRID, cfg, progress=True)
-            res = final_eval(spec, cs.X, cs.y, data, s.best, cfg)
-            size = _written_bytes(cs, data.num_classes, s.best, data.task, key)
+            res = final_eval(spec, cs.X, cs.y, data, recipe, cfg)
+            size = _written_bytes(cs, data.num_classes, recipe, data.task, key)
             if size > budget:
                 raise SystemExit(f"{ratio}x {method}: written file {size} B is over the budget {budget} B")
             moved = {k: r.info[k] for k in ("rows_changed_frac", "move_rms", "move_rms_nn", "selected_iteration")
                      if k in r.info}
             stage["final"][method] = {"selection": method, "quantizer": q, "bits": bits, "n": int(cs.n),
-                                      "bytes": size, "distill_seconds": secs, "moved": moved,
-                                      "search": s.to_dict(), "recipe": s.best.to_dict(), "test": kpis(res)}
+                                      "bytes": size, "distill_seconds": secs, "moved": moved, "final_from": "train",
+                                      "search": search, "recipe": recipe.to_dict(), "test": kpis(res)}
             _save(cache_path, cache)
             print(f"{ratio}x {method}: test {res.mean['top1']:.4f} ± {res.std['top1']:.4f} ({size} B), moved {moved}",
                   flush=True)
@@ -294,7 +332,7 @@ def write_figure(cache: dict[str, Any], out: Path) -> None:
     for key in (k for k in cache if k.endswith("x") and k[:-1].isdigit()):
         best_here: tuple[float, float] | None = None
         for name, r in cache[key]["final"].items():
-            if name not in FAMILIES:
+            if name not in FAMILIES or "test" not in r:  # a search whose final run has not happened yet
                 continue
             if "graph_bytes" not in r and "dim" in meta:
                 r["graph_bytes"] = graph_bytes(meta, r["quantizer"], r["bits"], r["n"], r["recipe"]["optimizer"], memo)
@@ -367,6 +405,9 @@ def write_outputs(cache: dict[str, Any], out: Path) -> None:
         f"validation {meta['n_val']} (stratified {meta['protocol']['val_frac']:.0%}, split seed "
         f"{meta['protocol']['split_seed']}); test {meta['n_test']} rows, touched once per row below. Every row's "
         f"training recipe is chosen on the validation split from a fixed grid (seeds {meta['protocol']['search_seeds']}); "
+        "screening and recipe search use sets built from the fit part (teacher labels: an ensemble trained on the fit "
+        "part); each row's final set is its chosen configuration rebuilt from the whole training set (teacher "
+        "trained on it), as `edge-sdk distill` builds its payload and as the full-data baseline's final runs train; "
         f"test Top-1 is the mean ± std over seeds {meta['protocol']['final_seeds']}. Model: MLP "
         f"{'-'.join(str(h) for h in meta['model']['hidden'])}. Bytes: the signed payload v2 file (the release form: "
         "lean header, task blob and graph cached by digest). Ratio: test Top-1 / the tuned full-data baseline.",
@@ -385,7 +426,8 @@ def write_outputs(cache: dict[str, Any], out: Path) -> None:
                  f"{fx['top1'] / ref:.3f} | - |")
     for key in sorted((k for k in cache if k.endswith("x") and k[:-1].isdigit()), key=lambda k: int(k[:-1])):
         st = cache[key]
-        for sel, r in sorted(st["final"].items(), key=lambda kv: -kv[1]["test"]["top1"]):
+        done = {k: v for k, v in st["final"].items() if "test" in v}  # skip searches without a final run yet
+        for sel, r in sorted(done.items(), key=lambda kv: -kv[1]["test"]["top1"]):
             t = r["test"]
             mv = r.get("moved")
             moved = (f"{mv['rows_changed_frac']:.0%} (RMS move {mv['move_rms_nn']:.2f} NN gaps)" if mv else

@@ -23,7 +23,7 @@ Procedure (every score is a validation Top-1; the test set is not read):
    default); the chosen recipe is the one the payload carries and the device repeats.
 
 Time: on the beam reference data (12,000 x 8, MLP 128-128) about 40 screening trainings of 1,500 steps, one KIP
-run, the teacher ensemble (3 x 16,000 steps) and 13 recipe trainings; ``docs/accuracy-per-byte.md`` lists measured times.
+run, the teacher ensemble (3 x 16,000 steps) and 17 recipe trainings; ``docs/accuracy-per-byte.md`` lists measured times.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class AutoConfig:
     teacher_members: int = 3
     teacher_steps: int = TEACHER_RECIPE.steps
     payload_format: int = 1  #: which quantizer options exist (v2: the affine kinds)
-    #: one search seed: the grid has 13 recipes, and the default run must finish in 5 min on 2 CPU cores (the
+    #: one search seed: the grid has 17 recipes, and the default run must finish in 5 min on 2 CPU cores (the
     #: results table, tools/accuracy_table.py, searches with seeds 0 and 1)
     protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(search_seeds=(0,)))
     screen_recipe: TrainRecipe = SCREEN_RECIPE

@@ -110,6 +110,9 @@ def test_accuracy_table_tool_end_to_end(tmp_path):
     res = json.loads((tmp_path / "accuracy-per-byte.json").read_text())
     row = res["180x"]["final"]["random"]
     assert row["bytes"] <= res["180x"]["budget_bytes"] == res["meta"]["full_bytes"] // 180
+    # the search ran on the fit part, the final set is rebuilt from the whole training set (what distill ships)
+    assert all(r["final_from"] == "train" for r in res["180x"]["final"].values())
+    assert row["search"]["rows"] and row["n"] >= row["n_search"]
     assert res["full"]["recipe"] in [s["recipe"] for s in res["full"]["search"]["rows"]]
     md = (tmp_path / "accuracy-per-byte.md").read_text()
     assert "full data (tuned)" in md and "random + " in md and "--step-scale 0.005" in md
@@ -123,6 +126,18 @@ def test_accuracy_table_tool_end_to_end(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = json.loads((tmp_path / "accuracy-per-byte.json").read_text())
     assert all(r["graph_bytes"] > 1000 for r in res["180x"]["final"].values())
+    # a cache written before the final-from-train rule: its search stands, only the final run is redone
+    cache_path = tmp_path / "accuracy-per-byte.cache.json"
+    cache = json.loads(cache_path.read_text())
+    old = cache["180x"]["final"]["random"]
+    del old["final_from"], old["test"]
+    old["search"]["marker"] = "kept"
+    cache_path.write_text(json.dumps(cache))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads(cache_path.read_text())["180x"]["final"]["random"]
+    assert again["final_from"] == "train" and again["search"]["marker"] == "kept" and "test" in again
+    assert "recipe search" not in r.stdout and "random: test" in r.stdout
 
 
 def test_pareto_keeps_only_points_nothing_cheaper_beats():

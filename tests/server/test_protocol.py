@@ -80,6 +80,23 @@ def test_search_picks_the_recipe_with_the_best_validation_score():
     assert s.rows[1]["mean"] > s.rows[0]["mean"] and s.best_val == s.rows[1]["mean"]
 
 
+def test_search_reuses_known_rows_and_trains_only_new_recipes():
+    d = task(noise=3.0)
+    fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
+    a = TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=100, batch_size=64, weight_decay=0.0)
+    b = a.with_overrides(steps=200)
+    cfg = ProtocolConfig(search_seeds=(0,))
+    first = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a,), cfg)
+    fake = {**first.rows[0], "val_top1": [2.0], "mean": 2.0}  # a known row is taken as is, not retrained
+    grown = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a, b), cfg, known=(fake,))
+    assert grown.rows[0] is fake and grown.best == a
+    assert grown.rows[1]["recipe"] == b.to_dict() and grown.rows[1]["seeds"] == [0]
+    # rows from other search seeds are not reused
+    other = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a,), ProtocolConfig(search_seeds=(0, 1)),
+                          known=(fake,))
+    assert other.rows[0] is not fake and len(other.rows[0]["val_top1"]) == 2
+
+
 def test_ties_go_to_the_recipe_with_fewer_steps():
     d = task(noise=0.05)  # separable: both recipes reach 1.0 on validation
     fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
