@@ -96,6 +96,7 @@ def test_case2_eval_score_on_another_test_set(files: Path, capsys) -> None:
         assert same["bootstrap"]["acc"][kind]["point"] == pytest.approx(cached["models"][kind]["mean"]["top1"])
     for b in ("sh_seta", "sh_setb", "sh_spatial"):
         assert same["bootstrap"]["acc"][b]["point"] == pytest.approx(cached["baselines"][b]["top1"])
+    assert same["spatial_hold_split"] == cached["spatial_hold_split"]
     gap = same["target"]["gap"]
     assert gap["lo"] <= gap["point"] <= gap["hi"] and same["target"]["verdict_at_level"] in ("met", "not met",
                                                                                           "undecided")

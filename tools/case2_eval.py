@@ -122,16 +122,7 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
         one = BeamTaskSpec.from_dict({**spatial.task.to_dict()})  # the same instant, every test row
         extra["spatial_same_instant_test"] = beam_kpis(
             C.scores(spatial.model, spatial.params, one.inputs(te_ds)), one.target_rsrp(te_ds))
-        # holding the inferred beam, split by whether the inference was right at the latest measurement instant
-        anchor = spec.anchors(te_ds)
-        held = C.spatial_baseline_scores(spatial, spec, te_ds, 1).argmax(1)
-        right_now = held == te_ds.label[anchor]
-        right_later = held == te.y
-        extra["spatial_hold_split"] = {
-            "same_instant_top1_at_anchors": float(right_now.mean()),
-            "hold_top1_if_right": float(right_later[right_now].mean()) if right_now.any() else None,
-            "hold_top1_if_wrong": float(right_later[~right_now].mean()) if not right_now.all() else None,
-            "seta_hold_top1": float((te_ds.label[anchor] == te.y).mean())}
+        extra["spatial_hold_split"] = hold_split(spatial, spec, te_ds, te.y)
     models = {}
     selection = {}
     for kind in ("mlp", "gru"):
@@ -151,6 +142,21 @@ def run_setting(data: Path, s: dict, setb: str, max_epochs: int, seeds: tuple[in
             **extra, **({} if rec is None else {"spatial": rec}), "models": models, "selection": selection, "n_train": len(tr.y), "n_val": len(val.y),
             "n_test": len(te.y), "rs_overhead_reduction": spec.rs_overhead_reduction(),
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def hold_split(spatial, spec, te_ds, y: np.ndarray) -> dict:
+    """Holding the spatial model's inferred beam of the latest period, split by whether that inference was right
+    at the latest measurement instant (``y``: the Top-1 labels at the target instant)."""
+    from edge_sdk.server import case2 as C
+
+    anchor = spec.anchors(te_ds)
+    held = C.spatial_baseline_scores(spatial, spec, te_ds, 1).argmax(1)
+    right_now = held == te_ds.label[anchor]
+    right_later = held == y
+    return {"same_instant_top1_at_anchors": float(right_now.mean()),
+            "hold_top1_if_right": float(right_later[right_now].mean()) if right_now.any() else None,
+            "hold_top1_if_wrong": float(right_later[~right_now].mean()) if not right_now.all() else None,
+            "seta_hold_top1": float((te_ds.label[anchor] == y).mean())}
 
 
 def score_on(data: Path, cached: dict, test_path: Path, test_traj: int | None, spatial=None,
@@ -209,6 +215,7 @@ def score_on(data: Path, cached: dict, test_path: Path, test_traj: int | None, s
             "n_test": int(len(te.y)), "train_traj": cached["scale"]["train_traj"], "baselines": baselines,
             "models": models, "same_models_as_cached": same, "bootstrap": boot,
             "target": {"gap_limit": TARGET_GAP, "gap": gap, "verdict_at_level": verdict},
+            **({} if spatial is None else {"spatial_hold_split": hold_split(spatial, spec, te_ds, te.y)}),
             "seconds": round(time.perf_counter() - t0, 1)}, arrays
 
 
