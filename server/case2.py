@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from edge_sdk.beam.dataset import BeamDataset
-from edge_sdk.beam.kpis import beam_kpis
+from edge_sdk.beam.kpis import beam_kpis, topk_predictions
 from edge_sdk.beam.taskspec import BeamTaskSpec
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.modelspec import ModelSpec, epoch_order
@@ -117,6 +117,15 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "hidden": list(self.hidden), "norm": self.norm, "features": self.features,
                 "recipe": asdict(self.recipe)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        """The inverse of :meth:`to_dict` (e.g. a chosen candidate read back from a cached result)."""
+        try:
+            return cls(str(d["kind"]), tuple(int(h) for h in d["hidden"]), Recipe(**d["recipe"]), norm=str(d["norm"]),
+                       features=str(d.get("features", "setb")))
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"not a candidate record ({e}): {d!r}") from e
 
 
 @dataclass
@@ -254,20 +263,72 @@ def select(candidates: list[Candidate], splits: Splits, seed: int = 0) -> tuple[
     return candidates[order[0]], [rows[i] for i in order]
 
 
-def evaluate(c: Candidate, splits: Splits, seeds: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
-    """Retrain ``c`` with ``seeds`` and report test KPIs per seed, mean and std (population)."""
+def evaluate(c: Candidate, splits: Splits, seeds: tuple[int, ...] = (1, 2, 3),
+             predictions: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Retrain ``c`` with ``seeds`` and report test KPIs per seed, mean and std (population).
+
+    Training is deterministic on CPU (fixed init and batch order per seed), so the same ``c``, seeds and train /
+    validation data give the same models whatever the test set. ``predictions``: if given, ``predictions["top1"]``
+    receives the predicted Top-1 beam per seed and test window, int64 [len(seeds), M]."""
     task = splits.spec(c.norm)
     mspec = c.model_spec(task)
     tr, val, te = (splits.candidate_arrays(c, p) for p in ("train", "val", "test"))
-    per = []
+    per, preds = [], []
     for s in seeds:
         fit = train(mspec, tr, val, c.recipe, s)
-        k = beam_kpis(scores(mspec, fit.params, te.x), te.rsrp)
+        out = scores(mspec, fit.params, te.x)
+        preds.append(topk_predictions(out, 1)[:, 0])
+        k = beam_kpis(out, te.rsrp)
         per.append({**k, "seed": s, "epochs": fit.epochs, "val_top1": fit.val_top1})
+    if predictions is not None:
+        predictions["top1"] = np.stack(preds).astype(np.int64)
     keys = [k for k in per[0] if k not in ("seed", "n")]
     return {"candidate": c.to_dict(), "label": c.label(), "params": mspec.num_params(), "task": task.to_dict(),
             "per_seed": per, "mean": {k: float(np.mean([p[k] for p in per])) for k in keys},
             "std": {k: float(np.std([p[k] for p in per])) for k in keys}, "n_test": int(len(te.y))}
+
+
+def cluster_bootstrap(correct: dict[str, np.ndarray], cluster: np.ndarray, diffs: tuple[tuple[str, str], ...] = (),
+                      n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Percentile bootstrap over clusters (e.g. trajectories) of accuracies and paired accuracy differences.
+
+    ``correct[name]``: float [M], per test window the share of correct predictions (0/1, or the mean over
+    seeds); ``cluster``: [M] the window's cluster id (windows of one trajectory are strongly correlated, so the
+    trajectory, not the window, is the independent unit). Each of ``n_boot`` resamples draws the clusters with
+    replacement and every method is scored on the same resample (paired), as sum of correct / number of windows.
+    ``diffs``: pairs (a, b) whose difference a - b is reported. Returns ``{"acc": {name: {point, lo, hi}},
+    "diff": {"a-b": {point, lo, hi}}, "n_boot", "level", "clusters", "windows"}`` (fractions, not percent)."""
+    cluster = np.asarray(cluster)
+    if cluster.ndim != 1 or not correct:
+        raise ConfigError("cluster_bootstrap needs per-window correctness arrays and a 1-D cluster id array")
+    if n_boot < 1 or not 0.0 < level < 1.0:
+        raise ConfigError("n_boot must be >= 1 and level in (0, 1)")
+    for name, v in correct.items():
+        if np.shape(v) != cluster.shape:
+            raise ConfigError(f"correct[{name!r}] has shape {np.shape(v)}, the cluster ids {cluster.shape}")
+    for a, b in diffs:
+        if a not in correct or b not in correct:
+            raise ConfigError(f"unknown method in difference {a}-{b}")
+    ids, inv = np.unique(cluster, return_inverse=True)
+    n_c = len(ids)
+    size = np.bincount(inv, minlength=n_c).astype(np.float64)  # windows per cluster
+    sums = {k: np.bincount(inv, weights=np.asarray(v, np.float64), minlength=n_c) for k, v in correct.items()}
+    rng = np.random.Generator(np.random.PCG64([int(seed), 0xB0075]))
+    w = np.zeros((n_boot, n_c))
+    for i in range(0, n_boot, 1000):  # resample weights: how often each cluster is drawn, [B, C]
+        w[i:i + 1000] = rng.multinomial(n_c, np.full(n_c, 1.0 / n_c), size=min(1000, n_boot - i))
+    denom = w @ size
+    boot = {k: (w @ s) / denom for k, s in sums.items()}
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+
+    def ci(point: float, b: np.ndarray) -> dict[str, float]:
+        lo, hi = np.percentile(b, q)
+        return {"point": float(point), "lo": float(lo), "hi": float(hi)}
+
+    point = {k: float(s.sum() / size.sum()) for k, s in sums.items()}
+    return {"acc": {k: ci(point[k], boot[k]) for k in correct},
+            "diff": {f"{a}-{b}": ci(point[a] - point[b], boot[a] - boot[b]) for a, b in diffs},
+            "n_boot": int(n_boot), "level": float(level), "clusters": int(n_c), "windows": int(cluster.size)}
 
 
 def default_candidates(max_epochs: int = 40, patience: int = 6,
@@ -325,6 +386,16 @@ class Spatial:
         return {k: v.detach().numpy() for k, v in self.params.items()}
 
 
+def drop_validation_mask(n: int, val_share: float = 0.1, seed: int = 0) -> np.ndarray:
+    """bool [n]: the drops :func:`train_spatial` holds out for early stopping (a seeded random row split)."""
+    if not 0.0 < val_share < 1.0:
+        raise ConfigError("val_share must be in (0, 1)")
+    rng = np.random.Generator(np.random.PCG64([int(seed), 0x5BA7]))
+    is_val = np.zeros(n, bool)
+    is_val[rng.choice(n, size=max(1, int(round(val_share * n))), replace=False)] = True
+    return is_val
+
+
 def train_spatial(drops: BeamDataset, template: BeamTaskSpec, hidden: tuple[int, ...] = (256, 256),
                   recipe: Recipe | None = None, val_share: float = 0.1, seed: int = 0,
                   case2_rows: tuple[BeamDataset, BeamDataset] | None = None) -> Spatial:
@@ -344,11 +415,7 @@ def train_spatial(drops: BeamDataset, template: BeamTaskSpec, hidden: tuple[int,
                            "got a BM-Case2 dataset")
     if drops.n_tx != template.n_tx:
         raise DatasetError(f"the drops have {drops.n_tx} Tx beams, the task {template.n_tx}")
-    if not 0.0 < val_share < 1.0:
-        raise ConfigError("val_share must be in (0, 1)")
-    rng = np.random.Generator(np.random.PCG64([int(seed), 0x5BA7]))
-    is_val = np.zeros(drops.n, bool)
-    is_val[rng.choice(drops.n, size=max(1, int(round(val_share * drops.n))), replace=False)] = True
+    is_val = drop_validation_mask(drops.n, val_share, seed)
     tr, val = drops.subset(~is_val), drops.subset(is_val)
     task = BeamTaskSpec(n_tx=template.n_tx, setb=template.setb, setb_indices=template.setb_indices,
                         rx_mode=template.rx_mode, rx_index=template.rx_index, rx_seed=template.rx_seed,
@@ -421,3 +488,38 @@ def spatial_baseline_scores(sp: Spatial, task: BeamTaskSpec, ds: BeamDataset, la
         raise ConfigError(f"last must be in [1, K={task.history}]")
     f = spatial_features(sp, task, ds).reshape(-1, task.history, task.n_tx) * SKIP_GAIN  # clipped log-probs
     return f[:, -last:].mean(axis=1)
+
+
+#: 2-D gNB-UE distance bins of :func:`spatial_breakdown`, metres (upper edges; the last bin is open)
+DISTANCE_BINS_M = (50.0, 75.0, 100.0, 125.0)
+#: trajectory time-step bins of :func:`spatial_breakdown` (upper edges of ``t_index``; the last bin is open)
+STEP_BINS = (1, 25, 50, 75)
+
+
+def _bin_names(edges: tuple[float, ...], unit: str) -> list[str]:
+    lo = (0.0, *edges)
+    return [f"[{a:g}, {b:g}) {unit}" for a, b in zip(lo, edges, strict=False)] + [f">= {edges[-1]:g} {unit}"]
+
+
+def spatial_breakdown(sp: Spatial, ds: BeamDataset) -> dict[str, Any]:
+    """The spatial model's Top-1 at the same instant on every row of ``ds`` (drops or trajectory rows), overall
+    and split by what the files record: LOS / NLOS, indoor / outdoor, 2-D distance (:data:`DISTANCE_BINS_M`) and,
+    for BM-Case2 rows, the time step along the trajectory (:data:`STEP_BINS`; ``t_index`` 0 is the trajectory's
+    initial drop). Returns ``{"n", "top1", "by": {feature: {bin: {"n", "top1", "share"}}}}`` (fractions)."""
+    ok = np.zeros(ds.n, bool)
+    for s in range(0, ds.n, 65536):  # chunks: a whole file's inputs need not sit in memory at once
+        part = ds.subset(slice(s, s + 65536))
+        ok[s:s + part.n] = scores(sp.model, sp.params, sp.task.inputs(part)).argmax(1) == part.label
+    groups: dict[str, tuple[np.ndarray, list[str]]] = {
+        "los": (np.where(np.asarray(ds.los, bool), 0, 1), ["LOS", "NLOS"]),
+        "indoor": (np.where(np.asarray(ds.indoor, bool), 0, 1), ["indoor", "outdoor"]),
+        "distance": (np.digitize(np.asarray(ds.d2d, np.float64), DISTANCE_BINS_M), _bin_names(DISTANCE_BINS_M, "m")),
+    }
+    if ds.t_index is not None:
+        groups["step"] = (np.digitize(np.asarray(ds.t_index), STEP_BINS), _bin_names(STEP_BINS, "steps"))
+    by: dict[str, dict[str, dict[str, float]]] = {}
+    for name, (idx, labels) in groups.items():
+        by[name] = {lab: {"n": int((idx == i).sum()), "share": float((idx == i).mean()),
+                          "top1": float(ok[idx == i].mean()) if (idx == i).any() else float("nan")}
+                    for i, lab in enumerate(labels)}
+    return {"n": int(ds.n), "top1": float(ok.mean()) if ds.n else float("nan"), "by": by}

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -73,3 +74,67 @@ def test_case2_eval_refuses_drops_of_another_configuration(files: Path) -> None:
     with pytest.raises(DatasetError, match="scenario.indoor_probability"):
         case2_eval.main(["--data", str(files / "c2"), "--out", str(files / "bad"), "--group", "target", "--setb",
                          "1/4", "--max-epochs", "1", "--spatial", str(files / "case1.h5"), "--spatial-hidden", "16"])
+
+
+def test_case2_eval_score_on_another_test_set(files: Path, capsys) -> None:
+    """--score-on retrains the cached chosen models (no new selection), which reproduces them exactly (the same
+    test file gives the cached Top-1 per seed), scores them on another test file with per-trajectory bootstrap
+    intervals, and saves the per-window predictions; --report adds the table."""
+    out = files / "scored"
+    args = ["--data", str(files / "c2"), "--out", str(out), "--group", "target", "--setb", "1/4", "--max-epochs", "1",
+            "--patience", "1", "--lr", "0.01", "--spatial", str(files / "drops.h5"), "--spatial-hidden", "16"]
+    with pytest.raises(SystemExit, match="run the evaluation first"):
+        case2_eval.main([*args, "--score-on", str(files / "c2" / "v30-test.h5")])
+    case2_eval.main(args)
+    cached = json.loads((out / "v30-p160-k4-f1-1of4-spatial.json").read_text())
+    case2_eval.main([*args, "--score-on", str(files / "c2" / "v30-test.h5"), "--bootstrap", "200"])
+    same = json.loads((out / "v30-p160-k4-f1-1of4-spatial-on-c2-v30-test-tall.json").read_text())
+    assert same["same_models_as_cached"] == {"mlp": True, "gru": True}
+    for kind in ("mlp", "gru"):
+        assert [p["top1"] for p in same["models"][kind]["per_seed"]] == [
+            p["top1"] for p in cached["models"][kind]["per_seed"]]
+        assert same["bootstrap"]["acc"][kind]["point"] == pytest.approx(cached["models"][kind]["mean"]["top1"])
+    for b in ("sh_seta", "sh_setb", "sh_spatial"):
+        assert same["bootstrap"]["acc"][b]["point"] == pytest.approx(cached["baselines"][b]["top1"])
+    assert same["spatial_hold_split"] == cached["spatial_hold_split"]
+    gap = same["target"]["gap"]
+    assert gap["lo"] <= gap["point"] <= gap["hi"] and same["target"]["verdict_at_level"] in ("met", "not met",
+                                                                                          "undecided")
+    # another test file (here the first 3 training trajectories, only to exercise the path): other windows
+    case2_eval.main([*args, "--score-on", str(files / "c2" / "v30-train.h5"), "--test-traj", "3", "--bootstrap",
+                     "200"])
+    other = json.loads((out / "v30-p160-k4-f1-1of4-spatial-on-c2-v30-train-t3.json").read_text())
+    assert other["test_traj"] == 3 and other["n_test"] == 3 * 68 and other["same_models_as_cached"]["gru"]
+    with np.load(out / "v30-p160-k4-f1-1of4-spatial-on-c2-v30-train-t3.npz") as z:
+        assert z["gru_top1"].shape == (3, 3 * 68) and len(np.unique(z["traj_id"])) == 3
+        assert float((z["gru_top1"] == z["genie"]).mean()) == pytest.approx(other["bootstrap"]["acc"]["gru"]["point"])
+    assert "target" in capsys.readouterr().out
+    md = case2_eval.report(out)
+    assert "other test sets" in md and "v30-train.h5" in md
+
+
+def test_case2_eval_breakdown_and_spatial_rows(files: Path, capsys) -> None:
+    """--breakdown splits the spatial model's same-instant Top-1 by LOS / distance / step on held-out drops and on
+    trajectory files; --spatial-rows adds trajectory instants to its training, and refuses rows that could hold
+    the setting's train / validation / test trajectories."""
+    out = files / "bd"
+    args = ["--data", str(files / "c2"), "--out", str(out), "--group", "target", "--setb", "1/4", "--spatial",
+            str(files / "drops.h5"), "--spatial-hidden", "16", "--spatial-epochs", "1", "--spatial-only"]
+    case2_eval.main([*args, "--breakdown", str(files / "c2" / "v30-test.h5")])
+    bd = json.loads((out / "spatial-1of4-16-nall-e1-breakdown.json").read_text())
+    assert set(bd) == {"held-out drops", str(files / "c2" / "v30-test.h5")}
+    assert bd["held-out drops"]["n"] == 50 and "step" not in bd["held-out drops"]["by"]
+    traj = bd[str(files / "c2" / "v30-test.h5")]
+    assert traj["n"] == 500 and sum(b["n"] for b in traj["by"]["step"].values()) == 500
+    assert "held-out drops: 50 rows" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        case2_eval.main([a for a in args if a != "--spatial-only"] + ["--breakdown", str(files / "drops.h5")])
+    assert "--breakdown needs --spatial-only" in capsys.readouterr().err
+    rows = ["--spatial-rows", str(files / "c2" / "v30-train.h5")]
+    with pytest.raises(SystemExit, match="skip at least"):  # the training file itself: its train trajectories
+        case2_eval.main([*args, *rows, "--train-traj", "5", "--spatial-rows-skip", "4"])
+    with pytest.raises(SystemExit, match="test trajectories"):
+        case2_eval.main([*args, "--spatial-rows", str(files / "c2" / "v30-test.h5")])
+    case2_eval.main([*args, *rows, "--train-traj", "5", "--spatial-rows-skip", "5"])
+    rec = json.loads((out / "spatial-1of4-16-nall-rows-c2-v30-train-skip5-e1.json").read_text())
+    assert rec["case2_rows"] == [400, 100]  # trajectories 5-9: 4 to training, 1 to early stopping

@@ -143,3 +143,74 @@ def test_spatial_checks(data, spatial) -> None:
         C.check_same_configuration(make_synthetic_beam_dataset(100, seed=7, indoor_share=0.5).preset, tr_ds.preset)
     with pytest.raises(DatasetError, match="preset"):
         C.check_same_configuration({}, tr_ds.preset)
+
+
+def test_evaluate_returns_the_predictions_and_candidates_round_trip(data) -> None:
+    """``evaluate(..., predictions=)`` gives each seed's Top-1 per test window (their accuracy is the reported
+    Top-1), retraining is deterministic, and a chosen candidate read back from its record is the same candidate."""
+    tr_ds, te_ds = data
+    tr, val = C.split_by_trajectory(tr_ds, 0.25, seed=0)
+    splits = C.Splits(BeamTaskSpec(case="case2", setb="1/4", history=2, horizon=1), tr, val, te_ds)
+    cand = C.Candidate("gru", (8,), C.Recipe(lr=3e-3, max_epochs=2, patience=1, soft_temperature_db=2.0))
+    assert C.Candidate.from_dict(cand.to_dict()) == cand
+    with pytest.raises(ConfigError, match="candidate record"):
+        C.Candidate.from_dict({"kind": "gru"})
+    preds: dict[str, np.ndarray] = {}
+    res = C.evaluate(cand, splits, seeds=(1, 2), predictions=preds)
+    te = splits.arrays(cand.norm, "test")
+    assert preds["top1"].shape == (2, len(te.y))
+    genie = te.rsrp.argmax(1)
+    for p, per in zip(preds["top1"], res["per_seed"], strict=True):
+        assert float((p == genie).mean()) == pytest.approx(per["top1"])
+    again = C.evaluate(C.Candidate.from_dict(res["candidate"]), splits, seeds=(1, 2))
+    assert again["per_seed"] == res["per_seed"]
+
+
+def test_cluster_bootstrap() -> None:
+    """Per-cluster resampling: the point is the pooled accuracy, the interval contains it, correlated windows
+    (whole clusters right or wrong) give a wider interval than the same windows as independent units, a paired
+    difference of a method with itself is exactly 0, and equal per-cluster accuracy gives a degenerate interval."""
+    rng = np.random.default_rng(0)
+    n_c, per = 100, 20
+    cluster = np.repeat(np.arange(n_c), per)
+    whole = np.repeat(rng.random(n_c) < 0.6, per).astype(float)  # every window of a cluster right or wrong
+    r = C.cluster_bootstrap({"a": whole, "b": whole}, cluster, diffs=(("a", "b"),), n_boot=2000)
+    a = r["acc"]["a"]
+    assert a["point"] == pytest.approx(whole.mean()) and a["lo"] <= a["point"] <= a["hi"]
+    assert r["diff"]["a-b"] == {"point": 0.0, "lo": 0.0, "hi": 0.0}
+    assert (r["clusters"], r["windows"], r["n_boot"]) == (n_c, n_c * per, 2000)
+    indep = C.cluster_bootstrap({"a": whole}, np.arange(n_c * per), n_boot=2000)["acc"]["a"]
+    assert (a["hi"] - a["lo"]) > 3 * (indep["hi"] - indep["lo"])  # about sqrt(20) = 4.5x wider
+    # a cluster-level standard error check: the 95% interval is about +- 1.96 sqrt(p (1 - p) / n_clusters)
+    p = whole.reshape(n_c, per)[:, 0].mean()
+    assert (a["hi"] - a["lo"]) / 2 == pytest.approx(1.96 * np.sqrt(p * (1 - p) / n_c), rel=0.15)
+    half = np.tile([1.0, 0.0], n_c * per // 2)  # every cluster exactly half right
+    flat = C.cluster_bootstrap({"h": half}, cluster, n_boot=500)["acc"]["h"]
+    assert flat["lo"] == pytest.approx(0.5) and flat["hi"] == pytest.approx(0.5)
+    assert C.cluster_bootstrap({"a": whole}, cluster, n_boot=500, seed=1) == C.cluster_bootstrap(
+        {"a": whole}, cluster, n_boot=500, seed=1)
+    with pytest.raises(ConfigError, match="shape"):
+        C.cluster_bootstrap({"a": whole[:-1]}, cluster)
+    with pytest.raises(ConfigError, match="unknown method"):
+        C.cluster_bootstrap({"a": whole}, cluster, diffs=(("a", "b"),))
+    with pytest.raises(ConfigError, match="n_boot"):
+        C.cluster_bootstrap({"a": whole}, cluster, n_boot=0)
+
+
+def test_spatial_breakdown(data, spatial) -> None:
+    """The spatial model's same-instant Top-1, overall and per LOS / indoor / distance / trajectory step bin: the
+    bins partition the rows and their weighted Top-1 is the overall one; drops have no step bins."""
+    _, te_ds = data
+    r = C.spatial_breakdown(spatial, te_ds)
+    ok = C.scores(spatial.model, spatial.params, spatial.task.inputs(te_ds)).argmax(1) == te_ds.label
+    assert r["n"] == te_ds.n and r["top1"] == pytest.approx(ok.mean())
+    assert set(r["by"]) == {"los", "indoor", "distance", "step"}
+    for bins in r["by"].values():
+        assert sum(b["n"] for b in bins.values()) == te_ds.n
+        assert sum(b["n"] * b["top1"] for b in bins.values() if b["n"]) == pytest.approx(ok.sum())
+    assert r["by"]["los"]["LOS"]["n"] == int(np.asarray(te_ds.los, bool).sum())
+    assert r["by"]["step"]["[0, 1) steps"]["n"] == len(np.unique(te_ds.traj_id))  # each trajectory's first row
+    drops = make_synthetic_beam_dataset(300, seed=9)
+    assert "step" not in C.spatial_breakdown(spatial, drops)["by"]
+    mask = C.drop_validation_mask(1000, 0.1, seed=0)
+    assert mask.sum() == 100 and np.array_equal(mask, C.drop_validation_mask(1000, 0.1, seed=0))
