@@ -32,7 +32,6 @@ Rules (docs/accuracy-per-byte.md "Protocol"):
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,11 +128,11 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
         raise ConfigError("the recipe grid is empty")
     t0 = time.perf_counter()
     seeds = list(cfg.search_seeds)
-    reuse = {json.dumps(k["recipe"], sort_keys=True): k for k in known
+    reuse = {TrainRecipe.from_dict(k["recipe"]): k for k in known
              if k.get("seeds", seeds) == seeds and len(k["val_top1"]) == len(seeds)}
     rows = []
     for r in grid:
-        old = reuse.get(json.dumps(r.to_dict(), sort_keys=True))
+        old = reuse.get(r)
         if old is not None:
             rows.append(old)
             continue

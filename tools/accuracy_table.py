@@ -38,7 +38,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 REPO = Path(__file__).resolve().parents[1]
 SCREEN = {"optimizer": "adam", "lr": 3e-3, "schedule": "cosine", "steps": 3000, "batch_size": 128, "weight_decay": 0.0}
@@ -178,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         cs = build_baseline(fit if part == "fit" else data, sel, q, bits, n, seed=0)
         return relabel(cs, teacher(part)) if labels == "teacher" else cs
 
-    def covers(search: dict[str, Any]) -> bool:  # the cached search has a row for every recipe of the grid
-        have = {json.dumps(r["recipe"], sort_keys=True) for r in search["rows"]}
-        return all(json.dumps(r.to_dict(), sort_keys=True) in have for r in COMPACT_GRID)
+    def searched(entry: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:  # a cached search with a row for every recipe of the grid
+        return entry is not None and set(COMPACT_GRID) <= {TrainRecipe.from_dict(r["recipe"])
+                                                            for r in entry["search"]["rows"]}
+
+    def finished(entry: dict[str, Any] | None) -> bool:  # searched on this grid, final set from the whole train set
+        return searched(entry) and entry.get("final_from") == "train"
 
     screen = scaled(TrainRecipe.from_dict({"version": 1, **SCREEN}))
     plan_recipe = max(COMPACT_GRID, key=lambda r: len(json.dumps(r.to_payload())))  # the largest stored recipe
@@ -202,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{ratio}x screen {k} n={n}: val {v:.4f}", flush=True)
             _save(cache_path, cache)
             entry = stage["final"].get(sel)
-            if entry is not None and entry.get("final_from") == "train" and covers(entry["search"]):
+            if finished(entry):
                 continue
             cands = [r for r in stage["screen"].values() if r["selection"] == sel]
             best = max(cands, key=lambda r: r["val_top1"])
-            if entry is None or not covers(entry["search"]):
+            if not searched(entry):
                 # the recipe search: on the set built from the fit part, scored on validation (an older cache's
                 # rows are reused; only recipes the grid gained since are trained)
                 cs = build(sel, best["quantizer"], best["bits"], best["n"])
@@ -236,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ratio}x {sel}: test {res.mean['top1']:.4f} ± {res.std['top1']:.4f} ({size} B)", flush=True)
         for method in [m for m in a.methods.split(",") if m and ratio >= a.min_method_ratio]:
             entry = stage["final"].get(method)
-            if entry is not None and entry.get("final_from") == "train" and covers(entry["search"]):
+            if finished(entry):
                 continue
             km = [r for r in stage["screen"].values() if r["selection"] == "kmeans" and r["quantizer"] != "float16"]
             best = max(km, key=lambda r: r["val_top1"]) if km else {"quantizer": "codebook", "bits": 4}
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 dcfg = replace(dcfg, iterations=max(2, int(dcfg.iterations * a.step_scale)), val_every=1)
             cost = PayloadCost(num_classes=data.num_classes, task={**data.task, "train": plan_recipe.to_payload()},
                                signed=True, payload_format=2)  # the signed v2 file, like the baselines
-            if entry is None or not covers(entry["search"]):  # the search: the set distilled from the fit part
+            if not searched(entry):  # the search: the set distilled from the fit part
                 print(f"{ratio}x {method}: distilling the fit part, stored as {q} {bits} bit", flush=True)
                 r = distill(fit, dcfg, budget, cost=cost)
                 s = search_recipe(spec, r.compact.X, r.compact.y, Xv, yv, COMPACT_GRID, cfg, progress=True,
