@@ -33,7 +33,7 @@ Rules (docs/accuracy-per-byte.md "Protocol"):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -90,7 +90,8 @@ class ProtocolConfig:
 
 @dataclass
 class RecipeSearch:
-    """One row per recipe of the grid: ``{"recipe": TrainRecipe.to_dict(), "val_top1": [per seed], "mean"}``."""
+    """One row per recipe of the grid: ``{"recipe": TrainRecipe.to_dict(), "val_top1": [per seed], "mean"}``; a
+    recipe left out by ``search_recipe(long_top=...)`` has ``"val_top1": []``, ``"mean": None``, ``"pruned": True``."""
 
     rows: list[dict[str, Any]]
     best: TrainRecipe
@@ -99,7 +100,7 @@ class RecipeSearch:
 
     @property
     def best_val(self) -> float:
-        return max(r["mean"] for r in self.rows)
+        return max(r["mean"] for r in self.rows if r["mean"] is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"best": self.best.to_dict(), "best_val_top1": self.best_val, "rows": self.rows,
@@ -118,31 +119,62 @@ def val_top1(spec: ModelSpec, params: Any, X_val: np.ndarray, y_val: np.ndarray)
 
 def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                   grid: tuple[TrainRecipe, ...], cfg: ProtocolConfig, *, soft: np.ndarray | None = None,
-                  progress: bool = False, known: tuple[dict[str, Any], ...] = ()) -> RecipeSearch:
+                  progress: bool = False, known: tuple[dict[str, Any], ...] = (),
+                  long_top: int | None = None) -> RecipeSearch:
     """Train every recipe of ``grid`` on ``X`` [n, D] / ``y`` [n] (optional soft-label logits ``soft`` [n, C])
-    with each search seed and keep the one with the best mean validation Top-1 (ties: fewer steps).
+    with each search seed and keep the one with the best mean validation Top-1 (ties: fewer steps, then grid order).
 
     ``known``: rows of an earlier search on the same set (``RecipeSearch.rows``); a grid recipe found there with the
-    same search seeds is not trained again (a grown grid only trains its new recipes)."""
+    same search seeds is not trained again (a grown grid only trains its new recipes).
+
+    ``long_top``: successive halving on the step counts, to bound the time. The recipes with the grid's largest
+    step count are trained only for the ``long_top`` best settings (every field but ``steps``) at the second-largest
+    step count; the others are listed as pruned. On the 23 full searches of ``docs/accuracy-per-byte.json``
+    (2 seeds, validation only) ``long_top=2`` keeps the chosen recipe of every one (``long_top=1``: 21 of 23)."""
     if not grid:
         raise ConfigError("the recipe grid is empty")
+    if long_top is not None and long_top < 1:
+        raise ConfigError(f"long_top must be >= 1, got {long_top}")
     t0 = time.perf_counter()
     seeds = list(cfg.search_seeds)
     reuse = {TrainRecipe.from_dict(k["recipe"]): k for k in known
              if k.get("seeds", seeds) == seeds and len(k["val_top1"]) == len(seeds)}
-    rows = []
-    for r in grid:
+    counts = sorted({r.steps for r in grid})
+    longest = counts[-1] if long_top is not None and len(counts) > 1 else None
+    rows: list[dict[str, Any]] = [{} for _ in grid]
+    for i in [i for i, r in enumerate(grid) if r.steps != longest] + [i for i, r in enumerate(grid) if r.steps == longest]:
+        r = grid[i]
+        if longest is not None and r.steps == longest and not _among_best_shorter(r, grid, rows, counts[-2], long_top):
+            rows[i] = {"recipe": r.to_dict(), "val_top1": [], "mean": None, "seeds": seeds, "pruned": True}
+            continue
         old = reuse.get(r)
         if old is not None:
-            rows.append(old)
+            rows[i] = old
             continue
         vals = [val_top1(spec, train_model(spec, X, y, s, r, soft=soft, device=cfg.device), X_val, y_val)
                 for s in seeds]
-        rows.append({"recipe": r.to_dict(), "val_top1": vals, "mean": float(np.mean(vals)), "seeds": seeds})
+        rows[i] = {"recipe": r.to_dict(), "val_top1": vals, "mean": float(np.mean(vals)), "seeds": seeds}
         if progress:
-            print(f"  {r.optimizer} lr={r.lr:g} {r.schedule} steps={r.steps}: val {rows[-1]['mean']:.4f}", flush=True)
-    k = max(range(len(grid)), key=lambda i: (rows[i]["mean"], -grid[i].steps))
+            print(f"  {r.optimizer} lr={r.lr:g} {r.schedule} steps={r.steps}: val {rows[i]['mean']:.4f}", flush=True)
+    k = max((i for i in range(len(grid)) if rows[i]["mean"] is not None),
+            key=lambda i: (rows[i]["mean"], -grid[i].steps, -i))
     return RecipeSearch(rows, grid[k], time.perf_counter() - t0)
+
+
+def _settings(r: TrainRecipe) -> TrainRecipe:
+    """``r`` with the steps field normalised, so recipes that differ only in length compare equal."""
+    return replace(r, steps=1)
+
+
+def _among_best_shorter(r: TrainRecipe, grid: tuple[TrainRecipe, ...], rows: list[dict[str, Any]], shorter: int,
+                        top: int) -> bool:
+    """Whether ``r``'s settings are among the ``top`` best (by mean, ties: grid order) of the grid recipes with
+    ``shorter`` steps; a recipe without such a shorter twin is always trained."""
+    ranked = sorted((i for i, g in enumerate(grid) if g.steps == shorter and rows[i].get("mean") is not None),
+                    key=lambda i: (-rows[i]["mean"], i))
+    if _settings(r) not in {_settings(g) for g in grid if g.steps == shorter}:
+        return True
+    return _settings(r) in {_settings(grid[i]) for i in ranked[:top]}
 
 
 def final_eval(spec: ModelSpec, X: np.ndarray, y: np.ndarray, data: TaskData, recipe: TrainRecipe,

@@ -76,6 +76,41 @@ class EvalResult:
         }
 
 
+def _update(r: TrainRecipe, t: int, ps: list[Tensor], grads: list[Tensor], state: list[list[Tensor]]) -> None:
+    """One optimizer update of the tensors ``ps`` in place (torch.optim.SGD / Adam semantics with L2 weight decay, the
+    formulas the ONNX graphs repeat: ``server/onnx_export/step.optimizer_update``), every tensor at once with
+    ``torch._foreach_*`` (the same element-wise operations in the same order as one tensor at a time, so the
+    result is bit-identical, with ~6x fewer Python-level calls). ``state`` starts empty and is filled on the first
+    update (SGD: [momentum buffers]; Adam: [exp_avg list, exp_avg_sq list])."""
+    lr = r.lr_at(t)
+    d_p = torch._foreach_add(grads, torch._foreach_mul(ps, r.weight_decay)) if r.weight_decay else grads
+    if r.optimizer == "sgd":
+        if r.momentum:
+            if not state:
+                state.append([g.clone() for g in d_p])
+            else:
+                torch._foreach_mul_(state[0], r.momentum)
+                torch._foreach_add_(state[0], d_p)
+            d_p = state[0]
+        torch._foreach_sub_(ps, torch._foreach_mul(d_p, lr))
+        return
+    if not state:
+        state.extend([[torch.zeros_like(p) for p in ps], [torch.zeros_like(p) for p in ps]])
+    m, v = state
+    torch._foreach_mul_(m, r.beta1)
+    torch._foreach_add_(m, d_p, alpha=1.0 - r.beta1)
+    torch._foreach_mul_(v, r.beta2)
+    torch._foreach_addcmul_(v, d_p, d_p, value=1.0 - r.beta2)
+    k = t + 1
+    step_size = lr / (1.0 - r.beta1**k)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, (1.0 - r.beta2**k) ** 0.5)
+    torch._foreach_add_(denom, r.eps)
+    upd = torch._foreach_div(m, denom)
+    torch._foreach_mul_(upd, step_size)
+    torch._foreach_sub_(ps, upd)
+
+
 def _loss(logits: Tensor, y: Tensor, soft: Tensor | None, soft_weight: float) -> Tensor:
     """The recipe's loss (edge_sdk.modelspec): hard CE, soft CE against ``softmax(soft)``, or their mix."""
     if soft is None:
@@ -107,34 +142,14 @@ def train_model(spec: ModelSpec, X: np.ndarray | Tensor, y: np.ndarray | Tensor,
     r = recipe
     params = init_torch_params(spec, seed, dev, requires_grad=True)
     names = list(params)
-    state: list[list[Tensor] | None] = [None] * len(names)
+    plist = [params[n] for n in names]
+    state: list[list[Tensor]] = []
     for t, _, idx in iter_batches(Xt.shape[0], r.batch_size, seed, 0, r.steps):
         it = torch.from_numpy(idx).to(dev)
         loss = _loss(forward(spec, params, Xt[it]), yt[it], st[it] if st is not None else None, r.soft_weight)
-        grads = torch.autograd.grad(loss, [params[n] for n in names])
-        lr = r.lr_at(t)
+        grads = torch.autograd.grad(loss, plist)
         with torch.no_grad():
-            for i, (n, g) in enumerate(zip(names, grads, strict=True)):
-                p = params[n]
-                d_p = g + r.weight_decay * p if r.weight_decay else g
-                if r.optimizer == "sgd":
-                    if r.momentum:
-                        if state[i] is None:
-                            state[i] = [d_p.clone()]
-                        else:
-                            state[i][0].mul_(r.momentum).add_(d_p)  # type: ignore[index]
-                        d_p = state[i][0]  # type: ignore[index]
-                    p.sub_(lr * d_p)
-                else:  # adam
-                    if state[i] is None:
-                        state[i] = [torch.zeros_like(p), torch.zeros_like(p)]
-                    m, v = state[i]  # type: ignore[misc]
-                    m.mul_(r.beta1).add_(d_p, alpha=1.0 - r.beta1)
-                    v.mul_(r.beta2).addcmul_(d_p, d_p, value=1.0 - r.beta2)
-                    k = t + 1
-                    step_size = lr / (1.0 - r.beta1**k)
-                    denom = v.sqrt() / ((1.0 - r.beta2**k) ** 0.5) + r.eps
-                    p.sub_(step_size * (m / denom))
+            _update(r, t, plist, list(grads), state)
     return {k: v.detach() for k, v in params.items()}
 
 

@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     wd = f", weight decay {recipe.weight_decay:g}" if recipe.weight_decay else ""
     print(f"* same payload, seed 0 and recipe ({recipe.steps} {recipe.optimizer} updates of {recipe.batch_size}, "
           f"lr {recipe.lr:g} {recipe.schedule}{wd}); device - server Top-1 = {100 * (dk['top1'] - same['top1']):+.2f} points")
-    print(f"auto chose on the validation split: {describe_choice(report)}")
+    print(f"auto chose on validation: {describe_choice(report)}")
     print(f"\ndevice: {dev['steps_per_s']:.0f} steps/s, peak RSS {dev['peak_rss_mb']:.0f} MB, "
           f"{dev['bytes_received']:,} bytes received, signature verified, torch never imported")
     REPORT.stop()

@@ -46,7 +46,9 @@ from edge_sdk.errors import ConfigError
               help="bit width (default 3 for quantizers), or 'auto' (sweet-spot search with short proxy runs)")
 @click.option("--per-feature", is_flag=True, help="uniform quantizer: one clipping threshold per feature")
 @click.option("--ipc", type=int, default=None, help="samples per class (default: as many as fit the budget)")
-@click.option("--iterations", type=int, default=300, show_default=True, help="distillation iterations")
+@click.option("--iterations", type=click.IntRange(1, None), default=None,
+              help="distillation iterations (default: 300; --method auto: 100 for its quadd-kip candidate, "
+                   "server/distill/auto.py)")
 @click.option("--soft-labels", is_flag=True, help="mtt hosts: learn soft labels (stored, counted in the budget)")
 @click.option("--labels", type=click.Choice(LABEL_SOURCES), default="data", show_default=True,
               help="teacher: file every stored row under the class an ensemble trained on the training data "
@@ -56,7 +58,7 @@ from edge_sdk.errors import ConfigError
 @click.option("--teacher-steps", type=click.IntRange(1, None), default=16000, show_default=True,
               help="--labels teacher / auto: training steps of each teacher model (Adam 3e-3, cosine)")
 @pipeline_options
-def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool, ipc: int | None, iterations: int,
+def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool, ipc: int | None, iterations: int | None,
         soft_labels: bool, labels: str, teacher_members: int, teacher_steps: int, **kw: Any) -> None:
     """Distill a training set into a payload that fits a byte budget, and evaluate it."""
     args = parse_common({k: kw[k] for k in SHARED_KEYS}, ignores_budget=method == "full")
@@ -89,14 +91,14 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
         from edge_sdk.server.distill import DistillConfig
 
         return DistillConfig(method=canonical, quantizer=quantizer, bits=bits_val, search_bits=bits == "auto",
-                             per_feature=per_feature, ipc=ipc, iterations=iterations, soft_labels=soft_labels,
-                             labels=labels, teacher_members=teacher_members, teacher_steps=teacher_steps,
+                             per_feature=per_feature, ipc=ipc, soft_labels=soft_labels, labels=labels,
+                             **({"iterations": iterations} if iterations is not None else {}), teacher_members=teacher_members, teacher_steps=teacher_steps,
                              seed=args.seed, device=device)
 
     run_face(config, args)
 
 
-def _run_auto(args: Any, iterations: int, teacher_members: int, teacher_steps: int) -> None:
+def _run_auto(args: Any, iterations: int | None, teacher_members: int, teacher_steps: int) -> None:
     """``--method auto``: the search of ``edge_sdk.server.distill.auto`` on the loaded data, then the pipeline run of
     the winner with the chosen recipe; the search table goes into report.json (``extra.auto``)."""
     from dataclasses import replace
@@ -117,6 +119,8 @@ def _run_auto(args: Any, iterations: int, teacher_members: int, teacher_steps: i
     from edge_sdk.server.train_eval import EvalConfig
 
     configure_torch_threads(args.threads)
+    if iterations is None:
+        iterations = auto.DEFAULT.kip_iterations
     if args.budget is None:
         raise ConfigError("--method auto needs a byte budget: --budget (e.g. 16KiB) or --compression (e.g. 36x)")
     device = args.device or default_device()

@@ -11,15 +11,17 @@ torch.set_num_threads(1)
 
 from edge_sdk.errors import ConfigError  # noqa: E402
 from edge_sdk.modelspec import TrainRecipe  # noqa: E402
-from edge_sdk.server.distill.auto import AutoConfig, quantizer_options, search_auto  # noqa: E402
+from edge_sdk.server.distill.auto import CHECK_RECIPE, AutoConfig, quantizer_options, search_auto  # noqa: E402
 from edge_sdk.server.payload_io import PayloadCost  # noqa: E402
-from edge_sdk.server.protocol import ProtocolConfig  # noqa: E402
+from edge_sdk.server.protocol import COMPACT_GRID, ProtocolConfig  # noqa: E402
 from tests.server.test_distill import tiny_task  # noqa: E402
 
 SMALL = AutoConfig(kip_iterations=3, protocol=ProtocolConfig(search_seeds=(0,)), teacher_members=1, teacher_steps=60,
                    screen_recipe=TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
                    grid=(TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
-                         TrainRecipe(optimizer="sgd", lr=1e-6, steps=5)))
+                         TrainRecipe(optimizer="sgd", lr=1e-6, steps=5)),
+                   check_recipe=TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0))
+NO_CHECK = AutoConfig(**{**SMALL.__dict__, "finalists": 0})
 
 
 def test_quantizer_options_follow_the_payload_format():
@@ -29,9 +31,10 @@ def test_quantizer_options_follow_the_payload_format():
 
 @pytest.mark.parametrize("fmt", [1, 2])
 def test_search_scores_every_candidate_and_keeps_the_best(fmt):
+    """With the check stage off, the best screened candidate wins."""
     d = tiny_task()
     cost = PayloadCost(num_classes=4, task={**d.task, "train": SMALL.screen_recipe.to_payload()}, payload_format=fmt)
-    c = search_auto(d, 900, AutoConfig(**{**SMALL.__dict__, "payload_format": fmt, "kip_iterations": 3}), cost)
+    c = search_auto(d, 900, AutoConfig(**{**NO_CHECK.__dict__, "payload_format": fmt}), cost)
     scored = [r for r in c.table if r["val_top1"] is not None]
     methods = {r["method"] for r in c.table}
     assert {"random", "kmeans", "quadd-kip"} <= methods
@@ -43,8 +46,44 @@ def test_search_scores_every_candidate_and_keeps_the_best(fmt):
     assert (c.method, c.quantizer, c.labels) == (best["method"], best["quantizer"], best["labels"])
     assert c.teacher is not None and c.teacher["members"] == 1
     assert c.recipe == SMALL.grid[0]  # the useless recipe loses on validation
-    assert all(r["bytes"] <= 900 for r in scored)
+    assert all(r["bytes"] <= 900 for r in scored) and c.check is None
+    assert not any("check_val_top1" in r for r in c.table)
     json.dumps(c.to_dict())
+
+
+def test_check_stage_rescores_the_finalists_on_more_splits_and_keeps_the_best_mean(monkeypatch):
+    from edge_sdk.server import protocol
+
+    searched = []
+    real_train = protocol.train_model
+    monkeypatch.setattr(protocol, "train_model", lambda *a, **k: searched.append(a[4]) or real_train(*a, **k))
+    d = tiny_task()
+    cost = PayloadCost(num_classes=4, task={**d.task, "train": SMALL.screen_recipe.to_payload()}, payload_format=2)
+    cfg = AutoConfig(**{**SMALL.__dict__, "payload_format": 2, "finalists": 3, "check_splits": 2})
+    c = search_auto(d, 900, cfg, cost)
+    checked = [r for r in c.table if "check_val_top1" in r]
+    screened = sorted((r for r in c.table if r["val_top1"] is not None), key=lambda r: -r["val_top1"])
+    assert checked and len(checked) == 3 and all(r in screened[:3] for r in checked)
+    assert all(len(r["check_val_top1"]) == 2 and r["check_mean"] == pytest.approx(sum(r["check_val_top1"]) / 2)
+               for r in checked)
+    chosen = [r for r in c.table if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0] in checked
+    assert chosen[0]["check_mean"] == max(r["check_mean"] for r in checked)
+    assert c.check is not None and c.check["split_seeds"] == [0, 1] and len(c.check["finalists"]) == 3
+    # the winner's split-0 check score is reused as its grid row when the check recipe is in the grid
+    grid_rows = {json.dumps(r["recipe"], sort_keys=True): r for r in c.recipe_search["rows"]}
+    row = grid_rows[json.dumps(SMALL.check_recipe.to_dict(), sort_keys=True)]
+    assert row["val_top1"] == [chosen[0]["check_val_top1"][0]]
+    assert searched == [r for r in SMALL.grid if r != SMALL.check_recipe]  # ... and not trained again
+    json.dumps(c.to_dict())
+
+
+def test_default_check_recipe_is_a_grid_recipe_and_the_config_is_checked():
+    assert CHECK_RECIPE in COMPACT_GRID
+    with pytest.raises(ConfigError, match="check_splits"):
+        AutoConfig(check_splits=0)
+    with pytest.raises(ConfigError, match="finalists"):
+        AutoConfig(finalists=-1)
 
 
 def test_search_without_teacher_keeps_the_data_labels():

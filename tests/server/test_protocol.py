@@ -1,5 +1,7 @@
 """server/protocol.py: the validation split of the training data, the recipe search and the final evaluation."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,38 @@ def test_search_reuses_known_rows_and_trains_only_new_recipes():
     assert other.rows[0] is not fake and len(other.rows[0]["val_top1"]) == 2
 
 
+def test_long_top_trains_the_longest_recipes_only_for_the_best_shorter_settings():
+    d = task(noise=3.0)
+    fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
+    cfg = ProtocolConfig(search_seeds=(0,))
+    base = TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=50, batch_size=64, weight_decay=0.0)
+    settings = [base, base.with_overrides(lr=1e-3), base.with_overrides(lr=1e-7)]
+    short = [r.with_overrides(steps=50) for r in settings]
+    long = [r.with_overrides(steps=120) for r in settings]
+    lone = base.with_overrides(optimizer="sgd", lr=0.05, steps=120)  # no 50-step twin: always trained
+    # the shorter rows come as known rows, so their ranking (0.9 > 0.8 > 0.1) is fixed by the test
+    known = tuple({"recipe": r.to_dict(), "val_top1": [m], "mean": m, "seeds": [0]}
+                  for r, m in zip(short, (0.9, 0.8, 0.1), strict=True))
+    grid = (long[2], *short, long[0], lone, long[1])
+    s = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, grid, cfg, known=known, long_top=2)
+    rows = {json.dumps(r["recipe"], sort_keys=True): r for r in s.rows}
+
+    def row(r):
+        return rows[json.dumps(r.to_dict(), sort_keys=True)]
+
+    assert row(long[2])["pruned"] and row(long[2])["mean"] is None and row(long[2])["val_top1"] == []
+    for r in (long[0], long[1], lone):
+        assert "pruned" not in row(r) and len(row(r)["val_top1"]) == 1 and 0.0 <= row(r)["mean"] <= 1.0
+    assert [r["recipe"] for r in s.rows] == [r.to_dict() for r in grid]  # rows stay in grid order
+    assert s.best != long[2] and s.best_val == max(r["mean"] for r in s.rows if r["mean"] is not None)
+    top1 = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, grid, cfg, known=known, long_top=1)
+    assert [r.get("pruned", False) for r in top1.rows] == [True, False, False, False, False, False, True]
+    full = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, grid, cfg, known=known)
+    assert not any(r.get("pruned") for r in full.rows)
+    with pytest.raises(ConfigError, match="long_top"):
+        search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, grid, cfg, long_top=0)
+
+
 def test_ties_go_to_the_recipe_with_fewer_steps():
     d = task(noise=0.05)  # separable: both recipes reach 1.0 on validation
     fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
@@ -119,3 +153,35 @@ def test_final_eval_uses_the_final_seeds_on_the_test_set():
     res = final_eval(d.spec, d.X_train, d.y_train, d, r, ProtocolConfig(final_seeds=(0, 1, 2)))
     assert res.seeds == [0, 1, 2] and len(res.per_seed) == 3
     assert 0.9 <= res.mean["top1"] <= 1.0
+
+
+def test_long_top_keeps_the_choice_of_every_full_search_in_the_accuracy_table():
+    """The claim in search_recipe's docstring and docs/distillation.md, checked on the shipped table's searches (no
+    training: every grid row is known, so search_recipe only applies the pruning and picks)."""
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[2] / "docs" / "accuracy-per-byte.json").read_text())
+
+    def searches(o):
+        if isinstance(o, dict):
+            rows = o.get("rows")
+            if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "recipe" in rows[0]:
+                yield rows
+            for v in o.values():
+                yield from searches(v)
+        elif isinstance(o, list):
+            for v in o:
+                yield from searches(v)
+
+    full = [rows for rows in searches(doc) if [TrainRecipe.from_dict(r["recipe"]) for r in rows] == list(COMPACT_GRID)]
+    assert len(full) == 23
+    spec = ModelSpec(kind="mlp", input_dim=8, num_classes=32, hidden=(128, 128))
+    none = np.zeros((0, 8), np.float32), np.zeros(0, np.int64)
+    changed = {1: 0, 2: 0}
+    for rows in full:
+        seeds = ProtocolConfig(search_seeds=tuple(range(len(rows[0]["val_top1"]))))
+        whole = search_recipe(spec, *none, *none, COMPACT_GRID, seeds, known=tuple(rows))
+        for top in changed:
+            pruned = search_recipe(spec, *none, *none, COMPACT_GRID, seeds, known=tuple(rows), long_top=top)
+            changed[top] += pruned.best != whole.best
+    assert changed == {1: 2, 2: 0}

@@ -166,3 +166,48 @@ def test_train_model_leaves_its_inputs_alone():
     train_model(d.spec, d.X_train, d.y_train, 0, TrainRecipe(steps=5))
     np.testing.assert_array_equal(X, d.X_train)
     np.testing.assert_array_equal(y, d.y_train)
+
+
+@pytest.mark.parametrize("optimizer,wd,momentum", [("sgd", 5e-4, 0.9), ("sgd", 0.0, 0.0), ("adam", 1e-3, 0.0),
+                                                   ("adam", 0.0, 0.0)])
+def test_foreach_update_is_bit_identical_to_one_tensor_at_a_time(optimizer, wd, momentum):
+    """train_model's torch._foreach_* update (server/train_eval._update) gives exactly the parameters of the same
+    formulas applied one tensor at a time (the form before the change), so cached results stay reproducible."""
+    from edge_sdk.server.models import forward, init_torch_params
+
+    d = tiny_task()
+    r = TrainRecipe(optimizer=optimizer, schedule="cosine", lr=0.01 if optimizer == "adam" else 0.05, steps=37,
+                    batch_size=32, weight_decay=wd, momentum=momentum)
+    got = train_model(d.spec, d.X_train, d.y_train, 2, r)
+    p = init_torch_params(d.spec, 2, requires_grad=True)
+    names = list(p)
+    state: list = [None] * len(names)
+    X, y = torch.from_numpy(d.X_train), torch.from_numpy(d.y_train)
+    for t, _, idx in iter_batches(len(y), r.batch_size, 2, 0, r.steps):
+        it = torch.from_numpy(idx)
+        loss = torch.nn.functional.cross_entropy(forward(d.spec, p, X[it]), y[it])
+        grads = torch.autograd.grad(loss, [p[n] for n in names])
+        lr = r.lr_at(t)
+        with torch.no_grad():
+            for i, (n, g) in enumerate(zip(names, grads, strict=True)):
+                w = p[n]
+                d_p = g + r.weight_decay * w if r.weight_decay else g
+                if r.optimizer == "sgd":
+                    if r.momentum:
+                        if state[i] is None:
+                            state[i] = [d_p.clone()]
+                        else:
+                            state[i][0].mul_(r.momentum).add_(d_p)
+                        d_p = state[i][0]
+                    w.sub_(lr * d_p)
+                else:
+                    if state[i] is None:
+                        state[i] = [torch.zeros_like(w), torch.zeros_like(w)]
+                    m, v = state[i]
+                    m.mul_(r.beta1).add_(d_p, alpha=1.0 - r.beta1)
+                    v.mul_(r.beta2).addcmul_(d_p, d_p, value=1.0 - r.beta2)
+                    k = t + 1
+                    denom = v.sqrt() / ((1.0 - r.beta2**k) ** 0.5) + r.eps
+                    w.sub_(lr / (1.0 - r.beta1**k) * (m / denom))
+    for k in got:
+        assert torch.equal(got[k], p[k].detach()), k
