@@ -144,7 +144,8 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
     rows: list[dict[str, Any]] = [{} for _ in grid]
     for i in [i for i, r in enumerate(grid) if r.steps != longest] + [i for i, r in enumerate(grid) if r.steps == longest]:
         r = grid[i]
-        if longest is not None and r.steps == longest and not _among_best_shorter(r, grid, rows, counts[-2], long_top):
+        if (longest is not None and long_top is not None and r.steps == longest
+                and not _among_best_shorter(r, grid, rows, counts[-2], long_top)):
             rows[i] = {"recipe": r.to_dict(), "val_top1": [], "mean": None, "seeds": seeds, "pruned": True}
             continue
         old = reuse.get(r)

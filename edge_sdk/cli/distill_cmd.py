@@ -92,7 +92,7 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
 
         return DistillConfig(method=canonical, quantizer=quantizer, bits=bits_val, search_bits=bits == "auto",
                              per_feature=per_feature, ipc=ipc, soft_labels=soft_labels, labels=labels,
-                             **({"iterations": iterations} if iterations is not None else {}), teacher_members=teacher_members, teacher_steps=teacher_steps,
+                             iterations=iterations if iterations is not None else DistillConfig.iterations, teacher_members=teacher_members, teacher_steps=teacher_steps,
                              seed=args.seed, device=device)
 
     run_face(config, args)
