@@ -69,7 +69,9 @@ def cli() -> None:
               help="tier name per payload, in order (default: the report's budget spec, e.g. 36x)")
 @click.option("--rank-by", default="top1", show_default=True,
               help="KPI that orders tiers best first (when every tier has it; else by payload size)")
-@click.option("--min-runtime", default=None, help="oldest edge-sdk runtime that may use the release (default: this one)")
+@click.option("--min-runtime", default=None,
+              help="oldest edge-sdk runtime that may use the release (default: this one; never below the first "
+                   "runtime that reads the tiers' payload format: 0.1.0 for v1, 0.2.0 for v2)")
 @click.option("--extra", "extras", multiple=True, metavar="TYPE=FILE",
               help="release-level typed blob, e.g. model-card=card.md; repeatable")
 @JSON_OPT

@@ -226,6 +226,22 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
+#: the first edge-sdk runtime that reads each payload format (major version): a release's ``min_runtime`` is never
+#: below the entry of any of its tiers' formats, so a runtime that cannot read a tier is refused by the manifest
+#: check (:func:`check_runtime`, typed ``RuntimeTooOld``) before it downloads anything
+FORMAT_MIN_RUNTIME: dict[int, str] = {1: "0.1.0", 2: "0.2.0"}
+
+
+def format_min_runtime(formats: Iterable[int]) -> str:
+    """The lowest runtime version that reads every payload format (major version) in ``formats``."""
+    need = "0.0.0"
+    for f in formats:
+        if f not in FORMAT_MIN_RUNTIME:
+            raise ConfigError(f"no known edge-sdk runtime reads payload format {f}")
+        need = max(need, FORMAT_MIN_RUNTIME[f], key=parse_version)
+    return need
+
+
 def check_runtime(release: Release, runtime_version: str | None = None) -> None:
     """Raise :class:`RuntimeTooOld` when ``runtime_version`` (default: this package) is below ``min_runtime``."""
     if runtime_version is None:

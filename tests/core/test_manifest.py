@@ -271,6 +271,16 @@ def test_min_runtime_M12():
         check_runtime(newer)  # this package's version
 
 
+def test_format_min_runtime_is_the_newest_reader_needed():
+    from edge_sdk.errors import ConfigError
+    from edge_sdk.release.manifest import format_min_runtime
+
+    assert format_min_runtime([1]) == "0.1.0" and format_min_runtime([1, 2, 1]) == format_min_runtime([2]) == "0.2.0"
+    assert format_min_runtime([]) == "0.0.0"
+    with pytest.raises(ConfigError, match="format 3"):
+        format_min_runtime([2, 3])
+
+
 def test_writer_output_passes_reader_M13():
     """The writer's output always parses, and encoding is canonical (same release -> same bytes)."""
     rel = sample_release()

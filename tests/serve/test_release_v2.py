@@ -66,6 +66,33 @@ def test_publish_attaches_the_task_blob_once_at_release_level(tmp_path, release_
     assert store.verify().ok
 
 
+def test_release_min_runtime_is_never_below_the_first_reader_of_its_payload_format(tmp_path, release_files_v2,
+                                                                                 release_files):
+    """M12 + FORMAT_MIN_RUNTIME: a v2 release needs edge-sdk >= 0.2.0 (the first runtime that reads format v2), so a
+    0.1.0 runtime refuses it from the manifest alone; a v1-only release may still be offered to 0.1.0 devices."""
+    from edge_sdk._version import __version__
+    from edge_sdk.release import RuntimeTooOld, check_runtime
+    from edge_sdk.release.manifest import FORMAT_MIN_RUNTIME, parse_version
+
+    assert FORMAT_MIN_RUNTIME == {1: "0.1.0", 2: "0.2.0"} and parse_version(__version__) >= (0, 2, 0)
+    store = Store(tmp_path / "store", create=True)
+    v2 = publish(store, [release_files_v2.big], channel=CHANNEL).manifest.release
+    assert parse_version(v2.min_runtime) == parse_version(__version__)  # default: the publishing runtime
+    with pytest.raises(RuntimeTooOld, match=r"needs edge-sdk >= 0\.2\.0"):
+        check_runtime(v2, "0.1.0")
+    with pytest.raises(ConfigError, match=r"--min-runtime 0\.1\.0 is below 0\.2\.0.*format 2"):
+        publish(store, [release_files_v2.big], min_runtime="0.1.0")
+    assert publish(store, [release_files_v2.big], min_runtime="0.2.0").manifest.release.min_runtime == "0.2.0"
+    v1 = publish(store, [release_files.big], min_runtime="0.1.0").manifest.release
+    assert v1.min_runtime == "0.1.0"
+    check_runtime(v1, "0.1.0")
+    from edge_sdk.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["store", "add", "--store", str(tmp_path / "store"), "--channel", CHANNEL,
+                                   "--min-runtime", "0.1.0", str(release_files_v2.big)])
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError) and "below 0.2.0" in str(res.exception)
+
+
 def test_publish_finds_the_task_blob_given_or_in_the_store(tmp_path, release_files_v2):
     alone = tmp_path / "alone"
     alone.mkdir()
