@@ -18,12 +18,12 @@ Rules (docs/accuracy-per-byte.md "Protocol"):
   the rest (the *fit* part), recipes are scored on the validation rows; the test set plays no part in any
   choice.
 * **Recipe search**: a fixed grid (:data:`COMPACT_GRID` for compact sets, :data:`FULL_GRID` for the full-data
-  baseline): Adam with a cosine schedule at two learning rates, three or four step counts and two weight decays, plus
-  the fixed recipe the project used before (SGD lr 0.05, 2,000 steps) so the search can only improve on it. Early stopping is done on
-  this coarse grid of step counts: a cosine schedule is defined by its length, so the chosen count is a fixed
-  number of updates the device repeats exactly (the recipe travels in the payload). Each recipe is trained with
-  ``search_seeds`` and scored by its mean validation Top-1; ties go to the recipe with fewer steps (less work on
-  the device).
+  baseline): Adam with a cosine schedule at two learning rates, three or four step counts and two weight decays,
+  plus the fixed recipe the project used before (SGD lr 0.05, 2,000 steps) so the search can only improve on it.
+  Early stopping is done on this coarse grid of step counts: a cosine schedule is defined by its length, so the
+  chosen count is a fixed number of updates the device repeats exactly (the recipe travels in the payload). Each
+  recipe is trained with ``search_seeds`` and scored by its mean validation Top-1; ties go to the recipe with fewer
+  steps (less work on the device).
 * **Final result**: the chosen recipe, ``final_seeds`` fresh models, the test KPIs once
   (``edge_sdk.server.train_eval.evaluate_compact``). The full-data baseline's final runs train on the whole
   training set (fit + validation rows): the strongest baseline a practitioner would ship, so ratios to it are
@@ -107,6 +107,16 @@ class RecipeSearch:
                 "seconds": self.seconds}
 
 
+def search_row(recipe: TrainRecipe, vals: list[float], seeds: list[int]) -> dict[str, Any]:
+    """One :class:`RecipeSearch` row: ``recipe`` scored ``vals`` (validation Top-1 per seed of ``seeds``); no
+    ``vals`` marks a recipe the search left out (``"pruned": True``, ``"mean": None``)."""
+    row: dict[str, Any] = {"recipe": recipe.to_dict(), "val_top1": list(vals),
+                           "mean": float(np.mean(vals)) if vals else None, "seeds": list(seeds)}
+    if not vals:
+        row["pruned"] = True
+    return row
+
+
 def split_train_val(data: TaskData, cfg: ProtocolConfig) -> tuple[TaskData, tuple[np.ndarray, np.ndarray]]:
     """``(fit part, (X_val [M, D], y_val [M]))``: the stratified validation split of the training set."""
     return split_validation(data, cfg.val_frac, cfg.split_seed)
@@ -142,11 +152,12 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
     counts = sorted({r.steps for r in grid})
     longest = counts[-1] if long_top is not None and len(counts) > 1 else None
     rows: list[dict[str, Any]] = [{} for _ in grid]
-    for i in [i for i, r in enumerate(grid) if r.steps != longest] + [i for i, r in enumerate(grid) if r.steps == longest]:
+    # the longest recipes last: pruning them needs the scores of the second-longest ones
+    for i in sorted(range(len(grid)), key=lambda i: grid[i].steps == longest):
         r = grid[i]
         if (longest is not None and long_top is not None and r.steps == longest
                 and not _among_best_shorter(r, grid, rows, counts[-2], long_top)):
-            rows[i] = {"recipe": r.to_dict(), "val_top1": [], "mean": None, "seeds": seeds, "pruned": True}
+            rows[i] = search_row(r, [], seeds)
             continue
         old = reuse.get(r)
         if old is not None:
@@ -154,7 +165,7 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
             continue
         vals = [val_top1(spec, train_model(spec, X, y, s, r, soft=soft, device=cfg.device), X_val, y_val)
                 for s in seeds]
-        rows[i] = {"recipe": r.to_dict(), "val_top1": vals, "mean": float(np.mean(vals)), "seeds": seeds}
+        rows[i] = search_row(r, vals, seeds)
         if progress:
             print(f"  {r.optimizer} lr={r.lr:g} {r.schedule} steps={r.steps}: val {rows[i]['mean']:.4f}", flush=True)
     k = max((i for i in range(len(grid)) if rows[i]["mean"] is not None),

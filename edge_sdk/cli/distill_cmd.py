@@ -58,7 +58,8 @@ from edge_sdk.errors import ConfigError
 @click.option("--teacher-steps", type=click.IntRange(1, None), default=16000, show_default=True,
               help="--labels teacher / auto: training steps of each teacher model (Adam 3e-3, cosine)")
 @pipeline_options
-def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool, ipc: int | None, iterations: int | None,
+def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool, ipc: int | None,
+        iterations: int | None,
         soft_labels: bool, labels: str, teacher_members: int, teacher_steps: int, **kw: Any) -> None:
     """Distill a training set into a payload that fits a byte budget, and evaluate it."""
     args = parse_common({k: kw[k] for k in SHARED_KEYS}, ignores_budget=method == "full")
@@ -92,7 +93,8 @@ def cli(method: str, quantizer: str | None, bits: str | None, per_feature: bool,
 
         return DistillConfig(method=canonical, quantizer=quantizer, bits=bits_val, search_bits=bits == "auto",
                              per_feature=per_feature, ipc=ipc, soft_labels=soft_labels, labels=labels,
-                             iterations=iterations if iterations is not None else DistillConfig.iterations, teacher_members=teacher_members, teacher_steps=teacher_steps,
+                             iterations=iterations if iterations is not None else DistillConfig.iterations,
+                             teacher_members=teacher_members, teacher_steps=teacher_steps,
                              seed=args.seed, device=device)
 
     run_face(config, args)

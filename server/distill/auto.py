@@ -33,8 +33,7 @@ Procedure (every score is a validation Top-1; the test set is not read):
 
 Time: on the beam reference data (12,000 x 8, MLP 128-128) about 40 screening trainings of 1,500 steps, one KIP
 run (100 iterations), two teacher ensembles (3 x 16,000 steps each), 6 check trainings of 8,000 steps and 14
-recipe trainings;
-``docs/benchmarks.md`` lists measured times.
+recipe trainings; ``docs/benchmarks.md`` lists measured times.
 """
 
 from __future__ import annotations
@@ -52,7 +51,14 @@ from edge_sdk.server.datasets import TaskData
 from edge_sdk.server.distill.base import DistillConfig, choose_point
 from edge_sdk.server.distill.family import distill
 from edge_sdk.server.payload_io import PayloadCost
-from edge_sdk.server.protocol import COMPACT_GRID, ProtocolConfig, search_recipe, split_train_val, val_top1
+from edge_sdk.server.protocol import (
+    COMPACT_GRID,
+    ProtocolConfig,
+    search_recipe,
+    search_row,
+    split_train_val,
+    val_top1,
+)
 from edge_sdk.server.teacher import TEACHER_RECIPE, Teacher, TeacherConfig, relabel, train_teacher
 from edge_sdk.server.train_eval import train_model
 
@@ -142,8 +148,7 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
     fit, (Xv, yv) = split_train_val(data, cfg.protocol)
     spec = data.spec
     table: list[dict[str, Any]] = []
-    sets: dict[int, Any] = {}
-    configs: dict[int, DistillConfig] = {}
+    built: dict[int, tuple[Any, DistillConfig]] = {}  # table index -> (its set on the fit part, its config)
 
     def make_teacher(part: TaskData) -> Teacher:
         t = train_teacher(part, TeacherConfig(members=cfg.teacher_members, seed=cfg.seed, device=cfg.device,
@@ -174,8 +179,7 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
                 row["rows_changed_frac"] = r.info["rows_changed_frac"]
             if labels == "teacher":
                 row["relabelled_frac"] = cs.info["teacher_relabelled_frac"]
-            sets[len(table)] = cs
-            configs[len(table)] = dcfg
+            built[len(table)] = (cs, dcfg)
             table.append(row)
             if progress:
                 print(f"auto: {method} {quantizer} {r.point.bits} bit, {r.point.n} rows, {labels} labels: "
@@ -197,15 +201,14 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
     check = None
     k = ranked[0]
     if len(finalists) > 1:
-        check = _check_finalists(data, budget, cfg, cost, finalists, table, sets, configs, teacher, make_teacher,
-                                 progress)
+        check = _check_finalists(data, budget, cfg, cost, finalists, table, built, teacher, make_teacher, progress)
         k = max(finalists, key=lambda i: (table[i]["check_mean"], table[i]["val_top1"]))
-    win = sets[k]
+    win = built[k][0]
     known: tuple[dict[str, Any], ...] = ()
     if "check_val_top1" in table[k] and list(cfg.protocol.search_seeds) == [0]:
-        v0 = table[k]["check_val_top1"][0]
-        known = ({"recipe": cfg.check_recipe.to_dict(), "val_top1": [v0], "mean": v0, "seeds": [0]},)
-    s = search_recipe(spec, win.X, win.y, Xv, yv, cfg.grid, cfg.protocol, known=known, long_top=cfg.recipe_long_top)
+        known = (search_row(cfg.check_recipe, [table[k]["check_val_top1"][0]], [0]),)
+    s = search_recipe(spec, win.X, win.y, Xv, yv, cfg.grid, cfg.protocol, known=known,
+                      long_top=cfg.recipe_long_top)
     for i, r in enumerate(table):
         r["chosen"] = i == k
     w = table[k]
@@ -215,7 +218,7 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
 
 
 def _check_finalists(data: TaskData, budget: int, cfg: AutoConfig, cost: PayloadCost, finalists: list[int],
-                     table: list[dict[str, Any]], sets: dict[int, Any], configs: dict[int, DistillConfig],
+                     table: list[dict[str, Any]], built: dict[int, tuple[Any, DistillConfig]],
                      teacher: Teacher | None, make_teacher: Callable[[TaskData], Teacher],
                      progress: bool) -> dict[str, Any]:
     """Step 4 of the module docstring: score every finalist (table index) with ``cfg.check_recipe`` (seed 0) on
@@ -230,17 +233,14 @@ def _check_finalists(data: TaskData, budget: int, cfg: AutoConfig, cost: Payload
         split_teacher = teacher
         if j > 0 and any(table[i]["labels"] == "teacher" for i in finalists):
             split_teacher = make_teacher(fit)
-        built: dict[int, Any] = {}  # one distillation per configuration and split, shared by both label kinds
+        rebuilt: dict[DistillConfig, Any] = {}  # one distillation per configuration and split, for both label kinds
         for i in finalists:
             row = table[i]
-            if j == 0:
-                cs = sets[i]
-            else:
-                dcfg = configs[i]
-                key = id(dcfg)
-                if key not in built:
-                    built[key] = distill(fit, dcfg, budget, cost=cost, point=choose_point(fit, dcfg, budget, cost))
-                cs = built[key].compact
+            cs, dcfg = built[i]
+            if j > 0:
+                if dcfg not in rebuilt:
+                    rebuilt[dcfg] = distill(fit, dcfg, budget, cost=cost, point=choose_point(fit, dcfg, budget, cost))
+                cs = rebuilt[dcfg].compact
                 if row["labels"] == "teacher":
                     assert split_teacher is not None
                     cs = relabel(cs, split_teacher)
