@@ -94,6 +94,11 @@ class TrainGraph:
         return "soft_weight" in self.meta["inputs"]
 
     @property
+    def has_label_smoothing(self) -> bool:
+        """The graph takes the recipe's ``label_smoothing`` epsilon (graphs of edge-sdk >= 0.3 exported for it)."""
+        return "label_smoothing" in self.meta["inputs"]
+
+    @property
     def variant(self) -> str:
         """``step`` (format v1) or ``epoch`` (format v2)."""
         return VERSION_VARIANT[int(self.meta["version"])]
@@ -168,7 +173,8 @@ def expected_input_specs(gm: GraphMeta) -> dict[str, tuple[str, tuple[int | None
     epoch = gm.variant == "epoch"
     if epoch:
         out["batches"] = (_ONNX_DTYPES["int64"], (None, None))
-    for h in (["soft_weight"] if gm.has_soft else []) + list(HYPER_NAMES[gm.optimizer]):
+    loss_inputs = (["soft_weight"] if gm.has_soft else []) + (["label_smoothing"] if gm.label_smoothing else [])
+    for h in loss_inputs + list(HYPER_NAMES[gm.optimizer]):
         out[h] = (f, (None,) if epoch and h in PER_STEP_HYPER else ())
     if epoch:
         p = gm.model.num_params()
@@ -412,8 +418,9 @@ class EpochExecutor:
             for h in self.graph.hyper:
                 vals = [hypers[i][h] for i in chunk.steps]
                 feed[h] = np.asarray(vals if h in self.per_step else vals[0], np.float32)
-            if self.graph.has_soft:
-                feed["soft_weight"] = np.asarray(hypers[chunk.steps[0]]["soft_weight"], np.float32)
+            for h in ("soft_weight", "label_smoothing"):  # loss scalars: one value for the whole run
+                if h in hypers[chunk.steps[0]]:
+                    feed[h] = np.asarray(hypers[chunk.steps[0]][h], np.float32)
             feed["theta"] = theta
             feed.update(flat_state)
             out = self.graph.run(feed)

@@ -199,6 +199,10 @@ class Trainer:
         if self.data.has_soft != self.graph.has_soft:
             raise DeviceError("soft-label groups of payload and graph disagree")
         self.config = resolve_config(self.task, self.data.n, self.graph.optimizer, config, **overrides)
+        if self.config.recipe.label_smoothing > 0 and not self.graph.has_label_smoothing:
+            raise DeviceError(f"the recipe smooths labels (label_smoothing {self.config.recipe.label_smoothing:g}) "
+                              "but the training graph has no label_smoothing input; use the graph exported with "
+                              "this payload (edge-sdk >= 0.3.0), or train with --label-smoothing 0")
         self.memory = self.limits.check(self.graph.model, self.config.recipe.batch_size, self.graph.optimizer)
         self.bytes_received = int(self.payload.size) + int(self.graph.size)
         # the epoch graph decodes the rows of many batches per run: within what the memory bound leaves
@@ -265,6 +269,8 @@ class Trainer:
         out = {h: np.asarray(vals[h], np.float32) for h in self.graph.hyper}
         if self.graph.has_soft:
             out["soft_weight"] = np.asarray(r.soft_weight if self.data.has_hard_labels else 1.0, np.float32)
+        if self.graph.has_label_smoothing:
+            out["label_smoothing"] = np.asarray(r.label_smoothing, np.float32)
         return out
 
     def run_steps(self, st: TrainState, stop: int, progress: Callable[[int], Any] | None = None,

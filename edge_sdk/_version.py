@@ -1,3 +1,3 @@
 """Package version (independent of the payload format version, see edge_sdk.payload)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

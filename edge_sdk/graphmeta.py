@@ -14,6 +14,8 @@ Graph input names (all float32 unless noted; ``B_k`` = rows of group k in this s
 * per raw group k (float16/float32): ``g{k}.values`` float32 ``[B_k, D]``;
 * ``labels`` int64 ``[B]`` with ``B = sum of B_k`` over role ``samples`` groups (rows in group order);
 * ``soft_weight`` ``[]`` (only when the graph has ``soft_labels`` groups): loss mix weight lambda;
+* ``label_smoothing`` ``[]`` (only in graphs exported with label smoothing, meta key ``"label_smoothing": true``):
+  epsilon of the hard-label target ``(1 - eps) onehot(y) + eps / C`` (edge_sdk.modelspec; 0 = plain CE);
 * hyper-parameters ``[]``: SGD ``lr, momentum, weight_decay``; Adam ``lr, beta1, beta2, eps, weight_decay,
   step`` (the 1-based step count t used for bias correction);
 * model parameters by their ModelSpec names (``fc0.weight`` ...), then optimizer state
@@ -38,7 +40,8 @@ object, version 1 (the ``step`` variant: one optimizer step per run)::
 
     {"format": "edge-sdk-train-graph", "version": 1, "model": ModelSpec dict, "optimizer": "sgd" | "adam",
      "groups": [{"name", "kind", "bits", "d", "role", "per_feature"}, ...],   # one per payload group, in order
-     "inputs": [...], "outputs": [...], "hyper": [...], "state_suffixes": [...], "extra": {...} (optional)}
+     "inputs": [...], "outputs": [...], "hyper": [...], "state_suffixes": [...], "extra": {...} (optional),
+     "label_smoothing": true (optional; absent = false, so graphs without it keep their exact bytes)}
 
 Version 2 (the ``epoch`` variant: K steps per run, flat parameter vector ``theta``) has the same keys plus
 ``"variant": "epoch"``, ``"theta_size": P`` (= the model's parameter count) and ``"per_step_hyper": ["lr",
@@ -94,6 +97,8 @@ MAX_META_BYTES = 1 << 20  #: the JSON text; a v1 description of 4096 groups is ~
 MAX_GROUPS = 4096  #: as the payload's MAX_GROUPS
 MAX_NAMES = 1 << 16
 META_KEYS = ("format", "version", "model", "optimizer", "groups", "inputs", "outputs", "hyper", "state_suffixes")
+#: optional keys of the self-description
+META_OPTIONAL_KEYS = ("extra", "label_smoothing")
 
 
 # ------------------------------------------------------------------ the layout (the server exports it)
@@ -161,6 +166,8 @@ class TrainGraphSpec:
     debug_features: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     variant: str = "step"
+    #: the graph takes a ``label_smoothing`` scalar input (edge_sdk.modelspec's label-smoothed hard target)
+    label_smoothing: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -227,14 +234,14 @@ class TrainGraphSpec:
 
     def input_names(self) -> list[str]:
         if self.variant == "epoch":
-            names = self.group_input_names() + ["labels", "batches"]
-            if self.has_soft:
-                names.append("soft_weight")
+            names = self.group_input_names() + ["labels", "batches"] + self.loss_input_names()
             return names + list(HYPER_NAMES[self.optimizer]) + [THETA] + self.flat_state_names()
-        names = self.group_input_names() + ["labels"]
-        if self.has_soft:
-            names.append("soft_weight")
+        names = self.group_input_names() + ["labels"] + self.loss_input_names()
         return names + list(HYPER_NAMES[self.optimizer]) + self.param_names() + self.state_names()
+
+    def loss_input_names(self) -> list[str]:
+        """The loss's scalar inputs, in order: ``soft_weight`` (soft-label groups), ``label_smoothing``."""
+        return (["soft_weight"] if self.has_soft else []) + (["label_smoothing"] if self.label_smoothing else [])
 
     def output_names(self) -> list[str]:
         if self.variant == "epoch":
@@ -256,6 +263,7 @@ class TrainGraphSpec:
             "hyper": list(HYPER_NAMES[self.optimizer]),
             "state_suffixes": list(STATE_SUFFIXES[self.optimizer]),
             **({"extra": self.extra} if self.extra else {}),
+            **({"label_smoothing": True} if self.label_smoothing else {}),
         }
         if self.variant == "epoch":  # version 1 graphs keep their exact metadata (and bytes)
             meta.update(variant="epoch", theta_size=self.theta_size(), per_step_hyper=list(PER_STEP_HYPER))
@@ -340,6 +348,7 @@ class GraphMeta:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     extra: dict[str, Any]
+    label_smoothing: bool = False
 
     @property
     def variant(self) -> str:
@@ -369,6 +378,8 @@ class GraphMeta:
             names.append("batches")
         if self.has_soft:
             names.append("soft_weight")
+        if self.label_smoothing:
+            names.append("label_smoothing")
         names += list(HYPER_NAMES[self.optimizer])
         if self.variant == "epoch":
             return names + [THETA] + self.flat_state_names
@@ -398,7 +409,7 @@ class GraphMeta:
         if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
             raise SchemaError(f"{where}.version {version!r} is not supported (this runtime reads "
                               f"{list(SUPPORTED_VERSIONS)}); upgrade edge-sdk or export the graph again")
-        check_keys(m, where, META_KEYS + (V2_KEYS if version == 2 else ()), ("extra",))
+        check_keys(m, where, META_KEYS + (V2_KEYS if version == 2 else ()), META_OPTIONAL_KEYS)
         if m["format"] != GRAPH_FORMAT:
             raise SchemaError(f"{where}.format is {m['format']!r}, not {GRAPH_FORMAT!r}: not an edge-sdk training graph")
         model = ModelSpec.from_dict(m["model"], f"{where}.model")
@@ -426,7 +437,8 @@ class GraphMeta:
         lists = {k: tuple(as_str(v, f"{where}.{k}[{i}]") for i, v in enumerate(as_list(m[k], f"{where}.{k}", MAX_NAMES)))
                  for k in ("inputs", "outputs", "hyper", "state_suffixes")}
         extra = expect_dict(m.get("extra", {}), f"{where}.extra")
-        meta = cls(version, model, optimizer, tuple(groups), lists["inputs"], lists["outputs"], extra)
+        smoothing = as_bool(m.get("label_smoothing", False), f"{where}.label_smoothing")
+        meta = cls(version, model, optimizer, tuple(groups), lists["inputs"], lists["outputs"], extra, smoothing)
         expected = {"inputs": meta.expected_inputs(), "outputs": meta.expected_outputs(),
                     "hyper": list(HYPER_NAMES[optimizer]), "state_suffixes": list(STATE_SUFFIXES[optimizer])}
         for key, want in expected.items():

@@ -41,8 +41,11 @@ A run of a recipe with seed ``s`` on ``N`` samples (both sides, :func:`iter_batc
   epoch may be smaller); the run stops after exactly ``steps`` updates, possibly inside an epoch;
 * learning rate of update ``t`` (:meth:`TrainRecipe.lr_at`): ``constant``: ``lr``; ``cosine``:
   ``lr * 0.5 * (1 + cos(pi * t / steps))``; ``step``: ``lr * gamma ** (t // decay_every)``;
-* loss: mean over the batch of ``(1 - soft_weight) * CE(z, y) + soft_weight * CE(z, softmax(s))`` when the
-  payload carries soft-label rows ``s`` (logits), plain ``CE(z, y)`` otherwise;
+* loss: mean over the batch of ``(1 - soft_weight) * CE(z, t_y) + soft_weight * CE(z, softmax(s))`` when the
+  payload carries soft-label rows ``s`` (logits), plain ``CE(z, t_y)`` otherwise, where ``CE(z, t) = -sum_c t_c
+  log softmax(z)_c`` and the hard-label target is label-smoothed (Szegedy et al. 2016, Sec. 7):
+  ``t_y = (1 - label_smoothing) * onehot(y) + label_smoothing / C`` (``C`` classes; ``label_smoothing = 0``,
+  the default, is plain cross-entropy; ``torch.nn.functional.cross_entropy(..., label_smoothing=...)`` semantics);
 * ``sgd``: ``torch.optim.SGD`` semantics (dampening 0, no Nesterov, L2 weight decay added to the gradient):
   ``g = grad + wd * p; buf = momentum * buf + g`` (``buf`` starts at 0, so the first step has ``buf = g``);
   ``p -= lr_t * buf``;
@@ -56,7 +59,7 @@ Forms (``RECIPE_VERSION`` 1):
 
     {"version": 1, "optimizer": "sgd", "lr": 0.05, "schedule": "constant", "steps": 2000, "batch_size": 128,
      "momentum": 0.9, "weight_decay": 0.0005, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08,
-     "decay_every": 1000, "gamma": 0.1, "soft_weight": 1.0}
+     "decay_every": 1000, "gamma": 0.1, "soft_weight": 1.0, "label_smoothing": 0.0}
 
 * stored (:meth:`TrainRecipe.to_payload`, the payload header's ``task["train"]``, where every byte counts against
   the budget): ``version`` plus only the fields that differ from the version-1 defaults above, e.g.
@@ -325,6 +328,7 @@ RECIPE_BOUNDS: dict[str, tuple[Any, ...]] = {
     "lr": (0.0, None, True, False), "gamma": (0.0, None, True, False), "momentum": (0.0, 1.0, False, True),
     "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True), "eps": (0.0, 1.0, True, False),
     "weight_decay": (0.0, None, False, False), "soft_weight": (0.0, 1.0, False, False),
+    "label_smoothing": (0.0, 1.0, False, True),
 }
 
 _INT_FIELDS = ("steps", "batch_size", "decay_every")
@@ -371,6 +375,9 @@ class TrainRecipe:
     decay_every: int = 1000
     gamma: float = 0.1
     soft_weight: float = 1.0
+    #: epsilon of the label-smoothed hard target (module docstring); a recipe with ``label_smoothing > 0`` needs
+    #: edge-sdk >= 0.3.0 on the device (older runtimes refuse the payload: unknown recipe key / v2 flag bit)
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_sdk.atomic import atomic_write_bytes
 from edge_sdk.errors import ConfigError
+from edge_sdk.modelspec import TrainRecipe
 from edge_sdk.payload import make_provenance
 from edge_sdk.server.budget import GraphExportError, plan_with_graph
 from edge_sdk.server.datasets import TaskData, load_beam, load_task
@@ -231,12 +232,14 @@ def payload_cost(data: TaskData, cfg: RunConfig, family: Family) -> PayloadCost:
     return PayloadCost(num_classes=data.num_classes, task=task, provenance=prov, payload_format=cfg.payload_format)
 
 
-def export_graph_fn(data: TaskData, optimizer: str) -> Any:
-    """``(layouts, path) -> GraphInfo``: the training graph for ``data.spec`` and ``optimizer``."""
+def export_graph_fn(data: TaskData, recipe: TrainRecipe) -> Any:
+    """``(layouts, path) -> GraphInfo``: the training graph for ``data.spec`` and the recipe's optimizer (with a
+    label-smoothing input iff the recipe smooths labels)."""
     from edge_sdk.server.onnx_export.export import write_graph_for_payload
 
     def export(layouts: list[Any], path: Path) -> Any:
-        return write_graph_for_payload(layouts, data.spec, optimizer=optimizer, out_path=path)
+        return write_graph_for_payload(layouts, data.spec, optimizer=recipe.optimizer, out_path=path,
+                                       label_smoothing=recipe.label_smoothing > 0)
 
     return export
 
@@ -277,7 +280,7 @@ def run(data: TaskData, cfg: RunConfig, out_dir: str | Path, progress: bool = Fa
         try:
             gp = plan_with_graph(lambda digest: fam.plan(data, mcfg, budget_bytes, cost.with_graph(digest), cfg.eval,
                                                          progress),
-                                 export_graph_fn(data, cfg.eval.recipe.optimizer), gpath)
+                                 export_graph_fn(data, cfg.eval.recipe), gpath)
         except GraphExportError as exc:
             graph_note = str(exc)
             warnings.warn(graph_note, stacklevel=2)

@@ -130,7 +130,7 @@ def val_top1(spec: ModelSpec, params: Any, X_val: np.ndarray, y_val: np.ndarray)
 def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                   grid: tuple[TrainRecipe, ...], cfg: ProtocolConfig, *, soft: np.ndarray | None = None,
                   progress: bool = False, known: tuple[dict[str, Any], ...] = (),
-                  long_top: int | None = None) -> RecipeSearch:
+                  long_top: int | None = None, smoothing: tuple[float, ...] = ()) -> RecipeSearch:
     """Train every recipe of ``grid`` on ``X`` [n, D] / ``y`` [n] (optional soft-label logits ``soft`` [n, C])
     with each search seed and keep the one with the best mean validation Top-1 (ties: fewer steps, then grid order).
 
@@ -140,9 +140,18 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
     ``long_top``: successive halving on the step counts, to bound the time. The recipes with the grid's largest
     step count are trained only for the ``long_top`` best settings (every field but ``steps``) at the second-largest
     step count; the others are listed as pruned. On the 23 full searches of ``docs/accuracy-per-byte.json``
-    (2 seeds, validation only) ``long_top=2`` keeps the chosen recipe of every one (``long_top=1``: 21 of 23)."""
+    (2 seeds, validation only) ``long_top=2`` keeps the chosen recipe of every one (``long_top=1``: 21 of 23).
+
+    ``smoothing``: label-smoothing epsilons (each in (0, 1)) tried on the grid's winner once the grid is scored: the
+    winner with ``label_smoothing = eps`` is trained with the same seeds and its row appended (``"stage":
+    "smoothing"``); the best row overall is chosen (ties keep the grid's winner). Label smoothing needs no bytes
+    but a graph input (edge_sdk.modelspec); on the beam data it gains at 180x and not at 36x
+    (docs/distillation.md), so it is chosen per set rather than fixed."""
     if not grid:
         raise ConfigError("the recipe grid is empty")
+    for eps in smoothing:
+        if not 0.0 < eps < 1.0:
+            raise ConfigError(f"label-smoothing epsilons must be in (0, 1), got {eps!r}")
     if long_top is not None and long_top < 1:
         raise ConfigError(f"long_top must be >= 1, got {long_top}")
     t0 = time.perf_counter()
@@ -163,14 +172,30 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
         if old is not None:
             rows[i] = old
             continue
-        vals = [val_top1(spec, train_model(spec, X, y, s, r, soft=soft, device=cfg.device), X_val, y_val)
-                for s in seeds]
-        rows[i] = search_row(r, vals, seeds)
-        if progress:
-            print(f"  {r.optimizer} lr={r.lr:g} {r.schedule} steps={r.steps}: val {rows[i]['mean']:.4f}", flush=True)
+        rows[i] = _scored_row(spec, X, y, X_val, y_val, r, seeds, cfg, soft, progress)
     k = max((i for i in range(len(grid)) if rows[i]["mean"] is not None),
             key=lambda i: (rows[i]["mean"], -grid[i].steps, -i))
-    return RecipeSearch(rows, grid[k], time.perf_counter() - t0)
+    best, best_mean = grid[k], rows[k]["mean"]
+    for eps in smoothing:
+        r = replace(grid[k], label_smoothing=float(eps))
+        old = reuse.get(r)
+        row = old if old is not None else _scored_row(spec, X, y, X_val, y_val, r, seeds, cfg, soft, progress)
+        rows.append({**row, "stage": "smoothing"})
+        if row["mean"] > best_mean:
+            best, best_mean = r, row["mean"]
+    return RecipeSearch(rows, best, time.perf_counter() - t0)
+
+
+def _scored_row(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                r: TrainRecipe, seeds: list[int], cfg: ProtocolConfig, soft: np.ndarray | None,
+                progress: bool) -> dict[str, Any]:
+    """``r`` trained with every seed and scored on the validation rows (a :func:`search_row`)."""
+    vals = [val_top1(spec, train_model(spec, X, y, s, r, soft=soft, device=cfg.device), X_val, y_val) for s in seeds]
+    row = search_row(r, vals, seeds)
+    if progress:
+        ls = f" label_smoothing={r.label_smoothing:g}" if r.label_smoothing else ""
+        print(f"  {r.optimizer} lr={r.lr:g} {r.schedule} steps={r.steps}{ls}: val {row['mean']:.4f}", flush=True)
+    return row
 
 
 def _settings(r: TrainRecipe) -> TrainRecipe:

@@ -111,14 +111,18 @@ def _update(r: TrainRecipe, t: int, ps: list[Tensor], grads: list[Tensor], state
     torch._foreach_sub_(ps, upd)
 
 
-def _loss(logits: Tensor, y: Tensor, soft: Tensor | None, soft_weight: float) -> Tensor:
-    """The recipe's loss (edge_sdk.modelspec): hard CE, soft CE against ``softmax(soft)``, or their mix."""
-    if soft is None:
-        return F.cross_entropy(logits, y)
+def _loss(logits: Tensor, y: Tensor, soft: Tensor | None, soft_weight: float, label_smoothing: float = 0.0) -> Tensor:
+    """The recipe's loss (edge_sdk.modelspec): hard CE against the label-smoothed target, soft CE against
+    ``softmax(soft)``, or their mix. ``label_smoothing = 0`` takes torch's plain path (bit-identical to before)."""
+    if soft is None or soft_weight != 1.0:
+        hard = (F.cross_entropy(logits, y, label_smoothing=label_smoothing) if label_smoothing > 0.0
+                else F.cross_entropy(logits, y))
+        if soft is None:
+            return hard
     soft_ce = F.cross_entropy(logits, torch.softmax(soft, dim=1))
     if soft_weight == 1.0:
         return soft_ce
-    return (1.0 - soft_weight) * F.cross_entropy(logits, y) + soft_weight * soft_ce
+    return (1.0 - soft_weight) * hard + soft_weight * soft_ce
 
 
 def train_model(spec: ModelSpec, X: np.ndarray | Tensor, y: np.ndarray | Tensor, seed: int, recipe: TrainRecipe, *,
@@ -146,7 +150,8 @@ def train_model(spec: ModelSpec, X: np.ndarray | Tensor, y: np.ndarray | Tensor,
     state: list[list[Tensor]] = []
     for t, _, idx in iter_batches(Xt.shape[0], r.batch_size, seed, 0, r.steps):
         it = torch.from_numpy(idx).to(dev)
-        loss = _loss(forward(spec, params, Xt[it]), yt[it], st[it] if st is not None else None, r.soft_weight)
+        loss = _loss(forward(spec, params, Xt[it]), yt[it], st[it] if st is not None else None, r.soft_weight,
+                     r.label_smoothing)
         grads = torch.autograd.grad(loss, plist)
         with torch.no_grad():
             _update(r, t, plist, list(grads), state)

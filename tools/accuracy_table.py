@@ -6,12 +6,13 @@
 Protocol (``edge_sdk.server.protocol``): a stratified 15 % validation split of the *training* data; every entry's
 training recipe is chosen on it from a fixed grid; the test set is touched once per final row. Entries:
 
-* ``full (tuned)``: the whole training set as float32 with the recipe chosen from ``FULL_GRID``; ratios in the
-  table are to its mean test Top-1. ``full (fixed 0.1 recipe)``: the same data with the old fixed recipe.
+* ``full (tuned)``: the whole training set as float32 with the recipe chosen from ``FULL_GRID`` and the same
+  label-smoothing stage as every other entry; ratios in the table are to its mean test Top-1. ``full (fixed 0.1 recipe)``: the same data with the old fixed recipe.
 * ``<selection> + <quantizer>``: for every selector, every (quantizer, bits) of ``BASELINE_QUANTIZERS`` is built
   at the largest row count whose signed v2 payload file fits ``full_bytes / ratio`` and screened with one recipe
   (Adam 3e-3 cosine 3,000 steps, seed 0) on the validation split; the best per selector then gets the full
-  ``COMPACT_GRID`` search and the final test runs. Bytes are the size of the signed v2 file actually written.
+  ``COMPACT_GRID`` search, then the label-smoothing stage (``search_recipe(smoothing=...)``, the epsilons ``--method
+  auto`` tries), and the final test runs. Bytes are the size of the signed v2 file actually written.
 * ``<selection>+teacher`` (``--teacher``): the same sets with **teacher labels** (``edge_sdk.server.teacher``: each
   row filed under the class a 3-model ensemble trained on the fit part predicts; same bytes), screened, searched
   and tested the same way.
@@ -23,7 +24,9 @@ training recipe is chosen on it from a fixed grid; the test set is touched once 
   entry at each budget), the Pareto frontier bold, and the frontier again with the ONNX graph's bytes added (a
   device that does not have the graph cached yet).
 
-Progress is saved after every stage in ``--cache`` (JSON), so an interrupted run resumes where it stopped.
+Progress is saved after every stage in ``--cache`` (JSON), so an interrupted run resumes where it stopped. A cached
+entry whose search predates the label-smoothing stage gets only the smoothing rows trained (its grid rows are
+reused); its final runs are repeated only when that changes its recipe.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_sdk.modelspec import TrainRecipe
     from edge_sdk.server.datasets import load_beam
     from edge_sdk.server.distill import DistillConfig, distill
+    from edge_sdk.server.distill.auto import DEFAULT as AUTO
     from edge_sdk.server.equal_bytes import BASELINE_QUANTIZERS, build_baseline, max_rows
     from edge_sdk.server.payload_io import PayloadCost
     from edge_sdk.server.protocol import (
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         val_top1,
     )
     from edge_sdk.server.train_eval import train_model
+
+    SMOOTHING = AUTO.smoothing  # the label-smoothing epsilons `--method auto` tries: every entry gets the same
 
     def scaled(r: TrainRecipe) -> TrainRecipe:
         return r.with_overrides(steps=max(10, int(r.steps * a.step_scale)))
@@ -146,16 +152,27 @@ def main(argv: list[str] | None = None) -> int:
         return {"top1": res.mean["top1"], "top1_std": res.std["top1"], "per_seed": [s["top1"] for s in res.per_seed],
                 "kpis": res.kpis(), "seconds": res.seconds}
 
-    if "full" not in cache:
+    def smoothed(search: dict[str, Any]) -> bool:  # the search has the label-smoothing stage
+        return set(SMOOTHING) <= {r["recipe"].get("label_smoothing") for r in search["rows"]
+                                  if r.get("stage") == "smoothing"}
+
+    full = cache.get("full")
+    if full is None or not smoothed(full["search"]):
         t0 = time.perf_counter()
         print("full data: recipe search on the validation split", flush=True)
-        s = search_recipe(spec, fit.X_train, fit.y_train, Xv, yv, FULL_GRID, cfg, progress=True)
-        tuned = final_eval(spec, data.X_train, data.y_train, data, s.best, cfg)
-        fixed = final_eval(spec, data.X_train, data.y_train, data, LEGACY_RECIPE, cfg)
-        cache["full"] = {"search": s.to_dict(), "recipe": s.best.to_dict(), "test": kpis(tuned),
-                         "fixed_recipe_test": kpis(fixed), "seconds": time.perf_counter() - t0}
+        s = search_recipe(spec, fit.X_train, fit.y_train, Xv, yv, FULL_GRID, cfg, progress=True,
+                          known=tuple(full["search"]["rows"]) if full else (), smoothing=SMOOTHING)
+        if full is not None and s.best == TrainRecipe.from_dict(full["recipe"]):  # the test runs stand
+            full = {**full, "search": s.to_dict()}
+        else:
+            tuned = final_eval(spec, data.X_train, data.y_train, data, s.best, cfg)
+            fixed = final_eval(spec, data.X_train, data.y_train, data, LEGACY_RECIPE, cfg)
+            full = {"search": s.to_dict(), "recipe": s.best.to_dict(), "test": kpis(tuned),
+                    "fixed_recipe_test": kpis(fixed), "seconds": time.perf_counter() - t0}
+        cache["full"] = full
         _save(cache_path, cache)
-        print(f"full tuned {tuned.mean['top1']:.4f} ± {tuned.std['top1']:.4f}; fixed {fixed.mean['top1']:.4f}", flush=True)
+        print(f"full tuned {full['test']['top1']:.4f} ± {full['test']['top1_std']:.4f} "
+              f"({_recipe_text(full['recipe'])}); fixed {full['fixed_recipe_test']['top1']:.4f}", flush=True)
     if a.stop_after == "full":
         return 0
     teachers: dict[str, Any] = {}
@@ -178,15 +195,22 @@ def main(argv: list[str] | None = None) -> int:
         cs = build_baseline(fit if part == "fit" else data, sel, q, bits, n, seed=0)
         return relabel(cs, teacher(part)) if labels == "teacher" else cs
 
-    def searched(entry: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:  # a cached search with a row for every recipe of the grid
+    def searched(entry: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+        """A cached search with a row for every recipe of the grid and the label-smoothing stage."""
         return entry is not None and set(COMPACT_GRID) <= {TrainRecipe.from_dict(r["recipe"])
-                                                            for r in entry["search"]["rows"]}
+                                                            for r in entry["search"]["rows"]} and smoothed(entry["search"])
+
+    def unchanged(entry: dict[str, Any] | None, search: Any) -> TypeGuard[dict[str, Any]]:
+        """A finished cached entry whose recipe the new search keeps: its final runs stand."""
+        return (entry is not None and entry.get("final_from") == "train" and "test" in entry
+                and TrainRecipe.from_dict(entry["recipe"]) == search.best)
 
     def finished(entry: dict[str, Any] | None) -> bool:  # searched on this grid, final set from the whole train set
         return searched(entry) and entry.get("final_from") == "train"
 
     screen = scaled(TrainRecipe.from_dict({"version": 1, **SCREEN}))
-    plan_recipe = max(COMPACT_GRID, key=lambda r: len(json.dumps(r.to_payload())))  # the largest stored recipe
+    plan_recipe = max((r.with_overrides(label_smoothing=max(SMOOTHING, default=None)) for r in COMPACT_GRID),
+                      key=lambda r: len(json.dumps(r.to_payload())))  # the largest stored recipe
     for ratio in ints(a.ratios):
         budget = data.full_float32_bytes // ratio
         stage = cache.setdefault(f"{ratio}x", {"budget_bytes": budget, "screen": {}, "final": {}})
@@ -216,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{ratio}x {sel}: recipe search for {best['quantizer']} {best['bits']} bit, n={best['n']}",
                       flush=True)
                 s = search_recipe(spec, cs.X, cs.y, Xv, yv, COMPACT_GRID, cfg, progress=True,
-                                  known=tuple(entry["search"]["rows"]) if entry else ())
+                                  known=tuple(entry["search"]["rows"]) if entry else (), smoothing=SMOOTHING)
                 search, recipe = s.to_dict(), s.best
+                if unchanged(entry, s):
+                    stage["final"][sel] = {**entry, "search": search}
+                    _save(cache_path, cache)
+                    continue
                 stage["final"][sel] = entry = {**best, "search": search, "recipe": recipe.to_dict()}
                 _save(cache_path, cache)
             else:  # an older cache: its search stands, only the final set is rebuilt
@@ -253,8 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{ratio}x {method}: distilling the fit part, stored as {q} {bits} bit", flush=True)
                 r = distill(fit, dcfg, budget, cost=cost)
                 s = search_recipe(spec, r.compact.X, r.compact.y, Xv, yv, COMPACT_GRID, cfg, progress=True,
-                                  known=tuple(entry["search"]["rows"]) if entry else ())
+                                  known=tuple(entry["search"]["rows"]) if entry else (), smoothing=SMOOTHING)
                 search, recipe = s.to_dict(), s.best
+                if unchanged(entry, s):
+                    stage["final"][method] = {**entry, "search": search}
+                    _save(cache_path, cache)
+                    continue
                 stage["final"][method] = {"selection": method, "quantizer": q, "bits": bits, "search": search,
                                           "recipe": recipe.to_dict()}
                 _save(cache_path, cache)
@@ -385,7 +417,8 @@ def write_figure(cache: dict[str, Any], out: Path) -> None:
 
 def _recipe_text(r: dict[str, Any]) -> str:
     wd = f" wd {r['weight_decay']:g}" if r.get("weight_decay") and r["optimizer"] == "adam" else ""
-    return f"{r['optimizer']} lr {r['lr']:g} {r['schedule']} {r['steps']} steps{wd}"
+    ls = f" ls {r['label_smoothing']:g}" if r.get("label_smoothing") else ""
+    return f"{r['optimizer']} lr {r['lr']:g} {r['schedule']} {r['steps']} steps{wd}{ls}"
 
 
 def write_outputs(cache: dict[str, Any], out: Path) -> None:

@@ -156,7 +156,10 @@ def tuned_full_recipe(override: list[str] | None = None) -> list[str]:
     (docs/accuracy-per-byte.json ``full.recipe``); ``override`` replaces the step count (smoke runs)."""
     r = json.loads((ROOT / "docs" / "accuracy-per-byte.json").read_text())["full"]["recipe"]
     flags = ["--optimizer", r["optimizer"], "--lr", repr(r["lr"]), "--schedule", r["schedule"], "--batch-size",
-             str(r["batch_size"]), "--weight-decay", repr(r["weight_decay"]), "--steps", str(r["steps"])]
+             str(r["batch_size"]), "--weight-decay", repr(r["weight_decay"])]
+    if r.get("label_smoothing"):
+        flags += ["--label-smoothing", repr(r["label_smoothing"])]
+    flags += ["--steps", str(r["steps"])]
     return flags[:-2] + override if override else flags
 
 

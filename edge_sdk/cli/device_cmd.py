@@ -98,6 +98,9 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
 @click.option("--seed", type=int, default=None, help="init/batch-order seed (default 0: the server's first evaluation seed)")
 @click.option("--soft-weight", type=float, default=None,
               help="override the recipe's loss weight of the soft labels (payloads with soft labels)")
+@click.option("--label-smoothing", type=float, default=None,
+              help="override the recipe's label-smoothing epsilon (0 = plain cross-entropy; > 0 needs a graph "
+                   "exported with label smoothing)")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
 @click.option("--max-train-memory", "max_train_memory", default="1GiB", show_default=True, metavar="SIZE",
@@ -111,7 +114,8 @@ def fetch_cmd(url: str, channel: str, cache: Path, token_file: Path | None, budg
 @h5_read_options
 def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, channel: str | None,
               eval_path: Path | None, steps: int | None, epochs: int | None, batch_size: int | None,
-              lr: float | None, schedule: str | None, seed: int | None, soft_weight: float | None, threads: int,
+              lr: float | None, schedule: str | None, seed: int | None, soft_weight: float | None,
+              label_smoothing: float | None, threads: int,
               resume: bool, max_train_memory: str, trusted_keys: tuple[str, ...], out_dir: Path,
               quiet: bool, h5: H5ReadOptions) -> None:
     """Train the payload's model with GRAPH (or the fetched --release), following the payload's training recipe
@@ -144,7 +148,7 @@ def train_cmd(payload: Path | None, graph: Path | None, release: Path | None, ch
     tr = Trainer(payload, graph, trusted_keys=list(trusted_keys) or None,
                  require_signature=bool(trusted_keys) and release_info is None, limits=limits,
                  steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
-                 soft_weight=soft_weight, threads=threads,
+                 soft_weight=soft_weight, label_smoothing=label_smoothing, threads=threads,
                  task_blob=release_info.get("task") if release_info is not None else None)
     st = tr.train(out_dir, resume=resume, progress=not quiet)
     model_bytes = tr.export_model(out_dir / "model.onnx", st.params)

@@ -88,6 +88,9 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--weight-decay", type=float, default=None,
                  help="training recipe: L2 weight decay added to the gradient (default: the optimizer's: sgd 5e-4, "
                       "adam 0)"),
+    click.option("--label-smoothing", type=float, default=None,
+                 help="training recipe: label-smoothing epsilon of the hard-label target (default 0; > 0 needs "
+                      "edge-sdk >= 0.3.0 on the device)"),
     click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default=_DEFAULT.optimizer, show_default=True,
                  help="training recipe; the ONNX graph is exported for it"),
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=_DEFAULT.schedule, show_default=True,
@@ -109,9 +112,9 @@ _OPTIONS: list[Callable[[Any], Any]] = [
 ]
 #: the training-recipe options and their defaults (``--method auto`` chooses the recipe itself and refuses them)
 RECIPE_DEFAULTS = {"steps": _DEFAULT.steps, "batch_size": _DEFAULT.batch_size, "lr": None, "weight_decay": None,
-                   "optimizer": _DEFAULT.optimizer, "schedule": _DEFAULT.schedule}
+                   "label_smoothing": None, "optimizer": _DEFAULT.optimizer, "schedule": _DEFAULT.schedule}
 SHARED_KEYS = ("train_path", "test_path", "dataset", "beam_norm", "hidden", "model", "beam_task", "budget", "compression", "seeds", "steps",
-               "batch_size", "lr", "weight_decay", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress", "threads", "payload_format")
+               "batch_size", "lr", "weight_decay", "label_smoothing", "optimizer", "schedule", "seed", "device", "no_graph", "out_dir", "no_progress", "threads", "payload_format")
 
 
 def pipeline_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,7 +182,7 @@ def parse_common(kw: dict[str, Any], ignores_budget: bool) -> CommonArgs:
         raise ConfigError("--beam-task/--model apply to beam data: give --data TRAIN.h5 --test TEST.h5")
     recipe = TrainRecipe.defaults(kw["optimizer"]).with_overrides(
         steps=kw["steps"], batch_size=kw["batch_size"], lr=kw["lr"], weight_decay=kw["weight_decay"],
-        schedule=kw["schedule"])
+        schedule=kw["schedule"], label_smoothing=kw.get("label_smoothing"))
     source = {"train": kw["train_path"], "test": kw["test_path"], "dataset": kw["dataset"],
               "beam_norm": kw["beam_norm"], "hidden": hidden, "beam_task": beam_task, "model": kw["model"]}
     return CommonArgs(source, parsed, recipe, tuple(range(kw["seeds"])), kw["seed"], kw["device"],

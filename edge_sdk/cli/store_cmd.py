@@ -71,7 +71,8 @@ def cli() -> None:
               help="KPI that orders tiers best first (when every tier has it; else by payload size)")
 @click.option("--min-runtime", default=None,
               help="oldest edge-sdk runtime that may use the release (default: this one; never below the first "
-                   "runtime that reads the tiers' payload format: 0.1.0 for v1, 0.2.0 for v2)")
+                   "runtime that reads and trains the tiers: 0.1.0 for v1, 0.2.0 for v2, 0.3.0 with label "
+                   "smoothing)")
 @click.option("--extra", "extras", multiple=True, metavar="TYPE=FILE",
               help="release-level typed blob, e.g. model-card=card.md; repeatable")
 @JSON_OPT

@@ -31,7 +31,9 @@ Header (binary, little-endian; ``varint`` = unsigned LEB128, minimal length)::
     recipe              (present iff flag bit 1) optimizer u8 (0 sgd, 1 adam), schedule u8 (0 constant, 1 cosine,
                         2 step), steps varint, batch_size varint, lr f4, weight_decay f4;
                         sgd: momentum f4; adam: beta1 f4, beta2 f4, eps f4; schedule step: decay_every varint,
-                        gamma f4; soft_weight f4 iff a soft_labels group exists
+                        gamma f4; soft_weight f4 iff a soft_labels group exists; label_smoothing f4 iff flag
+                        bit 2 (edge-sdk >= 0.3.0; the value is then > 0, a recipe without label smoothing never
+                        sets the bit, so its bytes are those of edge-sdk 0.2)
 
 Sections (implied, contiguous, in this order): for each group its data (bits > 0), then its parameters in
 sorted name order; then the labels (packed: one stream; counts: one count stream per labeled group).
@@ -53,6 +55,7 @@ from edge_sdk.errors import ConfigError, SchemaError
 from edge_sdk.modelspec import MAX_BATCH, MAX_STEPS, TrainRecipe
 from edge_sdk.payload.errors import HeaderInvalid, LimitExceeded
 from edge_sdk.payload.format import (
+    FLAG_SIGNED,
     MAX_CLASSES,
     MAX_D,
     MAX_GROUPS,
@@ -71,6 +74,11 @@ FORMAT_MAJOR_V2 = 2
 FORMAT_MINOR_V2 = 0
 #: bit 1 of the flags: the header carries a training recipe
 FLAG_RECIPE = 0x0002
+#: bit 2 of the flags: the recipe record ends with ``label_smoothing`` f4 (> 0); only with FLAG_RECIPE. Readers of
+#: edge-sdk 0.2 refuse the unknown bit, so a payload that smooths labels never trains without it
+FLAG_LABEL_SMOOTHING = 0x0004
+#: the flag bits a v2 file may set
+FLAGS_V2 = FLAG_SIGNED | FLAG_RECIPE | FLAG_LABEL_SMOOTHING
 TASK_DIGEST_SIZE = 32
 KEY_ID_SIZE_V2 = 8
 SIGNATURE_SIZE_V2 = 64
@@ -160,9 +168,18 @@ def f4_exact(v: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------- recipe
+def recipe_flags(recipe: Mapping[str, Any] | TrainRecipe | None) -> int:
+    """The flag bits a recipe record needs: FLAG_RECIPE (+ FLAG_LABEL_SMOOTHING when it smooths labels); 0 for None."""
+    if recipe is None:
+        return 0
+    r = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
+    return FLAG_RECIPE | (FLAG_LABEL_SMOOTHING if r.label_smoothing > 0 else 0)
+
+
 def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> bytes:
     """Binary recipe record (module docstring) of a :class:`edge_sdk.modelspec.TrainRecipe` or any of its dict forms
-    (``to_dict()`` / ``to_payload()``, validated by ``TrainRecipe.from_dict``); floats are stored as float32."""
+    (``to_dict()`` / ``to_payload()``, validated by ``TrainRecipe.from_dict``); floats are stored as float32. A
+    recipe with ``label_smoothing > 0`` ends with it (the header then sets :data:`FLAG_LABEL_SMOOTHING`)."""
     try:
         r = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
     except SchemaError as exc:
@@ -176,8 +193,11 @@ def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> by
         out += varint(int(r.decay_every)) + _f4(float(r.gamma))
     if has_soft:
         out += _f4(float(r.soft_weight))
-    try:
-        decode_recipe(_Cursor(bytes(out)), has_soft)  # the writer refuses what a reader would refuse (float32)
+    smoothing = r.label_smoothing > 0
+    if smoothing:
+        out += _f4(float(r.label_smoothing))
+    try:  # the writer refuses what a reader would refuse (float32)
+        decode_recipe(_Cursor(bytes(out)), has_soft, smoothing)
     except (HeaderInvalid, LimitExceeded) as exc:
         raise ConfigError(f"recipe cannot be stored: {exc}") from exc
     return bytes(out)
@@ -186,13 +206,16 @@ def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> by
 def stored_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool = False) -> TrainRecipe:
     """The recipe exactly as a v2 payload stores it (floats rounded to float32): what a device will follow, so a
     server evaluates with this one."""
-    return TrainRecipe.from_dict(decode_recipe(_Cursor(encode_recipe(recipe, has_soft)), has_soft), "recipe")
+    smoothing = bool(recipe_flags(recipe) & FLAG_LABEL_SMOOTHING)
+    return TrainRecipe.from_dict(decode_recipe(_Cursor(encode_recipe(recipe, has_soft)), has_soft, smoothing),
+                                 "recipe")
 
 
-def decode_recipe(cur: _Cursor, has_soft: bool) -> dict[str, Any]:
+def decode_recipe(cur: _Cursor, has_soft: bool, smoothing: bool = False) -> dict[str, Any]:
     """Parse a recipe record and validate it with :class:`~edge_sdk.modelspec.TrainRecipe` (``RECIPE_BOUNDS``) ->
     the full form ``{"version": 1, ...}`` (``TrainRecipe.to_dict``; fields the record does not store at their
-    TrainRecipe defaults, floats widened from float32)."""
+    TrainRecipe defaults, floats widened from float32). ``smoothing``: the header's FLAG_LABEL_SMOOTHING (the
+    record ends with ``label_smoothing``, which must then be > 0)."""
     opt = cur.u8("recipe optimizer")
     sch = cur.u8("recipe schedule")
     if opt >= len(OPTIMIZER_CODES) or sch >= len(SCHEDULE_CODES):
@@ -210,6 +233,11 @@ def decode_recipe(cur: _Cursor, has_soft: bool) -> dict[str, Any]:
         r["gamma"] = cur.f4("recipe gamma")
     if has_soft:
         r["soft_weight"] = cur.f4("recipe soft_weight")
+    if smoothing:
+        r["label_smoothing"] = cur.f4("recipe label_smoothing")
+        if not r["label_smoothing"] > 0:  # one encoding per recipe: no smoothing never sets the flag
+            raise HeaderInvalid(f"flag bit 2 is set but the recipe's label_smoothing is {r['label_smoothing']} "
+                                "(it must be > 0; a recipe without label smoothing leaves the bit clear)")
     try:
         return TrainRecipe.from_dict(r, "header recipe").to_dict()
     except SchemaError as exc:
@@ -289,7 +317,7 @@ def plan_payload_v2(layouts: Sequence[GroupLayout], num_classes: int, *, task_di
             sizes.append(param_nbytes(enc, int(np.prod(g.param_shapes[p], dtype=object))))
     if recipe is not None:
         out += encode_recipe(recipe, has_soft)
-        flags |= FLAG_RECIPE
+        flags |= recipe_flags(recipe)
     if mode == "packed":
         sizes.append(packed_size(sum(g.n for g in labeled), codecs.label_bits(num_classes)))
     elif mode == "counts":
@@ -378,7 +406,9 @@ def parse_header_v2(hbytes: bytes, flags: int) -> HeaderV2:
     if n_soft and n_soft != n_samples:
         raise HeaderInvalid(f"soft labels cover {n_soft} rows, samples {n_samples}")
     has_soft = any(r[1] == "soft_labels" for r in raw_groups)
-    recipe = decode_recipe(cur, has_soft) if flags & FLAG_RECIPE else None
+    if flags & FLAG_LABEL_SMOOTHING and not flags & FLAG_RECIPE:
+        raise HeaderInvalid("flag bit 2 (label smoothing) is set without bit 1 (recipe)")
+    recipe = decode_recipe(cur, has_soft, bool(flags & FLAG_LABEL_SMOOTHING)) if flags & FLAG_RECIPE else None
     if cur.pos != len(hbytes):
         raise HeaderInvalid(f"header has {len(hbytes) - cur.pos} unparsed trailing bytes")
     labeled = [r for r in raw_groups if r[1] == "samples" and r[3] > 0]

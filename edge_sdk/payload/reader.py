@@ -307,7 +307,7 @@ class Payload:
 
     def _parse_v2(self, trusted_keys: Any, require_signature: bool) -> None:
         from edge_sdk.payload.format_v2 import (
-            FLAG_RECIPE,
+            FLAGS_V2,
             HEADER_MAX_BYTES_V2,
             KEY_ID_SIZE_V2,
             SIGNATURE_DOMAIN_V2,
@@ -316,9 +316,8 @@ class Payload:
         )
 
         buf, size = self._buf, self.size
-        known = FLAG_SIGNED | FLAG_RECIPE
-        if self.flags & ~known:
-            raise HeaderInvalid(f"unknown flag bits 0x{self.flags & ~known:04x} set (v2 defines bits 0 and 1)")
+        if self.flags & ~FLAGS_V2:
+            raise HeaderInvalid(f"unknown flag bits 0x{self.flags & ~FLAGS_V2:04x} set (v2 defines bits 0, 1 and 2)")
         self.signed = bool(self.flags & FLAG_SIGNED)
         hlen = int.from_bytes(bytes(buf[12:16]), "little")
         if hlen > HEADER_MAX_BYTES_V2:

@@ -230,15 +230,31 @@ def parse_version(text: str) -> tuple[int, int, int]:
 #: below the entry of any of its tiers' formats, so a runtime that cannot read a tier is refused by the manifest
 #: check (:func:`check_runtime`, typed ``RuntimeTooOld``) before it downloads anything
 FORMAT_MIN_RUNTIME: dict[int, str] = {1: "0.1.0", 2: "0.2.0"}
+#: the first runtime that trains a payload using each recipe feature (``label_smoothing``: a recipe with
+#: ``label_smoothing > 0``, which older runtimes refuse as an unknown recipe key / v2 flag bit)
+FEATURE_MIN_RUNTIME: dict[str, str] = {"label_smoothing": "0.3.0"}
 
 
-def format_min_runtime(formats: Iterable[int]) -> str:
-    """The lowest runtime version that reads every payload format (major version) in ``formats``."""
+def recipe_features(recipe: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The :data:`FEATURE_MIN_RUNTIME` features a payload's recipe (``task["train"]`` / decoded v2 recipe) uses."""
+    if not isinstance(recipe, Mapping):
+        return ()
+    ls = recipe.get("label_smoothing", 0.0)
+    return ("label_smoothing",) if isinstance(ls, (int, float)) and not isinstance(ls, bool) and ls > 0 else ()
+
+
+def format_min_runtime(formats: Iterable[int], features: Iterable[str] = ()) -> str:
+    """The lowest runtime version that reads every payload format (major version) in ``formats`` and trains with
+    every recipe feature in ``features`` (:data:`FEATURE_MIN_RUNTIME`)."""
     need = "0.0.0"
     for f in formats:
         if f not in FORMAT_MIN_RUNTIME:
             raise ConfigError(f"no known edge-sdk runtime reads payload format {f}")
         need = max(need, FORMAT_MIN_RUNTIME[f], key=parse_version)
+    for feat in features:
+        if feat not in FEATURE_MIN_RUNTIME:
+            raise ConfigError(f"no known edge-sdk runtime trains with recipe feature {feat!r}")
+        need = max(need, FEATURE_MIN_RUNTIME[feat], key=parse_version)
     return need
 
 

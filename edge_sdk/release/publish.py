@@ -42,6 +42,7 @@ from edge_sdk.release.manifest import (
     format_min_runtime,
     parse_version,
     read_manifest,
+    recipe_features,
     task_digest,
     utc_now,
 )
@@ -67,6 +68,8 @@ class TierSource:
     task: Path | None = None  #: v2: the task blob file (None: in the store already, or a v1 payload)
     task_ref: BlobRef | None = None  #: v2: the task blob the payload names (type ``task``)
     payload_format: int = 1  #: the payload's format (major version)
+    #: recipe features that need a newer runtime (manifest.FEATURE_MIN_RUNTIME), e.g. ``("label_smoothing",)``
+    features: tuple[str, ...] = ()
 
 
 @dataclass
@@ -161,6 +164,7 @@ def inspect_payload(path: Path, graphs: Sequence[Path], store: Store | None, tas
     with read_payload(path, task_blob=task_arg) as p:
         graph = dict(p.graph) if p.graph else None
         task = dict(p.task or {})
+        features = recipe_features(p.recipe)
     if graph is None:
         raise ConfigError(f"{path} names no training graph; export the payload with its graph (a release needs both)")
     if not isinstance(task.get("kind"), str) or not isinstance(task.get("model"), dict):
@@ -180,7 +184,8 @@ def inspect_payload(path: Path, graphs: Sequence[Path], store: Store | None, tas
     src = TierSource(payload=path, payload_ref=BlobRef(pref_digest, psize), graph=gpath,
                      graph_ref=BlobRef(gdigest, gsize),
                      identity=Identity(task=task["kind"], task_digest=task_digest(task), model=task["model"]),
-                     name="", task=task_path, task_ref=task_ref, payload_format=int(version[0]))
+                     name="", task=task_path, task_ref=task_ref, payload_format=int(version[0]),
+                     features=features)
     rep, note = _report_for(path, pref_digest.split(":", 1)[1])
     if note:
         src.notes.append(note)
@@ -256,13 +261,16 @@ def publish(store: Store, payloads: Sequence[str | os.PathLike], *, channel: str
         raise ConfigError("the payloads are for different tasks or models (task spec or model spec differ, recipe "
                           "aside); a release holds tiers of one task and model")
     _unique_names(sources, tier_names)
-    need = format_min_runtime(s.payload_format for s in sources)
+    features = sorted({f for s in sources for f in s.features})
+    need = format_min_runtime((s.payload_format for s in sources), features)
     if min_runtime is not None and parse_version(min_runtime) < parse_version(need):
         fmts = sorted({s.payload_format for s in sources})
-        raise ConfigError(f"--min-runtime {min_runtime} is below {need}, the first edge-sdk runtime that reads payload "
-                          f"format {fmts[-1]} (this release's tiers: format {', '.join(map(str, fmts))}); an older "
-                          f"runtime would fetch a payload it cannot read. Use --min-runtime {need} or newer, or "
-                          "publish payloads written with --payload-format 1 for older devices")
+        uses = f"; recipe features {', '.join(features)}" if features else ""
+        raise ConfigError(f"--min-runtime {min_runtime} is below {need}, the first edge-sdk runtime that reads and "
+                          f"trains every tier (this release's tiers: format {', '.join(map(str, fmts))}{uses}); an "
+                          f"older runtime would fetch a payload it cannot use. Use --min-runtime {need} or newer, or "
+                          "publish payloads written with --payload-format 1 and without label smoothing for older "
+                          "devices")
     sources = rank_tiers(sources, rank_by)
     created = created or utc_now()
     name = release_name or f"{(channel or 'release').replace('/', '-')}-{created.replace(':', '').replace('-', '')}"

@@ -28,11 +28,12 @@ Procedure (every score is a validation Top-1; the test set is not read):
    by 1.1-1.3 points on splits 1 and 2, in a validation-only experiment recorded in the #11 note);
 5. **recipe**: the winner's set (split 0) gets the ``protocol.COMPACT_GRID`` search (``search_seeds``, one seed by
    default; the winner's split-0 check score is the grid row of :data:`CHECK_RECIPE`, not trained again; the
-   16,000-step recipes only for the 2 best settings at 8,000 steps, ``recipe_long_top``); the chosen recipe is the
-   one the payload carries and the device repeats.
+   16,000-step recipes only for the 2 best settings at 8,000 steps, ``recipe_long_top``), then the grid's winner
+   with label smoothing ``smoothing`` (epsilons 0.1 and 0.2, ``protocol.search_recipe(smoothing=...)``; kept only
+   if it scores higher); the chosen recipe is the one the payload carries and the device repeats.
 
 Time: on the beam reference data (12,000 x 8, MLP 128-128) about 40 screening trainings of 1,500 steps, one KIP
-run (100 iterations), two teacher ensembles (3 x 16,000 steps each), 6 check trainings of 8,000 steps and 14
+run (100 iterations), two teacher ensembles (3 x 16,000 steps each), 6 check trainings of 8,000 steps and 16
 recipe trainings; ``docs/benchmarks.md`` lists measured times.
 """
 
@@ -103,6 +104,11 @@ class AutoConfig:
     #: ``protocol.search_recipe(long_top=...)``: the grid's 16,000-step recipes only for the 2 best settings at
     #: 8,000 steps (None: the whole grid); keeps every choice of the table's 23 full searches, saves ~22 s
     recipe_long_top: int | None = 2
+    #: label-smoothing epsilons tried on the recipe search's winner (``protocol.search_recipe(smoothing=...)``; ()
+    #: turns the stage off). tools/label_smoothing_val.py (validation only, 2 seeds, splits 0 and 1, k-means rows +
+    #: 4-bit codebook + teacher labels): at 180x epsilon 0.2 gained 0.8-1.7 points (3,000 and 8,000 steps), at 36x
+    #: 0.1 and 0.2 lost 0.1-0.6 points, so the stage chooses per set
+    smoothing: tuple[float, ...] = (0.1, 0.2)
     device: str = "cpu"
     seed: int = 0
 
@@ -208,7 +214,7 @@ def search_auto(data: TaskData, budget: int | None, cfg: AutoConfig, cost: Paylo
     if "check_val_top1" in table[k] and list(cfg.protocol.search_seeds) == [0]:
         known = (search_row(cfg.check_recipe, [table[k]["check_val_top1"][0]], [0]),)
     s = search_recipe(spec, win.X, win.y, Xv, yv, cfg.grid, cfg.protocol, known=known,
-                      long_top=cfg.recipe_long_top)
+                      long_top=cfg.recipe_long_top, smoothing=cfg.smoothing)
     for i, r in enumerate(table):
         r["chosen"] = i == k
     w = table[k]

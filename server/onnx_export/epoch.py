@@ -154,8 +154,10 @@ def make_decode(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
 
 
 def body_input_names(spec: TrainGraphSpec) -> list[str]:
-    """Inputs of the step body: ``X, labels[, S, soft_weight], rows, *hyper (scalars), theta, *state``."""
-    names = [BODY_X, "labels"] + ([BODY_SOFT, "soft_weight"] if spec.has_soft else []) + [BODY_ROWS]
+    """Inputs of the step body: ``X, labels[, S, soft_weight][, label_smoothing], rows, *hyper (scalars), theta,
+    *state``."""
+    names = [BODY_X, "labels"] + ([BODY_SOFT, "soft_weight"] if spec.has_soft else [])
+    names += (["label_smoothing"] if spec.label_smoothing else []) + [BODY_ROWS]
     return names + list(HYPER_NAMES[spec.optimizer]) + [THETA] + spec.flat_state_names()
 
 
@@ -179,10 +181,13 @@ def make_body(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
     def body(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x_all, labels_all = inputs[0], inputs[1]
         pos = 2
-        soft = soft_weight = None
+        soft = soft_weight = label_smoothing = None
         if spec.has_soft:
             soft_all, soft_weight = inputs[2], inputs[3]
             pos = 4
+        if spec.label_smoothing:
+            label_smoothing = inputs[pos]
+            pos += 1
         rows = inputs[pos]
         hp = dict(zip(hyper, inputs[pos + 1: pos + 1 + len(hyper)], strict=True))
         pos += 1 + len(hyper)
@@ -193,7 +198,7 @@ def make_body(spec: TrainGraphSpec) -> Callable[..., tuple[Any, ...]]:
         if spec.has_soft:
             soft = torch.index_select(soft_all, 0, rows)
         params = [theta[offsets[i]: offsets[i + 1]].reshape(s) for i, s in enumerate(shapes)]
-        loss, grads = mlp_loss_and_grads(x, labels, soft, soft_weight, params, num_classes)
+        loss, grads = mlp_loss_and_grads(x, labels, soft, soft_weight, params, num_classes, label_smoothing)
         flat_grad = torch.cat([g.reshape(-1) for g in grads])
         # state layout of optimizer_update: SGD [buf]; Adam [m, v] -- for the one flat "parameter" theta
         new_p, new_s = optimizer_update(spec.optimizer, [theta], [flat_grad], state, hp)
@@ -248,6 +253,8 @@ def _body_examples(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     if spec.has_soft:
         out += [torch.tensor(rng.standard_normal((m, spec.model.num_classes)), dtype=torch.float32),
                 torch.tensor(0.5, dtype=torch.float32)]
+    if spec.label_smoothing:
+        out.append(torch.tensor(0.1, dtype=torch.float32))
     out.append(torch.tensor(rng.integers(0, m, b), dtype=torch.int64))
     out.extend(torch.tensor(EXAMPLE_HYPER[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
     p = spec.theta_size()
@@ -366,8 +373,7 @@ def compose(spec: TrainGraphSpec, decode: Any, body: Any) -> Any:
             inputs.append(_value_info(f"g{k}.{pn}", f32, shape))
     inputs.append(_value_info("labels", i64, ["M"]))
     inputs.append(_value_info("batches", i64, ["K", "B"]))
-    if spec.has_soft:
-        inputs.append(_value_info("soft_weight", f32, []))
+    inputs += [_value_info(n, f32, []) for n in spec.loss_input_names()]
     inputs += [_value_info(h, f32, ["K"] if h in PER_STEP_HYPER else []) for h in hyper]
     inputs += [_value_info(THETA, f32, [p])] + [_value_info(s, f32, [p]) for s in states]
     assert [v.name for v in inputs] == spec.input_names(), "epoch graph inputs out of sync with layout"

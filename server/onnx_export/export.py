@@ -105,6 +105,8 @@ def example_inputs(spec: TrainGraphSpec, seed: int = 0) -> list[Any]:
     out.append(torch.tensor(rng.integers(0, spec.model.num_classes, n_total), dtype=torch.int64))
     if spec.has_soft:
         out.append(torch.tensor(0.5, dtype=torch.float32))
+    if spec.label_smoothing:
+        out.append(torch.tensor(0.1, dtype=torch.float32))
     out.extend(torch.tensor(EXAMPLE_HYPER[h], dtype=torch.float32) for h in HYPER_NAMES[spec.optimizer])
     shapes = dict(spec.model.param_shapes())
     for n in spec.param_names():
@@ -312,13 +314,17 @@ def export_training_graph(
     *,
     debug_features: bool = False,
     variant: str | None = None,
+    label_smoothing: bool = False,
 ) -> GraphInfo:
     """Export the training graph for ``model_spec`` consuming ``groups`` (payload layouts, a read payload, or
     :class:`GraphGroup`s) with ``optimizer`` (``sgd``|``adam``) to ``path`` (atomic). ``variant``: ``epoch``
     (K steps per run, decode once per run; the default for an MLP) or ``step`` (format v1: one step per run; the
-    default for the other kinds, and for device runtimes older than the epoch format). Returns its digest."""
+    default for the other kinds, and for device runtimes older than the epoch format). ``label_smoothing``: the
+    graph takes the recipe's label-smoothing epsilon as an input (needed by recipes with ``label_smoothing > 0``;
+    without it the graph keeps the bytes of edge-sdk 0.2). Returns its digest."""
     spec = TrainGraphSpec(model=model_spec, groups=graph_groups_from(groups), optimizer=optimizer,
-                          debug_features=debug_features, variant=variant or default_variant(model_spec))
+                          debug_features=debug_features, variant=variant or default_variant(model_spec),
+                          label_smoothing=label_smoothing)
     data = training_graph_bytes(spec)
     path = Path(path)
     _atomic_write(path, data)
@@ -331,11 +337,14 @@ def write_graph_for_payload(
     optimizer: str = "adam",
     out_path: str | os.PathLike[str] = "graph.onnx",
     variant: str | None = None,
+    label_smoothing: bool = False,
 ) -> GraphInfo:
-    """The one call distill/quantize make: write the graph that trains on a payload with these groups.
+    """The one call distill/quantize make: write the graph that trains on a payload with these groups (and the
+    recipe's label smoothing when ``label_smoothing``).
 
     Pass its ``GraphInfo.digest()`` as ``graph=`` to ``write_payload`` so the payload names its graph."""
-    return export_training_graph(model_spec, payload_layout_or_groups, optimizer, out_path, variant=variant)
+    return export_training_graph(model_spec, payload_layout_or_groups, optimizer, out_path, variant=variant,
+                                 label_smoothing=label_smoothing)
 
 
 def export_inference_graph(

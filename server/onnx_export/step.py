@@ -102,13 +102,18 @@ def model_forward(spec: ModelSpec) -> Callable[[torch.Tensor, list[torch.Tensor]
 
 
 def loss_fn(
-    logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, soft_weight: torch.Tensor | None
+    logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, soft_weight: torch.Tensor | None,
+    label_smoothing: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over the batch of ``(1-lam) * CE(z, y) + lam * sum_c -softmax(s)_c log softmax(z)_c`` where ``s`` are
-    the soft-label rows as *logits* (the payload convention of server/payload_io.py, MTT learned soft labels)
-    and lam = soft_weight; hard CE only when no soft labels. Written with log_softmax + gather (bug 1)."""
+    """Mean over the batch of ``(1-lam) * CE(z, t_y) + lam * sum_c -softmax(s)_c log softmax(z)_c`` where ``s`` are
+    the soft-label rows as *logits* (the payload convention of server/payload_io.py, MTT learned soft labels),
+    lam = soft_weight and ``CE(z, t_y) = (1-eps) * -log softmax(z)_y + eps * mean_c -log softmax(z)_c`` with eps =
+    label_smoothing (edge_sdk.modelspec; plain CE without it); hard CE only when no soft labels. Written with
+    log_softmax + gather (bug 1)."""
     logp = torch.log_softmax(logits, dim=1)
     hard = -logp.gather(1, labels.reshape(-1, 1)).reshape(-1)
+    if label_smoothing is not None:
+        hard = (1.0 - label_smoothing) * hard - label_smoothing * logp.mean(dim=1)
     if soft is None or soft_weight is None:
         return hard.mean()
     soft_ce = -(torch.softmax(soft, dim=1) * logp).sum(dim=1)
@@ -122,12 +127,13 @@ def mlp_loss_and_grads(
     soft_weight: torch.Tensor | None,
     params: list[torch.Tensor],
     num_classes: int,
+    label_smoothing: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Loss of :func:`loss_fn` on :func:`mlp_forward` and its gradients w.r.t. ``params``, by hand.
 
     x ``[B, D]``, labels int64 ``[B]``, soft ``[B, C]`` logits or None, params ``[W0, b0, W1, b1, ...]`` with
-    W ``[out, in]``. With target ``t = (1-lam) onehot(y) + lam softmax(s)`` (``t = onehot(y)`` without soft
-    labels; every row of t sums to 1) the loss is ``-sum(t * log_softmax(z)) / B`` and
+    W ``[out, in]``. With target ``t = (1-lam) t_y + lam softmax(s)`` (``t = t_y`` without soft labels), where
+    ``t_y = (1-eps) onehot(y) + eps / C`` (``onehot(y)`` without label smoothing; every row of t sums to 1) the loss is ``-sum(t * log_softmax(z)) / B`` and
     ``dL/dz = (softmax(z) - t) / B``; then per layer (from the last) ``dW = dh^T h_in``, ``db = sum_rows dh``,
     ``dh_in = (dh W) * [h_in > 0]`` (ReLU'). Returns
     ``(loss, [dW0, db0, dW1, db1, ...])``."""
@@ -142,6 +148,8 @@ def mlp_loss_and_grads(
     batch = h.shape[0]
     logp = torch.log_softmax(h, dim=1)
     target = (labels.reshape(-1, 1) == torch.arange(num_classes).reshape(1, -1)).to(torch.float32)
+    if label_smoothing is not None:
+        target = (1.0 - label_smoothing) * target + label_smoothing / num_classes
     if soft is not None and soft_weight is not None:
         target = (1.0 - soft_weight) * target + soft_weight * torch.softmax(soft, dim=1)
     loss = -(logp * target).sum() / batch
@@ -178,9 +186,12 @@ def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
             (xs if g.role == "samples" else ts).append(dequantize_group(g, data, gp))
         labels = inputs[pos]
         pos += 1
-        soft_weight = None
+        soft_weight = label_smoothing = None
         if spec.has_soft:
             soft_weight = inputs[pos]
+            pos += 1
+        if spec.label_smoothing:
+            label_smoothing = inputs[pos]
             pos += 1
         hp = dict(zip(hyper, inputs[pos : pos + len(hyper)], strict=True))
         pos += len(hyper)
@@ -191,7 +202,7 @@ def make_step(spec: TrainGraphSpec) -> Callable[..., tuple[torch.Tensor, ...]]:
         soft = None if not ts else (ts[0] if len(ts) == 1 else torch.cat(ts, dim=0))
 
         def objective(*ps: torch.Tensor) -> torch.Tensor:
-            return loss_fn(fwd(x, list(ps)), labels, soft, soft_weight)
+            return loss_fn(fwd(x, list(ps)), labels, soft, soft_weight, label_smoothing)
 
         grads, loss = torch.func.grad_and_value(objective, argnums=tuple(range(n_params)))(*params)
         new_p, new_s = optimizer_update(spec.optimizer, params, list(grads), state, hp)

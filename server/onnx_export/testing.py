@@ -93,7 +93,7 @@ class EagerReference:
                                         eps=hp["eps"], weight_decay=hp["weight_decay"], foreach=False)
 
     def step(self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None, soft_weight: float = 0.0,
-             lr: float | None = None) -> float:
+             lr: float | None = None, label_smoothing: float = 0.0) -> float:
         import torch
         import torch.nn.functional as F
 
@@ -102,7 +102,7 @@ class EagerReference:
                 group["lr"] = lr
         self.opt.zero_grad()
         z = self.net(torch.from_numpy(x))
-        loss = F.cross_entropy(z, torch.from_numpy(y))
+        loss = F.cross_entropy(z, torch.from_numpy(y), label_smoothing=label_smoothing)
         if soft is not None:
             sl = F.cross_entropy(z, torch.softmax(torch.from_numpy(soft), 1))  # soft-target CE, rows = logits
             loss = (1 - soft_weight) * loss + soft_weight * sl

@@ -88,6 +88,15 @@ def test_stored_form_keeps_only_what_differs():
     assert TrainRecipe(steps=3000, optimizer="adam").to_payload() == {"version": 1, "steps": 3000, "optimizer": "adam"}
 
 
+def test_label_smoothing_is_stored_only_when_used():
+    """label_smoothing 0 (the default) leaves the stored form, and so the payload bytes, as edge-sdk 0.2 wrote them;
+    a recipe that smooths labels stores the key, which a 0.2 runtime refuses as unknown instead of ignoring."""
+    assert "label_smoothing" not in TrainRecipe(steps=3000).to_payload()
+    r = TrainRecipe(optimizer="adam", label_smoothing=0.2)
+    assert r.to_payload()["label_smoothing"] == 0.2 and TrainRecipe.from_dict(r.to_payload()) == r
+    assert TrainRecipe.from_dict({"version": 1}).label_smoothing == 0.0
+
+
 def test_defaults_are_the_server_evaluation_recipe():
     r = TrainRecipe()
     assert (r.optimizer, r.lr, r.schedule, r.steps, r.batch_size, r.momentum, r.weight_decay) == (
@@ -113,6 +122,8 @@ def test_defaults_are_the_server_evaluation_recipe():
     ({"eps": 0.0}, "eps"),
     ({"weight_decay": -1.0}, "weight_decay"),
     ({"soft_weight": 2.0}, "soft_weight"),
+    ({"label_smoothing": 1.0}, "recipe.label_smoothing must be < 1"),
+    ({"label_smoothing": -0.1}, "label_smoothing"),
     ({"decay_every": 0}, "decay_every"),
     ({"optimizer": 3}, "string"),
 ])

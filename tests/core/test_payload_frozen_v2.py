@@ -45,6 +45,14 @@ def test_frozen_v2_sample_loads_forever():
     with read_payload(SAMPLE, trusted_keys=[PUBKEY], require_signature=True, task_blob=BLOB) as p:
         assert p.signature_status == "verified"
         got = _decoded(p)
+    # the decoded recipe is the full form (TrainRecipe.to_dict), which gains the fields later versions add at their
+    # defaults (0.3.0: label_smoothing 0.0): the recorded fields must come back unchanged, the new ones at default
+    from edge_sdk.modelspec import TrainRecipe
+
+    new = {k: v for k, v in got["recipe"].items() if k not in expected["recipe"]}
+    assert new == {k: v for k, v in TrainRecipe().to_dict().items() if k in new} and set(new) <= {"label_smoothing"}
+    got["recipe"] = {k: v for k, v in got["recipe"].items() if k in expected["recipe"]}
+    got["task"]["train"] = {k: v for k, v in got["task"]["train"].items() if k in expected["task"]["train"]}
     assert got == expected
 
 

@@ -251,7 +251,7 @@ def test_R19_header_exact_minimal_known():
     with pytest.raises(E.HeaderInvalid, match="label mode"):
         _open(_assemble(pre, bytes(bad), data))
     flags = bytearray(pre)
-    flags[10] |= 0x04
+    flags[10] |= 0x08  # bits 0-2 are defined (2: label smoothing)
     with pytest.raises(E.HeaderInvalid, match="flag"):
         _open(_assemble(flags, hb, data))
     with pytest.raises(E.HeaderInvalid, match="ends inside"):
@@ -433,6 +433,31 @@ def test_v2_recipe_record_is_the_train_recipe():
         F2.encode_recipe({**RECIPE, "optimizer": "sgd", "momentum": 1.0}, False)
     with pytest.raises(ConfigError, match="recipe has unknown key"):
         F2.encode_recipe({**RECIPE, "epochs": 3}, False)
+
+
+def test_label_smoothing_record_and_flag():
+    """Flag bit 2 iff the recipe smooths labels; the record then ends with label_smoothing f4; a recipe without it
+    keeps the bytes of edge-sdk 0.2 (no flag, no field)."""
+    from edge_sdk.modelspec import TrainRecipe
+
+    plain = _base()
+    assert int.from_bytes(plain[10:12], "little") & F2.FLAG_LABEL_SMOOTHING == 0
+    smooth = _base(recipe={**RECIPE, "label_smoothing": 0.2})
+    flags = int.from_bytes(smooth[10:12], "little")
+    assert flags & F2.FLAG_LABEL_SMOOTHING and flags & F2.FLAG_RECIPE
+    assert len(smooth) == len(plain) + 4
+    with _open(smooth) as p:
+        r = TrainRecipe.from_dict(p.recipe)
+    assert r.label_smoothing == F2.f4_exact(0.2) and r == F2.stored_recipe({**RECIPE, "label_smoothing": 0.2})
+    rec = F2.encode_recipe({**RECIPE, "label_smoothing": 0.2}, True)  # after soft_weight
+    out = F2.decode_recipe(F2._Cursor(rec), True, True)
+    assert out["soft_weight"] == 1.0 and out["label_smoothing"] == F2.f4_exact(0.2)
+    pre, hb, data = _parts(smooth)
+    with pytest.raises(E.HeaderInvalid, match="label_smoothing"):  # the flag promises the field
+        _open(_assemble(pre, hb[:-4], data))
+    pre[10:12] = (flags & ~F2.FLAG_RECIPE).to_bytes(2, "little")
+    with pytest.raises(E.HeaderInvalid, match="without bit 1"):
+        _open(_assemble(pre, hb, data))
 
 
 def test_truncated_and_trailing_v2():

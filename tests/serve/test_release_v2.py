@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_release_min_runtime_is_never_below_the_first_reader_of_its_payload_form
     store = Store(tmp_path / "store", create=True)
     v2 = publish(store, [release_files_v2.big], channel=CHANNEL).manifest.release
     assert parse_version(v2.min_runtime) == parse_version(__version__)  # default: the publishing runtime
-    with pytest.raises(RuntimeTooOld, match=r"needs edge-sdk >= 0\.2\.0"):
+    with pytest.raises(RuntimeTooOld, match=rf"needs edge-sdk >= {re.escape(__version__)}"):
         check_runtime(v2, "0.1.0")
     with pytest.raises(ConfigError, match=r"--min-runtime 0\.1\.0 is below 0\.2\.0.*format 2"):
         publish(store, [release_files_v2.big], min_runtime="0.1.0")
@@ -91,6 +92,30 @@ def test_release_min_runtime_is_never_below_the_first_reader_of_its_payload_form
     res = CliRunner().invoke(cli, ["store", "add", "--store", str(tmp_path / "store"), "--channel", CHANNEL,
                                    "--min-runtime", "0.1.0", str(release_files_v2.big)])
     assert res.exit_code != 0 and isinstance(res.exception, ConfigError) and "below 0.2.0" in str(res.exception)
+
+
+def test_release_of_a_label_smoothing_payload_needs_runtime_0_3_0(tmp_path, release_files_v2):
+    """FEATURE_MIN_RUNTIME: a tier whose recipe smooths labels raises the release's floor to 0.3.0 (the first
+    runtime that trains with it), so a 0.2.0 device refuses the release from the manifest, before downloading."""
+    from edge_sdk.release import RuntimeTooOld, check_runtime
+    from edge_sdk.release.manifest import FEATURE_MIN_RUNTIME, format_min_runtime, parse_version
+    from tests.conftest import DEVICE_DATA
+    from tests.v2files import v2_payload
+
+    assert FEATURE_MIN_RUNTIME == {"label_smoothing": "0.3.0"}
+    assert format_min_runtime([2], ["label_smoothing"]) == "0.3.0" and format_min_runtime([1, 2]) == "0.2.0"
+    ls = tmp_path / "ls"
+    ls.mkdir()
+    shutil.copy(release_files_v2.graph, ls / "graph.onnx")
+    v2_payload(DEVICE_DATA / "payload.bin", ls / "payload.epl", recipe_overrides={"label_smoothing": 0.1})
+    store = Store(tmp_path / "store", create=True)
+    rel = publish(store, [ls / "payload.epl", release_files_v2.small]).manifest.release
+    assert parse_version(rel.min_runtime) >= (0, 3, 0)
+    with pytest.raises(RuntimeTooOld, match=r"needs edge-sdk >= 0\.3\.0"):
+        check_runtime(rel, "0.2.0")
+    with pytest.raises(ConfigError, match=r"--min-runtime 0\.2\.0 is below 0\.3\.0.*label_smoothing"):
+        publish(store, [ls / "payload.epl"], min_runtime="0.2.0")
+    assert publish(store, [release_files_v2.small], min_runtime="0.2.0").manifest.release.min_runtime == "0.2.0"
 
 
 def test_publish_finds_the_task_blob_given_or_in_the_store(tmp_path, release_files_v2):

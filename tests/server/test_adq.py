@@ -456,7 +456,7 @@ def test_unsupported_model_plans_without_graph(tmp_path):
     cfg = QuantizeConfig(method="uniform")
     pc = PayloadCost(num_classes=4, task=data.task, provenance={"t": 1})
     with pytest.raises(GraphExportError, match="mlp"):
-        plan_with_graph(_adq_plan_fn(data, cfg, 2000, pc), export_graph_fn(data, "sgd"), tmp_path / "g" / "graph.onnx")
+        plan_with_graph(_adq_plan_fn(data, cfg, 2000, pc), export_graph_fn(data, TrainRecipe()), tmp_path / "g" / "graph.onnx")
     assert not list((tmp_path / "g").iterdir())
     with pytest.warns(UserWarning, match="graph export not supported"):
         rep = run(data, RunConfig(cfg, Budget.parse("4x"), EvalConfig(TrainRecipe(steps=2), seeds=(0,))),

@@ -20,7 +20,8 @@ SMALL = AutoConfig(kip_iterations=3, protocol=ProtocolConfig(search_seeds=(0,)),
                    screen_recipe=TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
                    grid=(TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
                          TrainRecipe(optimizer="sgd", lr=1e-6, steps=5)),
-                   check_recipe=TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0))
+                   check_recipe=TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=40, weight_decay=0.0),
+                   smoothing=(0.2,))
 NO_CHECK = AutoConfig(**{**SMALL.__dict__, "finalists": 0})
 
 
@@ -45,7 +46,12 @@ def test_search_scores_every_candidate_and_keeps_the_best(fmt):
     assert [r for r in c.table if r["chosen"]] == [best]
     assert (c.method, c.quantizer, c.labels) == (best["method"], best["quantizer"], best["labels"])
     assert c.teacher is not None and c.teacher["members"] == 1
-    assert c.recipe == SMALL.grid[0]  # the useless recipe loses on validation
+    # the useless recipe loses on validation; the winner is then tried with label smoothing 0.2 (kept if better)
+    assert c.recipe.with_overrides(label_smoothing=0.0) == SMALL.grid[0]
+    rows = c.recipe_search["rows"]
+    assert rows[-1]["stage"] == "smoothing" and rows[-1]["recipe"] == SMALL.grid[0].with_overrides(
+        label_smoothing=0.2).to_dict()
+    assert (c.recipe.label_smoothing == 0.2) == (rows[-1]["mean"] > rows[0]["mean"])
     assert all(r["bytes"] <= 900 for r in scored) and c.check is None
     assert not any("check_val_top1" in r for r in c.table)
     json.dumps(c.to_dict())
@@ -74,12 +80,15 @@ def test_check_stage_rescores_the_finalists_on_more_splits_and_keeps_the_best_me
     grid_rows = {json.dumps(r["recipe"], sort_keys=True): r for r in c.recipe_search["rows"]}
     row = grid_rows[json.dumps(SMALL.check_recipe.to_dict(), sort_keys=True)]
     assert row["val_top1"] == [chosen[0]["check_val_top1"][0]]
-    assert searched == [r for r in SMALL.grid if r != SMALL.check_recipe]  # ... and not trained again
+    # ... and not trained again; the smoothing stage then trains the grid's winner with label smoothing 0.2
+    assert searched[:-1] == [r for r in SMALL.grid if r != SMALL.check_recipe]
+    assert searched[-1] == SMALL.grid[0].with_overrides(label_smoothing=0.2)
     json.dumps(c.to_dict())
 
 
 def test_default_check_recipe_is_a_grid_recipe_and_the_config_is_checked():
     assert CHECK_RECIPE in COMPACT_GRID
+    assert AutoConfig().smoothing == (0.1, 0.2)
     with pytest.raises(ConfigError, match="check_splits"):
         AutoConfig(check_splits=0)
     with pytest.raises(ConfigError, match="finalists"):
@@ -138,7 +147,8 @@ def test_cli_auto_on_the_beam_reference_data(tmp_path, monkeypatch):
     assert (out / "task.json").is_file()
 
 
-@pytest.mark.parametrize("flag", [["--steps", "300"], ["--weight-decay", "0.001"], ["--lr", "0.01"]])
+@pytest.mark.parametrize("flag", [["--steps", "300"], ["--weight-decay", "0.001"], ["--lr", "0.01"],
+                                  ["--label-smoothing", "0.1"]])
 def test_cli_auto_is_the_default_and_refuses_recipe_flags(tmp_path, flag):
     from click.testing import CliRunner
 

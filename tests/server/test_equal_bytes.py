@@ -114,6 +114,9 @@ def test_accuracy_table_tool_end_to_end(tmp_path):
     assert all(r["final_from"] == "train" for r in res["180x"]["final"].values())
     assert row["search"]["rows"] and row["n"] >= row["n_search"]
     assert res["full"]["recipe"] in [s["recipe"] for s in res["full"]["search"]["rows"]]
+    for search in (res["full"]["search"], row["search"]):  # every entry gets auto's label-smoothing stage
+        assert sorted(r["recipe"]["label_smoothing"] for r in search["rows"] if r.get("stage") == "smoothing") == [
+            0.1, 0.2]
     md = (tmp_path / "accuracy-per-byte.md").read_text()
     assert "full data (tuned)" in md and "random + " in md and "--step-scale 0.005" in md
     kip = res["180x"]["final"]["quadd-kip"]  # a distilled entry: same bytes rule, how far its rows moved

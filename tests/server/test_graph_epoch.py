@@ -111,10 +111,12 @@ class EpochRunner:
         return out
 
     def run(self, feed: dict[str, np.ndarray], batches: np.ndarray, x: np.ndarray, y: np.ndarray,
-            soft: np.ndarray | None = None, soft_weight: float = 0.0) -> tuple[dict[str, np.ndarray], list[float]]:
+            soft: np.ndarray | None = None, soft_weight: float = 0.0,
+            label_smoothing: float = 0.0) -> tuple[dict[str, np.ndarray], list[float]]:
         feed = dict(feed, batches=batches.astype(np.int64), theta=self.theta, **self.state, **self.hyper(len(batches)))
         out = dict(zip([o.name for o in self.sess.get_outputs()], self.sess.run(None, feed), strict=True))
-        ref_losses = [self.ref.step(x[b], y[b], None if soft is None else soft[b], soft_weight) for b in batches]
+        ref_losses = [self.ref.step(x[b], y[b], None if soft is None else soft[b], soft_weight,
+                                    label_smoothing=label_smoothing) for b in batches]
         self.t += len(batches)
         self.theta = out["new.theta"]
         self.state = {n: out[f"new.{n}"] for n in self.state}
@@ -266,6 +268,34 @@ def test_epoch_soft_label_loss():
     assert r.rel_err() <= 1e-5
 
 
+@pytest.mark.parametrize("with_soft", [False, True])
+def test_epoch_label_smoothing_loss(with_soft):
+    """A graph exported with label smoothing takes epsilon as an input: loss and updates follow
+    torch's ``cross_entropy(label_smoothing=eps)`` (mixed with the soft-label CE when there are soft labels), K
+    steps per run; epsilon 0 fed to the same graph is plain CE."""
+    groups = (GraphGroup("x", "codebook", 4, D),)
+    if with_soft:
+        groups += (GraphGroup("t", "uniform_clip", 6, MODEL.num_classes, role="soft_labels"),)
+    spec = TrainGraphSpec(MODEL, groups, "adam", variant="epoch", label_smoothing=True)
+    assert spec.input_names().index("label_smoothing") == spec.input_names().index("batches") + 1 + with_soft
+    sess = _session(spec)
+    for eps in (0.2, 0.0):
+        r = EpochRunner(spec, sess, HP["adam"], seed=8)
+        for _ in range(3):
+            feed, x, y = r.rows({0: 10})
+            soft, lam = None, 0.0
+            if with_soft:
+                tb = random_group_batch(1, groups[1], 10, r.rng, {"alpha": np.array([0.5], np.float32)})
+                feed.update(tb.feed)
+                soft, lam = tb.x, 0.3
+                feed["soft_weight"] = np.asarray(lam, np.float32)
+            feed["label_smoothing"] = np.asarray(eps, np.float32)
+            out, ref = r.run(feed, _random_batches(r.rng, 10, 3, 4), x, y, soft=soft, soft_weight=lam,
+                             label_smoothing=eps)
+            np.testing.assert_allclose(out["losses"], ref, rtol=1e-5)
+        assert r.rel_err() <= 1e-5
+
+
 def test_epoch_k_steps_in_one_run_equal_k_runs(matrix_adam):
     """Chunking does not change the result: K steps in one run == K runs of one step (same rows, same batches)."""
     spec, sess = matrix_adam
@@ -288,10 +318,11 @@ def test_hand_written_backward_matches_autograd():
     x = torch.tensor(rng.standard_normal((9, D)), dtype=torch.float32)
     y = torch.tensor(rng.integers(0, MODEL.num_classes, 9))
     soft = torch.tensor(rng.standard_normal((9, MODEL.num_classes)), dtype=torch.float32)
-    for s, lam in ((None, None), (soft, torch.tensor(0.4))):
-        loss, grads = mlp_loss_and_grads(x, y, s, lam, params, MODEL.num_classes)
+    eps = torch.tensor(0.15)
+    for s, lam, ls in ((None, None, None), (soft, torch.tensor(0.4), None), (None, None, eps), (soft, torch.tensor(0.4), eps)):
+        loss, grads = mlp_loss_and_grads(x, y, s, lam, params, MODEL.num_classes, ls)
         ref_g, ref_l = torch.func.grad_and_value(
-            lambda *ps, s=s, lam=lam: loss_fn(mlp_forward(x, list(ps)), y, s, lam),
+            lambda *ps, s=s, lam=lam, ls=ls: loss_fn(mlp_forward(x, list(ps)), y, s, lam, ls),
             argnums=tuple(range(len(params))))(*params)
         assert abs(float(loss) - float(ref_l)) < 1e-6
         for g, rg in zip(grads, ref_g, strict=True):

@@ -53,10 +53,12 @@ class Eager(torch.nn.Module):
                 "head.weight": self.head.weight, "head.bias": self.head.bias, "skip.weight": self.skip.weight}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_gru_training_step_matches_eager(optimizer: str) -> None:
+@pytest.mark.parametrize("optimizer,smoothing", [("adam", 0.0), ("sgd", 0.0), ("adam", 0.15)])
+def test_gru_training_step_matches_eager(optimizer: str, smoothing: float) -> None:
+    """The GRU step graph against eager torch; with ``smoothing`` > 0 a graph exported with the
+    ``label_smoothing`` input against ``cross_entropy(label_smoothing=...)``."""
     groups = (GraphGroup("a", "codebook", 4, K * FEAT), GraphGroup("b", "symmetric_per_sample", 6, K * FEAT))
-    spec = TrainGraphSpec(MODEL, groups, optimizer)
+    spec = TrainGraphSpec(MODEL, groups, optimizer, label_smoothing=smoothing > 0)
     model = onnx.load_from_string(cached_training_graph(spec))
     check_graph(model, max_opset=18)
     so = ort.SessionOptions()
@@ -81,13 +83,16 @@ def test_gru_training_step_matches_eager(optimizer: str) -> None:
         x = np.concatenate(xs).astype(np.float32)
         y = rng.integers(0, C, len(x)).astype(np.int64)
         feed["labels"] = y
+        if smoothing:
+            feed["label_smoothing"] = np.asarray(smoothing, np.float32)
         for h in HYPER_NAMES[optimizer]:
             feed[h] = np.asarray(float(t) if h == "step" else hp[h], np.float32)
         feed.update(params)
         feed.update(state)
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed), strict=True))
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y))
+        loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y),
+                                                 label_smoothing=smoothing)
         loss.backward()
         opt.step()
         lv = float(loss.detach())

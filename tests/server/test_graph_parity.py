@@ -296,6 +296,29 @@ def test_soft_label_loss():
     assert r.max_rel_err() <= 1e-5
 
 
+def test_label_smoothing_loss():
+    """Step graph exported with label smoothing: loss and SGD updates follow torch's
+    ``cross_entropy(label_smoothing=eps)``; the input comes after ``labels`` (and ``soft_weight``)."""
+    groups = (GraphGroup("x", "codebook", 4, D),)
+    spec = TrainGraphSpec(MODEL, groups, "sgd", label_smoothing=True)
+    names = spec.input_names()
+    assert names[names.index("labels") + 1] == "label_smoothing" and spec.to_meta()["label_smoothing"] is True
+    assert "label_smoothing" not in TrainGraphSpec(MODEL, groups, "sgd").to_meta()
+    sess = _session(spec)
+    hp = HP["sgd"]
+    r = Runner(spec, sess, hp, seed=8)
+    for _ in range(3):
+        feed, x, y = r.batch({0: 10})
+        feed.update({"labels": y, "label_smoothing": np.asarray(0.2, np.float32),
+                     **{h: np.asarray(hp[h], np.float32) for h in hp}, **r.params, **r.state})
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed), strict=True))
+        ref_loss = r.ref.step(x, y, label_smoothing=0.2)
+        assert abs(float(out["loss"]) - ref_loss) < 1e-5 * max(1, abs(ref_loss))
+        r.params = {n: out[f"new.{n}"] for n in spec.param_names()}
+        r.state = {n: out[f"new.{n}"] for n in spec.state_names()}
+    assert r.max_rel_err() <= 1e-5
+
+
 @settings(max_examples=60, deadline=None)
 @given(bits=st.integers(1, 8), d=st.integers(1, 19), n=st.integers(0, 5), seed=st.integers(0, 2**31 - 1))
 def test_unpack_rule_matches_bitpack(bits, d, n, seed):

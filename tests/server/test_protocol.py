@@ -131,6 +131,35 @@ def test_long_top_trains_the_longest_recipes_only_for_the_best_shorter_settings(
         search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, grid, cfg, long_top=0)
 
 
+def test_smoothing_stage_tries_label_smoothing_on_the_grid_winner_only():
+    """``smoothing``: the grid's winner is trained again with each epsilon (rows appended, ``stage: smoothing``)
+    and replaced only by a strictly better one; the other grid recipes never get smoothed rows."""
+    d = task(noise=3.0)
+    fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
+    cfg = ProtocolConfig(search_seeds=(0,))
+    a = TrainRecipe(optimizer="adam", lr=3e-3, schedule="cosine", steps=100, batch_size=64, weight_decay=0.0)
+    b = a.with_overrides(lr=1e-7)
+
+    def known(*pairs):
+        return tuple({"recipe": r.to_dict(), "val_top1": [m], "mean": m, "seeds": [0]} for r, m in pairs)
+
+    a1, a2 = a.with_overrides(label_smoothing=0.1), a.with_overrides(label_smoothing=0.2)
+    s = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a, b), cfg, smoothing=(0.1, 0.2),
+                      known=known((a, 0.7), (b, 0.2), (a1, 0.75), (a2, 0.72)))
+    assert s.best == a1 and s.best_val == 0.75
+    assert [r["recipe"] for r in s.rows] == [a.to_dict(), b.to_dict(), a1.to_dict(), a2.to_dict()]
+    assert [r.get("stage") for r in s.rows] == [None, None, "smoothing", "smoothing"]
+    tie = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a, b), cfg, smoothing=(0.1, 0.2),
+                        known=known((a, 0.7), (b, 0.2), (a1, 0.7), (a2, 0.6)))
+    assert tie.best == a  # a tie keeps the recipe without smoothing
+    trained = search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a,), cfg, smoothing=(0.2,))
+    assert trained.rows[1]["recipe"]["label_smoothing"] == 0.2 and len(trained.rows[1]["val_top1"]) == 1
+    assert trained.best in (a, a2)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ConfigError, match="label-smoothing"):
+            search_recipe(d.spec, fit.X_train, fit.y_train, Xv, yv, (a,), cfg, smoothing=(bad,))
+
+
 def test_ties_go_to_the_recipe_with_fewer_steps():
     d = task(noise=0.05)  # separable: both recipes reach 1.0 on validation
     fit, (Xv, yv) = split_train_val(d, ProtocolConfig())
@@ -173,7 +202,8 @@ def test_long_top_keeps_the_choice_of_every_full_search_in_the_accuracy_table():
             for v in o:
                 yield from searches(v)
 
-    full = [rows for rows in searches(doc) if [TrainRecipe.from_dict(r["recipe"]) for r in rows] == list(COMPACT_GRID)]
+    grid_rows = ([r for r in rows if r.get("stage") != "smoothing"] for rows in searches(doc))  # the grid part
+    full = [rows for rows in grid_rows if [TrainRecipe.from_dict(r["recipe"]) for r in rows] == list(COMPACT_GRID)]
     assert len(full) == 23
     spec = ModelSpec(kind="mlp", input_dim=8, num_classes=32, hidden=(128, 128))
     none = np.zeros((0, 8), np.float32), np.zeros(0, np.int64)

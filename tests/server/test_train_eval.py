@@ -72,6 +72,27 @@ def test_soft_label_targets():
     assert evaluate_compact(d.spec, d.X_train, wrong, d, half, soft=soft).mean["top1"] < 0.2  # hard labels alone
 
 
+def test_label_smoothing_loss_is_the_smoothed_target_cross_entropy():
+    """The recipe's label-smoothed loss (edge_sdk.modelspec): CE against ``(1-eps) onehot(y) + eps / C``, mixed with
+    the soft-label CE by soft_weight; eps = 0 is plain CE, bit for bit."""
+    from edge_sdk.server.train_eval import _loss
+
+    g = torch.Generator().manual_seed(0)
+    z, s = torch.randn(7, 5, generator=g), torch.randn(7, 5, generator=g)
+    y = torch.arange(7) % 5
+    t = 0.8 * torch.nn.functional.one_hot(y, 5).float() + 0.2 / 5
+    want = -(t * torch.log_softmax(z, 1)).sum(1).mean()
+    torch.testing.assert_close(_loss(z, y, None, 1.0, 0.2), want)
+    soft_ce = -(torch.softmax(s, 1) * torch.log_softmax(z, 1)).sum(1).mean()
+    torch.testing.assert_close(_loss(z, y, s, 0.25, 0.2), 0.75 * want + 0.25 * soft_ce)
+    torch.testing.assert_close(_loss(z, y, s, 1.0, 0.2), soft_ce)  # soft targets only: nothing to smooth
+    assert torch.equal(_loss(z, y, None, 1.0, 0.0), torch.nn.functional.cross_entropy(z, y))
+    d = tiny_task()
+    r = TrainRecipe(optimizer="adam", lr=3e-3, steps=60, batch_size=32, weight_decay=0.0)
+    a, b = (train_model(d.spec, d.X_train, d.y_train, 0, r.with_overrides(label_smoothing=e)) for e in (0.0, 0.3))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_score_metrics():
     s = np.array([[0.1, 0.9, 0, 0, 0, 0], [0.8, 0.1, 0, 0, 0, 0.05]])
     m = score_metrics(s, np.array([1, 5]))
