@@ -520,7 +520,7 @@ class Cursor:
 
 def decode_v2(buf: bytes) -> RefPayload:
     flags = int.from_bytes(buf[10:12], "little")
-    if flags & ~3:
+    if flags & ~7 or (flags & 4 and not flags & 2):  # bit 2 (label smoothing) only with bit 1 (recipe)
         fail("HeaderInvalid", "flags")
     signed = bool(flags & 1)
     hlen = int.from_bytes(buf[12:16], "little")
@@ -605,6 +605,9 @@ def decode_v2(buf: bytes) -> RefPayload:
         if n_soft:
             recipe["soft_weight"] = cur.f4()
             checks.append(0 <= recipe["soft_weight"] <= 1)
+        if flags & 4:
+            recipe["label_smoothing"] = cur.f4()
+            checks.append(0 < recipe["label_smoothing"] < 1)
         if not all(checks):
             fail("HeaderInvalid", "recipe out of range")
     if cur.i != len(cur.b):

@@ -1,7 +1,9 @@
 """The frozen v2.0 sample (tests/data/payload_v2_sample.epl with its task blob payload_v2_sample.task.json) must
 load forever, with exactly the decoded content recorded in payload_v2_sample.json. Never regenerate these files
 for a reader change: a v2.0 reader that cannot read them is broken. (``python tests/core/test_payload_frozen_v2.py
---regenerate`` exists only to create them once.)"""
+--regenerate`` exists only to create them once.) The same holds for the sample of flag bit 2 (a recipe with label
+smoothing, edge-sdk 0.3.0; unsigned, packed labels, a soft-label group, SGD with a step schedule):
+payload_v2_smoothing_sample.epl / .json (``--regenerate-smoothing``)."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE = DATA / "payload_v2_sample.epl"
 BLOB = DATA / "payload_v2_sample.task.json"
 EXPECTED = DATA / "payload_v2_sample.json"
+SMOOTHING_SAMPLE = DATA / "payload_v2_smoothing_sample.epl"
+SMOOTHING_EXPECTED = DATA / "payload_v2_smoothing_sample.json"
 PUBKEY = DATA / "payload_v2_sample.pub"
 KEY_SEED = hashlib.sha256(b"edge-sdk payload v2 frozen sample test key").digest()
 
 
-def _decoded(p) -> dict:
+def _decoded(p, sample: Path = SAMPLE) -> dict:
     groups = []
     for g in p.groups:
         e = {"name": g.name, "role": g.role, "kind": g.kind, "bits": g.bits, "n": g.n, "d": g.d,
@@ -35,7 +39,7 @@ def _decoded(p) -> dict:
             "num_classes": p.num_classes, "task_digest": p.task_digest, "task": p.task, "graph": p.graph,
             "recipe": p.recipe, "label_mode": p.label_mode, "groups": groups, "samples_shape": list(x.shape),
             "samples_labels": None if y is None else y.tolist(),
-            "file_sha256": hashlib.sha256(SAMPLE.read_bytes()).hexdigest()}
+            "file_sha256": hashlib.sha256(sample.read_bytes()).hexdigest()}
 
 
 def test_frozen_v2_sample_loads_forever():
@@ -54,6 +58,40 @@ def test_frozen_v2_sample_loads_forever():
     got["recipe"] = {k: v for k, v in got["recipe"].items() if k in expected["recipe"]}
     got["task"]["train"] = {k: v for k, v in got["task"]["train"].items() if k in expected["task"]["train"]}
     assert got == expected
+
+
+def test_frozen_v2_label_smoothing_sample_loads_forever():
+    """Flag bit 2: the recipe record ends with label_smoothing (after soft_weight); the decoded content is frozen."""
+    from edge_sdk.payload import read_payload
+    from edge_sdk.payload.format_v2 import FLAG_LABEL_SMOOTHING
+
+    expected = json.loads(SMOOTHING_EXPECTED.read_text())
+    with read_payload(SMOOTHING_SAMPLE) as p:
+        assert p.flags & FLAG_LABEL_SMOOTHING and p.signature_status == "unsigned"
+        got = _decoded(p, SMOOTHING_SAMPLE)
+    assert got == expected
+    assert got["recipe"]["label_smoothing"] == np.float32(0.15) and got["recipe"]["soft_weight"] == np.float32(0.25)
+
+
+def regenerate_smoothing() -> None:  # pragma: no cover - run by hand once
+    from edge_sdk import codecs
+    from edge_sdk.payload import SampleGroup, read_payload, write_payload_v2
+
+    rng = np.random.default_rng(20261130)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    c = 3
+    c1, p1 = codecs.quantize(x, "codebook", 2, {"levels": np.array([-1.0, -0.3, 0.2, 1.1], np.float32)})
+    soft = rng.normal(size=(6, c)).astype(np.float32)
+    c2, p2 = codecs.quantize(soft, "codebook", 2, {"levels": np.array([-2.0, -0.5, 0.5, 2.0], np.float32)})
+    groups = [SampleGroup("x", "codebook", 2, data=c1, params=p1, labels=rng.integers(0, c, 6)),
+              SampleGroup("s", "codebook", 2, data=c2, params=p2, role="soft_labels")]
+    recipe = {"version": 1, "optimizer": "sgd", "lr": 0.05, "schedule": "step", "steps": 40, "batch_size": 4,
+              "momentum": 0.8, "weight_decay": 0.001, "decay_every": 10, "gamma": 0.5, "soft_weight": 0.25,
+              "label_smoothing": 0.15}
+    write_payload_v2(SMOOTHING_SAMPLE, groups, c, task_digest=None, recipe=recipe,
+                     label_mode="packed")
+    with read_payload(SMOOTHING_SAMPLE) as p:
+        SMOOTHING_EXPECTED.write_text(json.dumps(_decoded(p, SMOOTHING_SAMPLE), indent=1, sort_keys=True) + "\n")
 
 
 def regenerate() -> None:  # pragma: no cover - run by hand once
@@ -95,3 +133,5 @@ def regenerate() -> None:  # pragma: no cover - run by hand once
 
 if __name__ == "__main__" and "--regenerate" in sys.argv:
     regenerate()
+if __name__ == "__main__" and "--regenerate-smoothing" in sys.argv:
+    regenerate_smoothing()

@@ -308,3 +308,5 @@ def test_v2_differential_mutations_agree():
 def test_v2_bit_identical_on_the_frozen_sample():
     r = _compare_v2((DATA / "payload_v2_sample.epl").read_bytes())
     assert r.signed and r.labels is not None
+    s = _compare_v2((DATA / "payload_v2_smoothing_sample.epl").read_bytes())  # flag bit 2: label smoothing
+    assert not s.signed and abs(s.task["recipe"]["label_smoothing"] - 0.15) < 1e-7
