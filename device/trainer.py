@@ -245,8 +245,12 @@ class Trainer:
         want = self._ckpt_meta()
         if set(meta) != set(want) | {"epoch", "step", "history"}:
             raise CheckpointError(f"checkpoint {path} header has keys {sorted(meta)}; delete it to start over")
+        have = dict(meta)
+        if isinstance(have["config"], dict) and isinstance(have["config"].get("recipe"), dict):
+            # checkpoints of edge-sdk < 0.3 predate the recipe field label_smoothing: theirs is the default, 0
+            have["config"] = {**have["config"], "recipe": {"label_smoothing": 0.0, **have["config"]["recipe"]}}
         for key in ("payload_sha256", "graph_sha256", "config"):
-            if meta[key] != want[key]:
+            if have[key] != want[key]:
                 raise CheckpointError(f"checkpoint {path} was made with a different {key.split('_')[0]}; "
                                       "delete it or drop --resume")
         epoch, step, history = meta["epoch"], meta["step"], meta["history"]

@@ -246,6 +246,26 @@ def test_bad_payload_recipe_is_a_typed_error(tmp_path, train, msg):
         Trainer(tmp_path / "p.bin", ADAM / "graph.onnx")
 
 
+def test_resume_reads_a_checkpoint_that_predates_label_smoothing(tmp_path):
+    """A checkpoint written by edge-sdk 0.2 has no label_smoothing in its recipe: it resumes as the default 0, and a
+    run that smooths labels still refuses it (a different config)."""
+    from edge_sdk.device.checkpoint import read_checkpoint, write_checkpoint
+
+    t = Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", steps=7, batch_size=64)
+    st = t.initial_state()
+    t.run_steps(st, 3)
+    path = tmp_path / "c.safetensors"
+    t.save_checkpoint(path, st)
+    meta, arrays = read_checkpoint(path, t._ckpt_shapes())
+    del meta["config"]["recipe"]["label_smoothing"]
+    write_checkpoint(path, meta, arrays)
+    assert t.load_checkpoint(path).step == 3
+    meta["config"]["recipe"]["label_smoothing"] = 0.1  # a different config, also in the old form
+    write_checkpoint(path, meta, arrays)
+    with pytest.raises(CheckpointError, match="different config"):
+        t.load_checkpoint(path)
+
+
 def test_resume_refuses_other_config(tmp_path):
     Trainer(ADAM / "payload.bin", ADAM / "graph.onnx", epochs=2).train(tmp_path, stop_after_epochs=1)
     with pytest.raises(CheckpointError, match="different config"):
