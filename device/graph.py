@@ -173,8 +173,7 @@ def expected_input_specs(gm: GraphMeta) -> dict[str, tuple[str, tuple[int | None
     epoch = gm.variant == "epoch"
     if epoch:
         out["batches"] = (_ONNX_DTYPES["int64"], (None, None))
-    loss_inputs = (["soft_weight"] if gm.has_soft else []) + (["label_smoothing"] if gm.label_smoothing else [])
-    for h in loss_inputs + list(HYPER_NAMES[gm.optimizer]):
+    for h in gm.loss_input_names + list(HYPER_NAMES[gm.optimizer]):
         out[h] = (f, (None,) if epoch and h in PER_STEP_HYPER else ())
     if epoch:
         p = gm.model.num_params()

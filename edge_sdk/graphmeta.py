@@ -372,15 +372,16 @@ class GraphMeta:
         """Version 2: the optimizer state vectors ``theta.<suffix>``."""
         return [f"{THETA}.{s}" for s in STATE_SUFFIXES[self.optimizer]]
 
+    @property
+    def loss_input_names(self) -> list[str]:
+        """The loss's scalar inputs, in order: ``soft_weight`` (soft-label groups), ``label_smoothing``."""
+        return (["soft_weight"] if self.has_soft else []) + (["label_smoothing"] if self.label_smoothing else [])
+
     def expected_inputs(self) -> list[str]:
         names = [n for k, g in enumerate(self.groups) for n in g.input_names(k)] + ["labels"]
         if self.variant == "epoch":
             names.append("batches")
-        if self.has_soft:
-            names.append("soft_weight")
-        if self.label_smoothing:
-            names.append("label_smoothing")
-        names += list(HYPER_NAMES[self.optimizer])
+        names += self.loss_input_names + list(HYPER_NAMES[self.optimizer])
         if self.variant == "epoch":
             return names + [THETA] + self.flat_state_names
         return names + self.param_names + self.state_names

@@ -161,6 +161,11 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
     counts = sorted({r.steps for r in grid})
     longest = counts[-1] if long_top is not None and len(counts) > 1 else None
     rows: list[dict[str, Any]] = [{} for _ in grid]
+
+    def score(r: TrainRecipe) -> dict[str, Any]:  # a known row of r as is, else r trained and scored now
+        old = reuse.get(r)
+        return old if old is not None else _scored_row(spec, X, y, X_val, y_val, r, seeds, cfg, soft, progress)
+
     # the longest recipes last: pruning them needs the scores of the second-longest ones
     for i in sorted(range(len(grid)), key=lambda i: grid[i].steps == longest):
         r = grid[i]
@@ -168,18 +173,13 @@ def search_recipe(spec: ModelSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarr
                 and not _among_best_shorter(r, grid, rows, counts[-2], long_top)):
             rows[i] = search_row(r, [], seeds)
             continue
-        old = reuse.get(r)
-        if old is not None:
-            rows[i] = old
-            continue
-        rows[i] = _scored_row(spec, X, y, X_val, y_val, r, seeds, cfg, soft, progress)
+        rows[i] = score(r)
     k = max((i for i in range(len(grid)) if rows[i]["mean"] is not None),
             key=lambda i: (rows[i]["mean"], -grid[i].steps, -i))
     best, best_mean = grid[k], rows[k]["mean"]
     for eps in smoothing:
         r = replace(grid[k], label_smoothing=float(eps))
-        old = reuse.get(r)
-        row = old if old is not None else _scored_row(spec, X, y, X_val, y_val, r, seeds, cfg, soft, progress)
+        row = score(r)
         rows.append({**row, "stage": "smoothing"})
         if row["mean"] > best_mean:
             best, best_mean = r, row["mean"]

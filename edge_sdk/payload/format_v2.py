@@ -168,22 +168,24 @@ def f4_exact(v: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------- recipe
-def recipe_flags(recipe: Mapping[str, Any] | TrainRecipe | None) -> int:
-    """The flag bits a recipe record needs: FLAG_RECIPE (+ FLAG_LABEL_SMOOTHING when it smooths labels); 0 for None."""
-    if recipe is None:
-        return 0
-    r = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
-    return FLAG_RECIPE | (FLAG_LABEL_SMOOTHING if r.label_smoothing > 0 else 0)
+def _as_recipe(recipe: Mapping[str, Any] | TrainRecipe) -> TrainRecipe:
+    """A :class:`edge_sdk.modelspec.TrainRecipe` or any of its dict forms (``to_dict()`` / ``to_payload()``,
+    validated by ``TrainRecipe.from_dict``) as a TrainRecipe; ConfigError for what cannot be stored."""
+    try:
+        return recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
+    except SchemaError as exc:
+        raise ConfigError(f"recipe cannot be stored in a v2 header: {exc}") from exc
+
+
+def recipe_flags(recipe: TrainRecipe) -> int:
+    """The flag bits a recipe record needs: FLAG_RECIPE (+ FLAG_LABEL_SMOOTHING when it smooths labels)."""
+    return FLAG_RECIPE | (FLAG_LABEL_SMOOTHING if recipe.label_smoothing > 0 else 0)
 
 
 def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> bytes:
-    """Binary recipe record (module docstring) of a :class:`edge_sdk.modelspec.TrainRecipe` or any of its dict forms
-    (``to_dict()`` / ``to_payload()``, validated by ``TrainRecipe.from_dict``); floats are stored as float32. A
+    """Binary recipe record (module docstring) of a recipe (:func:`_as_recipe`); floats are stored as float32. A
     recipe with ``label_smoothing > 0`` ends with it (the header then sets :data:`FLAG_LABEL_SMOOTHING`)."""
-    try:
-        r = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe, "recipe")
-    except SchemaError as exc:
-        raise ConfigError(f"recipe cannot be stored in a v2 header: {exc}") from exc
+    r = _as_recipe(recipe)
     out = bytearray([OPTIMIZER_CODES.index(r.optimizer), SCHEDULE_CODES.index(r.schedule)])
     out += varint(int(r.steps)) + varint(int(r.batch_size))
     out += _f4(float(r.lr)) + _f4(float(r.weight_decay))
@@ -206,8 +208,8 @@ def encode_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool) -> by
 def stored_recipe(recipe: Mapping[str, Any] | TrainRecipe, has_soft: bool = False) -> TrainRecipe:
     """The recipe exactly as a v2 payload stores it (floats rounded to float32): what a device will follow, so a
     server evaluates with this one."""
-    smoothing = bool(recipe_flags(recipe) & FLAG_LABEL_SMOOTHING)
-    return TrainRecipe.from_dict(decode_recipe(_Cursor(encode_recipe(recipe, has_soft)), has_soft, smoothing),
+    r = _as_recipe(recipe)
+    return TrainRecipe.from_dict(decode_recipe(_Cursor(encode_recipe(r, has_soft)), has_soft, r.label_smoothing > 0),
                                  "recipe")
 
 
@@ -316,8 +318,9 @@ def plan_payload_v2(layouts: Sequence[GroupLayout], num_classes: int, *, task_di
             out.append(PARAM_ENCODINGS.index(enc))
             sizes.append(param_nbytes(enc, int(np.prod(g.param_shapes[p], dtype=object))))
     if recipe is not None:
-        out += encode_recipe(recipe, has_soft)
-        flags |= recipe_flags(recipe)
+        r = _as_recipe(recipe)
+        out += encode_recipe(r, has_soft)
+        flags |= recipe_flags(r)
     if mode == "packed":
         sizes.append(packed_size(sum(g.n for g in labeled), codecs.label_bits(num_classes)))
     elif mode == "counts":
