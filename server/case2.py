@@ -398,7 +398,8 @@ def drop_validation_mask(n: int, val_share: float = 0.1, seed: int = 0) -> np.nd
 
 def train_spatial(drops: BeamDataset, template: BeamTaskSpec, hidden: tuple[int, ...] = (256, 256),
                   recipe: Recipe | None = None, val_share: float = 0.1, seed: int = 0,
-                  case2_rows: tuple[BeamDataset, BeamDataset] | None = None) -> Spatial:
+                  case2_rows: tuple[BeamDataset, BeamDataset] | None = None,
+                  labels: np.ndarray | None = None) -> Spatial:
     """Train the spatial model on independent drops (a BM-Case1 dataset of the Case2 configuration).
 
     ``template``: the Case2 task whose Set B (size, indices, Rx mode) the spatial model must measure; the drops
@@ -409,12 +410,25 @@ def train_spatial(drops: BeamDataset, template: BeamTaskSpec, hidden: tuple[int,
     ``case2_rows = (train, validation)`` (the temporal task's own trajectory-wise split): every row (instant) of the
     training trajectories is added to the training examples (labels: the Top-1 at that instant), and early
     stopping uses every row of the validation trajectories instead of held-out drops (the target distribution:
-    channels moved by the time evolution, not only fresh drops)."""
+    channels moved by the time evolution, not only fresh drops).
+
+    ``labels`` (int [N], Set A indices): the drops' training targets instead of their stored instantaneous Top-1,
+    e.g. the Top-1 of the fading-free local mean (:func:`edge_sdk.server.datagen.local_mean.drops_local_mean`,
+    ``.argmax(1)``): a beam held for a period meets an independent small-scale fading draw, so the beam worth
+    inferring is the best of the local mean. The held-out drops are scored against the same targets."""
     if drops.traj_id is not None:
         raise DatasetError("the spatial model is pre-trained on independent drops (a BM-Case1 dataset), "
                            "got a BM-Case2 dataset")
     if drops.n_tx != template.n_tx:
         raise DatasetError(f"the drops have {drops.n_tx} Tx beams, the task {template.n_tx}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (drops.n,) or labels.dtype.kind not in "iu":
+            raise ConfigError(f"labels must be integers of shape ({drops.n},) (one per drop), got {labels.dtype} "
+                              f"{labels.shape}")
+        if drops.n and (labels.min() < 0 or labels.max() >= drops.n_tx):
+            raise ConfigError(f"labels must be Set A indices in [0, {drops.n_tx})")
+        drops = replace(drops, label=labels.astype(drops.label.dtype))
     is_val = drop_validation_mask(drops.n, val_share, seed)
     tr, val = drops.subset(~is_val), drops.subset(is_val)
     task = BeamTaskSpec(n_tx=template.n_tx, setb=template.setb, setb_indices=template.setb_indices,

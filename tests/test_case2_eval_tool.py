@@ -70,6 +70,27 @@ def test_case2_eval_spatial_end_to_end(files: Path, capsys) -> None:
     assert json.loads((out / "v30-p160-k4-f1-1of4-spatial.json").read_text())["models"]["gru"]["per_seed"]
 
 
+def test_case2_eval_spatial_target_local_mean(files: Path) -> None:
+    """--spatial-target local_mean trains the spatial model on the Top-1 of the drops' fading-free local mean
+    (regenerated from the file, cached per file) and records it; it refuses trajectory rows (instantaneous labels)."""
+    out = files / "eval-lm"
+    args = ["--data", str(files / "c2"), "--out", str(out), "--group", "target", "--setb", "1/4", "--max-epochs", "1",
+            "--patience", "1", "--lr", "0.01", "--spatial", str(files / "drops.h5"), "--spatial-hidden", "16",
+            "--spatial-target", "local_mean"]
+    case2_eval.main([*args, "--spatial-only"])
+    lm = np.load(out / f"localmean-{files.name}-drops.npy")
+    assert lm.shape == (500, 32) and lm.dtype == np.float32
+    rec = json.loads((out / "spatial-1of4-16-nall-lm.json").read_text())
+    assert rec["target"] == "local_mean" and rec["n_drops"] == 500
+    case2_eval.main(args)  # the temporal models on it (the cached spatial model and local mean are reused)
+    r = json.loads((out / "v30-p160-k4-f1-1of4-spatial.json").read_text())
+    assert r["spatial"]["target"] == "local_mean" and r["models"]["gru"]["per_seed"]
+    with pytest.raises(SystemExit):
+        case2_eval.main([*args, "--spatial-rows", str(files / "c2" / "v30-train.h5")])
+    with pytest.raises(SystemExit):
+        case2_eval.main(["--data", str(files / "c2"), "--out", str(out), "--spatial-target", "local_mean"])
+
+
 def test_case2_eval_refuses_drops_of_another_configuration(files: Path) -> None:
     with pytest.raises(DatasetError, match="scenario.indoor_probability"):
         case2_eval.main(["--data", str(files / "c2"), "--out", str(files / "bad"), "--group", "target", "--setb",

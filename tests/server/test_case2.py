@@ -214,3 +214,22 @@ def test_spatial_breakdown(data, spatial) -> None:
     assert "step" not in C.spatial_breakdown(spatial, drops)["by"]
     mask = C.drop_validation_mask(1000, 0.1, seed=0)
     assert mask.sum() == 100 and np.array_equal(mask, C.drop_validation_mask(1000, 0.1, seed=0))
+
+
+def test_spatial_pretraining_on_given_labels() -> None:
+    """``labels`` replace the drops' stored Top-1 as training and early-stopping targets (e.g. the local-mean Top-1);
+    bad labels are refused with a typed error."""
+    drops = make_synthetic_beam_dataset(1500, seed=5)
+    base = BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1, period_steps=2)
+    recipe = C.Recipe(lr=3e-3, max_epochs=3, patience=2)
+    const = np.full(drops.n, 7, np.int64)  # an easy target that is not the stored Top-1
+    assert np.mean(drops.label == 7) < 0.2
+    sp = C.train_spatial(drops, base, hidden=(32,), recipe=recipe, labels=const)
+    pred = sp.log_probs(sp.task.measurements(drops)).argmax(1)
+    assert np.mean(pred == 7) > 0.8
+    assert sp.fit.val_top1 > 0.8  # scored against the given labels on the held-out drops
+    shifted = (drops.label.astype(np.int64) + 1) % drops.n_tx
+    for bad, msg in ((shifted[:-1], "one per drop"), (shifted.astype(np.float32), "integers"),
+                     (shifted + drops.n_tx, "Set A indices"), (shifted - drops.n_tx, "Set A indices")):
+        with pytest.raises(ConfigError, match=msg):
+            C.train_spatial(drops, base, hidden=(32,), recipe=recipe, labels=bad)

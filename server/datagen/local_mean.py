@@ -1,0 +1,85 @@
+"""The fading-free local mean of the drops in an existing BM-Case1 HDF5 file, regenerated chunk by chunk.
+
+A stored L1-RSRP is *instantaneous*: the rays of a (sub-)cluster add coherently (TR 38.901 eq. 7.5-22), so each
+drop carries one draw of the small-scale fading, which decorrelates within about 1.5 wavelengths (15 mm at
+30 GHz; dataset card, "Physical validation"). Its **local mean** adds the ray powers instead
+(:meth:`BeamChannel.beam_power` with ``coherent=False``): the beam pattern of the same clusters without the
+fading, i.e. what the instantaneous RSRP averages to over the UE's small displacements. BM-Case2 uses it as the
+training target of the spatial model: a beam held for 160 ms meets an independent fading draw (the UE has moved
+1.3 m = 133 wavelengths at 30 km/h), so the beam to hold is the best of the local mean, not of the current draw.
+
+The file stores only the instantaneous RSRP, so the drops are regenerated with the file's own preset, seed and
+chunk size (chunk ``k`` is seeded by ``chunk_seed(seed, k)``, the generator's determinism contract) and every
+chunk's instantaneous RSRP is checked to equal the stored rows bit for bit before its local mean is used: a file
+made by another generator version, device type or preset is refused, never silently relabelled.
+
+    from edge_sdk.server.datagen.local_mean import drops_local_mean
+    lm = drops_local_mean("runs/c2/drops-train.h5")        # float32 [N, n_tx] dBm, best Rx beam per Tx beam
+    label = lm.argmax(axis=1)                               # the local-mean Top-1 Tx beam of each drop
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from edge_sdk.errors import DatasetError
+from edge_sdk.server.datagen.generate import BeamGenerator, chunk_seed
+from edge_sdk.server.datagen.presets import parse_preset
+from edge_sdk.server.datagen.rsrp import rsrp_dbm
+
+
+def drops_local_mean(path: str | Path, rows: int | None = None, progress: bool = False) -> np.ndarray:
+    """Local-mean L1-RSRP of the first ``rows`` drops of ``path`` (all when None), best Rx beam per Tx beam.
+
+    :returns: float32 [rows, n_tx], dBm (the preset's noise added when the file was generated with noise)
+    :raises DatasetError: not a complete BM-Case1 file of this generator, ``rows`` not in [1, N], or a regenerated
+        chunk whose instantaneous RSRP differs from the stored one (another generator version, device or preset)
+    """
+    from edge_sdk.progress import progress_bar
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"cannot open {path} as HDF5: {exc}") from None
+    with f:
+        a = f.attrs
+        if str(a.get("case", "")) != "case1" or "rsrp" not in f:
+            raise DatasetError(f"{path}: the local mean is regenerated for BM-Case1 drops files only")
+        if not bool(a.get("complete", False)):
+            raise DatasetError(f"{path} is incomplete; finish it with `edge-sdk data generate ... --resume` first")
+        if str(a.get("device_type", "cpu")) != "cpu":
+            raise DatasetError(f"{path} was generated on {a.get('device_type')}; the local mean is regenerated on "
+                               "the CPU, which reproduces CPU-generated files only")
+        raw = a.get("preset", "")
+        preset = parse_preset(json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)), f"{path} preset")
+        seed, batch = int(a["seed"]), int(a["chunk_size"])
+        stored = f["rsrp"]
+        n = stored.shape[0] if rows is None else int(rows)
+        if not 1 <= n <= stored.shape[0]:
+            raise DatasetError(f"rows must be in [1, {stored.shape[0]}], got {rows}")
+        gen = BeamGenerator(preset, "cpu")
+        ch, re = gen.channel, preset.link.re_power_dbm
+        out = np.empty((n, preset.n_tx), np.float32)
+        with progress_bar(total=n, unit="drop", disable=not progress, desc="local mean") as bar:
+            for k, start in enumerate(range(0, n, batch)):
+                g = gen._seed(chunk_seed(seed, k))
+                # the generator's chunk k holds min(batch, N - start) drops of the whole file (the draws depend on it)
+                st = ch.snapshot(ch.sample_drops(min(batch, stored.shape[0] - start), g))
+                with torch.no_grad():
+                    inst = rsrp_dbm(ch.beam_power(st, gen.w_tx, gen.w_rx), re, gen._noise).numpy()
+                    mean = rsrp_dbm(ch.beam_power(st, gen.w_tx, gen.w_rx, coherent=False), re, gen._noise).numpy()
+                stop = min(start + batch, n)
+                if not np.array_equal(inst[: stop - start].astype(stored.dtype), stored[start:stop]):
+                    raise DatasetError(
+                        f"{path}: regenerated drops {start}-{stop - 1} differ from the stored ones (generator "
+                        f"{a.get('generator_version')}, sionna {a.get('sionna_version')}, torch "
+                        f"{a.get('torch_version')}); regenerate the file with this edge-sdk")
+                out[start:stop] = mean[: stop - start].max(axis=2)
+                bar.update(stop - start)
+    return out
