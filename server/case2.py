@@ -537,3 +537,62 @@ def spatial_breakdown(sp: Spatial, ds: BeamDataset) -> dict[str, Any]:
                           "top1": float(ok[idx == i].mean()) if (idx == i).any() else float("nan")}
                     for i, lab in enumerate(labels)}
     return {"n": int(ds.n), "top1": float(ok.mean()) if ds.n else float("nan"), "by": by}
+
+
+# ---------------------------------------------------------------------------------------------- pooling over periods
+@dataclass(frozen=True)
+class Pooling:
+    """A log-linear temporal head over frozen spatial models (no other trainable part).
+
+    Scores of a window, float [M, n_tx]: ``sum_s weights[s] * sum_j decay**j * logp_s(t - j)`` over the spatial
+    models ``s`` and the periods ``j = 0 .. K-1`` back from the latest (``logp``: the clipped log-probabilities of
+    :func:`spatial_features`). ``decay = 0`` with one weight is "hold the spatial model's latest inference". Pooling
+    several models is an ensemble; pooling periods averages the small-scale fading of the inputs (independent from
+    one period to the next at 30 GHz) against the drift of the beam."""
+
+    weights: tuple[float, ...]
+    decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.weights or any(not (w >= 0 and np.isfinite(w)) for w in self.weights) or not any(self.weights):
+            raise ConfigError(f"pooling weights must be finite, >= 0 and not all 0, got {self.weights}")
+        if not 0.0 <= self.decay <= 1.0:
+            raise ConfigError(f"pooling decay must be in [0, 1], got {self.decay}")
+
+
+def period_log_probs(spatials: list[Spatial], task: BeamTaskSpec, ds: BeamDataset) -> np.ndarray:
+    """Clipped log-probabilities of every spatial model at every period of the windows: float32
+    [S, M, K, n_tx], periods oldest first."""
+    return np.stack([spatial_features(sp, task, ds).reshape(-1, task.history, task.n_tx) * SKIP_GAIN
+                     for sp in spatials])
+
+
+def pooling_scores(logp: np.ndarray, pool: Pooling) -> np.ndarray:
+    """Scores [M, n_tx] of :class:`Pooling` from :func:`period_log_probs` ``logp`` [S, M, K, n_tx]."""
+    s, _, k, _ = logp.shape
+    if len(pool.weights) != s:
+        raise ConfigError(f"pooling has {len(pool.weights)} weights for {s} spatial models")
+    per_period = np.asarray([pool.decay ** (k - 1 - i) for i in range(k)], np.float64)  # oldest first
+    return np.einsum("s,smkn,k->mn", np.asarray(pool.weights, np.float64), logp.astype(np.float64), per_period)
+
+
+def fit_pooling(logp: np.ndarray, labels: np.ndarray, weight_grid: tuple[float, ...] = (0.0, 0.5, 1.0),
+                decays: tuple[float, ...] = (0.0, 0.25, 0.5)) -> tuple[Pooling, list[dict[str, Any]]]:
+    """The :class:`Pooling` with the best Top-1 on (training) windows: a grid over one weight per spatial model
+    (``weight_grid``, not all 0) and ``decays``. Ties go to the earlier grid entry (fewer models, less pooling).
+    Returns (pooling, table of every entry with its Top-1)."""
+    import itertools
+
+    table = []
+    best: tuple[float, Pooling] | None = None
+    for ws in itertools.product(weight_grid, repeat=logp.shape[0]):
+        if not any(ws):
+            continue
+        for d in decays:
+            pool = Pooling(tuple(float(w) for w in ws), float(d))
+            acc = float(np.mean(pooling_scores(logp, pool).argmax(1) == labels))
+            table.append({"weights": list(pool.weights), "decay": pool.decay, "top1": acc})
+            if best is None or acc > best[0]:
+                best = (acc, pool)
+    assert best is not None
+    return best[1], table

@@ -22,6 +22,7 @@ from edge_sdk.server.datagen.presets import load_preset  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import case2_eval  # noqa: E402
+import case2_pool  # noqa: E402
 
 sys.path.pop(0)
 
@@ -89,6 +90,34 @@ def test_case2_eval_spatial_target_local_mean(files: Path) -> None:
         case2_eval.main([*args, "--spatial-rows", str(files / "c2" / "v30-train.h5")])
     with pytest.raises(SystemExit):
         case2_eval.main(["--data", str(files / "c2"), "--out", str(out), "--spatial-target", "local_mean"])
+
+
+def test_case2_pool_end_to_end(files: Path, capsys) -> None:
+    """tools/case2_pool.py pools two cached spatial models (instantaneous and local-mean labels) over the periods:
+    fitted on the train trajectories, scored with bootstrap intervals; a missing cache is refused."""
+    out = files / "eval-pool"
+    base = ["--data", str(files / "c2"), "--out", str(out), "--group", "target", "--setb", "1/4", "--spatial",
+            str(files / "drops.h5"), "--spatial-hidden", "16", "--spatial-only"]
+    case2_eval.main(base)
+    case2_eval.main([*base, "--spatial-target", "local_mean"])
+    models = [out / "spatial-1of4-16-nall.json", out / "spatial-1of4-16-nall-lm.json"]
+    args = ["--data", str(files / "c2"), "--out", str(out / "pool"), "--bootstrap", "50",
+            "--test", f"{files / 'c2' / 'v30-test.h5'}:3"]
+    for m in models:
+        args += ["--spatial-model", str(m)]
+    case2_pool.main(args)
+    r = json.loads((out / "pool" / "pool.json").read_text())
+    assert r["names"] == ["spatial-1of4-16-nall", "spatial-1of4-16-nall-lm"] and len(r["grid"]) == 8 * 3
+    f = r["fitted"]
+    assert f["train_top1"] == max(g["top1"] for g in r["grid"]) >= f["hold_first_train_top1"]
+    t = r["tests"][f"{files / 'c2' / 'v30-test.h5'}:3"]
+    assert t["trajectories"] == 3 and t["windows"] == 3 * 68
+    acc = t["bootstrap"]["acc"]
+    for name in ("sh_seta", "sh_setb", "hold:spatial-1of4-16-nall", "hold:spatial-1of4-16-nall-lm", "pooling"):
+        assert acc[name]["point"] == pytest.approx(t["kpis"][name]["top1"])
+    assert "S&H Set A - pooling" in (out / "pool" / "pool.md").read_text() and "pooling" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="run it first"):
+        case2_pool.main([*args[:4], "--spatial-model", str(out / "missing.json")])
 
 
 def test_case2_eval_refuses_drops_of_another_configuration(files: Path) -> None:

@@ -233,3 +233,33 @@ def test_spatial_pretraining_on_given_labels() -> None:
                      (shifted + drops.n_tx, "Set A indices"), (shifted - drops.n_tx, "Set A indices")):
         with pytest.raises(ConfigError, match=msg):
             C.train_spatial(drops, base, hidden=(32,), recipe=recipe, labels=bad)
+
+
+def test_pooling_head(data, spatial) -> None:
+    """Pooling = hold of the first model at (1, 0) / decay 0; the decay weighs period t - j by decay**j; the fit picks
+    the grid entry with the best Top-1 (ties: the earlier entry); typed errors."""
+    tr_ds, _ = data
+    task = BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1, period_steps=2)
+    lp = C.period_log_probs([spatial, spatial], task, tr_ds)
+    assert lp.shape == (2, len(task.anchors(tr_ds)), 3, 32)
+    np.testing.assert_allclose(C.pooling_scores(lp, C.Pooling((1.0, 0.0), 0.0)),
+                               C.spatial_baseline_scores(spatial, task, tr_ds, 1), rtol=1e-6, atol=1e-5)
+    manual = 0.5 * (lp[0, :, 2] + 0.25 * lp[0, :, 1] + 0.0625 * lp[0, :, 0]) + (lp[1, :, 2] + 0.25 * lp[1, :, 1]
+                                                                              + 0.0625 * lp[1, :, 0])
+    np.testing.assert_allclose(C.pooling_scores(lp, C.Pooling((0.5, 1.0), 0.25)), manual, rtol=1e-6, atol=1e-5)
+    y = task.labels(tr_ds)
+    pool, table = C.fit_pooling(lp, y)
+    assert len(table) == (3 ** 2 - 1) * 3
+    best = max(r["top1"] for r in table)
+    first_best = next(r for r in table if r["top1"] == best)
+    assert (list(pool.weights), pool.decay) == (first_best["weights"], first_best["decay"])
+    assert np.mean(C.pooling_scores(lp, pool).argmax(1) == y) == pytest.approx(best)
+    # two copies of one model: every weight pair with the same ratio ties, so the earliest (fewest weight) wins
+    assert pool.weights[0] == 0.0
+    for bad in ((), (0.0, 0.0), (-1.0, 1.0), (float("nan"), 1.0)):
+        with pytest.raises(ConfigError, match="weights"):
+            C.Pooling(bad)
+    with pytest.raises(ConfigError, match="decay"):
+        C.Pooling((1.0,), 1.5)
+    with pytest.raises(ConfigError, match="3 weights for 2"):
+        C.pooling_scores(lp, C.Pooling((1.0, 0.0, 0.0)))
