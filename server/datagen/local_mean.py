@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import torch
 
-from edge_sdk.errors import DatasetError
+from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.server.datagen.generate import BeamGenerator, chunk_seed
 from edge_sdk.server.datagen.presets import parse_preset
 from edge_sdk.server.datagen.rsrp import rsrp_dbm
@@ -56,9 +56,14 @@ def drops_local_mean(path: str | Path, rows: int | None = None, progress: bool =
         if str(a.get("device_type", "cpu")) != "cpu":
             raise DatasetError(f"{path} was generated on {a.get('device_type')}; the local mean is regenerated on "
                                "the CPU, which reproduces CPU-generated files only")
-        raw = a.get("preset", "")
-        preset = parse_preset(json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)), f"{path} preset")
-        seed, batch = int(a["seed"]), int(a["chunk_size"])
+        try:
+            raw = a.get("preset", "")
+            preset = parse_preset(json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)), f"{path} preset")
+            seed, batch = int(a["seed"]), int(a["chunk_size"])
+        except (KeyError, ValueError, TypeError, ConfigError) as exc:
+            raise DatasetError(f"{path}: no usable generator record (preset, seed, chunk_size): {exc}") from None
+        if batch < 1:
+            raise DatasetError(f"{path}: chunk_size must be >= 1, got {batch}")
         stored = f["rsrp"]
         n = stored.shape[0] if rows is None else int(rows)
         if not 1 <= n <= stored.shape[0]:

@@ -66,6 +66,17 @@ def test_local_mean_refuses_what_it_cannot_reproduce(drops: Path, tmp_path: Path
         f.attrs["complete"] = False
     with pytest.raises(DatasetError, match="incomplete"):
         drops_local_mean(other)
+    for attr, value in (("preset", "{not json"), ("preset", '{"name": 3}'), ("chunk_size", "x")):
+        broken = tmp_path / f"broken-{attr}.h5"
+        shutil.copy(drops, broken)
+        with h5py.File(broken, "r+") as f:
+            f.attrs[attr] = value
+        with pytest.raises(DatasetError, match="no usable generator record"):
+            drops_local_mean(broken)
+    with h5py.File(broken, "r+") as f:
+        del f.attrs["chunk_size"]
+    with pytest.raises(DatasetError, match="no usable generator record"):
+        drops_local_mean(broken)
     c2 = tmp_path / "c2.h5"
     generate_dataset("uma-fr2-case2", samples=100, seed=1, out=c2, device="cpu", batch=100, progress=False)
     with pytest.raises(DatasetError, match="BM-Case1 drops files only"):
