@@ -500,8 +500,7 @@ def spatial_baseline_scores(sp: Spatial, task: BeamTaskSpec, ds: BeamDataset, la
     ``last = K``: mean over the window)."""
     if not 1 <= last <= task.history:
         raise ConfigError(f"last must be in [1, K={task.history}]")
-    f = spatial_features(sp, task, ds).reshape(-1, task.history, task.n_tx) * SKIP_GAIN  # clipped log-probs
-    return f[:, -last:].mean(axis=1)
+    return period_log_probs([sp], task, ds)[0][:, -last:].mean(axis=1)
 
 
 #: 2-D gNB-UE distance bins of :func:`spatial_breakdown`, metres (upper edges; the last bin is open)

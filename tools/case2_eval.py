@@ -236,11 +236,9 @@ def load_spatial(drops_paths: list[Path], out: Path, hidden: tuple[int, ...], n_
     ``target``: the drops' labels, ``"instantaneous"`` (the stored Top-1) or ``"local_mean"`` (the Top-1 of the
     fading-free local mean, :func:`drops_local_means`; cache file tag ``-lm``)."""
     import numpy as np
-    import torch
 
     from edge_sdk.atomic import atomic_write_text
     from edge_sdk.beam.taskspec import BeamTaskSpec
-    from edge_sdk.modelspec import ModelSpec
     from edge_sdk.server import case2 as C
 
     tag = (f"spatial-{setb.replace('/', 'of')}-{'-'.join(map(str, hidden))}-n{n_drops or 'all'}{rows_tag}"
@@ -248,11 +246,7 @@ def load_spatial(drops_paths: list[Path], out: Path, hidden: tuple[int, ...], n_
            + ("-lm" if target == "local_mean" else ""))
     meta, weights = out / f"{tag}.json", out / f"{tag}.npz"
     if meta.exists() and weights.exists():
-        rec = {"tag": tag, **json.loads(meta.read_text())}
-        with np.load(weights) as z:
-            params = {k: torch.from_numpy(z[k]) for k in z.files}
-        fit = C.Fit(params, rec["epochs"], rec["val_top1"], rec["curve"], rec["seconds"])
-        return C.Spatial(BeamTaskSpec.from_dict(rec["task"]), ModelSpec.from_dict(rec["model"]), params, fit), rec
+        return read_cached_spatial(meta)
     drops = read_drops(drops_paths, n_drops)
     template = BeamTaskSpec(n_tx=drops.n_tx, setb=setb, case="case2", history=1, horizon=1)
     labels = None
@@ -270,6 +264,23 @@ def load_spatial(drops_paths: list[Path], out: Path, hidden: tuple[int, ...], n_
     tmp.replace(weights)
     atomic_write_text(meta, json.dumps(rec, indent=1))
     return sp, rec
+
+
+def read_cached_spatial(meta: Path):
+    """The spatial model :func:`load_spatial` cached as ``<tag>.json`` (record) + ``<tag>.npz`` (weights):
+    (Spatial, record dict with ``tag``)."""
+    import numpy as np
+    import torch
+
+    from edge_sdk.beam.taskspec import BeamTaskSpec
+    from edge_sdk.modelspec import ModelSpec
+    from edge_sdk.server import case2 as C
+
+    rec = {"tag": meta.stem, **json.loads(meta.read_text())}
+    with np.load(meta.with_suffix(".npz")) as z:
+        params = {k: torch.from_numpy(z[k]) for k in z.files}
+    fit = C.Fit(params, rec["epochs"], rec["val_top1"], rec["curve"], rec["seconds"])
+    return C.Spatial(BeamTaskSpec.from_dict(rec["task"]), ModelSpec.from_dict(rec["model"]), params, fit), rec
 
 
 def drops_local_means(drops_paths: list[Path], out: Path):

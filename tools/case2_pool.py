@@ -36,21 +36,13 @@ SETTING = dict(kmh=30, period_ms=160, history=4, horizon=1, setb="1/4")
 
 def load_cached_spatial(meta: Path):
     """A spatial model cached by ``tools/case2_eval.py`` (``meta`` = its ``<tag>.json``; weights ``<tag>.npz``)."""
-    import torch
-
-    from edge_sdk.beam.taskspec import BeamTaskSpec
-    from edge_sdk.modelspec import ModelSpec
-    from edge_sdk.server import case2 as C
+    from case2_eval import read_cached_spatial
 
     weights = meta.with_suffix(".npz")
     if not (meta.is_file() and weights.is_file()):
         raise SystemExit(f"--spatial-model {meta}: need the cached {meta.name} and {weights.name} of "
                          "tools/case2_eval.py --spatial (run it first)")
-    rec = json.loads(meta.read_text())
-    with np.load(weights) as z:
-        params = {k: torch.from_numpy(z[k]) for k in z.files}
-    fit = C.Fit(params, rec["epochs"], rec["val_top1"], rec["curve"], rec["seconds"])
-    return C.Spatial(BeamTaskSpec.from_dict(rec["task"]), ModelSpec.from_dict(rec["model"]), params, fit), rec
+    return read_cached_spatial(meta)
 
 
 def parse_test(arg: str) -> tuple[Path, int | None]:
@@ -73,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     loaded = [load_cached_spatial(p) for p in args.spatial_model]
     spatials = [sp for sp, _ in loaded]
-    names = [rec.get("tag") or p.stem for (_, rec), p in zip(loaded, args.spatial_model, strict=True)]
+    names = [rec["tag"] for _, rec in loaded]
     full = C.first_trajectories(read_beam_h5(args.data / "v30-train.h5", **SERVER_DATA.kwargs()), args.train_traj)
     p = int(round(SETTING["period_ms"] / 1000 / float(full.time_step_s or 0.02)))
     task = BeamTaskSpec(n_tx=full.n_tx, setb=SETTING["setb"], case="case2", history=SETTING["history"],

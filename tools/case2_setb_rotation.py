@@ -120,10 +120,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scores = {"sh_seta": te["last_sweep"], "sh_staggered": te["sweep"],
                   "sh_latest_setb": np.where(te["latest"], te["sweep"], -np.inf)}
         base = {k: beam_kpis(v, te["rsrp"]) for k, v in scores.items()}
-        per_seed = [beam_kpis(C.scores(mspec, f.params, x), te["rsrp"]) for f in fits]
+        seed_scores = [C.scores(mspec, f.params, x) for f in fits]
+        per_seed = [beam_kpis(sc, te["rsrp"]) for sc in seed_scores]
         genie = te["rsrp"].argmax(1)
         correct = {k: (v.argmax(1) == genie).astype(np.float64) for k, v in scores.items()}
-        correct["mlp"] = np.mean([C.scores(mspec, f.params, x).argmax(1) == genie for f in fits], axis=0)
+        correct["mlp"] = np.mean([sc.argmax(1) == genie for sc in seed_scores], axis=0)
         boot = C.cluster_bootstrap(correct, te["traj"], diffs=(("sh_seta", "mlp"),), n_boot=args.bootstrap)
         tests[str(path)] = {
             "trajectories": int(len(np.unique(te["traj"]))), "windows": int(len(genie)), "baselines": base,
