@@ -106,6 +106,7 @@ def _one_line(exc: BaseException) -> bool:
 
 def fuzz(mode: str, cases: int, seed: int) -> dict:
     import hashlib
+    import shutil
     import tempfile
 
     import numpy as np
@@ -185,6 +186,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict:
             bad.append({"case": i, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
                         "where": traceback.format_exc()[-1200:],
                         "payload_sha256": hashlib.sha256(payload).hexdigest()})
+    shutil.rmtree(tmp, ignore_errors=True)  # every case's files (several MB per run) are done with
     return {"mode": mode, "cases": cases, "ok": ok, "errors": errors, "bad": bad, "rlimit_set": limited}
 
 
