@@ -17,12 +17,14 @@ pytest.importorskip("sionna")
 from edge_sdk.errors import DatasetError  # noqa: E402
 from edge_sdk.server.case2 import check_same_configuration  # noqa: E402
 from edge_sdk.server.datagen.generate import generate_dataset  # noqa: E402
+from edge_sdk.server.datagen.local_mean import drops_fading_redraws  # noqa: E402
 from edge_sdk.server.datagen.presets import load_preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import case2_eval  # noqa: E402
 import case2_pool  # noqa: E402
+import case2_static  # noqa: E402
 
 sys.path.pop(0)
 
@@ -116,8 +118,33 @@ def test_case2_pool_end_to_end(files: Path, capsys) -> None:
     for name in ("sh_seta", "sh_setb", "hold:spatial-1of4-16-nall", "hold:spatial-1of4-16-nall-lm", "pooling"):
         assert acc[name]["point"] == pytest.approx(t["kpis"][name]["top1"])
     assert "S&H Set A - pooling" in (out / "pool" / "pool.md").read_text() and "pooling" in capsys.readouterr().out
+    # the same windows split by the step of their latest measurement (time since the track's t0)
+    parts = t["by_position"]
+    assert [p["steps"] for p in parts] == [[24, 46], [47, 68], [69, 91]] and sum(p["windows"] for p in parts) == 3 * 68
+    for name in ("sh_seta", "pooling"):
+        overall = sum(p["acc"][name] * p["windows"] for p in parts) / (3 * 68)
+        assert overall == pytest.approx(t["kpis"][name]["top1"])
     with pytest.raises(SystemExit, match="run it first"):
         case2_pool.main([*args[:4], "--spatial-model", str(out / "missing.json")])
+
+    # tools/case2_static.py: the same predictors on a static channel (independent fading redraws of drops)
+    static = out / "static"
+    case2_static.main(["--pool", str(out / "pool" / "pool.json"), "--drops", str(files / "drops.h5"), "--rows", "120",
+                       "--targets", "2", "--bootstrap", "50", "--out", str(static)])
+    s = json.loads((static / "static.json").read_text())
+    assert s["rows"] == 120 and s["history"] == 4 and s["names"] == r["names"]
+    draws = drops_fading_redraws(files / "drops.h5", 6, rows=120)  # K = 4 looks (draw 0 the latest) + 2 targets
+    targets = draws[:, 4:].argmax(axis=2)
+    sh_seta = float(np.mean(draws[:, 0].argmax(axis=1)[:, None] == targets))
+    acc = s["bootstrap"]["acc"]
+    assert acc["sh_seta"]["point"] == pytest.approx(sh_seta)
+    assert acc["sh_seta"]["lo"] <= sh_seta <= acc["sh_seta"]["hi"]
+    d = s["bootstrap"]["diff"]["sh_seta-pooling"]["point"]
+    assert d == pytest.approx(acc["sh_seta"]["point"] - acc["pooling"]["point"])
+    assert set(s["trajectories"]) == set(r["tests"]) and "S&H Set A - pooling" in (static / "static.md").read_text()
+    with pytest.raises(SystemExit, match="not a pool.json"):
+        case2_static.main(["--pool", str(static / "static.json"), "--drops", str(files / "drops.h5"), "--out",
+                           str(static)])
 
 
 def test_case2_eval_refuses_drops_of_another_configuration(files: Path) -> None:

@@ -53,6 +53,26 @@ def parse_test(arg: str) -> tuple[Path, int | None]:
     return Path(arg), None
 
 
+def by_position(correct: dict[str, np.ndarray], traj: np.ndarray, step: np.ndarray, first: str, dt_s: float,
+                n_boot: int, parts: int = 3) -> list[dict[str, Any]]:
+    """S&H Set A, the hold of the first model and the pooling head on the windows whose latest measurement lies in
+    each of ``parts`` equal ranges of the track step (the time since the track's t0, where Procedure A drew the
+    clusters), with the paired per-trajectory bootstrap interval of S&H Set A - pooling per range."""
+    from edge_sdk.server.case2 import cluster_bootstrap
+
+    edges = np.linspace(int(step.min()), int(step.max()) + 1, parts + 1).round().astype(int)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (step >= lo) & (step < hi)
+        keys = ("sh_seta", f"hold:{first}", "pooling")
+        b = cluster_bootstrap({k: correct[k][m] for k in keys}, traj[m], diffs=(("sh_seta", "pooling"),),
+                              n_boot=n_boot)
+        out.append({"steps": [int(lo), int(hi) - 1], "seconds": [round(lo * dt_s, 2), round((hi - 1) * dt_s, 2)],
+                    "windows": int(m.sum()), "acc": {k: float(correct[k][m].mean()) for k in keys},
+                    "sh_seta-pooling": b["diff"]["sh_seta-pooling"]})
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -102,7 +122,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    diffs=(("sh_seta", "pooling"), ("pooling", f"hold:{names[0]}"),
                                           ("pooling", "sh_setb")), n_boot=args.bootstrap)
         tests[arg] = {"trajectories": int(len(np.unique(te.traj_id))), "windows": int(len(genie)),
-                      "kpis": {k: beam_kpis(v, rsrp) for k, v in scores.items()}, "bootstrap": boot}
+                      "kpis": {k: beam_kpis(v, rsrp) for k, v in scores.items()}, "bootstrap": boot,
+                      "by_position": by_position(correct, te.traj_id[anchor], te.t_index[anchor], names[0],
+                                                 float(te.time_step_s or 0.02), args.bootstrap)}
     return {"setting": {**SETTING, "period_steps": p}, "spatial_models": [str(x) for x in args.spatial_model],
             "names": names, "train_traj": int(len(np.unique(full.traj_id))), "n_train": int(len(y_tr)),
             "n_val": int(len(y_val)), "fitted": fitted, "grid": table, "tests": tests,
@@ -125,6 +147,16 @@ def report(r: dict[str, Any]) -> str:
                      + " | ".join(ci(a[h]) for h in holds)
                      + f" | {ci(a['pooling'])} | {100 * k['top2']:.1f} | {100 * k['top1_1db']:.1f} | "
                      f"{ci(d['sh_seta-pooling'])} | {ci(d['pooling-' + holds[0]])} |")
+    lines += ["", "By the time since the track's start (the step of the window's latest measurement; Procedure A draws "
+              "the clusters at step 0):", "",
+              "| test file | latest measurement at step (s) | windows | S&H Set A | hold of the first | pooling | "
+              "S&H Set A - pooling (points) |", "|" + " --- |" * 7]
+    for path, t in r["tests"].items():
+        for b in t.get("by_position", []):
+            a = b["acc"]
+            lines.append(f"| `{path}` | {b['steps'][0]}-{b['steps'][1]} ({b['seconds'][0]:.2f}-{b['seconds'][1]:.2f}) | "
+                         f"{b['windows']:,} | {100 * a['sh_seta']:.1f} | {100 * a['hold:' + r['names'][0]]:.1f} | "
+                         f"{100 * a['pooling']:.1f} | {ci(b['sh_seta-pooling'])} |")
     f = r["fitted"]
     return ("\n".join(lines) + f"\n\nPooling fitted on {r['n_train']:,} training windows: weights "
             f"{f['pooling']['weights']}, decay {f['pooling']['decay']}; train Top-1 {100 * f['train_top1']:.1f}, "

@@ -1,5 +1,5 @@
-"""server/datagen/local_mean.py: the fading-free local mean of an existing drops file, regenerated chunk by chunk
-and checked against the stored instantaneous RSRP."""
+"""server/datagen/local_mean.py: the fading-free local mean and independent small-scale fading redraws of an existing
+drops file, regenerated chunk by chunk and checked against the stored instantaneous RSRP."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sionna")
 
-from edge_sdk.errors import DatasetError  # noqa: E402
+from edge_sdk.errors import ConfigError, DatasetError  # noqa: E402
 from edge_sdk.server.datagen.generate import generate_dataset  # noqa: E402
-from edge_sdk.server.datagen.local_mean import drops_local_mean  # noqa: E402
+from edge_sdk.server.datagen.local_mean import drops_fading_redraws, drops_local_mean  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,34 @@ def test_local_mean_of_a_drops_file(drops: Path) -> None:
     np.testing.assert_array_equal(drops_local_mean(drops, rows=150), lm[:150])
 
 
+def test_fading_redraws_of_a_drops_file(drops: Path) -> None:
+    """Draw 0 is the stored RSRP; the other draws are new fading of the same clusters (seeded per chunk): the best
+    beam moves in a minority of drops, and their mean linear power tends to the local mean."""
+    r = drops_fading_redraws(drops, 3)
+    with h5py.File(drops, "r") as f:
+        stored = f["rsrp"][:].max(axis=2)  # float16 [N, n_tx], best Rx beam
+    assert r.shape == (260, 3, 32) and r.dtype == np.float32 and np.isfinite(r).all()
+    np.testing.assert_array_equal(r[:, 0].astype(np.float16), stored)
+    best = r.argmax(axis=2)
+    assert 0.55 < float(np.mean(best[:, 1] == best[:, 0])) < 0.95  # 77% on 20,000 drops of this preset
+    assert not np.array_equal(r[:, 1], r[:, 2])
+    # deterministic per (seed, chunk): a prefix equals the whole file's rows; another seed draws other phases
+    np.testing.assert_array_equal(drops_fading_redraws(drops, 3, rows=150), r[:150])
+    other = drops_fading_redraws(drops, 2, rows=100, seed=1)
+    np.testing.assert_array_equal(other[:, 0], r[:100, 0])
+    assert not np.array_equal(other[:, 1], r[:100, 1])
+    # E|sum_m c_m e^{j phi_m}|^2 = sum_m |c_m|^2 over uniform phases: 64 draws average to the local mean
+    many = drops_fading_redraws(drops, 65, rows=40)
+    lm = drops_local_mean(drops, rows=40)
+    mean_db = 10 * np.log10(np.mean(np.power(10.0, many[:, 1:] / 10.0), axis=1))
+    top = lm.argmax(axis=1)
+    err = np.abs(mean_db[np.arange(40), top] - lm[np.arange(40), top])
+    assert float(np.median(err)) < 0.5 and float(np.median(np.abs(many[np.arange(40), 0, top] - lm[np.arange(40), top]))) > 0.5
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ConfigError, match="draws must be an integer"):
+            drops_fading_redraws(drops, bad)  # type: ignore[arg-type]
+
+
 def test_local_mean_refuses_what_it_cannot_reproduce(drops: Path, tmp_path: Path) -> None:
     bad = tmp_path / "tampered.h5"
     shutil.copy(drops, bad)
@@ -49,6 +77,8 @@ def test_local_mean_refuses_what_it_cannot_reproduce(drops: Path, tmp_path: Path
     drops_local_mean(bad, rows=100)  # the first chunk is untouched
     with pytest.raises(DatasetError, match="drops 100-199 differ from the stored ones"):
         drops_local_mean(bad)
+    with pytest.raises(DatasetError, match="drops 100-199 differ from the stored ones"):
+        drops_fading_redraws(bad, 2)
     with pytest.raises(DatasetError, match="rows must be in"):
         drops_local_mean(drops, rows=0)
     with pytest.raises(DatasetError, match="rows must be in"):
@@ -79,5 +109,6 @@ def test_local_mean_refuses_what_it_cannot_reproduce(drops: Path, tmp_path: Path
         drops_local_mean(broken)
     c2 = tmp_path / "c2.h5"
     generate_dataset("uma-fr2-case2", samples=100, seed=1, out=c2, device="cpu", batch=100, progress=False)
-    with pytest.raises(DatasetError, match="BM-Case1 drops files only"):
-        drops_local_mean(c2)
+    for fn in (drops_local_mean, lambda p: drops_fading_redraws(p, 2)):
+        with pytest.raises(DatasetError, match="BM-Case1 drops files only"):
+            fn(c2)
