@@ -566,6 +566,38 @@ def period_log_probs(spatials: list[Spatial], task: BeamTaskSpec, ds: BeamDatase
                      for sp in spatials])
 
 
+def rotating_period_log_probs(spatial_sets: list[list[Spatial]], task: BeamTaskSpec, ds: BeamDataset) -> np.ndarray:
+    """:func:`period_log_probs` under a rotating Set B: float32 [S, M, K, n_tx], periods oldest first.
+
+    ``spatial_sets[s]`` holds one frozen spatial model per phase of the rotation (``len`` phases); the gNB cycles
+    through the phases' Set B patterns in sync for every UE, so a measurement at track step ``t`` uses phase
+    ``(t // task.period_steps) % len`` and is read by that phase's model on that phase's beams (each model's own
+    ``task.resolved_setb()``, best Rx beam). ``task`` gives the windows (K, F, period); its own Set B is unused."""
+    if not spatial_sets or any(not ms for ms in spatial_sets):
+        raise ConfigError("rotating_period_log_probs needs at least one set of per-phase spatial models")
+    if task.rx_mode != "best":
+        raise ConfigError(f"the rotating Set B is measured with the best Rx beam, the task has rx_mode={task.rx_mode!r}")
+    _, win, _ = task._case2_rows(ds)
+    best = ds.best_rx_rsrp().astype(np.float32)  # [N, n_tx] dBm
+    assert ds.t_index is not None
+    step = ds.t_index.astype(np.int64)
+    out = np.zeros((len(spatial_sets), win.shape[0], win.shape[1], task.n_tx), np.float32)
+    for s, models in enumerate(spatial_sets):
+        for sp in models:
+            if sp.task.n_tx != task.n_tx or sp.task.rx_mode != "best":
+                raise ConfigError(f"a phase model has {sp.task.n_tx} Tx beams / rx_mode {sp.task.rx_mode!r}; the "
+                                  f"task {task.n_tx} / 'best'")
+        for j in range(win.shape[1]):
+            rows = win[:, j]
+            phase = (step[rows] // task.period_steps) % len(models)
+            for q, sp in enumerate(models):
+                sel = np.flatnonzero(phase == q)
+                if sel.size:
+                    m = best[rows[sel]][:, sp.task.resolved_setb()]
+                    out[s, sel, j] = np.maximum(sp.log_probs(m), -LOGP_FLOOR)
+    return out
+
+
 def pooling_scores(logp: np.ndarray, pool: Pooling) -> np.ndarray:
     """Scores [M, n_tx] of :class:`Pooling` from :func:`period_log_probs` ``logp`` [S, M, K, n_tx]."""
     s, _, k, _ = logp.shape

@@ -14,6 +14,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sionna")
 
+from edge_sdk.beam.h5reader import SERVER_DATA, read_beam_h5  # noqa: E402
+from edge_sdk.beam.taskspec import BeamTaskSpec  # noqa: E402
 from edge_sdk.errors import DatasetError  # noqa: E402
 from edge_sdk.server.case2 import check_same_configuration  # noqa: E402
 from edge_sdk.server.datagen.generate import generate_dataset  # noqa: E402
@@ -25,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import case2_eval  # noqa: E402
 import case2_pool  # noqa: E402
 import case2_static  # noqa: E402
+from case2_setb_rotation import rotating_patterns  # noqa: E402
 
 sys.path.pop(0)
 
@@ -127,6 +130,34 @@ def test_case2_pool_end_to_end(files: Path, capsys) -> None:
     with pytest.raises(SystemExit, match="run it first"):
         case2_pool.main([*args[:4], "--spatial-model", str(out / "missing.json")])
 
+    # rotating Set B: one spatial model per phase (case2_eval --spatial-pattern), pooled phase by phase
+    for q in (1, 2, 3):
+        case2_eval.main([*base, "--spatial-pattern", str(q)])
+        rec = json.loads((out / f"spatial-1of4-16-nall-r{q}.json").read_text())
+        assert rec["task"]["setb"] == "explicit" and rec["task"]["setb_indices"] == rotating_patterns(32)[q].tolist()
+    phases = ",".join(str(out / f"spatial-1of4-16-nall{t}.json") for t in ("", "-r1", "-r2", "-r3"))
+    rot = ["--data", str(files / "c2"), "--out", str(out / "rot"), "--bootstrap", "50", "--rotating",
+           "--test", f"{files / 'c2' / 'v30-test.h5'}:3", "--spatial-model", phases]
+    case2_pool.main(rot)
+    rr = json.loads((out / "rot" / "pool.json").read_text())
+    assert rr["rotating"] and rr["names"] == ["spatial-1of4-16-nall+rotating"] and len(rr["grid"]) == 2 * 3
+    tr = rr["tests"][f"{files / 'c2' / 'v30-test.h5'}:3"]
+    # S&H of the best measured beam: the strongest beam of the latest period's pattern, phase (t // 8) % 4
+    te = read_beam_h5(files / "c2" / "v30-test.h5", **SERVER_DATA.kwargs())
+    te = te.subset(np.isin(te.traj_id, np.unique(te.traj_id)[:3]))
+    spec = BeamTaskSpec(n_tx=32, setb="1/4", case="case2", history=4, horizon=1, period_steps=8)
+    _, win, tgt = spec._case2_rows(te)
+    last, best = win[:, -1], te.best_rx_rsrp()
+    pats = rotating_patterns(32)[(te.t_index[last] // 8) % 4]
+    held = pats[np.arange(len(last)), np.take_along_axis(best[last], pats, 1).argmax(1)]
+    assert tr["kpis"]["sh_setb"]["top1"] == pytest.approx(float(np.mean(held == te.label[tgt])))
+    with pytest.raises(SystemExit, match="4 comma-separated"):
+        case2_pool.main([*rot[:-1], str(models[0])])
+    with pytest.raises(SystemExit, match="need --rotating"):
+        case2_pool.main([a for a in rot if a != "--rotating"])
+    with pytest.raises(SystemExit):
+        case2_eval.main([*base[:-1], "--spatial-pattern", "1"])  # needs --spatial-only
+
     # tools/case2_static.py: the same predictors on a static channel (independent fading redraws of drops)
     static = out / "static"
     case2_static.main(["--pool", str(out / "pool" / "pool.json"), "--drops", str(files / "drops.h5"), "--rows", "120",
@@ -142,6 +173,9 @@ def test_case2_pool_end_to_end(files: Path, capsys) -> None:
     d = s["bootstrap"]["diff"]["sh_seta-pooling"]["point"]
     assert d == pytest.approx(acc["sh_seta"]["point"] - acc["pooling"]["point"])
     assert set(s["trajectories"]) == set(r["tests"]) and "S&H Set A - pooling" in (static / "static.md").read_text()
+    with pytest.raises(SystemExit, match="rotating Set B pool"):
+        case2_static.main(["--pool", str(out / "rot" / "pool.json"), "--drops", str(files / "drops.h5"), "--out",
+                           str(static)])
     with pytest.raises(SystemExit, match="not a pool.json"):
         case2_static.main(["--pool", str(static / "static.json"), "--drops", str(files / "drops.h5"), "--out",
                            str(static)])

@@ -48,7 +48,8 @@ trajectories). ``--spatial-target local_mean`` trains the spatial model on the T
 mean instead of its stored instantaneous Top-1 (regenerated from the drops file by
 :func:`edge_sdk.server.datagen.local_mean.drops_local_mean`, checked against the stored RSRP, cached in ``--out``;
 cache tag ``-lm``): the beam worth holding when the next measurement meets a new small-scale fading draw.
-``--spatial-only --breakdown FILE.h5`` measures the spatial model's same-instant Top-1 on its
+``--spatial-pattern Q`` (with ``--spatial-only --setb 1/4``) trains it on phase Q of the rotating Set B instead
+(cache tag ``-rQ``), for ``tools/case2_pool.py --rotating``. ``--spatial-only --breakdown FILE.h5`` measures the spatial model's same-instant Top-1 on its
 held-out drops and on every row of the files, split by LOS, distance and trajectory step.
 
 ``--score-on TEST.h5`` scores a cached setting's chosen models on another test set without any new selection (the
@@ -228,13 +229,16 @@ TARGET_GAP = 0.05
 
 
 def load_spatial(drops_paths: list[Path], out: Path, hidden: tuple[int, ...], n_drops: int | None,
-                 setb: str, case2_rows=None, rows_tag: str = "", epochs: int = 40, target: str = "instantaneous"):
+                 setb: str, case2_rows=None, rows_tag: str = "", epochs: int = 40, target: str = "instantaneous",
+                 pattern: int | None = None):
     """Train the spatial model on the drops (the files' rows, concatenated; or load it from ``out``); returns
     (Spatial, record dict); Adam 1e-3, at most ``epochs``, early stopping after 5 epochs without progress.
     ``case2_rows``: (train, validation) Case2 datasets whose rows join the training / replace the validation
     drops (:func:`edge_sdk.server.case2.train_spatial`); ``rows_tag`` names them in the cache file.
     ``target``: the drops' labels, ``"instantaneous"`` (the stored Top-1) or ``"local_mean"`` (the Top-1 of the
-    fading-free local mean, :func:`drops_local_means`; cache file tag ``-lm``)."""
+    fading-free local mean, :func:`drops_local_means`; cache file tag ``-lm``). ``pattern`` (1-3, Set B 1/4
+    only): measure phase ``pattern`` of the rotating Set B (``case2_setb_rotation.rotating_patterns``; phase 0 is
+    the fixed pattern) instead; cache file tag ``-r<pattern>``."""
     import numpy as np
 
     from edge_sdk.atomic import atomic_write_text
@@ -243,12 +247,18 @@ def load_spatial(drops_paths: list[Path], out: Path, hidden: tuple[int, ...], n_
 
     tag = (f"spatial-{setb.replace('/', 'of')}-{'-'.join(map(str, hidden))}-n{n_drops or 'all'}{rows_tag}"
            + (f"-{len(drops_paths)}files" if len(drops_paths) > 1 else "") + (f"-e{epochs}" if epochs != 40 else "")
-           + ("-lm" if target == "local_mean" else ""))
+           + ("-lm" if target == "local_mean" else "") + ("" if pattern is None else f"-r{pattern}"))
     meta, weights = out / f"{tag}.json", out / f"{tag}.npz"
     if meta.exists() and weights.exists():
         return read_cached_spatial(meta)
     drops = read_drops(drops_paths, n_drops)
-    template = BeamTaskSpec(n_tx=drops.n_tx, setb=setb, case="case2", history=1, horizon=1)
+    if pattern is None:
+        template = BeamTaskSpec(n_tx=drops.n_tx, setb=setb, case="case2", history=1, horizon=1)
+    else:
+        from case2_setb_rotation import rotating_patterns
+
+        template = BeamTaskSpec(n_tx=drops.n_tx, setb="explicit", case="case2", history=1, horizon=1,
+                                setb_indices=tuple(int(i) for i in rotating_patterns(drops.n_tx)[pattern]))
     labels = None
     if target == "local_mean":
         labels = drops_local_means(drops_paths, out)[: drops.n].argmax(axis=1)
@@ -486,6 +496,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--spatial-epochs", type=int, default=40, help="spatial model: at most this many epochs")
     ap.add_argument("--spatial-hidden", type=int, action="append", help="spatial MLP widths (default 512 512)")
     ap.add_argument("--spatial-drops", type=int, help="use only the first N drops")
+    ap.add_argument("--spatial-pattern", type=int, choices=(1, 2, 3),
+                    help="with --spatial-only --setb 1/4: the spatial model measures phase 1-3 of the rotating Set B "
+                         "(tools/case2_setb_rotation.py; phase 0 is the fixed pattern) for tools/case2_pool.py "
+                         "--rotating")
     ap.add_argument("--spatial-target", choices=("instantaneous", "local_mean"), default="instantaneous",
                     help="the spatial model's training label per drop: the stored Top-1 of the instantaneous RSRP, "
                          "or the Top-1 of its fading-free local mean (regenerated from the drops file's preset, seed "
@@ -531,6 +545,9 @@ def main(argv: list[str] | None = None) -> None:
                  "--spatial-case2-rows (trajectory rows carry instantaneous labels only)")
     if args.breakdown and not args.spatial_only:
         ap.error("--breakdown needs --spatial-only")
+    if args.spatial_pattern is not None and (not args.spatial_only or args.setb != ["1/4"] or args.breakdown
+                                             or args.spatial_rows is not None):
+        ap.error("--spatial-pattern needs --spatial-only --setb 1/4 and takes neither --breakdown nor --spatial-rows")
     if not args.report:
         import torch
 
@@ -566,7 +583,8 @@ def main(argv: list[str] | None = None) -> None:
                                                 args.train_traj)
                             rows_tag = f"-rows-{args.spatial_rows.parent.name}-{args.spatial_rows.stem}-skip{args.spatial_rows_skip}"
                         spatial, rec = load_spatial(args.spatial, args.out, hidden, args.spatial_drops, setb, rows,
-                                                    rows_tag, epochs=args.spatial_epochs, target=args.spatial_target)
+                                                    rows_tag, epochs=args.spatial_epochs, target=args.spatial_target,
+                                                    pattern=args.spatial_pattern)
                         _say(rec)
                         if args.spatial_only:
                             if args.breakdown:

@@ -17,6 +17,13 @@ the validation ones, and scored once on each ``--test FILE[:N]`` (its first N tr
 sample-and-hold of a full Set A sweep, of the best Set B beam, and of each spatial model's latest inference, with
 95% per-trajectory bootstrap intervals (:func:`edge_sdk.server.case2.cluster_bootstrap`; paired differences).
 
+``--rotating``: the gNB cycles through the four disjoint Set B 1/4 patterns, one per period, in sync for every UE
+(``tools/case2_setb_rotation.py``; the measurement cost is that of the fixed Set B 1/4). Every ``--spatial-model``
+is then four comma-separated caches, one spatial model per phase (phase 0: the fixed-pattern model; phases 1-3:
+``tools/case2_eval.py --spatial-pattern 1/2/3``), and each period is read by its phase's model
+(:func:`edge_sdk.server.case2.rotating_period_log_probs`); S&H of the best Set B beam holds the strongest beam of
+the latest period's pattern. Every test set is also split by the time since the track's start.
+
 Writes ``pool.json`` and ``pool.md`` to ``--out``.
 """
 
@@ -73,6 +80,21 @@ def by_position(correct: dict[str, np.ndarray], traj: np.ndarray, step: np.ndarr
     return out
 
 
+def rotating_setb_hold(phase_models, task, ds) -> np.ndarray:
+    """S&H of the best measured beam under the rotating Set B: one-hot scores [M, n_tx] of the strongest beam of
+    the latest period's pattern (phase ``(t // period_steps) % 4``, patterns of ``phase_models``' tasks)."""
+    _, win, _ = task._case2_rows(ds)
+    best = ds.best_rx_rsrp()
+    last = win[:, -1]
+    phase = (ds.t_index.astype(np.int64)[last] // task.period_steps) % len(phase_models)
+    out = np.zeros((len(last), task.n_tx), np.float32)
+    for q, sp in enumerate(phase_models):
+        sel = np.flatnonzero(phase == q)
+        beams = sp.task.resolved_setb()
+        out[sel, beams[best[last[sel]][:, beams].argmax(1)]] = 1.0
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -83,15 +105,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    loaded = [load_cached_spatial(p) for p in args.spatial_model]
-    spatials = [sp for sp, _ in loaded]
-    names = [rec["tag"] for _, rec in loaded]
+    groups = [[Path(x) for x in str(arg).split(",")] for arg in args.spatial_model]
+    if args.rotating and any(len(g) != 4 for g in groups):
+        raise SystemExit("--rotating: give every --spatial-model as 4 comma-separated caches, phases 0-3 "
+                         "(tools/case2_eval.py --spatial-pattern 1/2/3; phase 0 is the fixed-pattern model)")
+    if not args.rotating and any(len(g) != 1 for g in groups):
+        raise SystemExit("comma-separated --spatial-model lists (one cache per phase) need --rotating")
+    loaded = [[load_cached_spatial(p) for p in g] for g in groups]
+    sets = [[sp for sp, _ in g] for g in loaded]
+    spatials = [g[0] for g in sets]
+    names = [g[0][1]["tag"] + ("+rotating" if args.rotating else "") for g in loaded]
     full = C.first_trajectories(read_beam_h5(args.data / "v30-train.h5", **SERVER_DATA.kwargs()), args.train_traj)
     p = int(round(SETTING["period_ms"] / 1000 / float(full.time_step_s or 0.02)))
     task = BeamTaskSpec(n_tx=full.n_tx, setb=SETTING["setb"], case="case2", history=SETTING["history"],
                         horizon=SETTING["horizon"], period_steps=p)
     tr_ds, val_ds = C.split_by_trajectory(full, 0.2, seed=0)
-    lp_tr, lp_val = (C.period_log_probs(spatials, task, d) for d in (tr_ds, val_ds))
+    def log_probs(d):
+        return C.rotating_period_log_probs(sets, task, d) if args.rotating else C.period_log_probs(spatials, task, d)
+
+    lp_tr, lp_val = (log_probs(d) for d in (tr_ds, val_ds))
     y_tr, y_val = task.labels(tr_ds), task.labels(val_ds)
     pool, table = C.fit_pooling(lp_tr, y_tr)
     hold = C.Pooling(tuple(1.0 if i == 0 else 0.0 for i in range(len(spatials))), 0.0)
@@ -109,9 +141,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for arg in args.test or [str(args.data / "v30-test.h5")]:
         path, n = parse_test(arg)
         te = C.first_trajectories(read_beam_h5(path, **SERVER_DATA.kwargs()), n)
-        lp = C.period_log_probs(spatials, task, te)
+        lp = log_probs(te)
         rsrp = task.target_rsrp(te)
-        scores = {"sh_seta": sample_and_hold_scores(task, te), "sh_setb": sample_and_hold_setb_scores(task, te)}
+        scores = {"sh_seta": sample_and_hold_scores(task, te),
+                  "sh_setb": rotating_setb_hold(sets[0], task, te) if args.rotating
+                  else sample_and_hold_setb_scores(task, te)}
         for i, name in enumerate(names):
             scores[f"hold:{name}"] = lp[i, :, -1]
         scores["pooling"] = C.pooling_scores(lp, pool)
@@ -125,7 +159,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       "kpis": {k: beam_kpis(v, rsrp) for k, v in scores.items()}, "bootstrap": boot,
                       "by_position": by_position(correct, te.traj_id[anchor], te.t_index[anchor], names[0],
                                                  float(te.time_step_s or 0.02), args.bootstrap)}
-    return {"setting": {**SETTING, "period_steps": p}, "spatial_models": [str(x) for x in args.spatial_model],
+    return {"setting": {**SETTING, "period_steps": p}, "rotating": bool(args.rotating),
+            "spatial_models": [str(x) for x in args.spatial_model],
             "names": names, "train_traj": int(len(np.unique(full.traj_id))), "n_train": int(len(y_tr)),
             "n_val": int(len(y_val)), "fitted": fitted, "grid": table, "tests": tests,
             "seconds": round(time.perf_counter() - t0, 1), "command": "python tools/case2_pool.py " + " ".join(sys.argv[1:])}
@@ -172,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--spatial-model", type=Path, action="append", required=True, metavar="TAG.json",
                     help="a cached spatial model of tools/case2_eval.py --spatial (repeat to pool several; the first "
                          "is the hold reference)")
+    ap.add_argument("--rotating", action="store_true",
+                    help="rotating Set B: the gNB cycles through the 4 disjoint 1/4 patterns, one per period "
+                         "(tools/case2_setb_rotation.py); every --spatial-model is then 4 comma-separated caches, "
+                         "one per phase")
     ap.add_argument("--train-traj", type=int, help="use the first N training trajectories (default all)")
     ap.add_argument("--test", action="append", metavar="FILE[:N]", help="test files, optionally their first N "
                     "trajectories (default DATA/v30-test.h5)")

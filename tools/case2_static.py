@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         k_hist = int(pool_run["setting"]["history"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"--pool {args.pool}: not a pool.json of tools/case2_pool.py ({exc}); run it first") from None
+    if pool_run.get("rotating"):
+        raise SystemExit(f"--pool {args.pool} is a rotating Set B pool; the static channel has no periods to rotate "
+                         "over, give a fixed-pattern pool.json")
     spatials = [load_cached_spatial(m)[0] for m in models]
     setb = np.asarray(spatials[0].task.resolved_setb(), np.int64)  # the Set B the spatial models measure
     draws = drops_fading_redraws(args.drops, k_hist + args.targets, rows=args.rows, seed=args.seed,

@@ -263,3 +263,32 @@ def test_pooling_head(data, spatial) -> None:
         C.Pooling((1.0,), 1.5)
     with pytest.raises(ConfigError, match="3 weights for 2"):
         C.pooling_scores(lp, C.Pooling((1.0, 0.0, 0.0)))
+
+
+def test_rotating_period_log_probs(data, spatial) -> None:
+    """Under a rotating Set B each period is read by its phase's model on its phase's beams, phase (t // p) % n;
+    one phase is the fixed Set B; typed errors."""
+    tr_ds, _ = data
+    task = BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1, period_steps=2)
+    np.testing.assert_allclose(C.rotating_period_log_probs([[spatial]], task, tr_ds),
+                               C.period_log_probs([spatial], task, tr_ds), rtol=1e-6, atol=1e-5)
+    other = C.train_spatial(make_synthetic_beam_dataset(2000, seed=6),
+                            BeamTaskSpec(case="case2", setb="explicit", setb_indices=(1, 5, 11, 15, 18, 22, 26, 30),
+                                         history=3, horizon=1, period_steps=2),
+                            hidden=(32,), recipe=C.Recipe(lr=3e-3, max_epochs=2, patience=2))
+    lp = C.rotating_period_log_probs([[spatial, other]], task, tr_ds)
+    _, win, _ = task._case2_rows(tr_ds)
+    best = tr_ds.best_rx_rsrp()
+    for j in range(3):
+        rows = win[:, j]
+        phase = (tr_ds.t_index[rows] // 2) % 2
+        assert 0 < phase.mean() < 1
+        for q, sp in enumerate((spatial, other)):
+            sel = phase == q
+            want = np.maximum(sp.log_probs(best[rows[sel]][:, sp.task.resolved_setb()]), -C.LOGP_FLOOR)
+            np.testing.assert_allclose(lp[0, sel, j], want, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ConfigError, match="at least one set"):
+        C.rotating_period_log_probs([[]], task, tr_ds)
+    with pytest.raises(ConfigError, match="best Rx beam"):
+        C.rotating_period_log_probs([[spatial]], BeamTaskSpec(case="case2", setb="1/4", history=3, horizon=1,
+                                                              period_steps=2, rx_mode="random"), tr_ds)
