@@ -153,6 +153,8 @@ def test_case2_pool_end_to_end(files: Path, capsys) -> None:
     assert tr["kpis"]["sh_setb"]["top1"] == pytest.approx(float(np.mean(held == te.label[tgt])))
     with pytest.raises(SystemExit, match="4 comma-separated"):
         case2_pool.main([*rot[:-1], str(models[0])])
+    with pytest.raises(SystemExit, match="overlapping Set B"):
+        case2_pool.main([*rot[:-1], ",".join([str(models[0])] * 4)])
     with pytest.raises(SystemExit, match="need --rotating"):
         case2_pool.main([a for a in rot if a != "--rotating"])
     with pytest.raises(SystemExit):

@@ -113,6 +113,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("comma-separated --spatial-model lists (one cache per phase) need --rotating")
     loaded = [[load_cached_spatial(p) for p in g] for g in groups]
     sets = [[sp for sp, _ in g] for g in loaded]
+    for g, models in zip(groups, sets, strict=True):
+        beams = np.concatenate([sp.task.resolved_setb() for sp in models])
+        if args.rotating and len(np.unique(beams)) != len(beams):
+            raise SystemExit(f"--rotating: the phase models {[str(p) for p in g]} measure overlapping Set B "
+                             "patterns; give one model per disjoint pattern (phase 0 fixed, then --spatial-pattern 1/2/3)")
     spatials = [g[0] for g in sets]
     names = [g[0][1]["tag"] + ("+rotating" if args.rotating else "") for g in loaded]
     full = C.first_trajectories(read_beam_h5(args.data / "v30-train.h5", **SERVER_DATA.kwargs()), args.train_traj)
