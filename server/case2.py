@@ -566,35 +566,42 @@ def period_log_probs(spatials: list[Spatial], task: BeamTaskSpec, ds: BeamDatase
                      for sp in spatials])
 
 
+def rotation_phase(t_index: np.ndarray, period_steps: int, n_phases: int) -> np.ndarray:
+    """Phase of a rotating Set B at track steps ``t_index``: int64 ``(t // period_steps) % n_phases`` (the gNB
+    cycles through the phases' patterns one per period, in sync for every UE)."""
+    return (np.asarray(t_index, np.int64) // period_steps) % n_phases
+
+
+def phase_task(task: BeamTaskSpec, sp: Spatial) -> BeamTaskSpec:
+    """``task`` measuring the Set B of the phase model ``sp`` (its own ``resolved_setb()``); Rx mode and
+    impairments stay ``task``'s."""
+    return replace(task, setb="explicit", setb_indices=tuple(int(i) for i in sp.task.resolved_setb()))
+
+
 def rotating_period_log_probs(spatial_sets: list[list[Spatial]], task: BeamTaskSpec, ds: BeamDataset) -> np.ndarray:
     """:func:`period_log_probs` under a rotating Set B: float32 [S, M, K, n_tx], periods oldest first.
 
-    ``spatial_sets[s]`` holds one frozen spatial model per phase of the rotation (``len`` phases); the gNB cycles
-    through the phases' Set B patterns in sync for every UE, so a measurement at track step ``t`` uses phase
-    ``(t // task.period_steps) % len`` and is read by that phase's model on that phase's beams (each model's own
-    ``task.resolved_setb()``, best Rx beam). ``task`` gives the windows (K, F, period); its own Set B is unused."""
+    ``spatial_sets[s]`` holds one frozen spatial model per phase of the rotation (``len`` phases); a measurement at
+    track step ``t`` uses phase :func:`rotation_phase` and is read by that phase's model on that phase's beams
+    (:func:`phase_task`, best Rx beam). ``task`` gives the windows (K, F, period); its own Set B is unused."""
     if not spatial_sets or any(not ms for ms in spatial_sets):
         raise ConfigError("rotating_period_log_probs needs at least one set of per-phase spatial models")
     if task.rx_mode != "best":
         raise ConfigError(f"the rotating Set B is measured with the best Rx beam, the task has rx_mode={task.rx_mode!r}")
     _, win, _ = task._case2_rows(ds)
-    best = ds.best_rx_rsrp().astype(np.float32)  # [N, n_tx] dBm
     assert ds.t_index is not None
-    step = ds.t_index.astype(np.int64)
     out = np.zeros((len(spatial_sets), win.shape[0], win.shape[1], task.n_tx), np.float32)
     for s, models in enumerate(spatial_sets):
         for sp in models:
             if sp.task.n_tx != task.n_tx or sp.task.rx_mode != "best":
                 raise ConfigError(f"a phase model has {sp.task.n_tx} Tx beams / rx_mode {sp.task.rx_mode!r}; the "
                                   f"task {task.n_tx} / 'best'")
-        for j in range(win.shape[1]):
-            rows = win[:, j]
-            phase = (step[rows] // task.period_steps) % len(models)
-            for q, sp in enumerate(models):
-                sel = np.flatnonzero(phase == q)
-                if sel.size:
-                    m = best[rows[sel]][:, sp.task.resolved_setb()]
-                    out[s, sel, j] = np.maximum(sp.log_probs(m), -LOGP_FLOOR)
+        phase = rotation_phase(ds.t_index, task.period_steps, len(models))[win]  # [M, K]
+        for q, sp in enumerate(models):
+            sel = phase == q
+            if sel.any():
+                m = phase_task(task, sp).measurements(ds)[win[sel]]  # [#sel, n_b] dBm
+                out[s][sel] = np.maximum(sp.log_probs(m), -LOGP_FLOOR)
     return out
 
 

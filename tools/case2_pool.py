@@ -81,17 +81,18 @@ def by_position(correct: dict[str, np.ndarray], traj: np.ndarray, step: np.ndarr
 
 
 def rotating_setb_hold(phase_models, task, ds) -> np.ndarray:
-    """S&H of the best measured beam under the rotating Set B: one-hot scores [M, n_tx] of the strongest beam of
-    the latest period's pattern (phase ``(t // period_steps) % 4``, patterns of ``phase_models``' tasks)."""
+    """S&H of the best measured beam under the rotating Set B, scores [M, n_tx]: each window takes
+    :func:`edge_sdk.beam.kpis.sample_and_hold_setb_scores` of its latest period's pattern (phase
+    :func:`edge_sdk.server.case2.rotation_phase`, patterns of ``phase_models``' tasks)."""
+    from edge_sdk.beam.kpis import sample_and_hold_setb_scores
+    from edge_sdk.server.case2 import phase_task, rotation_phase
+
     _, win, _ = task._case2_rows(ds)
-    best = ds.best_rx_rsrp()
-    last = win[:, -1]
-    phase = (ds.t_index.astype(np.int64)[last] // task.period_steps) % len(phase_models)
-    out = np.zeros((len(last), task.n_tx), np.float32)
+    phase = rotation_phase(ds.t_index[win[:, -1]], task.period_steps, len(phase_models))
+    out = np.full((len(win), task.n_tx), -np.inf, np.float32)
     for q, sp in enumerate(phase_models):
-        sel = np.flatnonzero(phase == q)
-        beams = sp.task.resolved_setb()
-        out[sel, beams[best[last[sel]][:, beams].argmax(1)]] = 1.0
+        sel = phase == q
+        out[sel] = sample_and_hold_setb_scores(phase_task(task, sp), ds)[sel]
     return out
 
 

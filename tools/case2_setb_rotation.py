@@ -58,6 +58,7 @@ def staggered_windows(ds, p: int, k: int = 4, f: int = 1) -> dict[str, np.ndarra
     (Top-1 at the target), ``rsrp`` [M, n_tx] (ideal RSRP at the target), ``last_sweep`` [M, n_tx] (the full
     sweep of the latest period, for S&H Set A), ``traj`` [M] and ``t_last`` [M] (time step of the latest period)."""
     from edge_sdk.beam.taskspec import BeamTaskSpec
+    from edge_sdk.server.case2 import rotation_phase
 
     spec = BeamTaskSpec(n_tx=ds.n_tx, setb="all", case="case2", history=k, horizon=f, period_steps=p)
     rows, win, tgt = spec._case2_rows(ds)
@@ -69,14 +70,14 @@ def staggered_windows(ds, p: int, k: int = 4, f: int = 1) -> dict[str, np.ndarra
     age = np.full((m, ds.n_tx), -1, np.int64)
     for j in range(k):  # oldest first: a newer measurement of a beam overwrites an older one
         r = win[:, j]
-        ph = (t[r] // p) % N_PHASES
+        ph = rotation_phase(t[r], p, N_PHASES)
         for q in range(N_PHASES):
             sel = np.flatnonzero(ph == q)
             sweep[np.ix_(sel, pats[q])] = best[r[sel]][:, pats[q]]
             age[np.ix_(sel, pats[q])] = k - 1 - j
     seen = age >= 0
     return {"sweep": np.where(seen, sweep, -np.inf).astype(np.float32), "age": age, "seen": seen,
-            "phase": (t[win[:, -1]] // p) % N_PHASES, "latest": age == 0,
+            "phase": rotation_phase(t[win[:, -1]], p, N_PHASES), "latest": age == 0,
             "y": ds.label.astype(np.int64)[tgt], "rsrp": best[tgt], "last_sweep": best[win[:, -1]],
             "traj": ds.traj_id[rows].astype(np.int64), "t_last": t[win[:, -1]]}
 

@@ -39,9 +39,11 @@ from edge_sdk.server.datagen.rsrp import rsrp_dbm
 
 def _regenerated_chunks(path: str | Path, rows: int | None, progress: bool, desc: str):
     """Regenerate the first ``rows`` drops of the BM-Case1 file ``path`` chunk by chunk, each chunk checked bit for
-    bit against the stored instantaneous RSRP. Yields ``(k, start, stop, n, gen, state)``: chunk ``k``'s
-    drops ``start .. stop - 1`` of the file, the number ``n`` of drops regenerated in all, the generator and the regenerated :class:`LinkState` (which may hold more
-    drops than ``stop - start`` when ``rows`` ends inside the chunk). Refusals: see :func:`drops_local_mean`."""
+    bit against the stored instantaneous RSRP. Yields ``(k, start, stop, n, gen, state, inst)``: chunk ``k``'s
+    drops ``start .. stop - 1`` of the file, the number ``n`` of drops regenerated in all, the generator, the
+    regenerated :class:`LinkState` and its instantaneous RSRP ``inst`` (float32 [B, n_tx, n_rx] dBm, the checked
+    one; ``state`` and ``inst`` may hold more drops than ``stop - start`` when ``rows`` ends inside the chunk).
+    Refusals: see :func:`drops_local_mean`."""
     from edge_sdk.progress import progress_bar
 
     path = Path(path)
@@ -86,7 +88,7 @@ def _regenerated_chunks(path: str | Path, rows: int | None, progress: bool, desc
                         f"{path}: regenerated drops {start}-{stop - 1} differ from the stored ones (generator "
                         f"{a.get('generator_version')}, sionna {a.get('sionna_version')}, torch "
                         f"{a.get('torch_version')}); regenerate the file with this edge-sdk")
-                yield k, start, stop, n, gen, st
+                yield k, start, stop, n, gen, st, inst
                 bar.update(stop - start)
 
 
@@ -98,7 +100,7 @@ def drops_local_mean(path: str | Path, rows: int | None = None, progress: bool =
         chunk whose instantaneous RSRP differs from the stored one (another generator version, device or preset)
     """
     out: np.ndarray | None = None
-    for _k, start, stop, n, gen, st in _regenerated_chunks(path, rows, progress, "local mean"):
+    for _k, start, stop, n, gen, st, _inst in _regenerated_chunks(path, rows, progress, "local mean"):
         with torch.no_grad():
             p = gen.channel.beam_power(st, gen.w_tx, gen.w_rx, coherent=False)
             mean = rsrp_dbm(p, gen.preset.link.re_power_dbm, gen._noise).numpy()
@@ -125,14 +127,14 @@ def drops_fading_redraws(path: str | Path, draws: int, rows: int | None = None, 
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ConfigError(f"draws must be an integer >= 1, got {draws!r}")
     out: np.ndarray | None = None
-    for k, start, stop, n, gen, st in _regenerated_chunks(path, rows, progress, "fading redraws"):
+    for k, start, stop, n, gen, st, inst in _regenerated_chunks(path, rows, progress, "fading redraws"):
         if out is None:
             out = np.empty((n, draws, gen.preset.n_tx), np.float32)
+        out[start:stop, 0] = inst[: stop - start].max(axis=2)  # draw 0: the stored (checked) RSRP
         phases = st.rays.phases
         rng = torch.Generator().manual_seed(chunk_seed(int(seed), k))
-        for d in range(draws):
-            if d:
-                st.rays.phases = (torch.rand(phases.shape, generator=rng, dtype=phases.dtype) * 2.0 - 1.0) * math.pi
+        for d in range(1, draws):
+            st.rays.phases = (torch.rand(phases.shape, generator=rng, dtype=phases.dtype) * 2.0 - 1.0) * math.pi
             with torch.no_grad():
                 p = rsrp_dbm(gen.channel.beam_power(st, gen.w_tx, gen.w_rx), gen.preset.link.re_power_dbm,
                              gen._noise).numpy()
